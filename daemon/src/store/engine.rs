@@ -1,0 +1,132 @@
+//! The storage engine trait: the narrow waist between idsync and its embedded
+//! key-value store.
+//!
+//! Why so narrow: the reconciler needs only an atomic batch write, a point
+//! read and an ordered prefix scan. Keeping the trait this small is what lets
+//! `redb` (the default), `sled` (the user's original choice) and, later, a
+//! PostgreSQL backend for several replicas sit behind it interchangeably.
+//! Everything lives in one keyspace; the key layout is `keys.rs`'s business,
+//! not the engine's.
+
+use std::path::PathBuf;
+
+/// One write in a [`Batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Insert or overwrite `key` with `value`.
+    Put(Vec<u8>, Vec<u8>),
+    /// Remove `key` (a missing key is not an error).
+    Delete(Vec<u8>),
+}
+
+/// A set of writes applied all together or not at all.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    /// The writes, applied in order (a later op on the same key wins).
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Queue a put.
+    pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Put(key.into(), value.into()));
+    }
+    /// Queue a delete.
+    pub fn delete(&mut self, key: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Delete(key.into()));
+    }
+    /// Number of queued ops.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// Errors from an engine. The message keeps the engine's own words.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine could not open its files (locked by another process,
+    /// corrupt, permission denied, …).
+    #[error("cannot open the {engine} store at {path}: {message}")]
+    Open {
+        engine: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    /// A read, write or commit failed.
+    #[error("{engine} store: {message}")]
+    Io {
+        engine: &'static str,
+        message: String,
+    },
+}
+
+/// Which engine to use (`store.engine` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// redb: bounded memory, fast lookups. The default.
+    #[default]
+    Redb,
+    /// sled 0.34: selectable; its memory grows with every row written.
+    Sled,
+}
+
+/// Engine options from the config's `[store]` table.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Upper bound of the engine's page cache, in bytes.
+    pub cache_bytes: usize,
+    /// When true every committed batch is on disk (fsync) before `write`
+    /// returns. Only benchmarks and throwaway tests turn it off.
+    pub durable: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 64 * 1024 * 1024,
+            durable: true,
+        }
+    }
+}
+
+/// A key-value engine. Keys and values are opaque bytes; keys sort bytewise.
+///
+/// Implementations must be safe to share between threads. `write` is atomic
+/// and, with `durable`, crash-safe: after it returns `Ok`, a `kill -9` or a
+/// power loss never loses the batch, and never leaves part of it.
+pub trait Engine: Send + Sync {
+    /// Short engine name for logs and metrics ("redb", "sled").
+    fn name(&self) -> &'static str;
+
+    /// Read one key.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError>;
+
+    /// Read several keys from one consistent snapshot, in order. The reconciler
+    /// uses it to look up a whole batch of rows with one read transaction.
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, EngineError>;
+
+    /// Apply every op of `batch` atomically.
+    fn write(&self, batch: Batch) -> Result<(), EngineError>;
+
+    /// Up to `limit` entries whose key starts with `prefix`, in key order,
+    /// starting strictly after `start_after` when given (for paging).
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, EngineError>;
+
+    /// Make everything written so far durable (used at shutdown when
+    /// `durable` is off).
+    fn flush(&self) -> Result<(), EngineError>;
+}

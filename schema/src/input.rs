@@ -1,0 +1,443 @@
+//! What a source says about one object: the validated input that every
+//! source (a CSV row, a SCIM request, an API call) produces and the reconciler
+//! applies.
+//!
+//! [`Field`] keeps apart "this source says nothing about the attribute" (a
+//! column that is not in the file) from "this source says the attribute is
+//! empty" (an empty cell, or a SCIM PUT without it): only the second clears.
+
+use uuid::Uuid;
+
+use crate::model::{Asset, Group, Status, User};
+use crate::rules::{
+    check_country, check_hostname, check_ip, check_language, check_mail, check_string, parse_zulu,
+    ExcludeLists, Rule, UserRules, Violation, MAX_GROUPS,
+};
+
+/// Longest description or SID (free text the documents put no limit on).
+pub const MAX_LONG_STRING_CHARS: usize = 256;
+
+/// One optional attribute as a source states it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Field<T> {
+    /// The source does not mention the attribute: leave it as it is.
+    #[default]
+    Absent,
+    /// The source says the attribute is empty.
+    Clear,
+    /// The source gives a value.
+    Set(T),
+}
+
+impl<T> Field<T> {
+    /// The value, when one is given.
+    pub fn value(&self) -> Option<&T> {
+        match self {
+            Field::Set(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Write the stated value into `target`; `Absent` leaves it alone.
+    pub fn apply(self, target: &mut Option<T>) {
+        match self {
+            Field::Absent => {}
+            Field::Clear => *target = None,
+            Field::Set(v) => *target = Some(v),
+        }
+    }
+}
+
+impl<T: Default> Field<Vec<T>> {
+    /// For list attributes an empty list is the cleared value.
+    pub fn apply_list(self, target: &mut Vec<T>) {
+        match self {
+            Field::Absent => {}
+            Field::Clear => target.clear(),
+            Field::Set(v) => *target = v,
+        }
+    }
+}
+
+fn check_field(
+    attribute: &str,
+    field: &Field<String>,
+    exclude: &ExcludeLists,
+) -> Result<(), Violation> {
+    match field {
+        Field::Set(v) => check_string(attribute, v, exclude),
+        _ => Ok(()),
+    }
+}
+
+fn check_long(attribute: &str, field: &Field<String>) -> Result<(), Violation> {
+    match field {
+        Field::Set(v) if v.chars().count() > MAX_LONG_STRING_CHARS => Err(Violation::new(
+            attribute,
+            v,
+            Rule::TooLong {
+                max: MAX_LONG_STRING_CHARS,
+            },
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn mandatory(attribute: &str, value: &str) -> Result<(), Violation> {
+    if value.is_empty() {
+        Err(Violation::new(attribute, value, Rule::Mandatory))
+    } else {
+        Ok(())
+    }
+}
+
+/// A user as a source states it. `mail`, `lastName` and `status` are
+/// mandatory (seed 003), so they are plain values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInput {
+    pub status: Status,
+    pub mail: String,
+    pub last_name: String,
+    pub login_name: Field<String>,
+    pub first_name: Field<String>,
+    pub display_name: Field<String>,
+    pub language: Field<String>,
+    pub valid_from: Field<String>,
+    pub valid_to: Field<String>,
+    pub sp_custom_attributes: [Field<String>; 5],
+    /// Group display names; the reconciler resolves them to ids.
+    pub groups: Field<Vec<String>>,
+    pub external_id: Field<String>,
+}
+
+/// Names of the custom attributes, in order.
+pub const SP_CUSTOM_ATTRIBUTES: [&str; 5] = [
+    "spCustomAttribute1",
+    "spCustomAttribute2",
+    "spCustomAttribute3",
+    "spCustomAttribute4",
+    "spCustomAttribute5",
+];
+
+impl UserInput {
+    /// A user with the three mandatory values and nothing else stated.
+    pub fn new(status: Status, mail: impl Into<String>, last_name: impl Into<String>) -> Self {
+        Self {
+            status,
+            mail: mail.into(),
+            last_name: last_name.into(),
+            login_name: Field::Absent,
+            first_name: Field::Absent,
+            display_name: Field::Absent,
+            language: Field::Absent,
+            valid_from: Field::Absent,
+            valid_to: Field::Absent,
+            sp_custom_attributes: Default::default(),
+            groups: Field::Absent,
+            external_id: Field::Absent,
+        }
+    }
+
+    /// Every value rule of seed 003 that needs no look-up in the store
+    /// (uniqueness and group existence are the reconciler's).
+    pub fn validate(&self, rules: &UserRules) -> Result<(), Violation> {
+        let ex = &rules.exclude;
+        mandatory("mail", &self.mail)?;
+        check_string("mail", &self.mail, ex)?;
+        check_mail("mail", &self.mail)?;
+        mandatory("lastName", &self.last_name)?;
+        check_string("lastName", &self.last_name, ex)?;
+        check_field("loginName", &self.login_name, ex)?;
+        check_field("firstName", &self.first_name, ex)?;
+        check_field("displayName", &self.display_name, ex)?;
+        check_field("externalId", &self.external_id, ex)?;
+        for (name, field) in SP_CUSTOM_ATTRIBUTES.iter().zip(&self.sp_custom_attributes) {
+            check_field(name, field, ex)?;
+        }
+        if let Field::Set(lang) = &self.language {
+            check_language(lang)?;
+        }
+        let from = match &self.valid_from {
+            Field::Set(v) => Some(parse_zulu("validFrom", v)?),
+            _ => None,
+        };
+        let to = match &self.valid_to {
+            Field::Set(v) => Some(parse_zulu("validTo", v)?),
+            _ => None,
+        };
+        if let (Some(from), Some(to), Field::Set(shown)) = (from, to, &self.valid_from) {
+            if from > to {
+                return Err(Violation::new("validFrom", shown, Rule::ValidityOrder));
+            }
+        }
+        if let Field::Set(groups) = &self.groups {
+            if groups.len() > MAX_GROUPS {
+                return Err(Violation::new(
+                    "groups",
+                    &groups.len().to_string(),
+                    Rule::TooManyGroups { max: MAX_GROUPS },
+                ));
+            }
+            for g in groups {
+                check_string("groups", g, &ExcludeLists::default())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write what this input states onto `user`. `groups` is the resolved
+    /// form of [`UserInput::groups`] (`None`: leave the groups alone).
+    pub fn apply_to(self, user: &mut User, groups: Option<Vec<Uuid>>) {
+        user.status = self.status;
+        user.mail = self.mail;
+        user.last_name = self.last_name;
+        self.login_name.apply(&mut user.login_name);
+        self.first_name.apply(&mut user.first_name);
+        self.display_name.apply(&mut user.display_name);
+        self.language.apply(&mut user.language);
+        self.valid_from.apply(&mut user.valid_from);
+        self.valid_to.apply(&mut user.valid_to);
+        self.external_id.apply(&mut user.external_id);
+        for (field, slot) in self
+            .sp_custom_attributes
+            .into_iter()
+            .zip(user.sp_custom_attributes.iter_mut())
+        {
+            field.apply(slot);
+        }
+        if let Some(groups) = groups {
+            user.groups = groups;
+        }
+    }
+}
+
+/// A group as a source states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInput {
+    pub display_name: String,
+    pub description: Field<String>,
+    pub external_id: Field<String>,
+    /// Members by loginName or mail; the reconciler resolves them.
+    pub members: Field<Vec<String>>,
+}
+
+impl GroupInput {
+    /// A group with only its name stated.
+    pub fn new(display_name: impl Into<String>) -> Self {
+        Self {
+            display_name: display_name.into(),
+            description: Field::Absent,
+            external_id: Field::Absent,
+            members: Field::Absent,
+        }
+    }
+
+    /// The rules that need no look-up.
+    pub fn validate(&self) -> Result<(), Violation> {
+        let none = ExcludeLists::default();
+        mandatory("displayName", &self.display_name)?;
+        check_string("displayName", &self.display_name, &none)?;
+        check_long("description", &self.description)?;
+        check_field("externalId", &self.external_id, &none)?;
+        Ok(())
+    }
+
+    /// Write what this input states onto `group` (members live on users).
+    pub fn apply_to(self, group: &mut Group) {
+        group.display_name = self.display_name;
+        self.description.apply(&mut group.description);
+        self.external_id.apply(&mut group.external_id);
+    }
+}
+
+/// An asset as a source states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetInput {
+    /// An explicit id: matches the asset by id instead of by name.
+    pub id: Option<Uuid>,
+    pub name: String,
+    pub description: Field<String>,
+    pub asset_type: Field<String>,
+    pub owner: Field<String>,
+    pub certificate_profile: Field<String>,
+    pub organization: Field<String>,
+    pub country: Field<String>,
+    pub dns_names: Field<Vec<String>>,
+    pub ip_addresses: Field<Vec<String>>,
+    pub sid: Field<String>,
+}
+
+impl AssetInput {
+    /// An asset with only its name stated.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            id: None,
+            name: name.into(),
+            description: Field::Absent,
+            asset_type: Field::Absent,
+            owner: Field::Absent,
+            certificate_profile: Field::Absent,
+            organization: Field::Absent,
+            country: Field::Absent,
+            dns_names: Field::Absent,
+            ip_addresses: Field::Absent,
+            sid: Field::Absent,
+        }
+    }
+
+    /// The rules that need no look-up.
+    pub fn validate(&self) -> Result<(), Violation> {
+        let none = ExcludeLists::default();
+        mandatory("name", &self.name)?;
+        check_string("name", &self.name, &none)?;
+        check_long("description", &self.description)?;
+        check_field("type", &self.asset_type, &none)?;
+        check_field("owner", &self.owner, &none)?;
+        check_field("certificateProfile", &self.certificate_profile, &none)?;
+        check_field("organization", &self.organization, &none)?;
+        if let Field::Set(c) = &self.country {
+            check_country(c)?;
+        }
+        if let Field::Set(names) = &self.dns_names {
+            for n in names {
+                check_hostname("dnsNames", n)?;
+            }
+        }
+        if let Field::Set(ips) = &self.ip_addresses {
+            for ip in ips {
+                check_ip("ipAddresses", ip)?;
+            }
+        }
+        check_long("sid", &self.sid)?;
+        Ok(())
+    }
+
+    /// Write what this input states onto `asset` (the state is the
+    /// reconciler's: it depends on the profiles in the store).
+    pub fn apply_to(self, asset: &mut Asset) {
+        asset.name = self.name;
+        self.description.apply(&mut asset.description);
+        self.asset_type.apply(&mut asset.asset_type);
+        self.owner.apply(&mut asset.owner);
+        self.certificate_profile
+            .apply(&mut asset.certificate_profile);
+        self.organization.apply(&mut asset.organization);
+        self.country.apply(&mut asset.country);
+        self.dns_names.apply_list(&mut asset.dns_names);
+        self.ip_addresses.apply_list(&mut asset.ip_addresses);
+        self.sid.apply(&mut asset.sid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Meta, Source};
+
+    fn rules() -> UserRules {
+        UserRules::default()
+    }
+
+    fn ok_input() -> UserInput {
+        UserInput::new(Status::Active, "ann@example.org", "Smith")
+    }
+
+    #[test]
+    fn mandatory_values() {
+        let mut u = ok_input();
+        u.last_name.clear();
+        assert_eq!(u.validate(&rules()).unwrap_err().rule, Rule::Mandatory);
+        let mut u = ok_input();
+        u.mail.clear();
+        let v = u.validate(&rules()).unwrap_err();
+        assert_eq!((v.attribute.as_str(), v.rule), ("mail", Rule::Mandatory));
+    }
+
+    #[test]
+    fn validity_period_must_be_ordered() {
+        let mut u = ok_input();
+        u.valid_from = Field::Set("20250101000000Z".into());
+        u.valid_to = Field::Set("20240101000000Z".into());
+        assert_eq!(u.validate(&rules()).unwrap_err().rule, Rule::ValidityOrder);
+        u.valid_to = Field::Set("20250101000000Z".into());
+        assert!(u.validate(&rules()).is_ok(), "equal instants are fine");
+    }
+
+    #[test]
+    fn at_most_500_groups() {
+        let mut u = ok_input();
+        u.groups = Field::Set((0..500).map(|i| format!("g{i}")).collect());
+        assert!(u.validate(&rules()).is_ok());
+        u.groups = Field::Set((0..501).map(|i| format!("g{i}")).collect());
+        assert_eq!(
+            u.validate(&rules()).unwrap_err().rule,
+            Rule::TooManyGroups { max: 500 }
+        );
+    }
+
+    #[test]
+    fn exclude_lists_apply_to_the_named_attributes() {
+        let r = UserRules {
+            exclude: ExcludeLists::new([("firstName", vec!["Admin"])]),
+            ..UserRules::default()
+        };
+        let mut u = ok_input();
+        u.first_name = Field::Set("admin".into());
+        assert_eq!(u.validate(&r).unwrap_err().rule, Rule::Excluded);
+    }
+
+    #[test]
+    fn absent_keeps_clear_empties_set_replaces() {
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        let mut user = User {
+            id: Uuid::nil(),
+            login_name: Some("ann".into()),
+            mail: "ann@example.org".into(),
+            first_name: Some("Ann".into()),
+            last_name: "Smith".into(),
+            display_name: Some("Ann Smith".into()),
+            status: Status::Active,
+            language: None,
+            valid_from: None,
+            valid_to: None,
+            sp_custom_attributes: Default::default(),
+            groups: vec![Uuid::max()],
+            roles: vec![],
+            applications: vec![],
+            source: Source::Csv,
+            activation_mail: Default::default(),
+            external_id: None,
+            meta: Meta::new(now),
+        };
+        let mut input = UserInput::new(Status::Inactive, "ANN@example.org", "Smith");
+        input.first_name = Field::Clear;
+        input.language = Field::Set("de".into());
+        input.apply_to(&mut user, None);
+        assert_eq!(user.login_name.as_deref(), Some("ann"), "absent keeps");
+        assert_eq!(user.first_name, None, "clear empties");
+        assert_eq!(user.language.as_deref(), Some("de"));
+        assert_eq!(user.status, Status::Inactive);
+        assert_eq!(
+            user.groups,
+            vec![Uuid::max()],
+            "unresolved groups are left alone"
+        );
+    }
+
+    #[test]
+    fn asset_rules() {
+        let mut a = AssetInput::new("web-1");
+        a.dns_names = Field::Set(vec!["web-1.example.org".into(), "bad_name".into()]);
+        assert_eq!(a.validate().unwrap_err().rule, Rule::Hostname);
+        a.dns_names = Field::Set(vec![]);
+        a.country = Field::Set("Sweden".into());
+        assert_eq!(a.validate().unwrap_err().rule, Rule::Country);
+        a.country = Field::Clear;
+        a.ip_addresses = Field::Set(vec!["300.1.1.1".into()]);
+        assert_eq!(a.validate().unwrap_err().rule, Rule::IpAddress);
+        assert_eq!(
+            AssetInput::new("").validate().unwrap_err().rule,
+            Rule::Mandatory
+        );
+    }
+}

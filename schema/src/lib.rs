@@ -1,0 +1,20 @@
+//! idsync's domain model: the objects it keeps (users, groups, assets,
+//! certificate profiles), the rules every value must follow, and the CSV
+//! layouts that sysadmins drop into folders.
+//!
+//! This crate is pure on purpose: no I/O, no clock, no async. The CSV reader,
+//! the SCIM server and the admin API all turn their input into the same
+//! [`input`] types and run the same [`rules`], so a value refused over SCIM is
+//! refused in a CSV file with the same words.
+
+pub mod csv_format;
+pub mod input;
+pub mod model;
+pub mod rules;
+
+pub use input::{AssetInput, Field, GroupInput, UserInput};
+pub use model::{
+    ActivationMail, Asset, AssetState, CertificateProfile, Group, Kind, Meta, ProfileState, Source,
+    Status, User,
+};
+pub use rules::{Rule, UserRules, Violation};

@@ -1,0 +1,221 @@
+//! The objects idsync stores. Field names serialise in the camelCase of the
+//! source documents (`loginName`, `spCustomAttribute1`), which is also what
+//! `idsync list --format json` and the change log show.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The kinds of object idsync keeps; each has its own CSV layout and inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    User,
+    Group,
+    Asset,
+    Profile,
+}
+
+impl Kind {
+    /// The plural used on the command line and in folder names.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::User => "users",
+            Kind::Group => "groups",
+            Kind::Asset => "assets",
+            Kind::Profile => "profiles",
+        }
+    }
+}
+
+/// Bookkeeping every object carries. `version` starts at 1 and grows by one
+/// with every change; it is the SCIM ETag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub modified: OffsetDateTime,
+    pub version: u64,
+}
+
+impl Meta {
+    /// Meta of an object created at `now`.
+    pub fn new(now: OffsetDateTime) -> Self {
+        Self {
+            created: now,
+            modified: now,
+            version: 1,
+        }
+    }
+
+    /// Record one more change at `now`.
+    pub fn bump(&mut self, now: OffsetDateTime) {
+        self.modified = now;
+        self.version += 1;
+    }
+}
+
+/// Whether a user may work with the tenant's applications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Active,
+    Inactive,
+}
+
+impl Status {
+    /// The word used in CSV files and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Inactive => "inactive",
+        }
+    }
+}
+
+/// Where the last write of an object came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Source {
+    Csv,
+    Scim,
+    Api,
+}
+
+impl Source {
+    /// The word stored in the `source` field (`CSV`, `SCIM`, `API`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Csv => "CSV",
+            Source::Scim => "SCIM",
+            Source::Api => "API",
+        }
+    }
+}
+
+/// Whether the activation e-mail has gone out (seed 003: it is sent once, to
+/// imported users who have not had one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivationMail {
+    #[default]
+    NotSent,
+    Sent,
+}
+
+/// A person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_name: Option<String>,
+    pub mail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    pub last_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// `yyyyMMddHHmmssZ`, kept as written once validated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<String>,
+    /// `spCustomAttribute1..5`.
+    #[serde(default)]
+    pub sp_custom_attributes: [Option<String>; 5],
+    /// Ids of the groups the user belongs to: the one record of membership
+    /// (a group's members are derived from it through an index).
+    #[serde(default)]
+    pub groups: Vec<Uuid>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub applications: Vec<String>,
+    pub source: Source,
+    #[serde(default)]
+    pub activation_mail: ActivationMail,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    pub meta: Meta,
+}
+
+/// A group of users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Group {
+    pub id: Uuid,
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    pub source: Source,
+    pub meta: Meta,
+}
+
+/// Whether an asset can be enrolled: `pending` while its certificate profile
+/// does not exist or is inactive (seed 000), `active` once it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AssetState {
+    Pending,
+    Active,
+}
+
+/// A server or device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Asset {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub asset_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_profile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+    #[serde(default)]
+    pub ip_addresses: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    pub state: AssetState,
+    pub source: Source,
+    pub meta: Meta,
+}
+
+/// Whether a certificate profile may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProfileState {
+    #[default]
+    Active,
+    Inactive,
+}
+
+/// A certificate profile, as far as assets need it: its name and whether it
+/// is usable. Enrollment settings join it with the certificate work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateProfile {
+    pub id: Uuid,
+    pub name: String,
+    /// `p10`, `p12`, `acme` or `scep`.
+    pub protocol: String,
+    pub state: ProfileState,
+    pub source: Source,
+    pub meta: Meta,
+}
