@@ -278,6 +278,11 @@ impl UserLayout {
         self.cols.iter().flatten().copied().find(|c| c.name == name)
     }
 
+    /// The 1-based column of `name` (a documented column name), if present.
+    pub fn column_of(&self, name: &str) -> Option<usize> {
+        self.col(name).map(|c| c.index + 1)
+    }
+
     /// The raw `mail` and `loginName` cells, for the in-file uniqueness check
     /// (which must run on refused rows too).
     pub fn key_cells<'r, R: Row + ?Sized>(&self, row: &'r R) -> (Option<&'r str>, Option<&'r str>) {
@@ -351,6 +356,11 @@ impl GroupLayout {
             width: header.len(),
             unknown_columns,
         })
+    }
+
+    /// The 1-based column of `displayName`.
+    pub fn key_column(&self) -> Option<usize> {
+        self.cols[0].map(|c| c.index + 1)
     }
 
     /// The raw `displayName` cell, for the in-file uniqueness check.
@@ -441,6 +451,11 @@ impl AssetLayout {
             },
             _ => Self::data_pool_order(),
         }
+    }
+
+    /// The 1-based column of `name`.
+    pub fn key_column(&self) -> Option<usize> {
+        self.cols[1].map(|c| c.index + 1)
     }
 
     /// The raw `name` cell, for the in-file uniqueness check.

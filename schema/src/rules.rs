@@ -141,7 +141,8 @@ pub fn shorten(value: &str) -> String {
 }
 
 /// Per-attribute exclude lists (seed 003, "Restrict User Attributes Values
-/// via Exclude Lists"): values compared without regard to case.
+/// via Exclude Lists"): attribute names and values compared without regard
+/// to case (configuration layers may fold the case of keys).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ExcludeLists {
@@ -161,7 +162,7 @@ impl ExcludeLists {
                 .into_iter()
                 .map(|(a, vs)| {
                     let set = vs.iter().map(|v| v.as_ref().to_lowercase()).collect();
-                    (a.into(), set)
+                    (a.into().to_lowercase(), set)
                 })
                 .collect(),
         }
@@ -170,7 +171,7 @@ impl ExcludeLists {
     /// Whether `value` is on `attribute`'s list.
     pub fn excludes(&self, attribute: &str, value: &str) -> bool {
         self.lists
-            .get(attribute)
+            .get(&attribute.to_lowercase())
             .is_some_and(|set| set.contains(&value.to_lowercase()))
     }
 

@@ -1,0 +1,377 @@
+//! The configuration: one TOML file layered with `IDSYNC_*` environment
+//! variables (`IDSYNC_STORE__ENGINE=sled` sets `store.engine`), read with
+//! the `config` crate. Every key has a default, so idsync runs without a
+//! file; `config/idsync.toml` documents each one.
+//!
+//! Unknown keys are errors, not silently ignored: a typo in a security or
+//! sync setting must not pass unnoticed. `idsync check-config` explains
+//! every problem.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use idsync_schema::csv_format::Blanks;
+use idsync_schema::rules::ExcludeLists;
+use idsync_schema::{ProfileState, Status, UserRules};
+use serde::{Deserialize, Serialize};
+
+use crate::import::ImportOptions;
+use crate::reconcile::{Settings, UserMatch};
+use crate::store::{EngineKind, EngineOptions};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the store, reports and import work files live.
+    pub data_dir: PathBuf,
+    pub store: StoreConfig,
+    pub users: UsersConfig,
+    pub import: ImportConfig,
+    /// Certificate profiles known to idsync (assets naming one are `active`).
+    pub profiles: Vec<ProfileConfig>,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("idsync-data"),
+            store: StoreConfig::default(),
+            users: UsersConfig::default(),
+            import: ImportConfig::default(),
+            profiles: Vec::new(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `redb` (default) or `sled`.
+    pub engine: EngineKind,
+    /// Upper bound of the engine's cache, in MiB.
+    pub cache_mb: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            engine: EngineKind::Redb,
+            cache_mb: 64,
+        }
+    }
+}
+
+/// `[users]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsersConfig {
+    /// `mail` (default), `loginName` or `externalId`.
+    pub match_key: UserMatch,
+    /// Roles given to every new user.
+    pub default_roles: Vec<String>,
+    /// Separates several groups in one cell (and members in a group row).
+    pub group_separator: String,
+    /// Values refused per attribute, e.g. `lastName = ["Test"]`.
+    pub exclude: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for UsersConfig {
+    fn default() -> Self {
+        let s = Settings::default();
+        Self {
+            match_key: s.user_match,
+            default_roles: s.default_roles,
+            group_separator: "|".into(),
+            exclude: BTreeMap::new(),
+        }
+    }
+}
+
+/// End state of imported users (seed 001's option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndState {
+    /// The row's `status`.
+    #[default]
+    FromFile,
+    Active,
+    Inactive,
+}
+
+impl EndState {
+    /// The forced status, if any.
+    pub fn forced(self) -> Option<Status> {
+        match self {
+            EndState::FromFile => None,
+            EndState::Active => Some(Status::Active),
+            EndState::Inactive => Some(Status::Inactive),
+        }
+    }
+}
+
+/// `[import]`: defaults for every import (the CLI's flags override them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImportConfig {
+    pub batch_rows: usize,
+    /// `strict` (default) or `lenient`.
+    pub blanks: Blanks,
+    /// `auto`, `,`, `;` or `\t`.
+    pub delimiter: String,
+    pub atomic: bool,
+    pub atomic_max_rows: u64,
+    pub end_state: EndState,
+    pub max_file_bytes: u64,
+}
+
+impl Default for ImportConfig {
+    fn default() -> Self {
+        let o = ImportOptions::new(idsync_schema::Kind::User);
+        Self {
+            batch_rows: o.batch_rows,
+            blanks: o.blanks,
+            delimiter: "auto".into(),
+            atomic: o.atomic,
+            atomic_max_rows: o.atomic_max_rows,
+            end_state: EndState::FromFile,
+            max_file_bytes: o.max_file_bytes,
+        }
+    }
+}
+
+/// `[[profiles]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    pub name: String,
+    /// `p10`, `p12`, `acme` or `scep`.
+    pub protocol: String,
+    #[serde(default)]
+    pub state: ProfileState,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (journald-friendly, default) or `json`.
+    pub format: String,
+    /// A `tracing` filter, e.g. `info` or `idsync=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// Environment variables read by the command line itself.
+pub const CLI_VARIABLES: [&str; 2] = ["IDSYNC_CONFIG", "IDSYNC_LOG"];
+
+/// Why a configuration is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Load(#[from] config::ConfigError),
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Load `file` (when given; it must exist) layered with `IDSYNC_*`
+    /// variables, then check it.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(file) = file {
+            builder = builder.add_source(
+                config::File::from(file)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        // IDSYNC_CONFIG and IDSYNC_LOG belong to the command line, not to
+        // the file's keys.
+        let vars: config::Map<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("IDSYNC_") && !CLI_VARIABLES.contains(&k.as_str()))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("IDSYNC")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(vars)),
+        );
+        let cfg: Config = builder.build()?.try_deserialize()?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// The checks serde cannot express.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.users.group_separator.chars().count() != 1 {
+            return Err(invalid(
+                "users.group_separator",
+                "must be exactly one character",
+            ));
+        }
+        self.delimiter()?;
+        if self.import.batch_rows == 0 {
+            return Err(invalid("import.batch_rows", "must be at least 1"));
+        }
+        if self.store.cache_mb == 0 {
+            return Err(invalid("store.cache_mb", "must be at least 1"));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for p in &self.profiles {
+            if !["p10", "p12", "acme", "scep"].contains(&p.protocol.as_str()) {
+                return Err(invalid(
+                    "profiles.protocol",
+                    format!(
+                        "profile {:?}: `{}` is not p10, p12, acme or scep",
+                        p.name, p.protocol
+                    ),
+                ));
+            }
+            if !names.insert(p.name.to_lowercase()) {
+                return Err(invalid(
+                    "profiles.name",
+                    format!("profile {:?} is defined twice", p.name),
+                ));
+            }
+        }
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            return Err(invalid("log.format", "must be `text` or `json`"));
+        }
+        Ok(())
+    }
+
+    /// The configured CSV delimiter (`None`: detect).
+    pub fn delimiter(&self) -> Result<Option<u8>, ConfigError> {
+        parse_delimiter(&self.import.delimiter).map_err(|m| invalid("import.delimiter", m))
+    }
+
+    /// The reconciler's settings.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            user_match: self.users.match_key,
+            default_roles: self.users.default_roles.clone(),
+            rules: UserRules {
+                group_separator: self.users.group_separator.chars().next().unwrap_or('|'),
+                exclude: ExcludeLists::new(self.users.exclude.clone()),
+            },
+        }
+    }
+
+    /// The engine options.
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            cache_bytes: self.store.cache_mb * 1024 * 1024,
+            durable: true,
+        }
+    }
+
+    /// Where the store lives.
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.join("store")
+    }
+
+    /// Where import spools live.
+    pub fn imports_dir(&self) -> PathBuf {
+        self.data_dir.join("imports")
+    }
+
+    /// Where the CLI's reports go.
+    pub fn reports_dir(&self) -> PathBuf {
+        self.data_dir.join("reports")
+    }
+
+    /// Import options for `kind` from the `[import]` defaults.
+    pub fn import_options(&self, kind: idsync_schema::Kind) -> ImportOptions {
+        ImportOptions {
+            blanks: self.import.blanks,
+            delimiter: self.delimiter().ok().flatten(),
+            atomic: self.import.atomic,
+            end_state: self.import.end_state.forced(),
+            batch_rows: self.import.batch_rows,
+            atomic_max_rows: self.import.atomic_max_rows,
+            max_file_bytes: self.import.max_file_bytes,
+            ..ImportOptions::new(kind)
+        }
+    }
+}
+
+/// `auto`, or one ASCII delimiter (`\t` and `tab` for a tab).
+pub fn parse_delimiter(s: &str) -> Result<Option<u8>, String> {
+    match s {
+        "auto" => Ok(None),
+        "\\t" | "tab" | "\t" => Ok(Some(b'\t')),
+        s if s.len() == 1 && s.is_ascii() && s != "\"" => Ok(Some(s.as_bytes()[0])),
+        _ => Err(format!(
+            "`{s}` is not `auto` or a single ASCII character other than a quote"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(toml: &str) -> Result<Config, ConfigError> {
+        let f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::fs::write(f.path(), toml).unwrap();
+        Config::load(Some(f.path()))
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/idsync.toml");
+        let cfg = Config::load(Some(&path)).expect("config/idsync.toml loads");
+        assert_eq!(cfg.store.engine, EngineKind::Redb);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let err = load_str("[store]\nengin = \"sled\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("engin"), "{err}");
+        let err = load_str("[users]\ngroup_separator = \"||\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("users.group_separator"), "{err}");
+        let err = load_str("[[profiles]]\nname = \"a\"\nprotocol = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not p10"), "{err}");
+    }
+
+    #[test]
+    fn exclude_lists_keep_working_whatever_the_key_case() {
+        let cfg = load_str("[users.exclude]\nlastName = [\"Test\"]\n").unwrap();
+        assert!(cfg.settings().rules.exclude.excludes("lastName", "TEST"));
+    }
+
+    #[test]
+    fn delimiters() {
+        assert_eq!(parse_delimiter("auto"), Ok(None));
+        assert_eq!(parse_delimiter(";"), Ok(Some(b';')));
+        assert_eq!(parse_delimiter("tab"), Ok(Some(b'\t')));
+        assert!(parse_delimiter("\"").is_err());
+        assert!(parse_delimiter(",,").is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! idsync: a directory sync daemon. This crate owns the store, the
+//! reconciler (the one write path), CSV import and the CLI.
+//!
+//! Data flows one way: source (CSV file, later SCIM and the admin API) →
+//! [`reconcile`] → [`store`] + change log → connectors.
+
+pub mod cli;
+pub mod config;
+pub mod import;
+pub mod reconcile;
+pub mod store;

@@ -1,0 +1,5 @@
+//! The `idsync` binary: see [`idsync::cli`].
+
+fn main() -> std::process::ExitCode {
+    idsync::cli::main()
+}

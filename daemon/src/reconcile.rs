@@ -1,0 +1,737 @@
+//! The reconciler: the one write path of idsync.
+//!
+//! A CSV row, a SCIM request and an API call all end here as an upsert of a
+//! [`UserInput`], [`GroupInput`] or [`AssetInput`]. The reconciler matches
+//! the existing object, checks what needs the store (uniqueness, groups that
+//! must exist, profiles), builds the new version and, when something really
+//! changed, queues the object, its index entries and a change-log event.
+//! [`Tx::commit`] writes everything queued as one atomic engine batch.
+//!
+//! Writers are serialised by one lock held for the life of a [`Tx`]: that is
+//! what makes the change log gap-free and the read-check-write of uniqueness
+//! safe. Batching many rows into one `Tx` is how imports amortise the commit.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use idsync_schema::rules::MAX_GROUPS;
+use idsync_schema::{
+    Asset, AssetInput, AssetState, CertificateProfile, Field, Group, GroupInput, Kind, Meta,
+    ProfileState, Rule, Source, Status, User, UserInput, UserRules, Violation,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::store::keys::{self, Index};
+use crate::store::{Actor, Batch, ChangeEvent, Operation, Store, StoreError};
+
+/// Which attribute identifies an existing user (seed 001: the mail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum UserMatch {
+    #[default]
+    #[serde(rename = "mail")]
+    Mail,
+    #[serde(rename = "loginName")]
+    LoginName,
+    #[serde(rename = "externalId")]
+    ExternalId,
+}
+
+/// What the reconciler needs to know of the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub user_match: UserMatch,
+    /// Roles every new user gets (seed 001).
+    pub default_roles: Vec<String>,
+    pub rules: UserRules,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            user_match: UserMatch::Mail,
+            default_roles: ["Self-Service", "Operator", "Approval"]
+                .map(String::from)
+                .to_vec(),
+            rules: UserRules::default(),
+        }
+    }
+}
+
+/// Options of one user write that depend on where it came from.
+#[derive(Debug, Clone, Default)]
+pub struct UserWrite {
+    /// The application the user is imported for (seed 003); added to the
+    /// user's applications.
+    pub application: Option<String>,
+    /// Forces the end state (seed 001's option) instead of the `status` given.
+    pub end_state: Option<Status>,
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Created(Uuid),
+    /// The id and the attributes that changed.
+    Updated(Uuid, Vec<String>),
+    Unchanged(Uuid),
+}
+
+impl Outcome {
+    /// The object's id.
+    pub fn id(&self) -> Uuid {
+        match self {
+            Outcome::Created(id) | Outcome::Updated(id, _) | Outcome::Unchanged(id) => *id,
+        }
+    }
+}
+
+/// Why an upsert did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The input broke a rule: refuse this object, carry on with others.
+    #[error(transparent)]
+    Rejected(#[from] Violation),
+    /// The store failed: stop.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An object the reconciler stores: how to find its id, meta and the index
+/// entries that point at it.
+trait Stored: Serialize + DeserializeOwned + Clone + PartialEq {
+    const KIND: Kind;
+    fn id(&self) -> Uuid;
+    fn meta_mut(&mut self) -> &mut Meta;
+    /// Unique index entries: index key → this object's id.
+    fn index_keys(&self) -> Vec<Vec<u8>>;
+    /// Marker keys (empty values) that relate this object to others.
+    fn marker_keys(&self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
+}
+
+impl Stored for User {
+    const KIND: Kind = Kind::User;
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn index_keys(&self) -> Vec<Vec<u8>> {
+        let mut k = vec![Index::UserMail.key(&self.mail)];
+        k.extend(self.login_name.as_deref().map(|v| Index::UserLogin.key(v)));
+        k.extend(
+            self.external_id
+                .as_deref()
+                .map(|v| Index::UserExternalId.key(v)),
+        );
+        k
+    }
+    fn marker_keys(&self) -> Vec<Vec<u8>> {
+        self.groups
+            .iter()
+            .map(|g| keys::membership(*g, self.id))
+            .collect()
+    }
+}
+
+impl Stored for Group {
+    const KIND: Kind = Kind::Group;
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn index_keys(&self) -> Vec<Vec<u8>> {
+        let mut k = vec![Index::GroupName.key(&self.display_name)];
+        k.extend(
+            self.external_id
+                .as_deref()
+                .map(|v| Index::GroupExternalId.key(v)),
+        );
+        k
+    }
+}
+
+impl Stored for Asset {
+    const KIND: Kind = Kind::Asset;
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn index_keys(&self) -> Vec<Vec<u8>> {
+        vec![Index::AssetName.key(&self.name)]
+    }
+    fn marker_keys(&self) -> Vec<Vec<u8>> {
+        self.certificate_profile
+            .iter()
+            .map(|p| keys::asset_of_profile(p, self.id))
+            .collect()
+    }
+}
+
+impl Stored for CertificateProfile {
+    const KIND: Kind = Kind::Profile;
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn index_keys(&self) -> Vec<Vec<u8>> {
+        vec![Index::ProfileName.key(&self.name)]
+    }
+}
+
+/// The attributes whose serialised value differs (meta aside).
+fn changed_fields<T: Serialize>(old: &T, new: &T) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(old)), Ok(serde_json::Value::Object(new))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
+        return Vec::new();
+    };
+    let names: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    names
+        .into_iter()
+        .filter(|k| k.as_str() != "meta" && old.get(*k) != new.get(*k))
+        .cloned()
+        .collect()
+}
+
+/// The single writer. Share it as `Arc<Reconciler>`.
+pub struct Reconciler {
+    store: Arc<Store>,
+    settings: Settings,
+    /// The next sequence number; the mutex is the writer lock.
+    next_seq: Mutex<u64>,
+}
+
+impl Reconciler {
+    /// A reconciler over `store`, continuing its change log.
+    pub fn new(store: Arc<Store>, settings: Settings) -> Result<Self, StoreError> {
+        let next = store.head()? + 1;
+        Ok(Self {
+            store,
+            settings,
+            next_seq: Mutex::new(next),
+        })
+    }
+
+    /// The store it writes to (for reads).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Its settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Start a transaction: everything it queues commits together or not at
+    /// all. Blocks while another transaction is open.
+    pub fn begin(&self, source: Source, actor: Actor) -> Tx<'_> {
+        // A panic in another writer cannot leave a half-written batch (the
+        // engine batch is atomic), so a poisoned lock is safe to take over;
+        // the sequence number it guards only moves after a commit.
+        let guard = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
+        let next_seq = *guard;
+        Tx {
+            guard,
+            store: &self.store,
+            settings: &self.settings,
+            overlay: HashMap::new(),
+            next_seq,
+            events: 0,
+            source,
+            actor,
+            now: OffsetDateTime::now_utc(),
+        }
+    }
+}
+
+/// An open write transaction. Dropping it without [`Tx::commit`] discards
+/// everything it queued.
+pub struct Tx<'r> {
+    guard: MutexGuard<'r, u64>,
+    store: &'r Store,
+    settings: &'r Settings,
+    /// Queued writes (`None`: delete). Reads see them before the store.
+    overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    next_seq: u64,
+    events: u64,
+    source: Source,
+    actor: Actor,
+    now: OffsetDateTime,
+}
+
+/// What a commit wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Change events written.
+    pub events: u64,
+    /// The change log's head after the commit.
+    pub head: u64,
+}
+
+impl<'r> Tx<'r> {
+    /// Set the file line recorded in the events that follow.
+    pub fn set_line(&mut self, line: Option<u64>) {
+        self.actor.line = line;
+    }
+
+    /// Change events queued so far.
+    pub fn pending_events(&self) -> u64 {
+        self.events
+    }
+
+    /// Queue a raw put outside the object model (import progress).
+    pub fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.overlay.insert(key, Some(value));
+    }
+
+    /// Queue a raw delete outside the object model.
+    pub fn delete_raw(&mut self, key: Vec<u8>) {
+        self.overlay.insert(key, None);
+    }
+
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.overlay.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => Ok(self.store.engine().get(key)?),
+        }
+    }
+
+    fn load<T: Stored>(&self, id: Uuid) -> Result<Option<T>, StoreError> {
+        let key = keys::object(T::KIND, id);
+        match self.read(&key)? {
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        key: String::from_utf8_lossy(&key).into_owned(),
+                        message: e.to_string(),
+                    })
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn lookup(&self, index: Index, value: &str) -> Result<Option<Uuid>, StoreError> {
+        Ok(self
+            .read(&index.key(value))?
+            .and_then(|v| keys::trailing_id(&v)))
+    }
+
+    /// Keys under `prefix`, the store's merged with what this Tx queued.
+    fn keys_under(&self, prefix: &[u8]) -> Result<BTreeSet<Vec<u8>>, StoreError> {
+        let mut found = BTreeSet::new();
+        self.store.scan(prefix, |k, _| {
+            found.insert(k.to_vec());
+            Ok(true)
+        })?;
+        for (k, v) in &self.overlay {
+            if k.starts_with(prefix) {
+                match v {
+                    Some(_) => found.insert(k.clone()),
+                    None => found.remove(k),
+                };
+            }
+        }
+        Ok(found)
+    }
+
+    /// Refuse `value` for `index` when another object than `id` holds it.
+    fn check_unique(&self, index: Index, value: &str, id: Uuid) -> Result<(), WriteError> {
+        match self.lookup(index, value)? {
+            Some(other) if other != id => {
+                Err(Violation::new(index.attribute(), value, Rule::NotUnique).into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Queue `new` (replacing `old`) with its indexes and a change event;
+    /// nothing at all when it equals `old`.
+    fn write<T: Stored>(&mut self, old: Option<&T>, mut new: T) -> Result<Outcome, StoreError> {
+        let id = new.id();
+        if old == Some(&new) {
+            return Ok(Outcome::Unchanged(id));
+        }
+        let (operation, changed) = match old {
+            Some(old) => {
+                new.meta_mut().bump(self.now);
+                (Operation::Updated, changed_fields(old, &new))
+            }
+            None => {
+                *new.meta_mut() = Meta::new(self.now);
+                (Operation::Created, Vec::new())
+            }
+        };
+        let version = new.meta_mut().version;
+        let json = serde_json::to_string(&new).expect("domain objects serialise");
+
+        let old_index = old.map(Stored::index_keys).unwrap_or_default();
+        let new_index = new.index_keys();
+        for k in old_index.iter().filter(|k| !new_index.contains(k)) {
+            self.overlay.insert(k.clone(), None);
+        }
+        for k in new_index {
+            self.overlay.insert(k, Some(id.as_bytes().to_vec()));
+        }
+        let old_markers = old.map(Stored::marker_keys).unwrap_or_default();
+        let new_markers = new.marker_keys();
+        for k in old_markers.iter().filter(|k| !new_markers.contains(k)) {
+            self.overlay.insert(k.clone(), None);
+        }
+        for k in new_markers {
+            self.overlay.insert(k, Some(Vec::new()));
+        }
+
+        let event = ChangeEvent {
+            seq: self.next_seq,
+            at: self.now,
+            kind: T::KIND,
+            id,
+            operation,
+            version,
+            source: self.source,
+            actor: self.actor.clone(),
+            changed: changed.clone(),
+            object: RawValue::from_string(json).expect("serde_json output is JSON"),
+        };
+        let event_json = serde_json::to_vec(&event).expect("events serialise");
+        self.overlay.insert(
+            keys::object(T::KIND, id),
+            Some(event.object.get().as_bytes().to_vec()),
+        );
+        self.overlay
+            .insert(keys::change(self.next_seq), Some(event_json));
+        self.next_seq += 1;
+        self.events += 1;
+        Ok(match operation {
+            Operation::Created => Outcome::Created(id),
+            _ => Outcome::Updated(id, changed),
+        })
+    }
+
+    /// Create or update a user.
+    pub fn upsert_user(
+        &mut self,
+        input: UserInput,
+        how: &UserWrite,
+    ) -> Result<Outcome, WriteError> {
+        let matched = match self.settings.user_match {
+            UserMatch::Mail => self.lookup(Index::UserMail, &input.mail)?,
+            UserMatch::LoginName => match &input.login_name {
+                Field::Set(login) => self.lookup(Index::UserLogin, login)?,
+                _ => return Err(Violation::new("loginName", "", Rule::Mandatory).into()),
+            },
+            UserMatch::ExternalId => match &input.external_id {
+                Field::Set(ext) => self.lookup(Index::UserExternalId, ext)?,
+                _ => return Err(Violation::new("externalId", "", Rule::Mandatory).into()),
+            },
+        };
+        let existing: Option<User> = match matched {
+            Some(id) => self.load(id)?,
+            None => None,
+        };
+        let id = existing.as_ref().map_or_else(Uuid::now_v7, |u| u.id);
+
+        let groups = match &input.groups {
+            Field::Absent => None,
+            Field::Clear => Some(Vec::new()),
+            Field::Set(names) => {
+                let mut ids: Vec<Uuid> = Vec::with_capacity(names.len());
+                for name in names {
+                    let gid = self
+                        .lookup(Index::GroupName, name)?
+                        .ok_or_else(|| Violation::new("groups", name, Rule::UnknownGroup))?;
+                    if !ids.contains(&gid) {
+                        ids.push(gid);
+                    }
+                }
+                Some(ids)
+            }
+        };
+        self.check_unique(Index::UserMail, &input.mail, id)?;
+        if let Field::Set(login) = &input.login_name {
+            self.check_unique(Index::UserLogin, login, id)?;
+        }
+        if let Field::Set(ext) = &input.external_id {
+            self.check_unique(Index::UserExternalId, ext, id)?;
+        }
+
+        let mut user = existing.clone().unwrap_or_else(|| User {
+            id,
+            login_name: None,
+            mail: String::new(),
+            first_name: None,
+            last_name: String::new(),
+            display_name: None,
+            status: input.status,
+            language: None,
+            valid_from: None,
+            valid_to: None,
+            sp_custom_attributes: Default::default(),
+            groups: Vec::new(),
+            roles: self.settings.default_roles.clone(),
+            applications: Vec::new(),
+            source: self.source,
+            activation_mail: Default::default(),
+            external_id: None,
+            meta: Meta::new(self.now),
+        });
+        input.apply_to(&mut user, groups);
+        if let Some(state) = how.end_state {
+            user.status = state;
+        }
+        if let Some(app) = &how.application {
+            if !user.applications.contains(app) {
+                user.applications.push(app.clone());
+            }
+        }
+        user.source = self.source;
+        Ok(self.write(existing.as_ref(), user)?)
+    }
+
+    /// Resolve a member named by mail or loginName.
+    fn resolve_member(&self, member: &str) -> Result<Option<Uuid>, StoreError> {
+        let (first, second) = if member.contains('@') {
+            (Index::UserMail, Index::UserLogin)
+        } else {
+            (Index::UserLogin, Index::UserMail)
+        };
+        match self.lookup(first, member)? {
+            Some(id) => Ok(Some(id)),
+            None => self.lookup(second, member),
+        }
+    }
+
+    /// Create or update a group; a stated member list replaces the members.
+    pub fn upsert_group(&mut self, input: GroupInput) -> Result<Outcome, WriteError> {
+        let existing: Option<Group> = match self.lookup(Index::GroupName, &input.display_name)? {
+            Some(id) => self.load(id)?,
+            None => None,
+        };
+        let id = existing.as_ref().map_or_else(Uuid::now_v7, |g| g.id);
+        if let Field::Set(ext) = &input.external_id {
+            self.check_unique(Index::GroupExternalId, ext, id)?;
+        }
+
+        // Check every member before queuing anything: a refused row leaves
+        // no trace.
+        let mut to_add: Vec<User> = Vec::new();
+        let mut to_remove: Vec<User> = Vec::new();
+        if !matches!(input.members, Field::Absent) {
+            let mut wanted: Vec<Uuid> = Vec::new();
+            for m in input.members.value().into_iter().flatten() {
+                let uid = self
+                    .resolve_member(m)?
+                    .ok_or_else(|| Violation::new("members", m, Rule::UnknownMember))?;
+                if !wanted.contains(&uid) {
+                    wanted.push(uid);
+                }
+            }
+            let current: BTreeSet<Uuid> = self
+                .keys_under(&keys::members_prefix(id))?
+                .iter()
+                .filter_map(|k| keys::trailing_id(k))
+                .collect();
+            for uid in &wanted {
+                if !current.contains(uid) {
+                    let user: User = self.load(*uid)?.ok_or_else(|| StoreError::Corrupt {
+                        key: format!("user {uid}"),
+                        message: "index points at a missing user".into(),
+                    })?;
+                    if user.groups.len() >= MAX_GROUPS {
+                        return Err(Violation::new(
+                            "members",
+                            &user.mail,
+                            Rule::TooManyGroups { max: MAX_GROUPS },
+                        )
+                        .into());
+                    }
+                    to_add.push(user);
+                }
+            }
+            for uid in current.iter().filter(|u| !wanted.contains(u)) {
+                to_remove.extend(self.load::<User>(*uid)?);
+            }
+        }
+
+        let mut group = existing.clone().unwrap_or_else(|| Group {
+            id,
+            display_name: String::new(),
+            description: None,
+            external_id: None,
+            source: self.source,
+            meta: Meta::new(self.now),
+        });
+        input.apply_to(&mut group);
+        group.source = self.source;
+        let mut outcome = self.write(existing.as_ref(), group)?;
+
+        let members_changed = !to_add.is_empty() || !to_remove.is_empty();
+        for user in to_add {
+            let mut new = user.clone();
+            new.groups.push(id);
+            self.write(Some(&user), new)?;
+        }
+        for user in to_remove {
+            let mut new = user.clone();
+            new.groups.retain(|g| *g != id);
+            self.write(Some(&user), new)?;
+        }
+        if members_changed {
+            outcome = match outcome {
+                Outcome::Unchanged(id) => Outcome::Updated(id, vec!["members".into()]),
+                Outcome::Updated(id, mut changed) => {
+                    changed.push("members".into());
+                    Outcome::Updated(id, changed)
+                }
+                created => created,
+            };
+        }
+        Ok(outcome)
+    }
+
+    /// Whether profile `name` exists and is active.
+    fn profile_is_usable(&self, name: Option<&str>) -> Result<bool, StoreError> {
+        let Some(name) = name else { return Ok(false) };
+        let Some(id) = self.lookup(Index::ProfileName, name)? else {
+            return Ok(false);
+        };
+        Ok(self
+            .load::<CertificateProfile>(id)?
+            .is_some_and(|p| p.state == ProfileState::Active))
+    }
+
+    /// Create or update an asset. Its state follows its profile (seed 000).
+    pub fn upsert_asset(&mut self, input: AssetInput) -> Result<Outcome, WriteError> {
+        let by_name = self.lookup(Index::AssetName, &input.name)?;
+        let existing: Option<Asset> = match input.id.or(by_name) {
+            Some(id) => self.load(id)?,
+            None => None,
+        };
+        let id = input
+            .id
+            .or(existing.as_ref().map(|a| a.id))
+            .unwrap_or_else(Uuid::now_v7);
+        self.check_unique(Index::AssetName, &input.name, id)?;
+
+        let mut asset = existing.clone().unwrap_or_else(|| Asset {
+            id,
+            name: String::new(),
+            description: None,
+            asset_type: None,
+            owner: None,
+            certificate_profile: None,
+            organization: None,
+            country: None,
+            dns_names: Vec::new(),
+            ip_addresses: Vec::new(),
+            sid: None,
+            state: AssetState::Pending,
+            source: self.source,
+            meta: Meta::new(self.now),
+        });
+        input.apply_to(&mut asset);
+        asset.state = if self.profile_is_usable(asset.certificate_profile.as_deref())? {
+            AssetState::Active
+        } else {
+            AssetState::Pending
+        };
+        asset.source = self.source;
+        Ok(self.write(existing.as_ref(), asset)?)
+    }
+
+    /// Create or update a certificate profile, then move the assets that
+    /// name it between `pending` and `active`.
+    pub fn upsert_profile(
+        &mut self,
+        name: &str,
+        protocol: &str,
+        state: ProfileState,
+    ) -> Result<Outcome, WriteError> {
+        let none = Default::default();
+        idsync_schema::rules::check_string("name", name, &none)?;
+        if name.is_empty() {
+            return Err(Violation::new("name", name, Rule::Mandatory).into());
+        }
+        let existing: Option<CertificateProfile> = match self.lookup(Index::ProfileName, name)? {
+            Some(id) => self.load(id)?,
+            None => None,
+        };
+        let mut profile = existing.clone().unwrap_or_else(|| CertificateProfile {
+            id: Uuid::now_v7(),
+            name: String::new(),
+            protocol: String::new(),
+            state,
+            source: self.source,
+            meta: Meta::new(self.now),
+        });
+        profile.name = name.to_owned();
+        profile.protocol = protocol.to_owned();
+        profile.state = state;
+        profile.source = self.source;
+        let outcome = self.write(existing.as_ref(), profile)?;
+        if !matches!(outcome, Outcome::Unchanged(_)) {
+            let usable = state == ProfileState::Active;
+            for key in self.keys_under(&keys::assets_of_profile_prefix(name))? {
+                let Some(asset_id) = keys::trailing_id(&key) else {
+                    continue;
+                };
+                let Some(asset) = self.load::<Asset>(asset_id)? else {
+                    continue;
+                };
+                let mut new = asset.clone();
+                new.state = if usable {
+                    AssetState::Active
+                } else {
+                    AssetState::Pending
+                };
+                self.write(Some(&asset), new)?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Write everything queued as one atomic batch.
+    pub fn commit(mut self) -> Result<Committed, StoreError> {
+        let head = self.next_seq - 1;
+        if self.overlay.is_empty() {
+            return Ok(Committed { events: 0, head });
+        }
+        if self.events > 0 {
+            self.overlay
+                .insert(keys::HEAD.to_vec(), Some(head.to_be_bytes().to_vec()));
+        }
+        // Sorted keys let B-tree engines fill pages in order.
+        let mut entries: Vec<_> = std::mem::take(&mut self.overlay).into_iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut batch = Batch::new();
+        for (k, v) in entries {
+            match v {
+                Some(v) => batch.put(k, v),
+                None => batch.delete(k),
+            }
+        }
+        self.store.engine().write(batch)?;
+        *self.guard = self.next_seq;
+        Ok(Committed {
+            events: self.events,
+            head,
+        })
+    }
+}
+
+/// Convenience for callers that hold the reconciler in an `Arc`.
+pub type SharedReconciler = Arc<Reconciler>;

@@ -1,0 +1,181 @@
+//! The key layout of the one keyspace. Every key idsync writes is built here,
+//! so the layout can be read in one place:
+//!
+//! | prefix | key | value |
+//! | --- | --- | --- |
+//! | `o/u/`, `o/g/`, `o/a/`, `o/p/` | object id (16 bytes, UUIDv7) | object JSON |
+//! | `i/u/mail/` | lower-cased mail | user id |
+//! | `i/u/login/` | lower-cased loginName | user id |
+//! | `i/u/ext/` | externalId | user id |
+//! | `i/g/name/`, `i/g/ext/` | lower-cased displayName, externalId | group id |
+//! | `i/a/name/` | lower-cased asset name | asset id |
+//! | `i/a/prof/` | lower-cased profile name, `0x00`, asset id | empty |
+//! | `i/p/name/` | lower-cased profile name | profile id |
+//! | `i/gm/` | group id, user id | empty (membership) |
+//! | `c/` | sequence number (u64 big-endian) | change event JSON |
+//! | `s/head` | — | last sequence number (u64 big-endian) |
+//! | `s/import/` | file digest (hex) | import progress JSON |
+//!
+//! Ids are UUIDv7, time-ordered, so new objects append to the B-tree instead
+//! of splitting pages at random (about four times faster to write).
+
+use idsync_schema::Kind;
+use uuid::Uuid;
+
+/// Prefix of all objects of `kind`.
+pub fn object_prefix(kind: Kind) -> &'static [u8] {
+    match kind {
+        Kind::User => b"o/u/",
+        Kind::Group => b"o/g/",
+        Kind::Asset => b"o/a/",
+        Kind::Profile => b"o/p/",
+    }
+}
+
+fn join(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + rest.len());
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+/// The key of one object.
+pub fn object(kind: Kind, id: Uuid) -> Vec<u8> {
+    join(object_prefix(kind), id.as_bytes())
+}
+
+/// The secondary indexes: each maps one attribute value to one object id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Index {
+    UserMail,
+    UserLogin,
+    UserExternalId,
+    GroupName,
+    GroupExternalId,
+    AssetName,
+    ProfileName,
+}
+
+impl Index {
+    fn prefix(self) -> &'static [u8] {
+        match self {
+            Index::UserMail => b"i/u/mail/",
+            Index::UserLogin => b"i/u/login/",
+            Index::UserExternalId => b"i/u/ext/",
+            Index::GroupName => b"i/g/name/",
+            Index::GroupExternalId => b"i/g/ext/",
+            Index::AssetName => b"i/a/name/",
+            Index::ProfileName => b"i/p/name/",
+        }
+    }
+
+    /// Whether values compare without regard to case (mail, names) or
+    /// exactly (external ids, which the identity provider owns).
+    fn folds_case(self) -> bool {
+        !matches!(self, Index::UserExternalId | Index::GroupExternalId)
+    }
+
+    /// The attribute the index covers, as the documents name it.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            Index::UserMail => "mail",
+            Index::UserLogin => "loginName",
+            Index::UserExternalId | Index::GroupExternalId => "externalId",
+            Index::GroupName => "displayName",
+            Index::AssetName => "name",
+            Index::ProfileName => "certificateProfile",
+        }
+    }
+
+    /// The index key for `value`.
+    pub fn key(self, value: &str) -> Vec<u8> {
+        if self.folds_case() {
+            join(self.prefix(), value.to_lowercase().as_bytes())
+        } else {
+            join(self.prefix(), value.as_bytes())
+        }
+    }
+}
+
+/// Prefix of the assets that name profile `name`.
+pub fn assets_of_profile_prefix(name: &str) -> Vec<u8> {
+    let mut k = join(b"i/a/prof/", name.to_lowercase().as_bytes());
+    k.push(0);
+    k
+}
+
+/// Marks that asset `asset` names profile `name`.
+pub fn asset_of_profile(name: &str, asset: Uuid) -> Vec<u8> {
+    let mut k = assets_of_profile_prefix(name);
+    k.extend_from_slice(asset.as_bytes());
+    k
+}
+
+/// Prefix of the members of `group`.
+pub fn members_prefix(group: Uuid) -> Vec<u8> {
+    join(b"i/gm/", group.as_bytes())
+}
+
+/// Marks `user` as a member of `group`.
+pub fn membership(group: Uuid, user: Uuid) -> Vec<u8> {
+    let mut k = members_prefix(group);
+    k.extend_from_slice(user.as_bytes());
+    k
+}
+
+/// Prefix of the change log.
+pub const CHANGE_PREFIX: &[u8] = b"c/";
+
+/// The key of change `seq`.
+pub fn change(seq: u64) -> Vec<u8> {
+    join(CHANGE_PREFIX, &seq.to_be_bytes())
+}
+
+/// Where the last sequence number is kept.
+pub const HEAD: &[u8] = b"s/head";
+
+/// Prefix of import progress records.
+pub const IMPORT_PREFIX: &[u8] = b"s/import/";
+
+/// The progress record of the file with `digest` (hex).
+pub fn import_progress(digest: &str) -> Vec<u8> {
+    join(IMPORT_PREFIX, digest.as_bytes())
+}
+
+/// The id at the end of an index or membership key, or in an index value.
+pub fn trailing_id(bytes: &[u8]) -> Option<Uuid> {
+    let start = bytes.len().checked_sub(16)?;
+    Uuid::from_slice(&bytes[start..]).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_do_not_overlap() {
+        // `i/a/prof/web` must not list the assets of profile `web2`.
+        let a = Uuid::now_v7();
+        assert!(!asset_of_profile("web2", a).starts_with(&assets_of_profile_prefix("web")));
+        assert!(asset_of_profile("Web", a).starts_with(&assets_of_profile_prefix("web")));
+        assert!(!object(Kind::User, a).starts_with(object_prefix(Kind::Group)));
+    }
+
+    #[test]
+    fn change_keys_sort_by_sequence() {
+        assert!(change(255) < change(256));
+        assert!(change(1) < change(u64::MAX));
+    }
+
+    #[test]
+    fn mail_is_case_insensitive_external_id_is_not() {
+        assert_eq!(
+            Index::UserMail.key("A@X.org"),
+            Index::UserMail.key("a@x.ORG")
+        );
+        assert_ne!(
+            Index::UserExternalId.key("Ab"),
+            Index::UserExternalId.key("ab")
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! The sled 0.34 engine, kept selectable (`store.engine = "sled"`) because
+//! it was the original choice and existing stores may use it.
+//!
+//! Why it is not the default: sled 0.34's resident memory grows by about
+//! 7 KB per row written, whatever `cache_capacity` says (the cap governs its
+//! page cache, not the per-page metadata and log bookkeeping that keep
+//! growing; see spacejam/sled#986 and spacejam/sled#1309). A store of a few
+//! million rows therefore needs tens of gigabytes of RAM, and writes run an
+//! order of magnitude slower than redb's. Use it for small stores only.
+
+use std::convert::Infallible;
+use std::ops::Bound;
+use std::path::Path;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use super::engine::{Batch, Engine, EngineError, EngineOptions, Op};
+
+/// Name reported by [`Engine::name`] and used in error messages.
+const NAME: &str = "sled";
+
+/// An [`Engine`] backed by a sled 0.34 database directory.
+///
+/// Everything goes to sled's default tree: one keyspace, as the trait wants.
+#[derive(Debug)]
+pub struct SledEngine {
+    db: sled::Db,
+    durable: bool,
+}
+
+/// Wrap any sled error, keeping sled's own message.
+fn io_err(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Io {
+        engine: NAME,
+        message: e.to_string(),
+    }
+}
+
+impl SledEngine {
+    /// Open (creating when missing) the sled database directory at `path`.
+    ///
+    /// `opts.cache_bytes` becomes sled's `cache_capacity`, which bounds its
+    /// page cache only: see the module comment for the memory that it does
+    /// not bound. With `opts.durable` every [`Engine::write`] is flushed to
+    /// disk before it returns; without it sled's background flusher persists
+    /// writes within about half a second, and [`Engine::flush`] forces it.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Open`] when the directory cannot be created or read,
+    /// holds no sled database, or is locked by another process.
+    pub fn open(path: &Path, opts: &EngineOptions) -> Result<Self, EngineError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(opts.cache_bytes as u64)
+            .open()
+            .map_err(|e| EngineError::Open {
+                engine: NAME,
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            db,
+            durable: opts.durable,
+        })
+    }
+}
+
+impl Engine for SledEngine {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        let value = self.db.get(key).map_err(io_err)?;
+        Ok(value.map(|v| v.to_vec()))
+    }
+
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
+        // sled has no read snapshots; a (read-only) transaction is its only
+        // way to read several keys without a concurrent batch landing
+        // between two of them. sled retries the closure on conflict.
+        let result: Result<Vec<Option<Vec<u8>>>, TransactionError<Infallible>> =
+            self.db.transaction(|tx| {
+                keys.iter()
+                    .map(|key| {
+                        let value = tx.get(key)?;
+                        Ok::<_, ConflictableTransactionError<Infallible>>(value.map(|v| v.to_vec()))
+                    })
+                    .collect()
+            });
+        result.map_err(io_err)
+    }
+
+    fn write(&self, batch: Batch) -> Result<(), EngineError> {
+        if batch.is_empty() {
+            // Nothing to make atomic; skipping saves a flush.
+            return Ok(());
+        }
+        // `sled::Batch` keeps one entry per key, so replaying the ops in
+        // order gives "a later op on the same key wins" for free.
+        let mut sled_batch = sled::Batch::default();
+        for op in batch.ops {
+            match op {
+                Op::Put(key, value) => sled_batch.insert(key, value),
+                Op::Delete(key) => sled_batch.remove(key),
+            }
+        }
+        self.db.apply_batch(sled_batch).map_err(io_err)?;
+        if self.durable {
+            // `apply_batch` is atomic but only in memory until sled's log is
+            // flushed; the trait promises durability when `write` returns.
+            self.db.flush().map_err(io_err)?;
+        }
+        Ok(())
+    }
+
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, EngineError> {
+        // A `start_after` below the prefix would start the range on keys
+        // outside it and the scan would stop at once, so it only counts when
+        // it is inside (or past) the prefix's range.
+        let lower = match start_after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        let mut out = Vec::new();
+        for entry in self.db.range::<&[u8], _>((lower, Bound::Unbounded)) {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = entry.map_err(io_err)?;
+            // Keys are sorted, so the first one outside the prefix ends it.
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push((key.to_vec(), value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<(), EngineError> {
+        self.db.flush().map(drop).map_err(io_err)
+    }
+}
