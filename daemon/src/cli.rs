@@ -362,8 +362,8 @@ fn print_summary(file: &Path, r: &ImportResult) {
         s.unchanged,
         s.rejected
     );
-    if let Some(line) = r.resumed_at_line {
-        println!("resumed at line {line} after an interruption");
+    if let Some(line) = r.resumed_after_line {
+        println!("resumed after line {line}, where an interrupted run had stopped");
     }
     if let Some(e) = &r.error {
         println!("file rejected: {e}");

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 use idsync_schema::rules::MAX_GROUPS;
 use idsync_schema::{
@@ -26,7 +27,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::store::keys::{self, Index};
-use crate::store::{Actor, Batch, ChangeEvent, Operation, Store, StoreError};
+use crate::store::{Actor, Batch, ChangeEvent, EngineError, Operation, Store, StoreError};
 
 /// Which attribute identifies an existing user (seed 001: the mail).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -248,6 +249,7 @@ impl Reconciler {
             store: &self.store,
             settings: &self.settings,
             overlay: HashMap::new(),
+            inflight: None,
             next_seq,
             events: 0,
             source,
@@ -257,14 +259,28 @@ impl Reconciler {
     }
 }
 
+/// Queued writes: key → value (`None`: delete).
+type Overlay = HashMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// A batch handed to the committer thread and not yet known to be durable.
+struct Inflight {
+    overlay: Arc<Overlay>,
+    /// The next sequence number once this batch is durable.
+    next_seq: u64,
+    handle: JoinHandle<Result<(), EngineError>>,
+}
+
 /// An open write transaction. Dropping it without [`Tx::commit`] discards
-/// everything it queued.
+/// everything it queued (but a batch already handed over by
+/// [`Tx::commit_pipelined`] still lands).
 pub struct Tx<'r> {
     guard: MutexGuard<'r, u64>,
-    store: &'r Store,
+    store: &'r Arc<Store>,
     settings: &'r Settings,
-    /// Queued writes (`None`: delete). Reads see them before the store.
-    overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Queued writes. Reads see them first, then the in-flight batch, then
+    /// the store.
+    overlay: Overlay,
+    inflight: Option<Inflight>,
     next_seq: u64,
     events: u64,
     source: Source,
@@ -303,10 +319,13 @@ impl<'r> Tx<'r> {
     }
 
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.overlay.get(key) {
-            Some(v) => Ok(v.clone()),
-            None => Ok(self.store.engine().get(key)?),
+        if let Some(v) = self.overlay.get(key) {
+            return Ok(v.clone());
         }
+        if let Some(v) = self.inflight.as_ref().and_then(|i| i.overlay.get(key)) {
+            return Ok(v.clone());
+        }
+        Ok(self.store.engine().get(key)?)
     }
 
     fn load<T: Stored>(&self, id: Uuid) -> Result<Option<T>, StoreError> {
@@ -337,7 +356,8 @@ impl<'r> Tx<'r> {
             found.insert(k.to_vec());
             Ok(true)
         })?;
-        for (k, v) in &self.overlay {
+        let inflight = self.inflight.iter().flat_map(|i| i.overlay.iter());
+        for (k, v) in inflight.chain(&self.overlay) {
             if k.starts_with(prefix) {
                 match v {
                     Some(_) => found.insert(k.clone()),
@@ -704,32 +724,98 @@ impl<'r> Tx<'r> {
         Ok(outcome)
     }
 
-    /// Write everything queued as one atomic batch.
-    pub fn commit(mut self) -> Result<Committed, StoreError> {
-        let head = self.next_seq - 1;
-        if self.overlay.is_empty() {
-            return Ok(Committed { events: 0, head });
+    /// Wait for the batch in flight, if any, and account for it.
+    fn settle(&mut self) -> Result<(), StoreError> {
+        if let Some(inflight) = self.inflight.take() {
+            match inflight.handle.join() {
+                Ok(Ok(())) => *self.guard = inflight.next_seq,
+                Ok(Err(e)) => return Err(e.into()),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
         }
+        Ok(())
+    }
+
+    /// Turn the queued writes (plus the head) into a sorted engine batch.
+    fn take_batch(&mut self) -> (Overlay, u64) {
+        let head = self.next_seq - 1;
         if self.events > 0 {
             self.overlay
                 .insert(keys::HEAD.to_vec(), Some(head.to_be_bytes().to_vec()));
         }
+        (std::mem::take(&mut self.overlay), head)
+    }
+
+    fn to_batch(overlay: &Overlay) -> Batch {
         // Sorted keys let B-tree engines fill pages in order.
-        let mut entries: Vec<_> = std::mem::take(&mut self.overlay).into_iter().collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut entries: Vec<_> = overlay.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut batch = Batch::new();
         for (k, v) in entries {
             match v {
-                Some(v) => batch.put(k, v),
-                None => batch.delete(k),
+                Some(v) => batch.put(k.clone(), v.clone()),
+                None => batch.delete(k.clone()),
             }
         }
-        self.store.engine().write(batch)?;
-        *self.guard = self.next_seq;
+        batch
+    }
+
+    /// Hand everything queued so far to a committer thread and carry on
+    /// queuing: the next batch is checked and built while this one is being
+    /// written (the store's commit and the import's parsing then overlap).
+    /// Waits first for the previous batch; its failure is returned here.
+    /// Once this returns, the previous batch is durable.
+    pub fn commit_pipelined(&mut self) -> Result<Committed, StoreError> {
+        self.settle()?;
+        let durable_head = *self.guard - 1;
+        let events = self.events;
+        let (overlay, _) = self.take_batch();
+        if !overlay.is_empty() {
+            let overlay = Arc::new(overlay);
+            let store = Arc::clone(self.store);
+            let shared = Arc::clone(&overlay);
+            let handle = std::thread::Builder::new()
+                .name("idsync-commit".into())
+                .spawn(move || store.engine().write(Self::to_batch(&shared)))
+                .map_err(|e| EngineError::Io {
+                    engine: "store",
+                    message: format!("cannot start the commit thread: {e}"),
+                })?;
+            self.inflight = Some(Inflight {
+                overlay,
+                next_seq: self.next_seq,
+                handle,
+            });
+        }
+        self.events = 0;
+        self.now = OffsetDateTime::now_utc();
         Ok(Committed {
-            events: self.events,
-            head,
+            events,
+            head: durable_head,
         })
+    }
+
+    /// Write everything queued as one atomic batch (after the batch in
+    /// flight, if any) and wait until it is durable.
+    pub fn commit(mut self) -> Result<Committed, StoreError> {
+        self.settle()?;
+        let events = self.events;
+        let (overlay, head) = self.take_batch();
+        if !overlay.is_empty() {
+            self.store.engine().write(Self::to_batch(&overlay))?;
+        }
+        *self.guard = self.next_seq;
+        Ok(Committed { events, head })
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        // A handed-over batch lands or fails on its own; wait for it so the
+        // sequence number stays right for the next writer.
+        if let Err(e) = self.settle() {
+            tracing::error!("a pipelined commit failed: {e}");
+        }
     }
 }
 

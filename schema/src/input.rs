@@ -70,17 +70,20 @@ fn check_field(
     }
 }
 
+/// Free text: longer, and line breaks allowed, but no other control
+/// characters.
 fn check_long(attribute: &str, field: &Field<String>) -> Result<(), Violation> {
-    match field {
-        Field::Set(v) if v.chars().count() > MAX_LONG_STRING_CHARS => Err(Violation::new(
-            attribute,
-            v,
-            Rule::TooLong {
-                max: MAX_LONG_STRING_CHARS,
-            },
-        )),
-        _ => Ok(()),
+    let Field::Set(v) = field else { return Ok(()) };
+    if v.chars().count() > MAX_LONG_STRING_CHARS {
+        let max = MAX_LONG_STRING_CHARS;
+        return Err(Violation::new(attribute, v, Rule::TooLong { max }));
     }
+    if v.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+    {
+        return Err(Violation::new(attribute, v, Rule::ControlCharacter));
+    }
+    Ok(())
 }
 
 fn mandatory(attribute: &str, value: &str) -> Result<(), Violation> {

@@ -81,7 +81,7 @@ pub struct ImportResult {
     pub report: ReportFiles,
     /// Why the whole file was refused.
     pub error: Option<String>,
-    pub resumed_at_line: Option<u64>,
+    pub resumed_after_line: Option<u64>,
 }
 
 /// Failures that stop an import without a verdict on the file (the store
@@ -102,8 +102,8 @@ struct Progress {
     file: String,
     /// Records consumed, header included.
     records_done: u64,
-    /// The line the next record starts on.
-    next_line: u64,
+    /// The line of the last record committed.
+    last_line: u64,
     summary: Summary,
     spool: SpoolOffsets,
     /// Set by the last batch; the report is being written.
@@ -135,7 +135,6 @@ enum Msg {
         rows: Vec<Parsed>,
         bytes: u64,
         records: u64,
-        next_line: u64,
     },
     /// The file cannot be read as CSV of this kind.
     Refused(String),
@@ -213,7 +212,7 @@ impl idsync_schema::csv_format::Row for CsvRow {
 /// The parser thread: read, check, hand over. Skips the first `skip`
 /// records (a resumed import), still remembering their keys.
 fn parse_file(
-    mut csv: csv::Reader<std::io::BufReader<std::fs::File>>,
+    mut csv: reader::CsvReader,
     kind: Kind,
     rules: &UserRules,
     blanks: Blanks,
@@ -239,10 +238,16 @@ fn parse_file(
 
     // The first record: a header for users and groups; for assets, a header
     // or already data.
-    let first = match read(&mut csv, &mut record) {
-        Ok(true) => CsvRow(std::mem::take(&mut record)),
-        Ok(false) => return refuse(&tx, LayoutError::Empty.to_string()),
-        Err(m) => return refuse(&tx, m),
+    let (first, first_line) = loop {
+        match read(&mut csv, &mut record) {
+            Ok(true) if !reader::normalise(&mut record) => continue,
+            Ok(true) => {
+                let line = record.position().map_or(1, |p| p.line());
+                break (CsvRow(std::mem::take(&mut record)), line);
+            }
+            Ok(false) => return refuse(&tx, LayoutError::Empty.to_string()),
+            Err(m) => return refuse(&tx, m),
+        }
     };
     let layout = match kind {
         Kind::User => UserLayout::from_header(&first).map(Layout::Users),
@@ -274,8 +279,9 @@ fn parse_file(
     }
     loop {
         let (row, line) = match pending_first.take() {
-            Some(r) => (r, 1),
+            Some(r) => (r, first_line),
             None => match read(&mut csv, &mut record) {
+                Ok(true) if !reader::normalise(&mut record) => continue,
                 Ok(true) => {
                     let line = record.position().map_or(0, |p| p.line());
                     (CsvRow(std::mem::take(&mut record)), line)
@@ -345,7 +351,6 @@ fn parse_file(
                 rows: std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)),
                 bytes: csv.position().byte(),
                 records,
-                next_line: csv.position().line(),
             };
             if tx.send(msg).is_err() {
                 return;
@@ -356,7 +361,6 @@ fn parse_file(
         rows: chunk,
         bytes: csv.position().byte(),
         records,
-        next_line: csv.position().line(),
     });
 }
 
@@ -387,7 +391,7 @@ pub fn import_file(
         atomic: opts.atomic,
         started,
         finished: started,
-        resumed_at_line: None,
+        resumed_after_line: None,
         error: None,
         warnings: Vec::new(),
         summary: Summary::default(),
@@ -410,6 +414,13 @@ pub fn import_file(
         work_dir.join(&prepared.digest)
     };
     let mut spool = Spool::open(&spool_dir, saved.as_ref().map(|p| p.spool))?;
+    if !spool.complete {
+        header.warnings.push(
+            "rows applied before an interruption of the machine are missing from the row lists \
+             (the store and the summary are complete)"
+                .into(),
+        );
+    }
 
     if let Some(p) = saved.as_ref().filter(|p| p.complete) {
         // Crashed while writing the report: every row is in; write it again.
@@ -420,8 +431,8 @@ pub fn import_file(
     }
     let mut summary = saved.as_ref().map(|p| p.summary).unwrap_or_default();
     let mut records_done = saved.as_ref().map_or(0, |p| p.records_done);
-    let mut next_line = saved.as_ref().map_or(1, |p| p.next_line);
-    header.resumed_at_line = saved.as_ref().map(|p| p.next_line);
+    let mut last_line = saved.as_ref().map_or(0, |p| p.last_line);
+    header.resumed_after_line = saved.as_ref().map(|p| p.last_line);
     if let Some(p) = &saved {
         header.started = p.started;
     }
@@ -445,7 +456,7 @@ pub fn import_file(
         scope.spawn(move || parse_file(csv, kind, rules, blanks, skip, tx_rows));
 
         match rx_rows.recv() {
-            Ok(Msg::Ready { warnings }) => header.warnings = warnings,
+            Ok(Msg::Ready { warnings }) => header.warnings.extend(warnings),
             Ok(Msg::Refused(m)) => return refuse_file(header, m, work_dir, report),
             Ok(Msg::Rows { .. }) | Err(_) => {
                 return refuse_file(
@@ -461,13 +472,12 @@ pub fn import_file(
         let mut in_batch = 0usize;
         let mut rows_in_tx: u64 = 0;
         for msg in rx_rows {
-            let (rows, bytes, records, line_after) = match msg {
+            let (rows, bytes, records) = match msg {
                 Msg::Rows {
                     rows,
                     bytes,
                     records,
-                    next_line,
-                } => (rows, bytes, records, next_line),
+                } => (rows, bytes, records),
                 Msg::Refused(m) => {
                     // Rows already committed stay (they were each valid);
                     // the report says where reading stopped.
@@ -477,6 +487,7 @@ pub fn import_file(
                 Msg::Ready { .. } => continue,
             };
             let last_record = records;
+            let rows_last_line = rows.last().map(|r| r.line);
             let first_record = records - rows.len() as u64;
             for (i, row) in rows.into_iter().enumerate() {
                 tx.set_line(Some(row.line));
@@ -526,11 +537,11 @@ pub fn import_file(
                 if !one_tx && in_batch >= opts.batch_rows {
                     // Commit at a row boundary: the records up to this row.
                     records_done = first_record + i as u64 + 1;
-                    next_line = row.line + 1;
+                    last_line = row.line;
                     let progress = Progress {
                         file: file_name.clone(),
                         records_done,
-                        next_line,
+                        last_line,
                         summary,
                         spool: spool.sync()?,
                         complete: false,
@@ -546,7 +557,7 @@ pub fn import_file(
                 }
             }
             records_done = last_record;
-            next_line = line_after;
+            last_line = rows_last_line.unwrap_or(last_line);
             on_progress(bytes);
         }
 
@@ -570,7 +581,7 @@ pub fn import_file(
         let progress = Progress {
             file: file_name.clone(),
             records_done,
-            next_line,
+            last_line,
             summary,
             spool: spool.sync()?,
             complete: true,
@@ -621,7 +632,7 @@ fn result_of(header: &ReportHeader, report: &ReportFiles) -> ImportResult {
         summary: header.summary,
         report: report.clone(),
         error: header.error.clone(),
-        resumed_at_line: header.resumed_at_line,
+        resumed_after_line: header.resumed_after_line,
     }
 }
 
