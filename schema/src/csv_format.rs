@@ -89,7 +89,7 @@ struct Col {
 
 /// Cell `col` of `row`, with the blanks rule applied. An empty result means
 /// an empty cell.
-fn cell<'r, R: Row + ?Sized>(row: &'r R, col: Col, blanks: Blanks) -> Result<&'r str, RowError> {
+fn cell<R: Row + ?Sized>(row: &R, col: Col, blanks: Blanks) -> Result<&str, RowError> {
     let raw = row.get(col.index).unwrap_or("");
     let trimmed = raw.trim_matches([' ', '\t']);
     if trimmed.len() == raw.len() {
@@ -148,11 +148,7 @@ fn list<R: Row + ?Sized>(
     })
 }
 
-fn mandatory<'r, R: Row + ?Sized>(
-    row: &'r R,
-    col: Col,
-    blanks: Blanks,
-) -> Result<&'r str, RowError> {
+fn mandatory<R: Row + ?Sized>(row: &R, col: Col, blanks: Blanks) -> Result<&str, RowError> {
     let v = cell(row, col, blanks)?;
     if v.is_empty() {
         Err(RowError::at(

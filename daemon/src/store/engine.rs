@@ -10,6 +10,9 @@
 
 use std::path::PathBuf;
 
+/// A key and its value, as scans return them.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// One write in a [`Batch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
@@ -124,7 +127,7 @@ pub trait Engine: Send + Sync {
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, EngineError>;
+    ) -> Result<Vec<Entry>, EngineError>;
 
     /// Make everything written so far durable (used at shutdown when
     /// `durable` is off).
