@@ -31,6 +31,11 @@ pub struct Config {
     /// Certificate profiles known to idsync (assets naming one are `active`).
     pub profiles: Vec<ProfileConfig>,
     pub log: LogConfig,
+    pub folders: FoldersConfig,
+    pub admin: AdminConfig,
+    /// API tokens (hashes only). Without any, `idsync serve` makes an admin
+    /// token on first start and writes it once to `DATA_DIR/admin.token`.
+    pub tokens: Vec<TokenConfig>,
 }
 
 impl Default for Config {
@@ -42,6 +47,9 @@ impl Default for Config {
             import: ImportConfig::default(),
             profiles: Vec::new(),
             log: LogConfig::default(),
+            folders: FoldersConfig::default(),
+            admin: AdminConfig::default(),
+            tokens: Vec::new(),
         }
     }
 }
@@ -176,6 +184,74 @@ impl Default for LogConfig {
 /// Environment variables read by the command line itself.
 pub const CLI_VARIABLES: [&str; 2] = ["IDSYNC_CONFIG", "IDSYNC_LOG"];
 
+/// `[folders]`: the drop folders watched by `idsync serve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FoldersConfig {
+    /// Root of the inboxes `users/`, `groups/`, `assets/` and
+    /// `users/<application>/`. Relative to `data_dir` unless absolute.
+    pub root: PathBuf,
+    /// A file that did not arrive by rename is read once its size and
+    /// modification time have not changed for this many milliseconds.
+    pub stable_ms: u64,
+    /// Options per folder, keyed by its path under the root: `users`,
+    /// `users/portal`, `groups`, `assets`. Unset options take `[import]`'s.
+    pub options: BTreeMap<String, FolderOptions>,
+}
+
+impl Default for FoldersConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("inbox"),
+            stable_ms: 1000,
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[folders.options."<folder>"]`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FolderOptions {
+    pub end_state: Option<EndState>,
+    pub atomic: Option<bool>,
+    pub blanks: Option<Blanks>,
+    pub delimiter: Option<String>,
+    pub match_key: Option<UserMatch>,
+}
+
+/// `[admin]`: the daemon's HTTP listener for health, readiness and metrics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on; loopback by default.
+    pub listen: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9477".into(),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// `[[tokens]]`: a bearer token, kept as its SHA-256.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Shown in logs and the audit trail.
+    pub name: String,
+    /// SHA-256 of the token, hex (`printf %s TOKEN | sha256sum`).
+    pub sha256: String,
+    /// `monitor` (health, readiness, metrics), `read`, `write`, `admin`
+    /// (everything).
+    pub roles: Vec<String>,
+}
+
 /// Why a configuration is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -257,6 +333,45 @@ impl Config {
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(invalid("log.format", "must be `text` or `json`"));
         }
+        for (folder, o) in &self.folders.options {
+            let known = ["users", "groups", "assets"];
+            let mut parts = folder.split('/');
+            let kind_ok = parts.next().is_some_and(|k| known.contains(&k));
+            let app = parts.next();
+            if !kind_ok
+                || parts.next().is_some()
+                || (app.is_some() && !folder.starts_with("users/"))
+            {
+                return Err(invalid(
+                    "folders.options",
+                    format!("`{folder}` is not users, groups, assets or users/<application>"),
+                ));
+            }
+            if let Some(d) = &o.delimiter {
+                parse_delimiter(d)
+                    .map_err(|m| invalid("folders.options.delimiter", format!("{folder}: {m}")))?;
+            }
+        }
+        self.admin
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| invalid("admin.listen", format!("`{}`: {e}", self.admin.listen)))?;
+        for t in &self.tokens {
+            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    "tokens.sha256",
+                    format!("token {:?}: not 64 hex digits", t.name),
+                ));
+            }
+            for r in &t.roles {
+                if !["monitor", "read", "write", "admin"].contains(&r.as_str()) {
+                    return Err(invalid(
+                        "tokens.roles",
+                        format!("token {:?}: unknown role `{r}`", t.name),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -293,6 +408,37 @@ impl Config {
     /// Where import spools live.
     pub fn imports_dir(&self) -> PathBuf {
         self.data_dir.join("imports")
+    }
+
+    /// The root of the drop folders.
+    pub fn folders_root(&self) -> PathBuf {
+        if self.folders.root.is_absolute() {
+            self.folders.root.clone()
+        } else {
+            self.data_dir.join(&self.folders.root)
+        }
+    }
+
+    /// Import options for files dropped in `folder` (`users`,
+    /// `users/portal`, …): `[import]`, then the folder's own options.
+    pub fn folder_import_options(&self, kind: idsync_schema::Kind, folder: &str) -> ImportOptions {
+        let mut opts = self.import_options(kind);
+        if let Some(o) = self.folders.options.get(folder) {
+            if let Some(e) = o.end_state {
+                opts.end_state = e.forced();
+            }
+            if let Some(a) = o.atomic {
+                opts.atomic = a;
+            }
+            if let Some(b) = o.blanks {
+                opts.blanks = b;
+            }
+            if let Some(d) = &o.delimiter {
+                opts.delimiter = parse_delimiter(d).ok().flatten();
+            }
+            opts.match_key = o.match_key;
+        }
+        opts
     }
 
     /// Where the CLI's reports go.

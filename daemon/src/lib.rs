@@ -7,5 +7,6 @@
 pub mod cli;
 pub mod config;
 pub mod import;
+pub mod metrics;
 pub mod reconcile;
 pub mod store;

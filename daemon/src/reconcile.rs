@@ -70,6 +70,8 @@ pub struct UserWrite {
     pub application: Option<String>,
     /// Forces the end state (seed 001's option) instead of the `status` given.
     pub end_state: Option<Status>,
+    /// Overrides the configured match key (a folder's option).
+    pub match_key: Option<UserMatch>,
 }
 
 /// What an upsert did.
@@ -448,7 +450,7 @@ impl<'r> Tx<'r> {
         input: UserInput,
         how: &UserWrite,
     ) -> Result<Outcome, WriteError> {
-        let matched = match self.settings.user_match {
+        let matched = match how.match_key.unwrap_or(self.settings.user_match) {
             UserMatch::Mail => self.lookup(Index::UserMail, &input.mail)?,
             UserMatch::LoginName => match &input.login_name {
                 Field::Set(login) => self.lookup(Index::UserLogin, login)?,

@@ -27,7 +27,7 @@ use idsync_schema::{
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::reconcile::{Outcome, Reconciler, UserWrite, WriteError};
+use crate::reconcile::{Outcome, Reconciler, UserMatch, UserWrite, WriteError};
 use crate::store::{keys, Actor, StoreError};
 pub use report::{FileOutcome, ReportFiles, Summary};
 use report::{ReportHeader, Spool, SpoolOffsets};
@@ -47,6 +47,8 @@ pub struct ImportOptions {
     pub delimiter: Option<u8>,
     /// Forces users' end state (seed 001's option).
     pub end_state: Option<Status>,
+    /// Overrides `users.match_key` for this import.
+    pub match_key: Option<UserMatch>,
     /// Rows per committed batch.
     pub batch_rows: usize,
     /// Largest atomic (or dry-run) import: those hold all rows in one
@@ -66,6 +68,7 @@ impl ImportOptions {
             blanks: Blanks::Strict,
             delimiter: None,
             end_state: None,
+            match_key: None,
             batch_rows: 1000,
             atomic_max_rows: 100_000,
             max_file_bytes: 2 << 30,
@@ -444,6 +447,7 @@ pub fn import_file(
     let user_write = UserWrite {
         application: opts.application.clone(),
         end_state: opts.end_state,
+        match_key: opts.match_key,
     };
     let one_tx = opts.atomic || opts.dry_run;
     let actor = Actor::file(file_name.clone(), prepared.digest.clone());

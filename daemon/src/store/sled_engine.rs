@@ -1,12 +1,17 @@
 //! The sled 0.34 engine, kept selectable (`store.engine = "sled"`) because
 //! it was the original choice and existing stores may use it.
 //!
-//! Why it is not the default: sled 0.34's resident memory grows by about
-//! 7 KB per row written, whatever `cache_capacity` says (the cap governs its
-//! page cache, not the per-page metadata and log bookkeeping that keep
-//! growing; see spacejam/sled#986 and spacejam/sled#1309). A store of a few
-//! million rows therefore needs tens of gigabytes of RAM, and writes run an
-//! order of magnitude slower than redb's. Use it for small stores only.
+//! Why it is not the default: sled 0.34's memory is not bounded by
+//! `cache_capacity`. The cap counts the on-disk size of cached pages, and
+//! sled's per-page bookkeeping comes on top, so users report resident memory
+//! of several times, up to ten times, the cap (spacejam/sled#986,
+//! spacejam/sled#1309). An earlier measurement in this project saw RSS grow
+//! by about 7 KB per row written, whatever the cap; `engine_bench`'s raw
+//! batch writes (64 MiB cap, 1,000-row batches) instead levelled off near
+//! 300 MB, at 200,000 rows as at 1,000,000. So how far it grows depends on
+//! the write pattern: measure with the real workload before trusting sled
+//! with a large store on a small machine. Writes also run several times
+//! slower than redb's.
 
 use std::convert::Infallible;
 use std::ops::Bound;
