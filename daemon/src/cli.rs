@@ -131,6 +131,8 @@ pub enum Command {
     },
     /// Check the configuration and explain every problem.
     CheckConfig,
+    /// Show what the running daemon is doing.
+    Status,
 }
 
 /// Run the command line; the process exit status.
@@ -189,6 +191,23 @@ pub fn open(cfg: &Config) -> Result<Arc<Reconciler>> {
 fn run(cli: Cli) -> Result<u8> {
     let cfg = load_config(&cli)?;
     match cli.command {
+        Command::Status => {
+            let addr: std::net::SocketAddr = cfg
+                .admin
+                .listen
+                .parse()
+                .with_context(|| format!("admin.listen `{}`", cfg.admin.listen))?;
+            let token =
+                crate::admin::client_token(std::env::var_os("IDSYNC_TOKEN"), &cfg.data_dir)?;
+            // One request: a current-thread runtime is all it takes.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let text = rt.block_on(crate::admin::status_over_http(addr, &token))?;
+            print!("{text}");
+            Ok(0)
+        }
         Command::CheckConfig => {
             println!(
                 "configuration is valid: data_dir={}, store.engine={:?}, {} certificate profiles",
@@ -367,6 +386,9 @@ fn print_summary(file: &Path, r: &ImportResult) {
     }
     if let Some(e) = &r.error {
         println!("file rejected: {e}");
+    }
+    for w in &r.warnings {
+        println!("warning: {w}");
     }
     println!(
         "report: {} and {}",

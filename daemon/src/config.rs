@@ -181,8 +181,9 @@ impl Default for LogConfig {
     }
 }
 
-/// Environment variables read by the command line itself.
-pub const CLI_VARIABLES: [&str; 2] = ["IDSYNC_CONFIG", "IDSYNC_LOG"];
+/// Environment variables read by the command line and the tests, not keys
+/// of the file.
+pub const CLI_VARIABLES: [&str; 4] = ["IDSYNC_CONFIG", "IDSYNC_LOG", "IDSYNC_TOKEN", "IDSYNC_BIN"];
 
 /// `[folders]`: the drop folders watched by `idsync serve`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -280,8 +281,7 @@ impl Config {
                     .required(true),
             );
         }
-        // IDSYNC_CONFIG and IDSYNC_LOG belong to the command line, not to
-        // the file's keys.
+        // CLI_VARIABLES belong to the command line, not to the file's keys.
         let vars: config::Map<String, String> = std::env::vars()
             .filter(|(k, _)| k.starts_with("IDSYNC_") && !CLI_VARIABLES.contains(&k.as_str()))
             .collect();

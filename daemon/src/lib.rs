@@ -4,9 +4,12 @@
 //! Data flows one way: source (CSV file, later SCIM and the admin API) →
 //! [`reconcile`] → [`store`] + change log → connectors.
 
+pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod import;
 pub mod metrics;
 pub mod reconcile;
+pub mod sd_notify;
 pub mod store;

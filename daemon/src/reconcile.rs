@@ -12,7 +12,7 @@
 //! safe. Batching many rows into one `Tx` is how imports amortise the commit.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 
 use idsync_schema::rules::MAX_GROUPS;
@@ -212,7 +212,9 @@ fn changed_fields<T: Serialize>(old: &T, new: &T) -> Vec<String> {
 /// The single writer. Share it as `Arc<Reconciler>`.
 pub struct Reconciler {
     store: Arc<Store>,
-    settings: Settings,
+    /// Swapped whole on a configuration reload; a transaction keeps the
+    /// settings it started with.
+    settings: RwLock<Arc<Settings>>,
     /// The next sequence number; the mutex is the writer lock.
     next_seq: Mutex<u64>,
 }
@@ -223,7 +225,7 @@ impl Reconciler {
         let next = store.head()? + 1;
         Ok(Self {
             store,
-            settings,
+            settings: RwLock::new(Arc::new(settings)),
             next_seq: Mutex::new(next),
         })
     }
@@ -233,9 +235,15 @@ impl Reconciler {
         &self.store
     }
 
-    /// Its settings.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
+    /// Its current settings.
+    pub fn settings(&self) -> Arc<Settings> {
+        Arc::clone(&self.settings.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replace the settings (a configuration reload). Transactions already
+    /// open keep the old ones.
+    pub fn set_settings(&self, settings: Settings) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings);
     }
 
     /// Start a transaction: everything it queues commits together or not at
@@ -249,7 +257,7 @@ impl Reconciler {
         Tx {
             guard,
             store: &self.store,
-            settings: &self.settings,
+            settings: self.settings(),
             overlay: HashMap::new(),
             inflight: None,
             next_seq,
@@ -278,7 +286,7 @@ struct Inflight {
 pub struct Tx<'r> {
     guard: MutexGuard<'r, u64>,
     store: &'r Arc<Store>,
-    settings: &'r Settings,
+    settings: Arc<Settings>,
     /// Queued writes. Reads see them first, then the in-flight batch, then
     /// the store.
     overlay: Overlay,

@@ -211,6 +211,13 @@ fn check_width<R: Row + ?Sized>(row: &R, expected: usize) -> Result<(), RowError
     }
 }
 
+fn columns_of(cols: &[Option<Col>]) -> Vec<(&'static str, usize)> {
+    cols.iter()
+        .flatten()
+        .map(|c| (c.name, c.index + 1))
+        .collect()
+}
+
 /// Attach the failing cell's column to a violation found after parsing.
 fn locate(v: Violation, cols: &[Option<Col>]) -> RowError {
     let column = cols
@@ -272,6 +279,11 @@ impl UserLayout {
 
     fn col(&self, name: &str) -> Option<Col> {
         self.cols.iter().flatten().copied().find(|c| c.name == name)
+    }
+
+    /// Each present column's attribute name and 1-based number.
+    pub fn columns(&self) -> Vec<(&'static str, usize)> {
+        columns_of(&self.cols)
     }
 
     /// The 1-based column of `name` (a documented column name), if present.
@@ -354,6 +366,11 @@ impl GroupLayout {
         })
     }
 
+    /// Each present column's attribute name and 1-based number.
+    pub fn columns(&self) -> Vec<(&'static str, usize)> {
+        columns_of(&self.cols)
+    }
+
     /// The 1-based column of `displayName`.
     pub fn key_column(&self) -> Option<usize> {
         self.cols[0].map(|c| c.index + 1)
@@ -426,20 +443,22 @@ impl AssetLayout {
         }
     }
 
-    /// Decide from the first row: a header (every cell names a known column,
-    /// `name` among them) gives its own order; anything else is data in the
-    /// data-pool order.
+    /// Decide from the first row: a header (it has a `name` cell and most
+    /// of its cells name known columns; the others are reported as unknown)
+    /// gives its own order; anything else is data in the data-pool order.
     pub fn detect<R: Row + ?Sized>(first: &R) -> Self {
-        let all_known = (0..first.len()).all(|i| {
-            let c = first
-                .get(i)
-                .unwrap_or("")
-                .trim_start_matches('\u{feff}')
-                .trim();
-            ASSET_COLUMNS.iter().any(|k| k.eq_ignore_ascii_case(c))
-        });
+        let known = (0..first.len())
+            .filter(|&i| {
+                let c = first
+                    .get(i)
+                    .unwrap_or("")
+                    .trim_start_matches('\u{feff}')
+                    .trim();
+                ASSET_COLUMNS.iter().any(|k| k.eq_ignore_ascii_case(c))
+            })
+            .count();
         match map_header(first, &ASSET_COLUMNS) {
-            Ok((cols, unknown_columns)) if all_known && cols[1].is_some() => Self {
+            Ok((cols, unknown_columns)) if cols[1].is_some() && known * 2 > first.len() => Self {
                 cols,
                 width: first.len(),
                 has_header: true,
@@ -447,6 +466,11 @@ impl AssetLayout {
             },
             _ => Self::data_pool_order(),
         }
+    }
+
+    /// Each present column's attribute name and 1-based number.
+    pub fn columns(&self) -> Vec<(&'static str, usize)> {
+        columns_of(&self.cols)
     }
 
     /// The 1-based column of `name`.
@@ -550,12 +574,13 @@ mod tests {
 
     #[test]
     fn an_asset_header_is_recognised_in_any_order() {
-        let header = ["Name", "dnsNames", "certificateProfile"];
+        let header = ["Name", "dnsNames", "certificateProfile", "location"];
         let layout = AssetLayout::detect(&header[..]);
         assert!(layout.has_header);
+        assert_eq!(layout.unknown_columns, ["location"]);
         let a = layout
             .parse(
-                &["web", "web.example.org,www.example.org", ""][..],
+                &["web", "web.example.org,www.example.org", "", "Room 4"][..],
                 Blanks::Strict,
             )
             .unwrap();

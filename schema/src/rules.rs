@@ -74,7 +74,7 @@ impl fmt::Display for Rule {
             Rule::ZuluTimestamp => {
                 write!(f, "must be a real time in Zulu format yyyyMMddHHmmssZ")
             }
-            Rule::ValidityOrder => write!(f, "validFrom must not be after validTo"),
+            Rule::ValidityOrder => write!(f, "must not be after validTo"),
             Rule::Excluded => write!(f, "is on the exclude list"),
             Rule::TooManyGroups { max } => write!(f, "must name at most {max} groups"),
             Rule::UnknownGroup => write!(f, "names a group that does not exist"),

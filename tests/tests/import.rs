@@ -37,7 +37,7 @@ fn mixed_rows_are_reported_row_by_row_with_line_column_and_rule() {
         (5, Some(6), "language", "language"),
         (6, Some(7), "validFrom", "zulu_timestamp"),
         (7, Some(3), "mail", "duplicate_in_file"),
-        (9, None, "groups", "unknown_group"),
+        (9, Some(9), "groups", "unknown_group"),
     ];
     for (line, column, attribute, rule) in expect {
         let r = by_line(line);

@@ -16,7 +16,8 @@ pub mod report;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 
 use idsync_schema::csv_format::{
     AssetLayout, Blanks, GroupLayout, LayoutError, RowError, UserLayout,
@@ -55,6 +56,9 @@ pub struct ImportOptions {
     /// transaction.
     pub atomic_max_rows: u64,
     pub max_file_bytes: u64,
+    /// Set by the daemon on SIGTERM: the import stops after the batch being
+    /// committed, and resumes from there on the next run.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl ImportOptions {
@@ -72,6 +76,7 @@ impl ImportOptions {
             batch_rows: 1000,
             atomic_max_rows: 100_000,
             max_file_bytes: 2 << 30,
+            stop: None,
         }
     }
 }
@@ -85,6 +90,8 @@ pub struct ImportResult {
     /// Why the whole file was refused.
     pub error: Option<String>,
     pub resumed_after_line: Option<u64>,
+    /// Warnings about the file (unknown columns, …).
+    pub warnings: Vec<String>,
 }
 
 /// Failures that stop an import without a verdict on the file (the store
@@ -96,6 +103,9 @@ pub enum ImportError {
     Store(#[from] StoreError),
     #[error("writing the import report: {0}")]
     Report(#[from] std::io::Error),
+    /// Stopped on request after a committed batch; run again to resume.
+    #[error("interrupted after line {0}; the next run resumes there")]
+    Interrupted(u64),
 }
 
 /// Saved with every committed batch.
@@ -131,8 +141,12 @@ enum Input {
 
 /// What the parser thread sends.
 enum Msg {
-    /// The layout is known; the warnings are the report's.
-    Ready { warnings: Vec<String> },
+    /// The layout is known: the report's warnings, and the column of each
+    /// attribute (to place rejections found by the reconciler).
+    Ready {
+        warnings: Vec<String>,
+        columns: Vec<(&'static str, usize)>,
+    },
     /// The next rows and the byte offset reached.
     Rows {
         rows: Vec<Parsed>,
@@ -271,7 +285,12 @@ fn parse_file(
         .into_iter()
         .map(|c| format!("unknown column `{c}` ignored"))
         .collect();
-    if tx.send(Msg::Ready { warnings }).is_err() {
+    let columns = match &layout {
+        Layout::Users(l) => l.columns(),
+        Layout::Groups(l) => l.columns(),
+        Layout::Assets(l) => l.columns(),
+    };
+    if tx.send(Msg::Ready { warnings, columns }).is_err() {
         return;
     }
 
@@ -428,7 +447,7 @@ pub fn import_file(
     if let Some(p) = saved.as_ref().filter(|p| p.complete) {
         // Crashed while writing the report: every row is in; write it again.
         header.summary = p.summary;
-        header.applied = true;
+        header.applied = p.summary.rows() > p.summary.rejected;
         header.outcome = verdict(&p.summary, false);
         return finish(rec, header, spool, report, Some(&progress_key));
     }
@@ -459,8 +478,11 @@ pub fn import_file(
         let rules = &rules;
         scope.spawn(move || parse_file(csv, kind, rules, blanks, skip, tx_rows));
 
-        match rx_rows.recv() {
-            Ok(Msg::Ready { warnings }) => header.warnings.extend(warnings),
+        let columns = match rx_rows.recv() {
+            Ok(Msg::Ready { warnings, columns }) => {
+                header.warnings.extend(warnings);
+                columns
+            }
             Ok(Msg::Refused(m)) => return refuse_file(header, m, work_dir, report),
             Ok(Msg::Rows { .. }) | Err(_) => {
                 return refuse_file(
@@ -470,7 +492,7 @@ pub fn import_file(
                     report,
                 )
             }
-        }
+        };
 
         let mut tx = rec.begin(Source::Csv, actor.clone());
         let mut in_batch = 0usize;
@@ -506,7 +528,10 @@ pub fn import_file(
                         match applied {
                             Ok(o) => Ok(o),
                             Err(WriteError::Rejected(v)) => Err(RowError {
-                                column: None,
+                                column: columns
+                                    .iter()
+                                    .find(|(a, _)| *a == v.attribute)
+                                    .map(|(_, c)| *c),
                                 violation: v,
                             }),
                             Err(WriteError::Store(e)) => return Err(e.into()),
@@ -525,7 +550,7 @@ pub fn import_file(
                     Ok(Outcome::Unchanged(_)) => summary.unchanged += 1,
                     Err(e) => {
                         summary.rejected += 1;
-                        spool.rejected(row.line, &e)?;
+                        spool.rejected(row.line, &row.key, &e)?;
                     }
                 }
                 in_batch += 1;
@@ -555,9 +580,17 @@ pub fn import_file(
                         progress_key.clone(),
                         serde_json::to_vec(&progress).expect("serialises"),
                     );
-                    tx.commit()?;
-                    tx = rec.begin(Source::Csv, actor.clone());
+                    tx.commit_pipelined()?;
                     in_batch = 0;
+                    if opts
+                        .stop
+                        .as_ref()
+                        .is_some_and(|s| s.load(Ordering::Relaxed))
+                    {
+                        // Dropping the Tx waits for the batch just handed over.
+                        drop(tx);
+                        return Err(ImportError::Interrupted(last_line));
+                    }
                 }
             }
             records_done = last_record;
@@ -596,7 +629,7 @@ pub fn import_file(
             serde_json::to_vec(&progress).expect("serialises"),
         );
         tx.commit()?;
-        header.applied = true;
+        header.applied = summary.rows() > summary.rejected;
         header.outcome = verdict(&summary, header.error.is_some());
         finish(rec, header, spool, report, Some(&progress_key))
     })
@@ -610,6 +643,48 @@ fn verdict(summary: &Summary, stopped: bool) -> FileOutcome {
     } else {
         FileOutcome::Rejected
     }
+}
+
+/// Refuse a file without reading it (the daemon refuses symlinks and odd
+/// names this way): a report that gives the reason.
+pub fn refuse(
+    path: &Path,
+    opts: &ImportOptions,
+    error: String,
+    work_dir: &Path,
+    report: &ReportFiles,
+) -> Result<ImportResult, ImportError> {
+    let now = OffsetDateTime::now_utc();
+    let header = ReportHeader {
+        file: path.display().to_string(),
+        digest: String::new(),
+        kind: opts.kind.plural().to_owned(),
+        application: opts.application.clone(),
+        outcome: FileOutcome::Rejected,
+        applied: false,
+        dry_run: opts.dry_run,
+        atomic: opts.atomic,
+        started: now,
+        finished: now,
+        resumed_after_line: None,
+        error: None,
+        warnings: Vec::new(),
+        summary: Summary::default(),
+    };
+    refuse_file(header, error, work_dir, report)
+}
+
+/// Forget the progress record of the file with `digest`, if any (the
+/// daemon's recovery, when a report was written but the record not yet
+/// removed).
+pub fn forget_progress(rec: &Reconciler, digest: &str) -> Result<(), StoreError> {
+    let key = keys::import_progress(digest);
+    if rec.store().engine().get(&key)?.is_some() {
+        let mut tx = rec.begin(Source::Csv, Actor::default());
+        tx.delete_raw(key);
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 /// Refuse the whole file: a report with the reason and no rows.
@@ -637,6 +712,7 @@ fn result_of(header: &ReportHeader, report: &ReportFiles) -> ImportResult {
         report: report.clone(),
         error: header.error.clone(),
         resumed_after_line: header.resumed_after_line,
+        warnings: header.warnings.clone(),
     }
 }
 

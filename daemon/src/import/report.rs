@@ -54,6 +54,9 @@ struct AppliedRow {
 #[serde(rename_all = "camelCase")]
 struct RejectedRow {
     line: u64,
+    /// The row's key (mail, displayName, name) when it has one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     column: Option<usize>,
     attribute: String,
@@ -85,7 +88,9 @@ pub struct ReportHeader {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub application: Option<String>,
     pub outcome: FileOutcome,
-    /// False for a dry run, an atomic import with rejections, a refused file.
+    /// Whether accepted rows were committed: false for a dry run, a refused
+    /// file, an atomic import with a rejected row, and a file whose every
+    /// row was rejected. (A dry run's lists say what would have happened.)
     pub applied: bool,
     pub dry_run: bool,
     pub atomic: bool,
@@ -238,7 +243,7 @@ impl Spool {
     }
 
     /// Record a rejected row.
-    pub fn rejected(&mut self, line: u64, err: &RowError) -> std::io::Result<()> {
+    pub fn rejected(&mut self, line: u64, key: &str, err: &RowError) -> std::io::Result<()> {
         let v = &err.violation;
         let rule = serde_json::to_value(&v.rule)
             .ok()
@@ -246,6 +251,7 @@ impl Spool {
             .unwrap_or_default();
         let row = RejectedRow {
             line,
+            key: key.to_owned(),
             column: err.column,
             attribute: v.attribute.clone(),
             value: v.value.clone(),
@@ -372,7 +378,7 @@ fn write_csv(dir: &Path, path: &Path) -> std::io::Result<()> {
             let cells = [
                 "rejected".to_owned(),
                 row.line.to_string(),
-                String::new(),
+                row.key,
                 String::new(),
                 String::new(),
                 row.column.map(|c| c.to_string()).unwrap_or_default(),
@@ -420,7 +426,7 @@ mod tests {
             column: Some(3),
             violation: Violation::new("lastName", "=cmd", Rule::Excluded),
         };
-        s.rejected(4, &err).unwrap();
+        s.rejected(4, "x@example.org", &err).unwrap();
         let header = ReportHeader {
             file: "f.csv".into(),
             digest: "d".into(),

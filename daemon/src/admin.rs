@@ -1,0 +1,773 @@
+//! The admin HTTP listener: health, readiness, metrics and status for
+//! probes, Prometheus and `idsync status`.
+//!
+//! Every route needs a bearer token with the monitor role (see [`crate::auth`]).
+//! The listener is small on purpose: HTTP/1.1 only, bodies bounded, headers
+//! bounded in time, connections bounded in number (they share the daemon's
+//! file descriptors with the folder watcher and the store).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty, Full, LengthLimitError, Limited};
+use hyper::body::{Body as _, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::auth::{Auth, Denied, Role, ADMIN_TOKEN_FILE};
+use crate::metrics::Metrics;
+
+/// `/healthz` fails when the main loop has not turned for this long.
+pub const HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(60);
+/// A client must send a request's headers within this time (slowloris);
+/// it also closes idle keep-alive connections.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client must send a request's body within this time.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed at once. Probes and a
+/// scraper need a handful; the cap keeps a misbehaving client from taking
+/// the file descriptors the watcher and the store need.
+const MAX_CONNECTIONS: usize = 64;
+/// After an accept error (typically out of file descriptors), wait this
+/// long rather than spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// On shutdown, requests in flight get this long to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// `idsync status` gives up after this long.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest `/status` answer `idsync status` reads.
+const MAX_STATUS_BYTES: usize = 1 << 20;
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const PROMETHEUS: &str = "text/plain; version=0.0.4";
+const JSON: &str = "application/json";
+const REALM: &str = "Bearer realm=\"idsync\"";
+
+/// What the admin listener serves from.
+#[derive(Debug)]
+pub struct AdminState {
+    pub metrics: Arc<Metrics>,
+    pub auth: Arc<Auth>,
+    /// Largest request body accepted (`admin.max_body_bytes`).
+    pub max_body_bytes: usize,
+}
+
+/// Resolves once `shutdown` is true. A dropped sender also stops: nobody
+/// is left to tell the listener to stop, so the daemon is going away.
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Serve the admin routes on `listener` until `shutdown` becomes true;
+/// then stop accepting, let requests in flight finish (for at most
+/// [`SHUTDOWN_GRACE`]) and return.
+pub async fn serve_admin(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut stop = pin!(stopped(shutdown.clone()));
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stop => break,
+            Some(done) = conns.join_next(), if !conns.is_empty() => log_task_end(done),
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    if conns.len() >= MAX_CONNECTIONS {
+                        tracing::warn!(%peer, "admin listener: too many connections, closing this one");
+                        continue;
+                    }
+                    conns.spawn(serve_connection(stream, peer, state.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin listener: accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+    // New connections are refused from here on.
+    drop(listener);
+    let drain = async {
+        while let Some(done) = conns.join_next().await {
+            log_task_end(done);
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::warn!(
+            connections = conns.len(),
+            "admin listener: closing connections still busy after the grace period"
+        );
+        conns.shutdown().await;
+    }
+}
+
+fn log_task_end(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        if e.is_panic() {
+            tracing::error!(error = %e, "admin listener: a connection task panicked");
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<AdminState>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let service = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
+    });
+    let mut conn = pin!(http1::Builder::new()
+        // The header timeout needs a timer; hyper has none of its own.
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service));
+    let mut stop = pin!(stopped(shutdown));
+    let mut stopping = false;
+    let result = loop {
+        tokio::select! {
+            result = conn.as_mut() => break result,
+            () = &mut stop, if !stopping => {
+                // Finish the request in flight (if any), then close.
+                conn.as_mut().graceful_shutdown();
+                stopping = true;
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "admin connection ended with an error");
+    }
+}
+
+async fn handle(
+    state: &AdminState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
+    let max = state.max_body_bytes;
+    // A declared length over the limit is refused before reading any of it.
+    if req.body().size_hint().lower() > max as u64 {
+        return too_large(max);
+    }
+    let authorization = req.headers().get(header::AUTHORIZATION);
+    if let Err(denied) = state.auth.check(authorization, Role::Monitor) {
+        // The reason never contains the token (see `Denied`).
+        match denied {
+            Denied::MissingHeader => {
+                tracing::debug!(%peer, reason = %denied, "admin request refused")
+            }
+            _ => tracing::info!(%peer, reason = %denied, "admin request refused"),
+        }
+        return refusal(&denied);
+    }
+    let (parts, body) = req.into_parts();
+    // No route takes a body, but a chunked one declares no length: read and
+    // count it so that an oversized one is refused, not buffered.
+    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, max).collect()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return too_large(max),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "admin request: unreadable body");
+            return closing(respond(StatusCode::BAD_REQUEST, TEXT, "unreadable body\n"));
+        }
+        Err(_) => {
+            return closing(respond(
+                StatusCode::REQUEST_TIMEOUT,
+                TEXT,
+                "request body too slow\n",
+            ));
+        }
+    }
+    route(state, &parts.method, parts.uri.path())
+}
+
+type Page = fn(&AdminState) -> Response<Full<Bytes>>;
+
+fn route(state: &AdminState, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    let page: Page = match path {
+        "/healthz" => healthz,
+        "/readyz" => readyz,
+        "/metrics" => metrics,
+        "/status" => status,
+        _ => return respond(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+    };
+    // HEAD too: some probes use it; hyper leaves the body out.
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    page(state)
+}
+
+fn healthz(state: &AdminState) -> Response<Full<Bytes>> {
+    let age = state.metrics.since_heartbeat();
+    if age < HEARTBEAT_MAX_AGE {
+        respond(StatusCode::OK, TEXT, "ok\n")
+    } else {
+        respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            TEXT,
+            format!("main loop stalled: last heartbeat {}s ago\n", age.as_secs()),
+        )
+    }
+}
+
+fn readyz(state: &AdminState) -> Response<Full<Bytes>> {
+    if state.metrics.is_ready() {
+        respond(StatusCode::OK, TEXT, "ready\n")
+    } else {
+        respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready\n")
+    }
+}
+
+fn metrics(state: &AdminState) -> Response<Full<Bytes>> {
+    respond(
+        StatusCode::OK,
+        PROMETHEUS,
+        state.metrics.render_prometheus(),
+    )
+}
+
+fn status(state: &AdminState) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec_pretty(&status_json(&state.metrics)).expect("JSON serialises");
+    respond(StatusCode::OK, JSON, body)
+}
+
+/// The `/status` document.
+fn status_json(m: &Metrics) -> Value {
+    // `Metrics` exposes its counters only through the Prometheus text, whose
+    // metric names are a public interface anyway: read them back from it.
+    let text = m.render_prometheus();
+    let samples: HashMap<&str, &str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .collect();
+    let n = |key: &str| samples.get(key).and_then(|v| v.parse::<u64>().ok());
+    let files = |o: &str| n(&format!("idsync_files_total{{outcome=\"{o}\"}}"));
+    let rows = |o: &str| n(&format!("idsync_rows_total{{outcome=\"{o}\"}}"));
+    let age = m.since_heartbeat();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "ready": m.is_ready(),
+        "healthy": age < HEARTBEAT_MAX_AGE,
+        "heartbeat_age_seconds": age.as_secs_f64(),
+        "status": m.status_line(),
+        "queue_depth": n("idsync_queue_depth"),
+        "change_log_head": n("idsync_change_log_head"),
+        "uptime_seconds": n("idsync_uptime_seconds"),
+        "files": {
+            "accepted": files("accepted"),
+            "partial": files("partial"),
+            "rejected": files("rejected"),
+        },
+        "rows": {
+            "created": rows("created"),
+            "updated": rows("updated"),
+            "unchanged": rows("unchanged"),
+            "rejected": rows("rejected"),
+        },
+    })
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Live figures: no proxy or browser should keep them.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The rest of the request may be unread: do not keep the connection.
+fn closing(mut r: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+fn too_large(max: usize) -> Response<Full<Bytes>> {
+    closing(respond(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        TEXT,
+        format!("request body larger than {max} bytes\n"),
+    ))
+}
+
+/// 401 or 403 with the `WWW-Authenticate` challenge of RFC 6750 §3.
+fn refusal(denied: &Denied) -> Response<Full<Bytes>> {
+    let (status, challenge) = match denied {
+        Denied::InsufficientRole { .. } => (
+            StatusCode::FORBIDDEN,
+            "Bearer realm=\"idsync\", error=\"insufficient_scope\"",
+        ),
+        // No credentials in the request: a bare challenge.
+        Denied::MissingHeader | Denied::WrongScheme => (StatusCode::UNAUTHORIZED, REALM),
+        Denied::Malformed | Denied::UnknownToken => (
+            StatusCode::UNAUTHORIZED,
+            "Bearer realm=\"idsync\", error=\"invalid_token\"",
+        ),
+    };
+    let mut r = respond(status, TEXT, format!("{denied}\n"));
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    r
+}
+
+/// The token `idsync status` sends: `IDSYNC_TOKEN` (pass its value as
+/// `from_env`) if set, else the first-start token in `DATA_DIR/admin.token`.
+pub fn client_token(from_env: Option<OsString>, data_dir: &Path) -> anyhow::Result<String> {
+    if let Some(v) = from_env {
+        let v = v
+            .into_string()
+            .map_err(|_| anyhow!("IDSYNC_TOKEN is not valid UTF-8"))?;
+        let v = v.trim();
+        if v.is_empty() {
+            bail!("IDSYNC_TOKEN is set but empty");
+        }
+        return Ok(v.to_owned());
+    }
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_owned()),
+        Ok(_) => bail!(
+            "no token: IDSYNC_TOKEN is not set and {} is empty",
+            path.display()
+        ),
+        Err(e) => bail!(
+            "no token: IDSYNC_TOKEN is not set and {} cannot be read ({e}); \
+             set IDSYNC_TOKEN to a token with the monitor role",
+            path.display()
+        ),
+    }
+}
+
+/// Where to connect to reach a daemon listening on `addr`: a wildcard
+/// address is reachable through loopback.
+fn client_target(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+/// `GET /status` from the daemon listening on `addr`, as text for people.
+pub async fn status_over_http(addr: SocketAddr, token: &str) -> anyhow::Result<String> {
+    let target = client_target(addr);
+    // The error names no value: it would be the token.
+    let mut authorization = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| anyhow!("the token has characters an HTTP header cannot carry"))?;
+    // Keeps it out of hyper's debug output and HPACK tables.
+    authorization.set_sensitive(true);
+    let req = Request::get(format!("http://{target}/status"))
+        .header(header::AUTHORIZATION, authorization)
+        .body(Empty::<Bytes>::new())
+        .context("building the /status request")?;
+
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(CLIENT_TIMEOUT));
+    let client = Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(connector);
+    let exchange = async {
+        let resp = client.request(req).await.map_err(|e| {
+            let what = if e.is_connect() {
+                format!(
+                    "cannot reach the idsync daemon at {target} \
+                     (is `idsync serve` running, with this admin.listen?)"
+                )
+            } else {
+                format!("asking the idsync daemon at {target} for its status")
+            };
+            anyhow::Error::new(e).context(what)
+        })?;
+        let status = resp.status();
+        let body = Limited::new(resp.into_body(), MAX_STATUS_BYTES)
+            .collect()
+            .await
+            .map_err(|e| anyhow!("reading the answer of the idsync daemon at {target}: {e}"))?
+            .to_bytes();
+        anyhow::Ok((status, body))
+    };
+    let (status, body) = tokio::time::timeout(CLIENT_TIMEOUT, exchange)
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "the idsync daemon at {target} did not answer within {}s",
+                CLIENT_TIMEOUT.as_secs()
+            )
+        })??;
+    match status {
+        StatusCode::OK => {}
+        StatusCode::UNAUTHORIZED => bail!(
+            "the idsync daemon at {target} refused the token (401): \
+             check IDSYNC_TOKEN or DATA_DIR/{ADMIN_TOKEN_FILE}"
+        ),
+        StatusCode::FORBIDDEN => bail!(
+            "the idsync daemon at {target} refused the token (403): it lacks the monitor role"
+        ),
+        s => bail!(
+            "the idsync daemon at {target} answered {s}: {}",
+            printable(String::from_utf8_lossy(&body[..body.len().min(200)]).trim())
+        ),
+    }
+    let doc: Value = serde_json::from_slice(&body)
+        .with_context(|| format!("the answer of {target} is not the JSON of /status"))?;
+    Ok(format_status(target, &doc))
+}
+
+/// Control characters from the network must not reach the terminal.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+fn format_status(target: SocketAddr, v: &Value) -> String {
+    let num = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_u64)
+            .map_or_else(|| "?".to_owned(), |n| n.to_string())
+    };
+    let yes = |p: &str| match v.pointer(p).and_then(Value::as_bool) {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "?",
+    };
+    let text = |p: &str| printable(v.pointer(p).and_then(Value::as_str).unwrap_or("?"));
+    let heartbeat = v
+        .pointer("/heartbeat_age_seconds")
+        .and_then(Value::as_f64)
+        .map_or_else(|| "?".to_owned(), |s| format!("{s:.1}s"));
+    let uptime = v
+        .pointer("/uptime_seconds")
+        .and_then(Value::as_u64)
+        .map_or_else(
+            || "?".to_owned(),
+            |s| format!("{}h {:02}m {:02}s", s / 3600, s / 60 % 60, s % 60),
+        );
+    let mut out = String::new();
+    let _ = writeln!(out, "idsync {} at {target}", text("/version"));
+    let _ = writeln!(out, "ready:           {}", yes("/ready"));
+    let _ = writeln!(
+        out,
+        "healthy:         {} (last heartbeat {heartbeat} ago)",
+        yes("/healthy")
+    );
+    let _ = writeln!(out, "status:          {}", text("/status"));
+    let _ = writeln!(out, "queue depth:     {}", num("/queue_depth"));
+    let _ = writeln!(
+        out,
+        "files:           {} accepted, {} partial, {} rejected",
+        num("/files/accepted"),
+        num("/files/partial"),
+        num("/files/rejected")
+    );
+    let _ = writeln!(
+        out,
+        "rows:            {} created, {} updated, {} unchanged, {} rejected",
+        num("/rows/created"),
+        num("/rows/updated"),
+        num("/rows/unchanged"),
+        num("/rows/rejected")
+    );
+    let _ = writeln!(out, "change log head: {}", num("/change_log_head"));
+    let _ = writeln!(out, "uptime:          {uptime}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TokenConfig;
+    use crate::import::{FileOutcome, Summary};
+    use sha2::{Digest as _, Sha256};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    const ADMIN: &str = "idsync_test-admin";
+    const READER: &str = "idsync_test-reader";
+    const MAX_BODY: usize = 64;
+
+    struct Server {
+        addr: SocketAddr,
+        metrics: Arc<Metrics>,
+        stop: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<()>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn token(name: &str, token: &str, role: &str) -> TokenConfig {
+        TokenConfig {
+            name: name.into(),
+            sha256: hex::encode(Sha256::digest(token.as_bytes())),
+            roles: vec![role.into()],
+        }
+    }
+
+    async fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = [
+            token("root", ADMIN, "admin"),
+            token("reader", READER, "read"),
+        ];
+        let auth = Auth::load(&tokens, dir.path()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let state = Arc::new(AdminState {
+            metrics: metrics.clone(),
+            auth: Arc::new(auth),
+            max_body_bytes: MAX_BODY,
+        });
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(serve_admin(listener, state, rx));
+        Server {
+            addr,
+            metrics,
+            stop,
+            task,
+            _dir: dir,
+        }
+    }
+
+    struct Answer {
+        status: StatusCode,
+        headers: hyper::HeaderMap,
+        body: String,
+    }
+
+    async fn call(
+        addr: SocketAddr,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: &[u8],
+    ) -> Answer {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        if let Some(t) = bearer {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
+        let resp = client.request(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8(body.to_vec()).unwrap(),
+        }
+    }
+
+    async fn get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> Answer {
+        call(addr, Method::GET, path, bearer, b"").await
+    }
+
+    /// Send `request` as is and read until the server closes.
+    async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+            .await
+            .expect("server closes")
+            .unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn tokens_are_required() {
+        let s = start().await;
+        let a = get(s.addr, "/metrics", None).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(a.headers[header::WWW_AUTHENTICATE], REALM);
+
+        let a = get(s.addr, "/healthz", Some("idsync_wrong")).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+        let challenge = a.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(challenge.starts_with(REALM), "{challenge}");
+        assert!(!a.body.contains("idsync_wrong"), "{}", a.body);
+
+        // A valid token without the monitor role.
+        let a = get(s.addr, "/readyz", Some(READER)).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn metrics_health_and_readiness() {
+        let s = start().await;
+        let a = get(s.addr, "/metrics", Some(ADMIN)).await;
+        assert_eq!(a.status, StatusCode::OK);
+        assert_eq!(a.headers[header::CONTENT_TYPE], PROMETHEUS);
+        assert!(a.body.contains("idsync_ready 0"), "{}", a.body);
+
+        assert_eq!(
+            get(s.addr, "/healthz", Some(ADMIN)).await.status,
+            StatusCode::OK
+        );
+        let a = get(s.addr, "/readyz", Some(ADMIN)).await;
+        assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+        s.metrics.set_ready(true);
+        let a = get(s.addr, "/readyz", Some(ADMIN)).await;
+        assert_eq!(a.status, StatusCode::OK);
+        let a = call(s.addr, Method::HEAD, "/readyz", Some(ADMIN), b"").await;
+        assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, ""));
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_and_methods() {
+        let s = start().await;
+        let a = get(s.addr, "/nope", Some(ADMIN)).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND);
+        let a = call(s.addr, Method::POST, "/metrics", Some(ADMIN), b"{}").await;
+        assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(a.headers[header::ALLOW], "GET, HEAD");
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_are_refused() {
+        let s = start().await;
+        // Declared by Content-Length: refused before reading, even unauthenticated.
+        let big = vec![b'x'; MAX_BODY + 1];
+        let a = call(s.addr, Method::POST, "/status", None, &big).await;
+        assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let a = call(s.addr, Method::POST, "/status", Some(ADMIN), &big).await;
+        assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+        // Chunked: no declared length, counted while reading.
+        let chunk = "y".repeat(MAX_BODY + 10);
+        let req = format!(
+            "POST /status HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ADMIN}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+            chunk.len()
+        );
+        let answer = raw(s.addr, req.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn status_for_people() {
+        let s = start().await;
+        let summary = Summary {
+            created: 5,
+            updated: 0,
+            unchanged: 1,
+            rejected: 2,
+        };
+        s.metrics
+            .record_file(FileOutcome::Partial, &summary, Duration::from_millis(5));
+        s.metrics.set_change_log_head(42);
+        s.metrics.set_queue_depth(3);
+        s.metrics.set_ready(true);
+
+        let a = get(s.addr, "/status", Some(ADMIN)).await;
+        assert_eq!(a.headers[header::CONTENT_TYPE], JSON);
+        let v: Value = serde_json::from_str(&a.body).unwrap();
+        assert_eq!(v["ready"], true);
+        assert_eq!(v["files"]["partial"], 1);
+        assert_eq!(v["rows"]["rejected"], 2);
+
+        let text = status_over_http(s.addr, ADMIN).await.unwrap();
+        assert!(text.contains("ready:           yes"), "{text}");
+        assert!(text.contains("queue depth:     3"), "{text}");
+        assert!(text.contains("0 accepted, 1 partial, 0 rejected"), "{text}");
+        assert!(text.contains("change log head: 42"), "{text}");
+
+        let err = status_over_http(s.addr, "idsync_nope").await.unwrap_err();
+        let err = format!("{err:#}");
+        assert!(err.contains("401") && !err.contains("idsync_nope"), "{err}");
+
+        // Nobody listening.
+        let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gone = free.local_addr().unwrap();
+        drop(free);
+        let err = format!("{:#}", status_over_http(gone, ADMIN).await.unwrap_err());
+        assert!(err.contains("cannot reach"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_the_request_in_flight_finish() {
+        let s = start().await;
+        // Headers sent, body half sent: the request is in flight.
+        let mut conn = TcpStream::connect(s.addr).await.unwrap();
+        let head = format!(
+            "GET /healthz HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ADMIN}\r\n\
+             Content-Length: 10\r\n\r\n12345"
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        s.stop.send(true).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!s.task.is_finished(), "waits for the request in flight");
+        assert!(
+            TcpStream::connect(s.addr).await.is_err(),
+            "no new connections"
+        );
+
+        conn.write_all(b"67890").await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut answer))
+            .await
+            .expect("the connection closes after the answer")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        tokio::time::timeout(Duration::from_secs(5), s.task)
+            .await
+            .expect("serve_admin returns")
+            .unwrap();
+    }
+
+    #[test]
+    fn the_client_token_comes_from_the_environment_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = client_token(Some(" idsync_env \n".into()), dir.path()).unwrap();
+        assert_eq!(t, "idsync_env");
+        let err = client_token(None, dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("IDSYNC_TOKEN") && err.contains(ADMIN_TOKEN_FILE),
+            "{err}"
+        );
+        std::fs::write(dir.path().join(ADMIN_TOKEN_FILE), "idsync_file\n").unwrap();
+        assert_eq!(client_token(None, dir.path()).unwrap(), "idsync_file");
+        assert!(client_token(Some("".into()), dir.path()).is_err());
+    }
+}
