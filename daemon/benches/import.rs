@@ -33,7 +33,9 @@ use idsync::store::engine_bench::{bench_lookups, bench_raw_batch_writes, KeyOrde
 use idsync::store::engines::open_engine;
 use idsync::store::{EngineKind, EngineOptions};
 
-/// The release `idsync` binary, built by cargo for this bench.
+/// The release `idsync` binary, built by cargo for this bench. It is copied
+/// to the temp dir first: a concurrent `cargo build --release` must not swap
+/// it between runs.
 const IDSYNC: &str = env!("CARGO_BIN_EXE_idsync");
 
 /// GNU time, for the child's peak RSS (Debian/Ubuntu package `time`).
@@ -76,23 +78,42 @@ fn run() -> Result<()> {
         println!("note: {GNU_TIME} not found, peak RSS not measured (apt-get install time)");
     }
 
-    let mut rows_out = Vec::new();
-    let main_csv = UsersCsv::generate(tmp.path(), args.rows)?;
-    rows_out.push(parse_ceiling(&main_csv, args.runs)?);
+    let idsync = tmp.path().join("idsync");
+    std::fs::copy(IDSYNC, &idsync).with_context(|| format!("copying {IDSYNC}"))?;
+    let bench = Bench {
+        args,
+        opts,
+        tmp: tmp.path().to_owned(),
+        idsync,
+    };
 
-    for &engine in &args.engines {
-        let n = args.rows_for(engine);
+    let mut rows_out = Vec::new();
+    let main_csv = UsersCsv::generate(&bench.tmp, bench.args.rows)?;
+    rows_out.push(parse_ceiling(&main_csv, bench.args.runs)?);
+    for &engine in &bench.args.engines {
+        let n = bench.args.rows_for(engine);
         let csv = if n == main_csv.rows {
             main_csv.clone()
         } else {
-            UsersCsv::generate(tmp.path(), n)?
+            UsersCsv::generate(&bench.tmp, n)?
         };
-        rows_out.extend(engine_section(engine, &csv, &opts, &args, tmp.path())?);
+        rows_out.extend(engine_section(&bench, engine, &csv)?);
     }
 
-    print_report(&args, &main_csv, &opts, &rows_out);
+    print_report(&bench.args, &main_csv, &bench.opts, &rows_out);
     // `tmp` is removed when dropped, on success and on `?` alike.
     Ok(())
+}
+
+/// What every measurement needs.
+struct Bench {
+    args: Args,
+    /// The engines' options, from the same `IDSYNC_*` variables the child sees.
+    opts: EngineOptions,
+    /// Inside the temp dir: data dirs, CSV files, the binary.
+    tmp: PathBuf,
+    /// The copy of the `idsync` binary that runs the imports.
+    idsync: PathBuf,
 }
 
 // ---------------------------------------------------------------- arguments
@@ -263,13 +284,8 @@ fn parse_ceiling(csv: &UsersCsv, runs: usize) -> Result<Row> {
 // ---------------------------------------------------------------- one engine
 
 /// Every figure of one engine: the imports, then the raw engine.
-fn engine_section(
-    engine: EngineKind,
-    csv: &UsersCsv,
-    opts: &EngineOptions,
-    args: &Args,
-    tmp: &Path,
-) -> Result<Vec<Row>> {
+fn engine_section(bench: &Bench, engine: EngineKind, csv: &UsersCsv) -> Result<Vec<Row>> {
+    let (args, opts, tmp) = (&bench.args, &bench.opts, bench.tmp.as_path());
     let name = engine_name(engine);
     let n = csv.rows;
     let mut import = Samples::default();
@@ -277,8 +293,8 @@ fn engine_section(
     for run in 1..=args.runs {
         eprintln!("{name}: import run {run}/{} ({n} rows)", args.runs);
         let data_dir = tmp.join(format!("{name}-data-{run}"));
-        let first = run_import(engine, &data_dir, csv, Expect::Created)?;
-        let second = run_import(engine, &data_dir, csv, Expect::Unchanged)?;
+        let first = run_import(&bench.idsync, engine, &data_dir, csv, Expect::Created)?;
+        let second = run_import(&bench.idsync, engine, &data_dir, csv, Expect::Unchanged)?;
         std::fs::remove_dir_all(&data_dir)?;
         import.push(n, &first);
         reimport.push(n, &second);
@@ -395,6 +411,7 @@ struct ChildRun {
 /// `idsync --data-dir DIR import users FILE` with `engine`, timed; fails
 /// unless it exits 0 with the expected summary.
 fn run_import(
+    idsync: &Path,
     engine: EngineKind,
     data_dir: &Path,
     csv: &UsersCsv,
@@ -403,10 +420,10 @@ fn run_import(
     let rss_file = data_dir.with_extension("rss");
     let mut cmd = if Path::new(GNU_TIME).exists() {
         let mut c = Command::new(GNU_TIME);
-        c.args(["-f", "%M", "-o"]).arg(&rss_file).arg(IDSYNC);
+        c.args(["-f", "%M", "-o"]).arg(&rss_file).arg(idsync);
         c
     } else {
-        Command::new(IDSYNC)
+        Command::new(idsync)
     };
     cmd.arg("--data-dir")
         .arg(data_dir)
@@ -416,7 +433,9 @@ fn run_import(
         .env_remove("IDSYNC_CONFIG");
 
     let start = Instant::now();
-    let out = cmd.output().with_context(|| format!("running {IDSYNC}"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {}", idsync.display()))?;
     let seconds = start.elapsed().as_secs_f64();
 
     let stdout = String::from_utf8_lossy(&out.stdout);

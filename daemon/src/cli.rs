@@ -83,6 +83,8 @@ pub enum EndStateArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: watch the drop folders, serve the admin listener.
+    Serve,
     /// Import a CSV file of users, groups or assets.
     Import {
         kind: KindArg,
@@ -138,7 +140,6 @@ pub enum Command {
 /// Run the command line; the process exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -148,13 +149,28 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs go to stderr: journald reads them under systemd. The level is
+/// `IDSYNC_LOG` if set, else `log.level` for the daemon and `warn` for
+/// one-shot commands (their output is the result, not the log).
+fn init_logging(cfg: &Config, daemon: bool) {
+    let fallback = if daemon {
+        cfg.log.level.as_str()
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("IDSYNC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(fallback));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(std::io::stderr().is_terminal());
+    // journald stamps every line itself.
+    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let _ = match (cfg.log.format.as_str(), under_journald) {
+        ("json", _) => builder.json().try_init(),
+        (_, true) => builder.without_time().try_init(),
+        _ => builder.try_init(),
+    };
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
@@ -179,18 +195,34 @@ pub fn open(cfg: &Config) -> Result<Arc<Reconciler>> {
         )
     })?;
     let rec = Arc::new(Reconciler::new(Arc::new(store), cfg.settings())?);
+    sync_profiles(&rec, cfg)?;
+    Ok(rec)
+}
+
+/// Bring the configuration's certificate profiles into the store (at start
+/// and on every reload).
+pub fn sync_profiles(rec: &Reconciler, cfg: &Config) -> Result<()> {
     let mut tx = rec.begin(Source::Api, Actor::config("config"));
     for p in &cfg.profiles {
         tx.upsert_profile(&p.name, &p.protocol, p.state)
             .with_context(|| format!("certificate profile {:?} of the configuration", p.name))?;
     }
     tx.commit()?;
-    Ok(rec)
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<u8> {
     let cfg = load_config(&cli)?;
+    init_logging(&cfg, matches!(cli.command, Command::Serve));
     match cli.command {
+        Command::Serve => {
+            let source = crate::serve::ConfigSource {
+                file: cli.config.clone(),
+                data_dir: cli.data_dir.clone(),
+            };
+            crate::serve::run(source, cfg)?;
+            Ok(0)
+        }
         Command::Status => {
             let addr: std::net::SocketAddr = cfg
                 .admin
