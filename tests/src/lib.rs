@@ -169,3 +169,134 @@ pub fn summary(report: &serde_json::Value) -> (u64, u64, u64, u64) {
     };
     (n("created"), n("updated"), n("unchanged"), n("rejected"))
 }
+
+/// A running `idsync serve`, stopped (SIGKILL) when dropped.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Env {
+    /// Start `idsync serve` with extra environment variables; logs go to a
+    /// file in the installation folder.
+    pub fn serve(&self, vars: &[(&str, &str)]) -> Daemon {
+        let log = self.dir.path().join(format!(
+            "serve-{}.log",
+            std::process::id() as u128 + now_nanos()
+        ));
+        let mut cmd = self.command();
+        cmd.arg("serve")
+            .env("IDSYNC_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start idsync serve");
+        Daemon { child, log }
+    }
+
+    /// The drop-folder root (the default `DATA_DIR/inbox`).
+    pub fn inbox(&self) -> PathBuf {
+        self.data_dir().join("inbox")
+    }
+
+    /// Drop a file the way careful tools do: write elsewhere, then rename
+    /// into the inbox.
+    pub fn drop_file(&self, folder: &str, name: &str, content: impl AsRef<[u8]>) {
+        let staging = self.dir.path().join(format!(".staging-{}", now_nanos()));
+        std::fs::write(&staging, content).expect("write staging file");
+        let dir = self.inbox().join(folder);
+        std::fs::create_dir_all(&dir).expect("inbox folder");
+        std::fs::rename(&staging, dir.join(name)).expect("rename into inbox");
+    }
+
+    /// Bytes of created rows the running import has spooled so far: how far
+    /// an import has got, seen from outside the process.
+    pub fn spooled(&self) -> u64 {
+        std::fs::read_dir(self.data_dir().join("imports"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::metadata(e.path().join("created.jsonl")).ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Files (not reports) in `folder/processed` or `folder/rejected`.
+    pub fn finished(&self, folder: &str, outcome: &str) -> Vec<PathBuf> {
+        let dir = self.inbox().join(folder).join(outcome);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|p| !p.to_string_lossy().contains(".report."));
+        files.sort();
+        files
+    }
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+impl Daemon {
+    /// Send a signal by name (`TERM`, `HUP`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Wait for the process to exit, at most `timeout`.
+    pub fn wait(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poll `cond` every 10 ms until it holds; panic with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

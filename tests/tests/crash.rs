@@ -24,17 +24,6 @@ fn write_users(path: &Path) {
     }
 }
 
-/// Bytes of created rows the running import has spooled so far.
-fn spooled(env: &Env) -> u64 {
-    let Ok(dirs) = std::fs::read_dir(env.data_dir().join("imports")) else {
-        return 0;
-    };
-    dirs.filter_map(Result::ok)
-        .filter_map(|d| std::fs::metadata(d.path().join("created.jsonl")).ok())
-        .map(|m| m.len())
-        .sum()
-}
-
 #[test]
 fn sigkill_during_a_large_import_then_rerun_gives_the_exact_store() {
     let env = Env::new();
@@ -57,7 +46,7 @@ fn sigkill_during_a_large_import_then_rerun_gives_the_exact_store() {
             if child.try_wait().unwrap().is_some() {
                 break; // finished before we could kill it
             }
-            if spooled(&env) as f64 >= full as f64 * fraction {
+            if env.spooled() as f64 >= full as f64 * fraction {
                 child.kill().unwrap(); // SIGKILL
                 child.wait().unwrap();
                 kills += 1;
