@@ -469,6 +469,20 @@ pub fn import_file(
         match_key: opts.match_key,
     };
     let one_tx = opts.atomic || opts.dry_run;
+    let started = header.started;
+    // The progress record saved with a batch, serialised.
+    let progress_at = |records_done, last_line, summary, spool, complete| {
+        let p = Progress {
+            file: file_name.clone(),
+            records_done,
+            last_line,
+            summary,
+            spool,
+            complete,
+            started,
+        };
+        serde_json::to_vec(&p).expect("progress serialises")
+    };
     let actor = Actor::file(file_name.clone(), prepared.digest.clone());
     let rules = rec.settings().rules.clone();
 
@@ -567,19 +581,9 @@ pub fn import_file(
                     // Commit at a row boundary: the records up to this row.
                     records_done = first_record + i as u64 + 1;
                     last_line = row.line;
-                    let progress = Progress {
-                        file: file_name.clone(),
-                        records_done,
-                        last_line,
-                        summary,
-                        spool: spool.sync()?,
-                        complete: false,
-                        started: header.started,
-                    };
-                    tx.put_raw(
-                        progress_key.clone(),
-                        serde_json::to_vec(&progress).expect("serialises"),
-                    );
+                    let progress =
+                        progress_at(records_done, last_line, summary, spool.sync()?, false);
+                    tx.put_raw(progress_key.clone(), progress);
                     tx.commit_pipelined()?;
                     in_batch = 0;
                     if opts
@@ -615,19 +619,8 @@ pub fn import_file(
             });
             return finish(rec, header, spool, report, None);
         }
-        let progress = Progress {
-            file: file_name.clone(),
-            records_done,
-            last_line,
-            summary,
-            spool: spool.sync()?,
-            complete: true,
-            started: header.started,
-        };
-        tx.put_raw(
-            progress_key.clone(),
-            serde_json::to_vec(&progress).expect("serialises"),
-        );
+        let progress = progress_at(records_done, last_line, summary, spool.sync()?, true);
+        tx.put_raw(progress_key.clone(), progress);
         tx.commit()?;
         header.applied = summary.rows() > summary.rejected;
         header.outcome = verdict(&summary, header.error.is_some());
