@@ -6,6 +6,12 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+/// Stored JSON leaves out empty values (they come back as defaults): less
+/// to write for every row and every change event.
+fn all_none(values: &[Option<String>; 5]) -> bool {
+    values.iter().all(Option::is_none)
+}
+
 /// The kinds of object idsync keeps; each has its own CSV layout and inbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -127,15 +133,15 @@ pub struct User {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_to: Option<String>,
     /// `spCustomAttribute1..5`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "all_none")]
     pub sp_custom_attributes: [Option<String>; 5],
     /// Ids of the groups the user belongs to: the one record of membership
     /// (a group's members are derived from it through an index).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<Uuid>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub applications: Vec<String>,
     pub source: Source,
     #[serde(default)]
@@ -186,9 +192,9 @@ pub struct Asset {
     pub organization: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_names: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ip_addresses: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,

@@ -174,7 +174,7 @@ fn the_seed_asset_row_imports_and_waits_for_its_profile() {
         "Certificate Profile Server P12"
     );
     assert_eq!(asset["country"], "SE");
-    assert_eq!(asset["dnsNames"], serde_json::json!([]));
+    assert!(asset.get("dnsNames").is_none(), "\",,\" is an empty list, and empty lists are not stored");
     assert_eq!(
         asset["sid"],
         "S-1-5-21-1721254763-462695806-1538882281-2605462"

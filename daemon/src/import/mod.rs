@@ -12,9 +12,8 @@
 
 pub mod reader;
 pub mod report;
+mod seen;
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -32,6 +31,7 @@ use crate::reconcile::{Outcome, Reconciler, UserMatch, UserWrite, WriteError};
 use crate::store::{keys, Actor, StoreError};
 pub use report::{FileOutcome, ReportFiles, Summary};
 use report::{ReportHeader, Spool, SpoolOffsets};
+use seen::SeenKeys;
 
 /// How one file is imported (per folder in the daemon, per run on the CLI).
 #[derive(Debug, Clone)]
@@ -163,56 +163,10 @@ enum Layout {
     Assets(AssetLayout),
 }
 
-/// The keys are already hashes; hashing them again buys nothing.
-#[derive(Default)]
-struct PassThrough(u64);
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("only u64 keys")
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-/// Remembers the first line of every key seen in the file, in 12 bytes a
-/// key: a 64-bit hash of the lower-cased value and the line. (Two different
-/// values share a hash about once in 10^12 files of a million rows.)
-#[derive(Default)]
-struct SeenKeys(HashMap<u64, u32, BuildHasherDefault<PassThrough>>);
-
-impl SeenKeys {
-    fn hash(tag: u8, value: &str) -> u64 {
-        // FNV-1a over the lower-cased bytes: stable across runs, which a
-        // resumed import relies on.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(tag);
-        for c in value.chars().flat_map(char::to_lowercase) {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        }
-        h
-    }
-
-    /// Record `value` at `line`; the earlier line when it was seen before.
-    fn first_seen(&mut self, tag: u8, value: &str, line: u64) -> Option<u64> {
-        let line32 = u32::try_from(line).unwrap_or(u32::MAX);
-        match self.0.entry(Self::hash(tag, value)) {
-            std::collections::hash_map::Entry::Occupied(e) => Some(u64::from(*e.get())),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(line32);
-                None
-            }
-        }
-    }
-}
-
 const CHUNK: usize = 256;
+
+/// Rows read before the uniqueness table is sized from the file's length.
+const SIZING_SAMPLE: u64 = 1024;
 
 /// A record as the schema's layouts read it.
 struct CsvRow(csv::StringRecord);
@@ -234,6 +188,7 @@ fn parse_file(
     rules: &UserRules,
     blanks: Blanks,
     skip: u64,
+    file_size: u64,
     tx: mpsc::SyncSender<Msg>,
 ) {
     let mut record = csv::StringRecord::new();
@@ -313,6 +268,17 @@ fn parse_file(
             },
         };
         records += 1;
+        if records == SIZING_SAMPLE {
+            // Size the uniqueness table once, from the rows seen so far,
+            // instead of doubling it (and holding two) as it fills.
+            let per_row = (csv.position().byte() / records).max(1);
+            let keys_per_row = if matches!(layout, Layout::Users(_)) {
+                2
+            } else {
+                1
+            };
+            seen.reserve((file_size / per_row * keys_per_row * 11 / 10) as usize);
+        }
         let skipping = records <= skip;
         // In-file uniqueness runs on every row, refused or not, and on
         // skipped rows too, so a resumed import judges the same way.
@@ -490,7 +456,8 @@ pub fn import_file(
         let (tx_rows, rx_rows) = mpsc::sync_channel(8);
         let (kind, blanks, skip) = (opts.kind, opts.blanks, records_done);
         let rules = &rules;
-        scope.spawn(move || parse_file(csv, kind, rules, blanks, skip, tx_rows));
+        let size = prepared.size;
+        scope.spawn(move || parse_file(csv, kind, rules, blanks, skip, size, tx_rows));
 
         let columns = match rx_rows.recv() {
             Ok(Msg::Ready { warnings, columns }) => {

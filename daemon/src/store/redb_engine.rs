@@ -14,7 +14,7 @@ use std::path::Path;
 
 use redb::{Database, Durability, ReadableDatabase, TableDefinition, WriteTransaction};
 
-use super::engine::{Batch, Engine, EngineError, EngineOptions, Op};
+use super::engine::{Batch, Engine, EngineError, EngineOptions, Op, Reader};
 
 /// The single table holding idsync's keyspace.
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
@@ -114,6 +114,11 @@ impl Engine for RedbEngine {
         Ok(value.map(|v| v.value().to_vec()))
     }
 
+    fn reader(&self) -> Result<Box<dyn Reader + '_>, EngineError> {
+        let txn = self.db.begin_read().map_err(io_err)?;
+        Ok(Box::new(RedbReader(txn.open_table(KV).map_err(io_err)?)))
+    }
+
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
         // One read transaction: every key is read from the same snapshot, and
         // the per-transaction setup is paid once per batch instead of per key.
@@ -196,3 +201,14 @@ impl Engine for RedbEngine {
         txn.commit().map_err(io_err)
     }
 }
+
+/// An open read transaction's table: a snapshot, cheap to read many times.
+struct RedbReader(redb::ReadOnlyTable<&'static [u8], &'static [u8]>);
+
+impl Reader for RedbReader {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        let value = self.0.get(key).map_err(io_err)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+}
+

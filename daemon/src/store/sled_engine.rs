@@ -19,7 +19,7 @@ use std::path::Path;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::engine::{Batch, Engine, EngineError, EngineOptions, Op};
+use super::engine::{Batch, Engine, EngineError, EngineOptions, Op, Reader};
 
 /// Name reported by [`Engine::name`] and used in error messages.
 const NAME: &str = "sled";
@@ -79,6 +79,12 @@ impl Engine for SledEngine {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
         let value = self.db.get(key).map_err(io_err)?;
         Ok(value.map(|v| v.to_vec()))
+    }
+
+    fn reader(&self) -> Result<Box<dyn Reader + '_>, EngineError> {
+        // sled has no snapshots: the reader reads the live tree, which is
+        // what a single writer between its own commits needs.
+        Ok(Box::new(SledReader(&self.db)))
     }
 
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
@@ -152,3 +158,13 @@ impl Engine for SledEngine {
         self.db.flush().map(drop).map_err(io_err)
     }
 }
+
+/// Reads of the live tree (sled has no snapshots).
+struct SledReader<'a>(&'a sled::Db);
+
+impl Reader for SledReader<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        Ok(self.0.get(key).map_err(io_err)?.map(|v| v.to_vec()))
+    }
+}
+
