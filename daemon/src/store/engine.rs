@@ -78,7 +78,8 @@ pub enum EngineKind {
     /// redb: bounded memory, fast lookups. The default.
     #[default]
     Redb,
-    /// sled 0.34: selectable; its memory grows with every row written.
+    /// sled 0.34: selectable; slower, and its memory is not bounded by the
+    /// cache setting (see docs/configuration.md).
     Sled,
 }
 
