@@ -68,6 +68,8 @@ pub struct AdminState {
     pub auth: Arc<Auth>,
     /// Largest request body accepted (`admin.max_body_bytes`).
     pub max_body_bytes: usize,
+    /// The running connectors (`/connectors/…`, admin role).
+    pub connectors: Option<Arc<crate::connect::Connectors>>,
 }
 
 /// Resolves once `shutdown` is true. A dropped sender also stops: nobody
@@ -173,7 +175,13 @@ async fn handle(
         return too_large(max);
     }
     let authorization = req.headers().get(header::AUTHORIZATION);
-    if let Err(denied) = state.auth.check(authorization, Role::Monitor) {
+    // Steering connectors changes the directory: admin only.
+    let needed = if crate::connect::http::is_connector_route(req.uri().path()) {
+        Role::Admin
+    } else {
+        Role::Monitor
+    };
+    if let Err(denied) = state.auth.check(authorization, needed) {
         // The reason never contains the token (see `Denied`).
         match denied {
             Denied::MissingHeader => {
@@ -200,6 +208,15 @@ async fn handle(
                 "request body too slow\n",
             ));
         }
+    }
+    if crate::connect::http::is_connector_route(parts.uri.path()) {
+        return crate::connect::http::route(
+            state.connectors.as_deref(),
+            &parts.method,
+            parts.uri.path(),
+            parts.uri.query(),
+        )
+        .await;
     }
     route(state, &parts.method, parts.uri.path())
 }
@@ -292,6 +309,7 @@ fn status_json(m: &Metrics) -> Value {
             "unchanged": rows("unchanged"),
             "rejected": rows("rejected"),
         },
+        "connectors": m.connectors_json(),
     })
 }
 
@@ -507,6 +525,31 @@ fn format_status(target: SocketAddr, v: &Value) -> String {
         num("/rows/rejected")
     );
     let _ = writeln!(out, "change log head: {}", num("/change_log_head"));
+    for c in v
+        .pointer("/connectors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let n = |k: &str| {
+            c[k].as_u64()
+                .map_or_else(|| "?".to_owned(), |n| n.to_string())
+        };
+        let _ = writeln!(
+            out,
+            "connector {}: cursor {}, lag {}, {} delivered, {} failed, {} parked{}",
+            printable(c["name"].as_str().unwrap_or("?")),
+            n("cursor"),
+            n("lag"),
+            n("delivered"),
+            n("failed"),
+            n("parked"),
+            match c["last_error"].as_str() {
+                Some(e) if !e.is_empty() => format!("; last error: {}", printable(e)),
+                _ => String::new(),
+            }
+        );
+    }
     let _ = writeln!(out, "uptime:          {uptime}");
     out
 }
@@ -553,6 +596,7 @@ mod tests {
             metrics: metrics.clone(),
             auth: Arc::new(auth),
             max_body_bytes: MAX_BODY,
+            connectors: None,
         });
         let (stop, rx) = watch::channel(false);
         let task = tokio::spawn(serve_admin(listener, state, rx));
@@ -649,6 +693,32 @@ mod tests {
         assert_eq!(a.status, StatusCode::OK);
         let a = call(s.addr, Method::HEAD, "/readyz", Some(ADMIN), b"").await;
         assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, ""));
+    }
+
+    #[tokio::test]
+    async fn connector_routes_need_the_admin_role() {
+        let s = start().await;
+        let a = call(
+            s.addr,
+            Method::POST,
+            "/connectors/x/retry",
+            Some(READER),
+            b"",
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN);
+        let a = get(s.addr, "/connectors/x/plan", None).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+        // An admin passes; this daemon runs no connector named x.
+        let a = call(
+            s.addr,
+            Method::POST,
+            "/connectors/x/retry",
+            Some(ADMIN),
+            b"",
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]

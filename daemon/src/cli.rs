@@ -135,6 +135,11 @@ pub enum Command {
     CheckConfig,
     /// Show what the running daemon is doing.
     Status,
+    /// Steer the connectors of the running daemon (admin token).
+    Connectors {
+        #[command(subcommand)]
+        command: crate::connect::http::ConnectorsCommand,
+    },
 }
 
 /// Run the command line; the process exit status.
@@ -240,6 +245,7 @@ fn run(cli: Cli) -> Result<u8> {
             print!("{text}");
             Ok(0)
         }
+        Command::Connectors { command } => crate::connect::http::run(&cfg, command),
         Command::CheckConfig => {
             println!(
                 "configuration is valid: data_dir={}, store.engine={:?}, {} certificate profiles",

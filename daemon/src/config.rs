@@ -33,9 +33,13 @@ pub struct Config {
     pub log: LogConfig,
     pub folders: FoldersConfig,
     pub admin: AdminConfig,
+    pub scim: crate::scim::ScimConfig,
     /// API tokens (hashes only). Without any, `idsync serve` makes an admin
     /// token on first start and writes it once to `DATA_DIR/admin.token`.
     pub tokens: Vec<TokenConfig>,
+    /// Peers the change log is pushed to (`[[connectors]]`, see
+    /// docs/connectors.md).
+    pub connectors: Vec<idsync_connectors::ConnectorConfig>,
 }
 
 impl Default for Config {
@@ -49,7 +53,9 @@ impl Default for Config {
             log: LogConfig::default(),
             folders: FoldersConfig::default(),
             admin: AdminConfig::default(),
+            scim: crate::scim::ScimConfig::default(),
             tokens: Vec::new(),
+            connectors: Vec::new(),
         }
     }
 }
@@ -350,6 +356,20 @@ impl Config {
             if let Some(d) = &o.delimiter {
                 parse_delimiter(d)
                     .map_err(|m| invalid("folders.options.delimiter", format!("{folder}: {m}")))?;
+            }
+        }
+        self.scim
+            .check()
+            .map_err(|(key, message)| invalid(key, message))?;
+        let mut connector_names = std::collections::BTreeSet::new();
+        for c in &self.connectors {
+            c.check()
+                .map_err(|e| invalid("connectors", e.to_string()))?;
+            if !connector_names.insert(c.name()) {
+                return Err(invalid(
+                    "connectors.name",
+                    format!("connector {:?} is defined twice", c.name()),
+                ));
             }
         }
         self.admin

@@ -33,6 +33,8 @@ pub struct Metrics {
     /// Cumulative counts per bucket of [`DURATION_BUCKETS`], then +Inf.
     duration_buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
     duration_sum_us: AtomicU64,
+    /// Each connector's figures, set once at start (its runner updates them).
+    connectors: std::sync::OnceLock<Vec<std::sync::Arc<crate::connect::stats::ConnectorStats>>>,
 }
 
 impl Default for Metrics {
@@ -65,6 +67,7 @@ impl Metrics {
             change_log_head: AtomicU64::new(0),
             duration_buckets: Default::default(),
             duration_sum_us: AtomicU64::new(0),
+            connectors: std::sync::OnceLock::new(),
         }
     }
 
@@ -96,6 +99,22 @@ impl Metrics {
     /// The change log's last sequence number.
     pub fn set_change_log_head(&self, seq: u64) {
         self.change_log_head.store(seq, Relaxed);
+    }
+
+    /// The connectors' figures, shown from now on (set once at start).
+    pub fn set_connectors(
+        &self,
+        stats: Vec<std::sync::Arc<crate::connect::stats::ConnectorStats>>,
+    ) {
+        let _ = self.connectors.set(stats);
+    }
+
+    /// Each connector's figures for `/status`.
+    pub fn connectors_json(&self) -> serde_json::Value {
+        self.connectors
+            .get()
+            .map(|c| c.iter().map(|s| s.json()).collect())
+            .unwrap_or_default()
     }
 
     /// Count one finished file.
@@ -193,6 +212,43 @@ impl Metrics {
             "Seconds since start.",
             &[("", self.started.elapsed().as_secs())],
         );
+        let conns = self.connectors.get().map(Vec::as_slice).unwrap_or_default();
+        let per =
+            |f: &dyn Fn(&crate::connect::stats::ConnectorStats) -> u64| -> Vec<(String, u64)> {
+                conns
+                    .iter()
+                    .map(|c| (format!("{{connector=\"{}\"}}", c.name), f(c)))
+                    .collect()
+            };
+        for (name, kind, help, samples) in [
+            (
+                "idsync_connector_lag",
+                "gauge",
+                "Changes not yet delivered to the connector.",
+                per(&|c| c.lag()),
+            ),
+            (
+                "idsync_connector_delivered_total",
+                "counter",
+                "Changes delivered by the connector since start.",
+                per(&|c| c.delivered.load(Relaxed)),
+            ),
+            (
+                "idsync_connector_failed_total",
+                "counter",
+                "Failed delivery attempts since start.",
+                per(&|c| c.failed.load(Relaxed)),
+            ),
+            (
+                "idsync_connector_parked",
+                "gauge",
+                "Changes in the connector's dead-letter list.",
+                per(&|c| c.parked.load(Relaxed)),
+            ),
+        ] {
+            let samples: Vec<(&str, u64)> = samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+            metric(name, kind, help, &samples);
+        }
         let name = "idsync_import_duration_seconds";
         let _ = writeln!(
             out,

@@ -11,7 +11,9 @@
 //! what makes the change log gap-free and the read-check-write of uniqueness
 //! safe. Batching many rows into one `Tx` is how imports amortise the commit.
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 
@@ -26,6 +28,7 @@ use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::store::engine::Reader;
 use crate::store::keys::{self, Index};
 use crate::store::{Actor, Batch, ChangeEvent, EngineError, Operation, Store, StoreError};
 
@@ -217,6 +220,9 @@ pub struct Reconciler {
     settings: RwLock<Arc<Settings>>,
     /// The next sequence number; the mutex is the writer lock.
     next_seq: Mutex<u64>,
+    /// Writers blocked in [`Reconciler::begin`]: a long import gives way to
+    /// them between batches (see [`Reconciler::give_way`]).
+    waiting: AtomicUsize,
 }
 
 impl Reconciler {
@@ -227,6 +233,7 @@ impl Reconciler {
             store,
             settings: RwLock::new(Arc::new(settings)),
             next_seq: Mutex::new(next),
+            waiting: AtomicUsize::new(0),
         })
     }
 
@@ -246,13 +253,31 @@ impl Reconciler {
         *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings);
     }
 
+    /// Whether another writer waits for the lock.
+    pub fn others_waiting(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    /// Let the writers waiting now go first. Called by a long writer (an
+    /// import) between two of its transactions, with no transaction open:
+    /// the mutex is not fair, so without this the import would take it back
+    /// at once and a SCIM request could wait for a whole file.
+    pub fn give_way(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.others_waiting() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+    }
+
     /// Start a transaction: everything it queues commits together or not at
     /// all. Blocks while another transaction is open.
     pub fn begin(&self, source: Source, actor: Actor) -> Tx<'_> {
         // A panic in another writer cannot leave a half-written batch (the
         // engine batch is atomic), so a poisoned lock is safe to take over;
         // the sequence number it guards only moves after a commit.
+        self.waiting.fetch_add(1, Ordering::SeqCst);
         let guard = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
         let next_seq = *guard;
         Tx {
             guard,
@@ -260,17 +285,23 @@ impl Reconciler {
             settings: self.settings(),
             overlay: HashMap::new(),
             inflight: None,
+            reader: RefCell::new(None),
             next_seq,
             events: 0,
             source,
             actor,
             now: OffsetDateTime::now_utc(),
+            undo: Vec::new(),
+            recording: false,
         }
     }
 }
 
+/// One queued write: the value (`None`: delete).
+type Queued = Option<Vec<u8>>;
+
 /// Queued writes: key → value (`None`: delete).
-type Overlay = HashMap<Vec<u8>, Option<Vec<u8>>>;
+type Overlay = HashMap<Vec<u8>, Queued>;
 
 /// A batch handed to the committer thread and not yet known to be durable.
 struct Inflight {
@@ -291,11 +322,28 @@ pub struct Tx<'r> {
     /// the store.
     overlay: Overlay,
     inflight: Option<Inflight>,
+    /// A snapshot of the store for look-ups, opened on first use and
+    /// dropped when a commit lands (it would not see it).
+    reader: RefCell<Option<Box<dyn Reader + 'r>>>,
     next_seq: u64,
     events: u64,
     source: Source,
     actor: Actor,
     now: OffsetDateTime,
+    /// Previous overlay entries of the keys queued since the first
+    /// [`Tx::savepoint`], newest last (empty until one is taken).
+    undo: Vec<(Vec<u8>, Option<Queued>)>,
+    recording: bool,
+}
+
+/// A point a [`Tx`] can roll back to: everything queued after it is
+/// forgotten, what was queued before stays (one request of a shared batch
+/// failing leaves the others intact).
+#[derive(Debug, Clone, Copy)]
+pub struct Savepoint {
+    next_seq: u64,
+    events: u64,
+    undo_len: usize,
 }
 
 /// What a commit wrote.
@@ -320,12 +368,54 @@ impl<'r> Tx<'r> {
 
     /// Queue a raw put outside the object model (import progress).
     pub fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.overlay.insert(key, Some(value));
+        self.queue(key, Some(value));
     }
 
     /// Queue a raw delete outside the object model.
     pub fn delete_raw(&mut self, key: Vec<u8>) {
-        self.overlay.insert(key, None);
+        self.queue(key, None);
+    }
+
+    /// Queue one write, remembering what it replaces once a savepoint
+    /// exists.
+    fn queue(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        if self.recording {
+            let previous = self.overlay.insert(key.clone(), value);
+            self.undo.push((key, previous));
+        } else {
+            self.overlay.insert(key, value);
+        }
+    }
+
+    /// Mark the current point; [`Tx::rollback_to`] forgets what follows.
+    pub fn savepoint(&mut self) -> Savepoint {
+        self.recording = true;
+        Savepoint {
+            next_seq: self.next_seq,
+            events: self.events,
+            undo_len: self.undo.len(),
+        }
+    }
+
+    /// Forget everything queued since `sp`.
+    pub fn rollback_to(&mut self, sp: Savepoint) {
+        while self.undo.len() > sp.undo_len {
+            let Some((key, previous)) = self.undo.pop() else {
+                break;
+            };
+            match previous {
+                Some(v) => self.overlay.insert(key, v),
+                None => self.overlay.remove(&key),
+            };
+        }
+        self.next_seq = sp.next_seq;
+        self.events = sp.events;
+    }
+
+    /// Record the changes that follow as made by `actor` (each request of
+    /// a shared batch has its own).
+    pub fn set_actor(&mut self, actor: Actor) {
+        self.actor = actor;
     }
 
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -335,7 +425,11 @@ impl<'r> Tx<'r> {
         if let Some(v) = self.inflight.as_ref().and_then(|i| i.overlay.get(key)) {
             return Ok(v.clone());
         }
-        Ok(self.store.engine().get(key)?)
+        let mut reader = self.reader.borrow_mut();
+        if reader.is_none() {
+            *reader = Some(self.store.engine().reader()?);
+        }
+        Ok(reader.as_ref().expect("just opened").get(key)?)
     }
 
     fn load<T: Stored>(&self, id: Uuid) -> Result<Option<T>, StoreError> {
@@ -353,7 +447,8 @@ impl<'r> Tx<'r> {
         }
     }
 
-    fn lookup(&self, index: Index, value: &str) -> Result<Option<Uuid>, StoreError> {
+    /// The id `index` maps `value` to, as this transaction sees it.
+    pub fn lookup(&self, index: Index, value: &str) -> Result<Option<Uuid>, StoreError> {
         Ok(self
             .read(&index.key(value))?
             .and_then(|v| keys::trailing_id(&v)))
@@ -390,15 +485,28 @@ impl<'r> Tx<'r> {
 
     /// Queue `new` (replacing `old`) with its indexes and a change event;
     /// nothing at all when it equals `old`.
-    fn write<T: Stored>(&mut self, old: Option<&T>, mut new: T) -> Result<Outcome, StoreError> {
-        let id = new.id();
+    fn write<T: Stored>(&mut self, old: Option<&T>, new: T) -> Result<Outcome, StoreError> {
         if old == Some(&new) {
-            return Ok(Outcome::Unchanged(id));
+            return Ok(Outcome::Unchanged(new.id()));
         }
+        self.emit(old, new, &[])
+    }
+
+    /// Queue `new` and its event even when only `extra` changed (a group
+    /// whose members, kept on the users, changed: its version moves).
+    fn emit<T: Stored>(
+        &mut self,
+        old: Option<&T>,
+        mut new: T,
+        extra: &[&str],
+    ) -> Result<Outcome, StoreError> {
+        let id = new.id();
         let (operation, changed) = match old {
             Some(old) => {
                 new.meta_mut().bump(self.now);
-                (Operation::Updated, changed_fields(old, &new))
+                let mut changed = changed_fields(old, &new);
+                changed.extend(extra.iter().map(|s| s.to_string()));
+                (Operation::Updated, changed)
             }
             None => {
                 *new.meta_mut() = Meta::new(self.now);
@@ -411,18 +519,19 @@ impl<'r> Tx<'r> {
         let old_index = old.map(Stored::index_keys).unwrap_or_default();
         let new_index = new.index_keys();
         for k in old_index.iter().filter(|k| !new_index.contains(k)) {
-            self.overlay.insert(k.clone(), None);
+            self.queue(k.clone(), None);
         }
-        for k in new_index {
-            self.overlay.insert(k, Some(id.as_bytes().to_vec()));
+        // Entries the old version already had point here already.
+        for k in new_index.into_iter().filter(|k| !old_index.contains(k)) {
+            self.queue(k, Some(id.as_bytes().to_vec()));
         }
         let old_markers = old.map(Stored::marker_keys).unwrap_or_default();
         let new_markers = new.marker_keys();
         for k in old_markers.iter().filter(|k| !new_markers.contains(k)) {
-            self.overlay.insert(k.clone(), None);
+            self.queue(k.clone(), None);
         }
-        for k in new_markers {
-            self.overlay.insert(k, Some(Vec::new()));
+        for k in new_markers.into_iter().filter(|k| !old_markers.contains(k)) {
+            self.queue(k, Some(Vec::new()));
         }
 
         let event = ChangeEvent {
@@ -438,12 +547,11 @@ impl<'r> Tx<'r> {
             object: RawValue::from_string(json).expect("serde_json output is JSON"),
         };
         let event_json = serde_json::to_vec(&event).expect("events serialise");
-        self.overlay.insert(
+        self.queue(
             keys::object(T::KIND, id),
             Some(event.object.get().as_bytes().to_vec()),
         );
-        self.overlay
-            .insert(keys::change(self.next_seq), Some(event_json));
+        self.queue(keys::change(self.next_seq), Some(event_json));
         self.next_seq += 1;
         self.events += 1;
         Ok(match operation {
@@ -473,6 +581,37 @@ impl<'r> Tx<'r> {
             Some(id) => self.load(id)?,
             None => None,
         };
+        self.put_user(existing, input, how)
+    }
+
+    /// Create a user; an existing mail, loginName or externalId is refused
+    /// as not unique (SCIM's POST never updates).
+    pub fn create_user(
+        &mut self,
+        input: UserInput,
+        how: &UserWrite,
+    ) -> Result<Outcome, WriteError> {
+        self.put_user(None, input, how)
+    }
+
+    /// Update `existing` (read with [`Tx::user`]; SCIM's PUT and PATCH:
+    /// the id decides, not the match key, so a new mail is a change, not a
+    /// new user).
+    pub fn update_user(
+        &mut self,
+        existing: User,
+        input: UserInput,
+        how: &UserWrite,
+    ) -> Result<Outcome, WriteError> {
+        self.put_user(Some(existing), input, how)
+    }
+
+    fn put_user(
+        &mut self,
+        existing: Option<User>,
+        input: UserInput,
+        how: &UserWrite,
+    ) -> Result<Outcome, WriteError> {
         let id = existing.as_ref().map_or_else(Uuid::now_v7, |u| u.id);
 
         let groups = match &input.groups {
@@ -491,12 +630,32 @@ impl<'r> Tx<'r> {
                 Some(ids)
             }
         };
-        self.check_unique(Index::UserMail, &input.mail, id)?;
+        // A value the matched user already holds is its own in the index:
+        // only new values need a look-up (most rows of a re-import have none).
+        let holds = |index: Index, current: Option<&str>, value: &str| {
+            current.is_some_and(|c| index.same_value(c, value))
+        };
+        let old = existing.as_ref();
+        if !holds(Index::UserMail, old.map(|u| u.mail.as_str()), &input.mail) {
+            self.check_unique(Index::UserMail, &input.mail, id)?;
+        }
         if let Field::Set(login) = &input.login_name {
-            self.check_unique(Index::UserLogin, login, id)?;
+            if !holds(
+                Index::UserLogin,
+                old.and_then(|u| u.login_name.as_deref()),
+                login,
+            ) {
+                self.check_unique(Index::UserLogin, login, id)?;
+            }
         }
         if let Field::Set(ext) = &input.external_id {
-            self.check_unique(Index::UserExternalId, ext, id)?;
+            if !holds(
+                Index::UserExternalId,
+                old.and_then(|u| u.external_id.as_deref()),
+                ext,
+            ) {
+                self.check_unique(Index::UserExternalId, ext, id)?;
+            }
         }
 
         let mut user = existing.clone().unwrap_or_else(|| User {
@@ -551,7 +710,31 @@ impl<'r> Tx<'r> {
             Some(id) => self.load(id)?,
             None => None,
         };
+        self.put_group(existing, input)
+    }
+
+    /// Create a group; an existing displayName or externalId is refused.
+    pub fn create_group(&mut self, input: GroupInput) -> Result<Outcome, WriteError> {
+        self.put_group(None, input)
+    }
+
+    /// Update `existing` (read with [`Tx::group`]; a new displayName
+    /// renames it).
+    pub fn update_group(
+        &mut self,
+        existing: Group,
+        input: GroupInput,
+    ) -> Result<Outcome, WriteError> {
+        self.put_group(Some(existing), input)
+    }
+
+    fn put_group(
+        &mut self,
+        existing: Option<Group>,
+        input: GroupInput,
+    ) -> Result<Outcome, WriteError> {
         let id = existing.as_ref().map_or_else(Uuid::now_v7, |g| g.id);
+        self.check_unique(Index::GroupName, &input.display_name, id)?;
         if let Field::Set(ext) = &input.external_id {
             self.check_unique(Index::GroupExternalId, ext, id)?;
         }
@@ -607,9 +790,15 @@ impl<'r> Tx<'r> {
         });
         input.apply_to(&mut group);
         group.source = self.source;
-        let mut outcome = self.write(existing.as_ref(), group)?;
-
+        // A membership change is a change of the group too (its version and
+        // ETag move, its event says `members`), as over SCIM. The group's
+        // event comes first, then its members'.
         let members_changed = !to_add.is_empty() || !to_remove.is_empty();
+        let outcome = if members_changed {
+            self.emit(existing.as_ref(), group, &["members"])?
+        } else {
+            self.write(existing.as_ref(), group)?
+        };
         for user in to_add {
             let mut new = user.clone();
             new.groups.push(id);
@@ -619,16 +808,6 @@ impl<'r> Tx<'r> {
             let mut new = user.clone();
             new.groups.retain(|g| *g != id);
             self.write(Some(&user), new)?;
-        }
-        if members_changed {
-            outcome = match outcome {
-                Outcome::Unchanged(id) => Outcome::Updated(id, vec!["members".into()]),
-                Outcome::Updated(id, mut changed) => {
-                    changed.push("members".into());
-                    Outcome::Updated(id, changed)
-                }
-                created => created,
-            };
         }
         Ok(outcome)
     }
@@ -734,9 +913,157 @@ impl<'r> Tx<'r> {
         Ok(outcome)
     }
 
+    /// The user with `id`, as this transaction sees it.
+    pub fn user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        self.load(id)
+    }
+
+    /// The group with `id`, as this transaction sees it.
+    pub fn group(&self, id: Uuid) -> Result<Option<Group>, StoreError> {
+        self.load(id)
+    }
+
+    /// The asset with `id`, as this transaction sees it.
+    pub fn asset(&self, id: Uuid) -> Result<Option<Asset>, StoreError> {
+        self.load(id)
+    }
+
+    /// The ids of the members of `group`, as this transaction sees them.
+    pub fn members_of(&self, group: Uuid) -> Result<BTreeSet<Uuid>, StoreError> {
+        Ok(self
+            .keys_under(&keys::members_prefix(group))?
+            .iter()
+            .filter_map(|k| keys::trailing_id(k))
+            .collect())
+    }
+
+    /// Queue the removal of `old`: object, index and marker entries, and a
+    /// `deleted` event.
+    fn remove<T: Stored>(&mut self, old: &T) {
+        let id = old.id();
+        for k in old.index_keys().into_iter().chain(old.marker_keys()) {
+            self.queue(k, None);
+        }
+        self.queue(keys::object(T::KIND, id), None);
+        let mut gone = old.clone();
+        gone.meta_mut().bump(self.now);
+        let event = ChangeEvent {
+            seq: self.next_seq,
+            at: self.now,
+            kind: T::KIND,
+            id,
+            operation: Operation::Deleted,
+            version: gone.meta_mut().version,
+            source: self.source,
+            actor: self.actor.clone(),
+            changed: Vec::new(),
+            object: RawValue::from_string("null".into()).expect("null is JSON"),
+        };
+        let event_json = serde_json::to_vec(&event).expect("events serialise");
+        self.queue(keys::change(self.next_seq), Some(event_json));
+        self.next_seq += 1;
+        self.events += 1;
+    }
+
+    /// Delete the user with `id` and its memberships; false when there is
+    /// none.
+    pub fn delete_user(&mut self, id: Uuid) -> Result<bool, WriteError> {
+        let Some(user) = self.load::<User>(id)? else {
+            return Ok(false);
+        };
+        self.remove(&user);
+        Ok(true)
+    }
+
+    /// Delete the group with `id`; its members leave it first (each such
+    /// user gets an `updated` event). False when there is none.
+    pub fn delete_group(&mut self, id: Uuid) -> Result<bool, WriteError> {
+        let Some(group) = self.load::<Group>(id)? else {
+            return Ok(false);
+        };
+        for uid in self.members_of(id)? {
+            if let Some(user) = self.load::<User>(uid)? {
+                let mut new = user.clone();
+                new.groups.retain(|g| *g != id);
+                self.write(Some(&user), new)?;
+            }
+        }
+        self.remove(&group);
+        Ok(true)
+    }
+
+    /// Delete the asset with `id`; false when there is none.
+    pub fn delete_asset(&mut self, id: Uuid) -> Result<bool, WriteError> {
+        let Some(asset) = self.load::<Asset>(id)? else {
+            return Ok(false);
+        };
+        self.remove(&asset);
+        Ok(true)
+    }
+
+    /// Add users to and remove users from `group` (ids; SCIM's member
+    /// PATCH), without touching its other members. Every user to add must
+    /// exist and have room for one more group; everything is checked before
+    /// anything is queued. When a membership changes, the group gets an
+    /// `updated` event naming `members` (its version, the ETag, moves).
+    /// Returns whether anything changed.
+    pub fn change_members(
+        &mut self,
+        group: &Group,
+        add: &[Uuid],
+        remove: &[Uuid],
+    ) -> Result<bool, WriteError> {
+        let gid = group.id;
+        let mut seen = BTreeSet::new();
+        let mut edits: Vec<(User, bool)> = Vec::new();
+        for uid in add.iter().filter(|u| !remove.contains(u)) {
+            if !seen.insert(*uid) {
+                continue;
+            }
+            let user: User = self
+                .load(*uid)?
+                .ok_or_else(|| Violation::new("members", &uid.to_string(), Rule::UnknownMember))?;
+            if user.groups.contains(&gid) {
+                continue;
+            }
+            if user.groups.len() >= MAX_GROUPS {
+                let max = MAX_GROUPS;
+                return Err(
+                    Violation::new("members", &user.mail, Rule::TooManyGroups { max }).into(),
+                );
+            }
+            edits.push((user, true));
+        }
+        for uid in remove {
+            if !seen.insert(*uid) {
+                continue;
+            }
+            if let Some(user) = self.load::<User>(*uid)? {
+                if user.groups.contains(&gid) {
+                    edits.push((user, false));
+                }
+            }
+        }
+        if edits.is_empty() {
+            return Ok(false);
+        }
+        for (user, join) in edits {
+            let mut new = user.clone();
+            if join {
+                new.groups.push(gid);
+            } else {
+                new.groups.retain(|g| *g != gid);
+            }
+            self.write(Some(&user), new)?;
+        }
+        self.emit(Some(group), group.clone(), &["members"])?;
+        Ok(true)
+    }
+
     /// Wait for the batch in flight, if any, and account for it.
     fn settle(&mut self) -> Result<(), StoreError> {
         if let Some(inflight) = self.inflight.take() {
+            self.reader.get_mut().take();
             match inflight.handle.join() {
                 Ok(Ok(())) => *self.guard = inflight.next_seq,
                 Ok(Err(e)) => return Err(e.into()),
@@ -748,6 +1075,8 @@ impl<'r> Tx<'r> {
 
     /// Turn the queued writes (plus the head) into a sorted engine batch.
     fn take_batch(&mut self) -> (Overlay, u64) {
+        // Savepoints do not reach past a commit.
+        self.undo.clear();
         let head = self.next_seq - 1;
         if self.events > 0 {
             self.overlay

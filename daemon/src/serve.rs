@@ -98,9 +98,20 @@ struct Daemon {
 }
 
 async fn serve(source: ConfigSource, cfg: Config) -> Result<()> {
+    // First of all: SIGHUP's default action ends the process, so a reload
+    // asked for during start-up must find the handler in place.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let rec = crate::cli::open(&cfg)?;
     let metrics = Arc::new(Metrics::new());
     metrics.set_change_log_head(rec.store().head()?);
+    // Connectors follow the change log from their own cursors, woken by the
+    // store's head watch; they only read the store, so they never hold up
+    // an import.
+    let connectors = crate::connect::start(crate::connect::build(&cfg.connectors)?, &rec);
+    metrics.set_connectors(connectors.connectors.stats());
     let auth = Arc::new(Auth::load(&cfg.tokens, &cfg.data_dir).context("loading the API tokens")?);
     let listen: std::net::SocketAddr = cfg.admin.listen.parse().context("admin.listen")?;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -111,11 +122,20 @@ async fn serve(source: ConfigSource, cfg: Config) -> Result<()> {
         listener,
         Arc::new(AdminState {
             metrics: Arc::clone(&metrics),
-            auth,
+            auth: Arc::clone(&auth),
             max_body_bytes: cfg.admin.max_body_bytes,
+            connectors: Some(Arc::clone(&connectors.connectors)),
         }),
-        shutdown_rx,
+        shutdown_rx.clone(),
     ));
+    let scim = crate::scim::listener::start(
+        &cfg.scim,
+        Arc::clone(&rec),
+        Arc::clone(&metrics),
+        auth,
+        shutdown_rx,
+    )
+    .await?;
 
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |e| {
@@ -144,9 +164,6 @@ async fn serve(source: ConfigSource, cfg: Config) -> Result<()> {
     d.notify(|n| n.ready());
     d.publish_status();
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let beat_every = sd_notify::watchdog_interval().unwrap_or(HEARTBEAT_WITHOUT_WATCHDOG);
     let mut beat = tokio::time::interval(beat_every);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -178,8 +195,12 @@ async fn serve(source: ConfigSource, cfg: Config) -> Result<()> {
     if let Some(job) = d.running.take() {
         let _ = job.await;
     }
+    connectors.stop().await;
     let _ = shutdown_tx.send(true);
     let _ = admin.await;
+    if let Some(scim) = scim {
+        let _ = scim.await;
+    }
     d.rec.store().flush()?;
     tracing::info!("stopped");
     Ok(())
@@ -273,12 +294,18 @@ impl Daemon {
             self.waiting.remove(&path);
             return;
         };
-        if renamed_in || meta.file_type().is_symlink() {
+        let (size, modified) = (meta.len(), meta.modified().ok());
+        // Already unchanged for the stability window (a file found at
+        // start-up, say): it keeps its place in the order at once.
+        let stable = Duration::from_millis(self.cfg.folders.stable_ms);
+        let settled = modified
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age >= stable);
+        if renamed_in || settled || meta.file_type().is_symlink() {
             self.waiting.remove(&path);
             self.enqueue(folder, path);
             return;
         }
-        let (size, modified) = (meta.len(), meta.modified().ok());
         let entry = self.waiting.entry(path).or_insert(Waiting {
             folder,
             size,
@@ -454,6 +481,12 @@ impl Daemon {
                             || new.store.cache_mb != self.cfg.store.cache_mb,
                     ),
                     ("admin", new.admin.listen != self.cfg.admin.listen),
+                    (
+                        "connectors",
+                        serde_json::to_value(&new.connectors).ok()
+                            != serde_json::to_value(&self.cfg.connectors).ok(),
+                    ),
+                    ("scim", new.scim != self.cfg.scim),
                 ] {
                     if changed {
                         tracing::warn!(

@@ -4,6 +4,8 @@
 //! Tests drive the binary exactly as a sysadmin would; they read the store
 //! back through the library only after the binary has exited.
 
+pub mod ldap;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

@@ -174,7 +174,10 @@ fn the_seed_asset_row_imports_and_waits_for_its_profile() {
         "Certificate Profile Server P12"
     );
     assert_eq!(asset["country"], "SE");
-    assert!(asset.get("dnsNames").is_none(), "\",,\" is an empty list, and empty lists are not stored");
+    assert!(
+        asset.get("dnsNames").is_none(),
+        "\",,\" is an empty list, and empty lists are not stored"
+    );
     assert_eq!(
         asset["sid"],
         "S-1-5-21-1721254763-462695806-1538882281-2605462"
@@ -290,9 +293,20 @@ fn groups_must_exist_and_members_are_kept_on_both_sides() {
     );
 
     // Replacing a group's members removes the ones not listed.
+    let version = |env: &Env| {
+        env.show("groups", "Admins").unwrap()["meta"]["version"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = version(&env);
     let groups2 = env.file("g2.csv", "displayName,members\nAdmins,bob\n");
     let (_, r) = env.import("groups", &groups2, &[]);
     assert_eq!(r["updated"][0]["changed"], serde_json::json!(["members"]));
+    assert_eq!(
+        version(&env),
+        before + 1,
+        "a membership change moves the group's version (its ETag)"
+    );
     assert_eq!(
         env.show("groups", "Admins").unwrap()["members"],
         serde_json::json!(["bob@example.org"])

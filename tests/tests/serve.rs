@@ -26,15 +26,16 @@ fn users_csv(from: usize, to: usize) -> String {
     s
 }
 
-fn ready(env: &Env) -> bool {
-    env.inbox().join("users/processed").exists()
+/// The daemon has finished starting (its signal handlers are in place).
+fn watching(d: &idsync_tests::Daemon) -> bool {
+    d.log().contains("is watching its drop folders")
 }
 
 #[test]
 fn a_renamed_in_file_is_imported_and_moved_with_its_reports() {
     let (env, _) = daemon_env("");
     let mut d = env.serve(&[]);
-    wait_until("the daemon is ready", WAIT, || ready(&env));
+    wait_until("the daemon is ready", WAIT, || watching(&d));
     env.drop_file("users", "roster.csv", users_csv(0, 3));
     env.drop_file("assets", "bad.csv", "not,an,asset\n");
     wait_until("users processed", WAIT, || {
@@ -75,7 +76,7 @@ fn a_renamed_in_file_is_imported_and_moved_with_its_reports() {
 fn a_half_written_file_is_not_read_early() {
     let (env, _) = daemon_env("");
     let _d = env.serve(&[]);
-    wait_until("the daemon is ready", WAIT, || ready(&env));
+    wait_until("the daemon is ready", WAIT, || watching(&_d));
     let path = env.inbox().join("users/slow.csv");
     let mut f = std::fs::File::create(&path).unwrap();
     let all = users_csv(0, 200);
@@ -110,7 +111,7 @@ fn a_half_written_file_is_not_read_early() {
 fn a_thousand_files_dropped_at_once_are_all_imported_in_order() {
     let (env, _) = daemon_env("");
     let _d = env.serve(&[]);
-    wait_until("the daemon is ready", WAIT, || ready(&env));
+    wait_until("the daemon is ready", WAIT, || watching(&_d));
     for i in 0..1000 {
         env.drop_file("users", &format!("f{i:04}.csv"), users_csv(i, i + 1));
     }
@@ -176,7 +177,7 @@ fn files_waiting_at_start_and_symlinks() {
 fn an_application_folder_records_the_application() {
     let (env, _) = daemon_env("[folders.options.\"users/portal\"]\nend_state = \"inactive\"\n");
     let _d = env.serve(&[]);
-    wait_until("the daemon is ready", WAIT, || ready(&env));
+    wait_until("the daemon is ready", WAIT, || watching(&_d));
     std::fs::create_dir_all(env.inbox().join("users/portal")).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     env.drop_file("users/portal", "p.csv", users_csv(0, 1));
@@ -194,7 +195,7 @@ fn sigkill_during_a_large_file_then_restart_gives_the_exact_store() {
     let (env, _) = daemon_env("");
     let rows = 20_000;
     let mut d = env.serve(&[]);
-    wait_until("the daemon is ready", WAIT, || ready(&env));
+    wait_until("the daemon is ready", WAIT, || watching(&d));
     env.drop_file("users", "big.csv", users_csv(0, rows));
     // Kill once the import is well under way (its spool has grown).
     wait_until("import under way", WAIT, || env.spooled() > 300_000);
@@ -233,7 +234,7 @@ fn sigterm_stops_within_a_batch_and_the_file_resumes() {
     let (env, _) = daemon_env("");
     let rows = 20_000;
     let mut d = env.serve(&[]);
-    wait_until("the daemon is ready", WAIT, || ready(&env));
+    wait_until("the daemon is ready", WAIT, || watching(&d));
     env.drop_file("users", "big.csv", users_csv(0, rows));
     wait_until("import under way", WAIT, || env.spooled() > 300_000);
     let asked = Instant::now();
@@ -263,7 +264,7 @@ fn sigterm_stops_within_a_batch_and_the_file_resumes() {
 fn sighup_with_a_broken_config_keeps_the_running_one() {
     let (env, port) = daemon_env("");
     let mut d = env.serve(&[]);
-    wait_until("the daemon is ready", WAIT, || ready(&env));
+    wait_until("the daemon is ready", WAIT, || watching(&d));
     let cfg = env.config.clone().unwrap();
     std::fs::write(&cfg, "[admin\nlisten = ").unwrap();
     d.signal("HUP");
@@ -332,7 +333,7 @@ fn systemd_hears_ready_watchdog_and_status() {
 fn the_admin_listener_needs_a_token() {
     let (env, port) = daemon_env("");
     let _d = env.serve(&[]);
-    wait_until("the daemon is ready", WAIT, || ready(&env));
+    wait_until("the daemon is ready", WAIT, || watching(&_d));
     let token_file = env.data_dir().join("admin.token");
     wait_until("token written", WAIT, || token_file.exists());
     let mode = std::os::unix::fs::PermissionsExt::mode(

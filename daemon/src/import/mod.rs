@@ -551,7 +551,15 @@ pub fn import_file(
                     let progress =
                         progress_at(records_done, last_line, summary, spool.sync()?, false);
                     tx.put_raw(progress_key.clone(), progress);
-                    tx.commit_pipelined()?;
+                    if rec.others_waiting() {
+                        // A SCIM request (or another writer) waits: commit
+                        // fully, let it through, then carry on.
+                        tx.commit()?;
+                        rec.give_way();
+                        tx = rec.begin(Source::Csv, actor.clone());
+                    } else {
+                        tx.commit_pipelined()?;
+                    }
                     in_batch = 0;
                     if opts
                         .stop

@@ -15,6 +15,15 @@
 //! | `c/` | sequence number (u64 big-endian) | change event JSON |
 //! | `s/head` | — | last sequence number (u64 big-endian) |
 //! | `s/import/` | file digest (hex) | import progress JSON |
+//! | `s/conn/NAME/cursor` | — | last change delivered to connector NAME (u64 big-endian) |
+//! | `s/conn/NAME/dead/` | sequence number (u64 big-endian) | parked change: error, attempts (JSON) |
+//! | `s/conn/NAME/remote/` | object id (16 bytes) | the remote entry NAME manages for it (JSON: DN, entryUUID) |
+//! | `s/conn/NAME/reconciled` | — | set once NAME's first full reconcile ran |
+//!
+//! The `s/conn/` keys are a connector's own delivery state: the runner
+//! writes them directly, never through the reconciler (they are not
+//! changes of objects and emit no events). Connector names are letters,
+//! digits, `-` and `_`, so one connector's prefix never covers another's.
 //!
 //! Ids are UUIDv7, time-ordered, so new objects append to the B-tree instead
 //! of splitting pages at random (about four times faster to write).
@@ -87,6 +96,18 @@ impl Index {
         }
     }
 
+    /// Whether two values share one index entry (compared as the index
+    /// compares them), without building either key.
+    pub fn same_value(self, a: &str, b: &str) -> bool {
+        if !self.folds_case() {
+            a == b
+        } else if a.is_ascii() && b.is_ascii() {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a.to_lowercase() == b.to_lowercase()
+        }
+    }
+
     /// The index key for `value`.
     pub fn key(self, value: &str) -> Vec<u8> {
         if self.folds_case() {
@@ -142,6 +163,43 @@ pub fn import_progress(digest: &str) -> Vec<u8> {
     join(IMPORT_PREFIX, digest.as_bytes())
 }
 
+/// Prefix of all delivery state of connector `name`.
+pub fn connector_prefix(name: &str) -> Vec<u8> {
+    let mut k = join(b"s/conn/", name.as_bytes());
+    k.push(b'/');
+    k
+}
+
+/// Where connector `name` keeps its cursor.
+pub fn connector_cursor(name: &str) -> Vec<u8> {
+    join(&connector_prefix(name), b"cursor")
+}
+
+/// Where connector `name` notes that its first full reconcile ran.
+pub fn connector_reconciled(name: &str) -> Vec<u8> {
+    join(&connector_prefix(name), b"reconciled")
+}
+
+/// Prefix of connector `name`'s dead-letter list.
+pub fn connector_dead_prefix(name: &str) -> Vec<u8> {
+    join(&connector_prefix(name), b"dead/")
+}
+
+/// The dead letter of change `seq` for connector `name`.
+pub fn connector_dead(name: &str, seq: u64) -> Vec<u8> {
+    join(&connector_dead_prefix(name), &seq.to_be_bytes())
+}
+
+/// Prefix of the remote entries connector `name` manages.
+pub fn connector_remote_prefix(name: &str) -> Vec<u8> {
+    join(&connector_prefix(name), b"remote/")
+}
+
+/// The remote entry connector `name` manages for object `id`.
+pub fn connector_remote(name: &str, id: Uuid) -> Vec<u8> {
+    join(&connector_remote_prefix(name), id.as_bytes())
+}
+
 /// The id at the end of an index or membership key, or in an index value.
 pub fn trailing_id(bytes: &[u8]) -> Option<Uuid> {
     let start = bytes.len().checked_sub(16)?;
@@ -159,6 +217,15 @@ mod tests {
         assert!(!asset_of_profile("web2", a).starts_with(&assets_of_profile_prefix("web")));
         assert!(asset_of_profile("Web", a).starts_with(&assets_of_profile_prefix("web")));
         assert!(!object(Kind::User, a).starts_with(object_prefix(Kind::Group)));
+    }
+
+    #[test]
+    fn connector_state_stays_under_its_own_prefix() {
+        let id = Uuid::now_v7();
+        assert!(connector_remote("a", id).starts_with(&connector_prefix("a")));
+        assert!(!connector_dead("a-b", 1).starts_with(&connector_prefix("a")));
+        assert!(!connector_cursor("a").starts_with(IMPORT_PREFIX));
+        assert!(connector_dead("a", 255) < connector_dead("a", 256));
     }
 
     #[test]

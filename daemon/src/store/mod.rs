@@ -6,6 +6,7 @@ pub mod changelog;
 pub mod engine;
 pub mod engine_bench;
 pub mod engines;
+pub mod head_watch;
 pub mod keys;
 pub mod redb_engine;
 pub mod sled_engine;
@@ -40,7 +41,7 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError
 
 /// The store: one engine and the typed views over its keyspace.
 pub struct Store {
-    engine: Box<dyn Engine>,
+    engine: head_watch::HeadWatch,
 }
 
 impl Store {
@@ -51,17 +52,25 @@ impl Store {
             path: dir.to_owned(),
             message: e.to_string(),
         })?;
-        Ok(Self::with_engine(engines::open_engine(kind, dir, opts)?))
+        Self::with_engine(engines::open_engine(kind, dir, opts)?)
     }
 
     /// A store over an engine opened elsewhere.
-    pub fn with_engine(engine: Box<dyn Engine>) -> Self {
-        Self { engine }
+    pub fn with_engine(engine: Box<dyn Engine>) -> Result<Self, StoreError> {
+        Ok(Self {
+            engine: head_watch::HeadWatch::new(engine)?,
+        })
     }
 
     /// The engine, for the reconciler's batches.
     pub fn engine(&self) -> &dyn Engine {
-        self.engine.as_ref()
+        &self.engine
+    }
+
+    /// Wakes up whenever the change log's head moves (connectors wait on
+    /// it instead of polling).
+    pub fn subscribe_head(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.engine.subscribe()
     }
 
     /// Read and decode one key.

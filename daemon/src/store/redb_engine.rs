@@ -211,4 +211,3 @@ impl Reader for RedbReader {
         Ok(value.map(|v| v.value().to_vec()))
     }
 }
-

@@ -167,4 +167,3 @@ impl Reader for SledReader<'_> {
         Ok(self.0.get(key).map_err(io_err)?.map(|v| v.to_vec()))
     }
 }
-

@@ -1,0 +1,90 @@
+//! Tells whoever listens that the change log's head moved, without
+//! polling: a decorator around the engine that, after a batch that writes
+//! `s/head` is durable, publishes the new head on a `tokio::sync::watch`.
+//!
+//! Why here and not in the reconciler: every writer of the change log goes
+//! through an engine batch that carries the head, so this catches them all
+//! (CSV imports, SCIM, the API) in one place, and connectors' own delivery
+//! state (which never touches the head) wakes nobody.
+
+use tokio::sync::watch;
+
+use super::engine::{Batch, Engine, EngineError, Entry, Op, Reader};
+use super::keys;
+
+/// The engine, plus the head's watch channel.
+pub struct HeadWatch {
+    inner: Box<dyn Engine>,
+    head: watch::Sender<u64>,
+}
+
+impl HeadWatch {
+    /// Wrap `inner`; the channel starts at the stored head.
+    pub fn new(inner: Box<dyn Engine>) -> Result<Self, EngineError> {
+        let head = inner
+            .get(keys::HEAD)?
+            .and_then(|v| v.try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        Ok(Self {
+            inner,
+            head: watch::channel(head).0,
+        })
+    }
+
+    /// A receiver that sees every new head.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+}
+
+impl Engine for HeadWatch {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        self.inner.get(key)
+    }
+
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
+        self.inner.get_many(keys)
+    }
+
+    fn reader(&self) -> Result<Box<dyn Reader + '_>, EngineError> {
+        self.inner.reader()
+    }
+
+    fn write(&self, batch: Batch) -> Result<(), EngineError> {
+        let head = batch.ops.iter().rev().find_map(|op| match op {
+            Op::Put(k, v) if k.as_slice() == keys::HEAD => {
+                v.as_slice().try_into().ok().map(u64::from_be_bytes)
+            }
+            _ => None,
+        });
+        self.inner.write(batch)?;
+        if let Some(h) = head {
+            self.head.send_if_modified(|cur| {
+                let moved = h > *cur;
+                if moved {
+                    *cur = h;
+                }
+                moved
+            });
+        }
+        Ok(())
+    }
+
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, EngineError> {
+        self.inner.scan_prefix(prefix, start_after, limit)
+    }
+
+    fn flush(&self) -> Result<(), EngineError> {
+        self.inner.flush()
+    }
+}

@@ -1,0 +1,350 @@
+//! A throwaway OpenLDAP `slapd` for the LDAP connector's tests and
+//! benchmark: `cn=config` loaded with `slapadd -n0` into a temporary
+//! directory, an `mdb` database for `dc=example,dc=org` with the core,
+//! cosine, nis and inetorgperson schemas, listening on 127.0.0.1 and a free
+//! port, run as a child process (`-d 0` keeps it in the foreground) and
+//! stopped by its PID when dropped.
+//!
+//! Debian's `slapd` and `ldap-utils` must be installed (`scripts/test` does
+//! it); the package's own instance is left alone.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BASE: &str = "dc=example,dc=org";
+pub const ROOT_DN: &str = "cn=admin,dc=example,dc=org";
+const ROOT_PW: &str = "secret";
+
+/// One entry as `ldapsearch` printed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub dn: String,
+    /// Attribute names as the server spells them.
+    pub attrs: BTreeMap<String, Vec<String>>,
+}
+
+impl Entry {
+    /// The values of `name` (case-insensitive), empty when absent.
+    pub fn get(&self, name: &str) -> Vec<String> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    /// The first value of `name`.
+    pub fn one(&self, name: &str) -> Option<String> {
+        self.get(name).into_iter().next()
+    }
+}
+
+/// A running throwaway slapd.
+pub struct Slapd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Slapd {
+    /// Start one with the base entries (`ou=people`, `ou=groups`,
+    /// `ou=devices`, `ou=inactive`). `durable` false turns fsync off
+    /// (`olcDbNoSync`), about four times faster.
+    pub fn start(durable: bool) -> Slapd {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("slapd.d")).unwrap();
+        std::fs::create_dir_all(d.join("db")).unwrap();
+        let config = format!(
+            "dn: cn=config\nobjectClass: olcGlobal\ncn: config\nolcPidFile: {pid}\nolcSizeLimit: unlimited\n\n\
+             dn: cn=module{{0}},cn=config\nobjectClass: olcModuleList\ncn: module{{0}}\nolcModulePath: /usr/lib/ldap\nolcModuleLoad: back_mdb\n\n\
+             dn: cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: schema\n\n\
+             include: file:///etc/ldap/schema/core.ldif\n\n\
+             include: file:///etc/ldap/schema/cosine.ldif\n\n\
+             include: file:///etc/ldap/schema/nis.ldif\n\n\
+             include: file:///etc/ldap/schema/inetorgperson.ldif\n\n\
+             dn: olcDatabase={{-1}}frontend,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcFrontendConfig\nolcDatabase: {{-1}}frontend\nolcSizeLimit: unlimited\n\n\
+             dn: olcDatabase={{1}}mdb,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcMdbConfig\nolcDatabase: {{1}}mdb\n\
+             olcSuffix: {BASE}\nolcRootDN: {ROOT_DN}\nolcRootPW: {ROOT_PW}\nolcDbDirectory: {db}\nolcDbMaxSize: 4294967296\n\
+             olcDbIndex: objectClass eq\nolcDbIndex: uid,cn,mail eq\nolcDbIndex: member eq\nolcDbIndex: entryUUID eq\n\
+             olcSizeLimit: unlimited\n{nosync}",
+            pid = d.join("slapd.pid").display(),
+            db = d.join("db").display(),
+            nosync = if durable { "" } else { "olcDbNoSync: TRUE\n" },
+        );
+        std::fs::write(d.join("config.ldif"), config).unwrap();
+        let out = Command::new("slapadd")
+            .args(["-n0", "-F"])
+            .arg(d.join("slapd.d"))
+            .arg("-l")
+            .arg(d.join("config.ldif"))
+            .output()
+            .expect("run slapadd (install slapd)");
+        assert!(
+            out.status.success(),
+            "slapadd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut s = Slapd {
+            dir,
+            port: crate::free_port(),
+            child: None,
+        };
+        s.run();
+        s.add(&format!(
+            "dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n\n\
+             dn: ou=people,{BASE}\nobjectClass: organizationalUnit\nou: people\n\n\
+             dn: ou=groups,{BASE}\nobjectClass: organizationalUnit\nou: groups\n\n\
+             dn: ou=devices,{BASE}\nobjectClass: organizationalUnit\nou: devices\n\n\
+             dn: ou=inactive,{BASE}\nobjectClass: organizationalUnit\nou: inactive\n"
+        ));
+        s
+    }
+
+    /// `ldap://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    fn run(&mut self) {
+        let d = self.dir.path();
+        let child = Command::new("slapd")
+            .args(["-d", "0", "-F"])
+            .arg(d.join("slapd.d"))
+            .args(["-h", &format!("ldap://127.0.0.1:{}/", self.port)])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("slapd.log")).unwrap())
+            .spawn()
+            .expect("start slapd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ok = Command::new("ldapwhoami")
+                .args(["-x", "-H", &self.url(), "-D", ROOT_DN, "-w", ROOT_PW])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "slapd did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// What slapd logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
+    }
+
+    /// Stop it (SIGTERM, then wait); the data stays for [`Slapd::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start it again on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+
+    /// A file holding the root password (for `password_file`).
+    pub fn password_file(&self) -> PathBuf {
+        let p = self.dir.path().join("bind.pw");
+        std::fs::write(&p, format!("{ROOT_PW}\n")).unwrap();
+        p
+    }
+
+    /// A `[[connectors]]` entry for this server, to extend with more keys.
+    pub fn connector_toml(&self, name: &str) -> String {
+        format!(
+            "[[connectors]]\ntype = \"ldap\"\nname = \"{name}\"\nurl = \"{}\"\nbind_dn = \"{ROOT_DN}\"\npassword_file = \"{}\"\nbase_dn = \"{BASE}\"\n",
+            self.url(),
+            self.password_file().display()
+        )
+    }
+
+    fn tool(&self, tool: &str, args: &[&str], input: &str) -> std::process::Output {
+        let mut c = Command::new(tool)
+            .args(["-x", "-H", &self.url(), "-D", ROOT_DN, "-w", ROOT_PW])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("run {tool}: {e}"));
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    }
+
+    /// `ldapadd` of `ldif`; panics on failure.
+    pub fn add(&self, ldif: &str) {
+        let out = self.tool("ldapadd", &[], ldif);
+        assert!(
+            out.status.success(),
+            "ldapadd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `ldapmodify` of `ldif`; panics on failure.
+    pub fn modify(&self, ldif: &str) {
+        let out = self.tool("ldapmodify", &[], ldif);
+        assert!(
+            out.status.success(),
+            "ldapmodify: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `ldapadd -f FILE` timed: the seconds it took.
+    pub fn ldapadd_file(&self, file: &Path) -> f64 {
+        let started = Instant::now();
+        let out = Command::new("ldapadd")
+            .args(["-x", "-H", &self.url(), "-D", ROOT_DN, "-w", ROOT_PW, "-f"])
+            .arg(file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ldapadd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        started.elapsed().as_secs_f64()
+    }
+
+    /// Entries under `base` matching `filter`, with user and operational
+    /// attributes (`entryUUID`).
+    pub fn search(&self, base: &str, filter: &str) -> Vec<Entry> {
+        let out = self.tool(
+            "ldapsearch",
+            &[
+                "-LLL",
+                "-o",
+                "ldif-wrap=no",
+                "-b",
+                base,
+                filter,
+                "*",
+                "entryUUID",
+            ],
+            "",
+        );
+        // 32: no such object (the base is gone).
+        if out.status.code() == Some(32) {
+            return Vec::new();
+        }
+        assert!(
+            out.status.success(),
+            "ldapsearch: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        parse_ldif(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    /// The entry at `dn`, if any.
+    pub fn entry(&self, dn: &str) -> Option<Entry> {
+        let out = self.tool(
+            "ldapsearch",
+            &[
+                "-LLL",
+                "-o",
+                "ldif-wrap=no",
+                "-s",
+                "base",
+                "-b",
+                dn,
+                "(objectClass=*)",
+                "*",
+                "entryUUID",
+            ],
+            "",
+        );
+        parse_ldif(&String::from_utf8_lossy(&out.stdout))
+            .into_iter()
+            .next()
+    }
+
+    /// How many entries match `filter` under `base`.
+    pub fn count(&self, base: &str, filter: &str) -> usize {
+        let out = self.tool("ldapsearch", &["-LLL", "-b", base, filter, "1.1"], "");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("dn:"))
+            .count()
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Parse `ldapsearch -LLL -o ldif-wrap=no` output (base64 values decoded).
+pub fn parse_ldif(text: &str) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for block in text.split("\n\n") {
+        let mut dn = None;
+        let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for line in block.lines() {
+            let (name, value) = if let Some((n, v)) = line.split_once(":: ") {
+                (n, decode64(v))
+            } else if let Some((n, v)) = line.split_once(": ") {
+                (n, v.to_owned())
+            } else {
+                continue;
+            };
+            if name == "dn" {
+                dn = Some(value);
+            } else {
+                attrs.entry(name.to_owned()).or_default().push(value);
+            }
+        }
+        if let Some(dn) = dn {
+            out.push(Entry { dn, attrs });
+        }
+    }
+    out
+}
+
+fn decode64(s: &str) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.bytes() {
+        let Some(v) = T.iter().position(|t| *t == c) else {
+            continue;
+        };
+        bits = (bits << 6) | v as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+            bits &= (1 << n) - 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,0 +1,383 @@
+//! End-to-end tests of the LDAP connector: the real `idsync serve` pushing
+//! to a real, throwaway OpenLDAP `slapd` (see `idsync_tests::ldap`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use idsync::reconcile::{Reconciler, Settings};
+use idsync::store::{keys, Actor, Batch, Store};
+use idsync_schema::{Kind, Source, User};
+use idsync_tests::ldap::{Slapd, BASE};
+use idsync_tests::{free_port, wait_until, Env};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn people() -> String {
+    format!("ou=people,{BASE}")
+}
+
+fn env_for(slapd: &Slapd, extra: &str) -> Env {
+    let port = free_port();
+    Env::with_config(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{port}\"\n[folders]\nstable_ms = 50\n{}{extra}\n\
+         [connectors.delivery]\nbackoff_initial_ms = 20\nbackoff_max_ms = 300\n",
+        slapd.connector_toml("ldap")
+    ))
+}
+
+/// The admin port of `env`'s configuration.
+fn env_port(env: &Env) -> u16 {
+    let cfg = std::fs::read_to_string(env.config.as_ref().unwrap()).unwrap();
+    let at = cfg.find("127.0.0.1:").unwrap() + "127.0.0.1:".len();
+    cfg[at..].split('"').next().unwrap().parse().unwrap()
+}
+
+fn run_ok(env: &Env, args: &[&str]) -> (String, String) {
+    let out = env.run(args);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "idsync {args:?}: {stdout}{stderr}");
+    (stdout, stderr)
+}
+
+fn status(env: &Env) -> String {
+    String::from_utf8_lossy(&env.run(&["status"]).stdout).into_owned()
+}
+
+/// The members of group `cn` (DNs lower-cased).
+fn members(slapd: &Slapd, cn: &str) -> HashSet<String> {
+    slapd
+        .entry(&format!("cn={cn},ou=groups,{BASE}"))
+        .map(|e| e.get("member").iter().map(|m| m.to_lowercase()).collect())
+        .unwrap_or_default()
+}
+
+fn dn(uid: &str) -> String {
+    format!("uid={uid},ou=people,{BASE}").to_lowercase()
+}
+
+/// Apply `f` to the store with the daemon stopped, as another source would.
+fn with_reconciler(env: &Env, f: impl FnOnce(&Reconciler)) {
+    let rec = Reconciler::new(Arc::new(env.store()), Settings::default()).unwrap();
+    f(&rec);
+    rec.store().flush().unwrap();
+}
+
+fn user_id(store: &Store, mail: &str) -> uuid::Uuid {
+    store.find::<User>(Kind::User, mail).unwrap().unwrap().id
+}
+
+#[test]
+fn users_groups_and_assets_reach_ldap_and_stay_right() {
+    let slapd = Slapd::start(false);
+    let env = env_for(
+        &slapd,
+        "[connectors.inactive_users]\naction = \"attribute\"\n",
+    );
+    let mut d = env.serve(&[]);
+    wait_until("the daemon is ready", WAIT, || {
+        env.inbox().join("users/processed").exists()
+    });
+
+    // Create: groups, then users with memberships, dropped as CSV files.
+    env.drop_file(
+        "groups",
+        "g.csv",
+        "displayName,description\nOps,Operators\nDev,Developers\n",
+    );
+    wait_until("groups in LDAP", WAIT, || {
+        slapd.entry(&format!("cn=Dev,ou=groups,{BASE}")).is_some()
+    });
+    let dev = slapd.entry(&format!("cn=Dev,ou=groups,{BASE}")).unwrap();
+    assert!(dev.get("objectClass").iter().any(|c| c == "groupOfNames"));
+    assert_eq!(dev.one("description").as_deref(), Some("Developers"));
+    assert_eq!(
+        dev.get("member").len(),
+        1,
+        "an empty group has the placeholder member"
+    );
+
+    env.drop_file(
+        "users",
+        "u.csv",
+        "status,loginName,mail,firstName,lastName,groups\n\
+         active,alice,alice@example.org,Alice,Liddell,Ops|Dev\n\
+         active,bob,bob@example.org,Bob,Builder,Ops\n",
+    );
+    wait_until("alice and bob in their groups", WAIT, || {
+        members(&slapd, "Ops") == HashSet::from([dn("alice"), dn("bob")])
+            && members(&slapd, "Dev") == HashSet::from([dn("alice")])
+    });
+    let alice = slapd.entry(&dn("alice")).expect("alice's entry");
+    assert!(alice
+        .get("objectClass")
+        .iter()
+        .any(|c| c == "inetOrgPerson"));
+    assert_eq!(alice.one("sn").as_deref(), Some("Liddell"));
+    assert_eq!(alice.one("givenName").as_deref(), Some("Alice"));
+    assert_eq!(alice.one("mail").as_deref(), Some("alice@example.org"));
+    assert!(
+        alice.one("userPassword").is_none(),
+        "no password is ever written"
+    );
+    let uuid = alice.one("entryUUID").unwrap();
+
+    // Update and rename (the DN-forming loginName changes): same entry,
+    // memberships follow the new DN.
+    env.drop_file(
+        "users",
+        "u2.csv",
+        "status,loginName,mail,lastName,groups\nactive,alice2,alice@example.org,Pleasance,Ops\n",
+    );
+    wait_until("alice renamed and updated", WAIT, || {
+        slapd
+            .entry(&dn("alice2"))
+            .is_some_and(|e| e.one("sn").as_deref() == Some("Pleasance"))
+            && members(&slapd, "Dev").len() == 1
+            && !members(&slapd, "Dev").contains(&dn("alice2"))
+    });
+    assert!(slapd.entry(&dn("alice")).is_none());
+    let alice2 = slapd.entry(&dn("alice2")).unwrap();
+    assert_eq!(
+        alice2.one("entryUUID"),
+        Some(uuid),
+        "a rename, not a new entry"
+    );
+    assert_eq!(
+        members(&slapd, "Ops"),
+        HashSet::from([dn("alice2"), dn("bob")]),
+        "{}",
+        d.log()
+    );
+    // Dev was emptied: it keeps its placeholder, not a stale DN.
+    assert_eq!(
+        members(&slapd, "Dev"),
+        HashSet::from([format!("cn=idsync-empty-group,{BASE}")])
+    );
+
+    // Deactivate bob (policy: set an attribute) and take him out of Ops.
+    env.drop_file(
+        "users",
+        "u3.csv",
+        "status,loginName,mail,lastName,groups\ninactive,bob,bob@example.org,Builder,\n",
+    );
+    wait_until("bob inactive and out of Ops", WAIT, || {
+        slapd
+            .entry(&dn("bob"))
+            .and_then(|e| e.one("employeeType"))
+            .as_deref()
+            == Some("inactive")
+            && members(&slapd, "Ops") == HashSet::from([dn("alice2")])
+    });
+
+    // Assets become devices.
+    env.drop_file("assets", "a.csv", "name,description\nsrv1,Web server\n");
+    wait_until("the device", WAIT, || {
+        slapd.entry(&format!("cn=srv1,ou=devices,{BASE}")).is_some()
+    });
+    let srv = slapd.entry(&format!("cn=srv1,ou=devices,{BASE}")).unwrap();
+    assert!(srv.get("objectClass").iter().any(|c| c == "device"));
+    assert_eq!(srv.one("description").as_deref(), Some("Web server"));
+
+    let s = status(&env);
+    assert!(
+        s.contains("connector ldap:") && s.contains("lag 0") && s.contains("0 parked"),
+        "{s}"
+    );
+    let token = std::fs::read_to_string(env.data_dir().join("admin.token")).unwrap();
+    let metrics = ureq::get(&format!("http://127.0.0.1:{}/metrics", env_port(&env)))
+        .set("Authorization", &format!("Bearer {}", token.trim()))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    for line in [
+        "idsync_connector_lag{connector=\"ldap\"} 0",
+        "idsync_connector_parked{connector=\"ldap\"} 0",
+        "idsync_connector_failed_total{connector=\"ldap\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    assert!(metrics.contains("idsync_connector_delivered_total{connector=\"ldap\"}"));
+
+    // Delete bob (as SCIM would) while the daemon is down: delivered at
+    // the next start, and he leaves every group.
+    d.signal("TERM");
+    d.wait(WAIT).expect("stops");
+    with_reconciler(&env, |rec| {
+        let id = user_id(rec.store(), "bob@example.org");
+        let mut tx = rec.begin(Source::Api, Actor::config("test"));
+        assert!(tx.delete_user(id).unwrap());
+        tx.commit().unwrap();
+    });
+    let mut d = env.serve(&[]);
+    wait_until("bob deleted", WAIT, || slapd.entry(&dn("bob")).is_none());
+
+    // An entry idsync does not own, and drift made by hand.
+    slapd.add(&format!(
+        "dn: uid=carol,{people}\nobjectClass: inetOrgPerson\ncn: Carol\nsn: Other\nuid: carol\n",
+        people = people()
+    ));
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: sn\nsn: Drifted\n-\ndelete: mail\n-\n\n\
+         dn: cn=Ops,ou=groups,{BASE}\nchangetype: modify\nadd: member\nmember: uid=intruder,{people}\n",
+        dn("alice2"),
+        people = people()
+    ));
+    let (plan, plan_summary) = run_ok(&env, &["connectors", "plan", "ldap"]);
+    assert!(plan.contains("replace: sn\nsn: Pleasance\n"), "{plan}");
+    assert!(
+        plan.contains("add: mail\nmail: alice@example.org\n"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("delete: member\nmember: uid=intruder"),
+        "{plan}"
+    );
+    assert!(!plan.contains("carol"), "{plan}");
+    assert!(plan_summary.contains("0 deletions"), "{plan_summary}");
+    let (ran, _) = run_ok(&env, &["connectors", "reconcile", "ldap"]);
+    assert_eq!(ran, plan, "the reconcile runs exactly the plan");
+    let alice2 = slapd.entry(&dn("alice2")).unwrap();
+    assert_eq!(alice2.one("sn").as_deref(), Some("Pleasance"));
+    assert_eq!(alice2.one("mail").as_deref(), Some("alice@example.org"));
+    assert_eq!(members(&slapd, "Ops"), HashSet::from([dn("alice2")]));
+    assert!(
+        slapd.entry(&format!("uid=carol,{}", people())).is_some(),
+        "not ours: left alone"
+    );
+    let (again, _) = run_ok(&env, &["connectors", "plan", "ldap"]);
+    assert_eq!(again, "", "nothing left to repair");
+
+    d.signal("TERM");
+    d.wait(WAIT).expect("stops");
+    // Without a daemon, `plan` reads the store itself.
+    let (offline, _) = run_ok(&env, &["connectors", "plan", "ldap"]);
+    assert_eq!(offline, "");
+}
+
+#[test]
+fn the_deletion_threshold_stops_a_reconcile() {
+    let slapd = Slapd::start(false);
+    let env = env_for(
+        &slapd,
+        "[connectors.deletion_threshold]\nmax = 2\npercent = 50.0\n",
+    );
+    let mut users = String::from("status,loginName,mail,lastName\n");
+    for i in 0..5 {
+        users.push_str(&format!("active,u{i},u{i}@example.org,L{i}\n"));
+    }
+    let mut d = env.serve(&[]);
+    wait_until("ready", WAIT, || {
+        env.inbox().join("users/processed").exists()
+    });
+    env.drop_file("users", "u.csv", users);
+    wait_until("5 users", WAIT, || slapd.count(&people(), "(uid=u*)") == 5);
+    d.signal("TERM");
+    d.wait(WAIT).expect("stops");
+
+    // Three users vanish from the store behind the connector's back (its
+    // cursor is moved past the deletions): only a reconcile would see it.
+    with_reconciler(&env, |rec| {
+        let mut tx = rec.begin(Source::Api, Actor::config("test"));
+        for i in 0..3 {
+            let id = user_id(rec.store(), &format!("u{i}@example.org"));
+            tx.delete_user(id).unwrap();
+        }
+        tx.commit().unwrap();
+        let mut b = Batch::new();
+        b.put(
+            keys::connector_cursor("ldap"),
+            rec.store().head().unwrap().to_be_bytes().to_vec(),
+        );
+        rec.store().engine().write(b).unwrap();
+    });
+    let mut d = env.serve(&[]);
+    wait_until("the daemon answers", WAIT, || {
+        status(&env).contains("connector ldap")
+    });
+    let (plan, summary) = run_ok(&env, &["connectors", "plan", "ldap"]);
+    assert_eq!(plan.matches("changetype: delete").count(), 3, "{plan}");
+    assert!(summary.contains("would stop here"), "{summary}");
+    let out = env.run(&["connectors", "reconcile", "ldap"]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("deletion threshold"));
+    assert_eq!(slapd.count(&people(), "(uid=u*)"), 5, "nothing deleted");
+    let (ran, _) = run_ok(&env, &["connectors", "reconcile", "ldap", "--force"]);
+    assert_eq!(ran, plan);
+    assert_eq!(slapd.count(&people(), "(uid=u*)"), 2);
+    d.signal("TERM");
+    d.wait(WAIT).expect("stops");
+}
+
+#[test]
+fn a_backlog_survives_slapd_going_away() {
+    const N: usize = 10_000;
+    let mut slapd = Slapd::start(false);
+    let env = env_for(&slapd, "");
+    let mut d = env.serve(&[]);
+    wait_until("ready", WAIT, || {
+        env.inbox().join("users/processed").exists()
+    });
+    let mut users = String::from("status,loginName,mail,lastName\n");
+    for i in 0..N {
+        users.push_str(&format!("active,user{i},user{i}@example.org,Last{i}\n"));
+    }
+    env.drop_file("users", "big.csv", users);
+    wait_until("a part delivered", WAIT, || {
+        slapd.count(&people(), "(uid=user*)") >= 1500
+    });
+    slapd.stop();
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = status(&env);
+    assert!(!s.contains("lag 0,"), "the backlog waits: {s}");
+    slapd.restart();
+    wait_until("every change delivered", Duration::from_secs(300), || {
+        status(&env).contains("lag 0,")
+    });
+    let s = status(&env);
+    assert!(s.contains("0 parked"), "{s}");
+    let entries = slapd.search(&people(), "(uid=user*)");
+    assert_eq!(entries.len(), N);
+    let uids: HashSet<String> = entries.iter().filter_map(|e| e.one("uid")).collect();
+    assert_eq!(uids.len(), N, "no entry twice");
+    for e in &entries {
+        let uid = e.one("uid").unwrap();
+        let i = uid.trim_start_matches("user");
+        assert_eq!(e.one("sn"), Some(format!("Last{i}")), "{e:?}");
+    }
+    d.signal("TERM");
+    d.wait(WAIT).expect("stops");
+
+    // Each entry is recorded once, by the entryUUID LDAP has.
+    let store = env.store();
+    let ldap_uuids: HashSet<String> = entries.iter().filter_map(|e| e.one("entryUUID")).collect();
+    let mut recorded = HashSet::new();
+    store
+        .scan(&keys::connector_remote_prefix("ldap"), |_, v| {
+            let r: serde_json::Value = serde_json::from_slice(v).unwrap();
+            recorded.insert(r["entryUuid"].as_str().unwrap().to_owned());
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!(recorded, ldap_uuids);
+    assert!(store
+        .scan(&keys::connector_dead_prefix("ldap"), |_, _| Ok(false))
+        .is_ok());
+    let mut dead = 0;
+    store
+        .scan(&keys::connector_dead_prefix("ldap"), |_, _| {
+            dead += 1;
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!(dead, 0, "the dead-letter list is empty");
+}

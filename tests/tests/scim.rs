@@ -1,0 +1,1138 @@
+//! End-to-end tests of the SCIM 2.0 server: a real HTTP client against the
+//! real `idsync serve`, one daemon per test. Identity-provider request
+//! sequences (Entra ID, Okta) are replayed as their documentation shows
+//! them.
+
+mod scim_env;
+
+use std::collections::BTreeSet;
+
+use idsync_tests::wait_until;
+use scim_env::{encode, user, Scim, READER, WAIT};
+use serde_json::{json, Value};
+
+fn ids(list: &Value) -> BTreeSet<String> {
+    list["Resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn discovery_is_truthful_and_needs_a_token() {
+    let s = Scim::start("max_results = 50\nbulk_max_operations = 7", "");
+    let spc = s.get("/ServiceProviderConfig");
+    assert_eq!(spc.status, 200);
+    assert_eq!(spc.content_type.as_deref(), Some("application/scim+json"));
+    let b = &spc.body;
+    assert_eq!(b["patch"]["supported"], true);
+    assert_eq!(b["filter"]["maxResults"], 50);
+    assert_eq!(b["bulk"]["maxOperations"], 7);
+    assert_eq!(b["changePassword"]["supported"], false);
+    assert_eq!(b["etag"]["supported"], true);
+    assert_eq!(b["sort"]["supported"], true);
+    assert_eq!(b["authenticationSchemes"][0]["type"], "oauthbearertoken");
+
+    let rt = s.get("/ResourceTypes");
+    let names: BTreeSet<&str> = rt.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, BTreeSet::from(["Asset", "Group", "User"]));
+    assert_eq!(s.get("/ResourceTypes/Asset").body["endpoint"], "/Assets");
+    let schemas = s.get("/Schemas");
+    assert_eq!(schemas.body["totalResults"], 6);
+    let user_schema = s.get("/Schemas/urn:ietf:params:scim:schemas:core:2.0:User");
+    assert_eq!(user_schema.status, 200);
+    assert!(user_schema.body["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["name"] == "userName" && a["uniqueness"] == "server"));
+    assert_eq!(
+        s.get("/Schemas/urn:idsync:params:scim:schemas:core:2.0:Asset")
+            .status,
+        200
+    );
+    assert_eq!(s.get("/Schemas/urn:nope").status, 404);
+
+    // No token: 401 with a challenge and a SCIM error body.
+    let r = s.call_with("GET", "/Users", None, None, &[]);
+    assert_eq!(r.status, 401);
+    assert!(r.www_authenticate.unwrap().starts_with("Bearer"));
+    assert_eq!(
+        r.body["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:Error"
+    );
+    let r = s.call_with("GET", "/Users", None, Some("idsync_wrong"), &[]);
+    assert_eq!(r.status, 401);
+    // A read-only token reads but may not write.
+    let r = s.call_with("GET", "/Users", None, Some(READER), &[]);
+    assert_eq!(r.status, 200);
+    let body = user("ann", "ann@example.org", "Smith");
+    let r = s.call_with("POST", "/Users", Some(&body), Some(READER), &[]);
+    assert_eq!(r.status, 403);
+    // application/json is accepted as well.
+    let r = s.call_with(
+        "POST",
+        "/Users/.search",
+        Some(&json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]})),
+        Some(READER),
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(s.get("/Nope").status, 404);
+}
+
+#[test]
+fn user_lifecycle_with_etags_and_errors() {
+    let s = Scim::start("", "");
+    let mut body = user("ann", "ann@example.org", "Smith");
+    body["externalId"] = json!("ext-ann");
+    body["preferredLanguage"] = json!("de");
+    body["urn:idsync:params:scim:schemas:extension:idsync:2.0:User"] = json!({
+        "validFrom": "20240101000000Z", "spCustomAttribute2": "c2", "roles": ["ignored"]
+    });
+    let created = s.post("/Users", body.clone());
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.etag.as_deref(), Some("W/\"1\""));
+    assert_eq!(created.body["meta"]["version"], "W/\"1\"");
+    assert_eq!(
+        created.location.as_deref(),
+        Some(format!("/scim/v2/Users/{id}").as_str())
+    );
+    let ext = &created.body["urn:idsync:params:scim:schemas:extension:idsync:2.0:User"];
+    assert_eq!(ext["source"], "SCIM");
+    assert_eq!(ext["spCustomAttribute2"], "c2");
+    assert_eq!(
+        ext["roles"],
+        json!(["Self-Service", "Operator", "Approval"]),
+        "roles are read-only"
+    );
+
+    // Conflicts: the same userName, mail or externalId.
+    for clash in [
+        user("ann", "other@example.org", "X"),
+        user("other", "ANN@example.org", "X"),
+        {
+            let mut b = user("other2", "other2@example.org", "X");
+            b["externalId"] = json!("ext-ann");
+            b
+        },
+    ] {
+        let r = s.post("/Users", clash);
+        assert_eq!(r.status, 409, "{}", r.body);
+        assert_eq!(r.body["scimType"], "uniqueness");
+    }
+    // The same rules as CSV: a bad language, a bad date, a missing lastName.
+    let mut bad = user("bo", "bo@example.org", "B");
+    bad["preferredLanguage"] = json!("english");
+    let r = s.post("/Users", bad);
+    assert_eq!(
+        (r.status, r.body["scimType"].as_str()),
+        (400, Some("invalidValue"))
+    );
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("language"),
+        "{}",
+        r.body
+    );
+    let r = s.post(
+        "/Users",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "x@y.org"}),
+    );
+    assert_eq!(r.status, 400);
+    let r = s.post("/Users", json!({"not": "scim"}));
+    assert_eq!(
+        (r.status, r.body["scimType"].as_str()),
+        (400, Some("invalidSyntax"))
+    );
+    let r = s.call_with("POST", "/Users", None, Some(scim_env::WRITER), &[]);
+    assert_eq!(r.status, 400);
+
+    // GET, If-None-Match.
+    let got = s.get(&format!("/Users/{id}"));
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body["userName"], "ann");
+    assert_eq!(got.body["emails"][0]["value"], "ann@example.org");
+    let r = s.call_with(
+        "GET",
+        &format!("/Users/{id}"),
+        None,
+        Some(READER),
+        &[("If-None-Match", "W/\"1\"")],
+    );
+    assert_eq!(r.status, 304);
+    assert_eq!(s.get("/Users/not-a-uuid").status, 404);
+    assert_eq!(
+        s.get("/Users/0190a000-0000-7000-8000-000000000000").status,
+        404
+    );
+
+    // PUT replaces: what the body leaves out is cleared; readOnly ignored.
+    let mut put = got.body.clone();
+    put.as_object_mut().unwrap().remove("meta");
+    put.as_object_mut().unwrap().remove("preferredLanguage");
+    put["displayName"] = json!("Ann S");
+    put["name"]["familyName"] = json!("Smith-Jones");
+    let r = s.call_with(
+        "PUT",
+        &format!("/Users/{id}"),
+        Some(&put),
+        Some(scim_env::WRITER),
+        &[("If-Match", "W/\"1\"")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.etag.as_deref(), Some("W/\"2\""));
+    assert_eq!(r.body["displayName"], "Ann S");
+    assert!(r.body.get("preferredLanguage").is_none());
+    // A stale ETag: 412, nothing changes.
+    let r = s.call_with(
+        "PUT",
+        &format!("/Users/{id}"),
+        Some(&put),
+        Some(scim_env::WRITER),
+        &[("If-Match", "W/\"1\"")],
+    );
+    assert_eq!(r.status, 412);
+    let mut wrong_id = put.clone();
+    wrong_id["id"] = json!("0190a000-0000-7000-8000-000000000000");
+    let r = s.put(&format!("/Users/{id}"), wrong_id);
+    assert_eq!(
+        (r.status, r.body["scimType"].as_str()),
+        (400, Some("mutability"))
+    );
+
+    // PATCH: 200 with the resource.
+    let r = s.patch(
+        &format!("/Users/{id}"),
+        json!([{"op": "replace", "path": "active", "value": false}]),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["active"], false);
+    assert_eq!(r.etag.as_deref(), Some("W/\"3\""));
+    let r = s.patch(
+        &format!("/Users/{id}"),
+        json!([{"op": "replace", "path": "emails[type eq \"work\"", "value": "x"}]),
+    );
+    assert_eq!(
+        (r.status, r.body["scimType"].as_str()),
+        (400, Some("invalidPath"))
+    );
+    let r = s.patch(&format!("/Users/{id}"), json!([{"op": "remove"}]));
+    assert_eq!(
+        (r.status, r.body["scimType"].as_str()),
+        (400, Some("noTarget"))
+    );
+    let r = s.patch(
+        &format!("/Users/{id}"),
+        json!([{"op": "replace", "path": "name.familyName", "value": ""}]),
+    );
+    assert_eq!(
+        (r.status, r.body["scimType"].as_str()),
+        (400, Some("invalidValue"))
+    );
+    // An unchanged PATCH keeps the version.
+    let r = s.patch(
+        &format!("/Users/{id}"),
+        json!([{"op": "replace", "path": "active", "value": false}]),
+    );
+    assert_eq!(r.etag.as_deref(), Some("W/\"3\""));
+
+    // DELETE: 204, then 404.
+    let r = s.call_with(
+        "DELETE",
+        &format!("/Users/{id}"),
+        None,
+        Some(scim_env::WRITER),
+        &[("If-Match", "W/\"2\"")],
+    );
+    assert_eq!(r.status, 412);
+    let r = s.delete(&format!("/Users/{id}"));
+    assert_eq!(r.status, 204);
+    assert_eq!(r.body, Value::Null);
+    assert_eq!(s.get(&format!("/Users/{id}")).status, 404);
+    assert_eq!(s.delete(&format!("/Users/{id}")).status, 404);
+    // The mail is free again.
+    assert_eq!(
+        s.post("/Users", user("ann", "ann@example.org", "Smith"))
+            .status,
+        201
+    );
+}
+
+#[test]
+fn queries_filters_sorting_paging_projection() {
+    let s = Scim::start(
+        "max_results = 20\nmax_filter_chars = 200\nmax_filter_depth = 4",
+        "",
+    );
+    let mut all = Vec::new();
+    for (i, (login, given, lang, active)) in [
+        ("alice", "Alice", "en", true),
+        ("bob", "Bob", "de", false),
+        ("carol", "Carol", "en", true),
+        ("dave", "Dave", "fr", true),
+        ("erin", "Erin", "de", false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut b = user(
+            login,
+            &format!("{login}@corp{}.example", i % 2),
+            &format!("Last{i}"),
+        );
+        b["name"]["givenName"] = json!(given);
+        b["preferredLanguage"] = json!(lang);
+        b["active"] = json!(active);
+        b["externalId"] = json!(format!("EXT-{i}"));
+        let r = s.post("/Users", b);
+        assert_eq!(r.status, 201, "{}", r.body);
+        all.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    let id_of = |i: usize| all[i].clone();
+    let set = |idx: &[usize]| idx.iter().map(|i| id_of(*i)).collect::<BTreeSet<_>>();
+    for (f, want) in [
+        (r#"userName eq "ALICE""#, set(&[0])),
+        (r#"userName EQ "nobody""#, set(&[])),
+        (r#"emails.value eq "bob@corp1.example""#, set(&[1])),
+        (r#"emails eq "bob@corp1.example""#, set(&[1])),
+        (r#"externalId eq "EXT-2""#, set(&[2])),
+        (r#"externalId eq "ext-2""#, set(&[])),
+        (r#"userName ne "alice""#, set(&[1, 2, 3, 4])),
+        (r#"userName co "ro""#, set(&[2])),
+        (r#"userName sw "D""#, set(&[3])),
+        (r#"userName ew "e""#, set(&[0, 3])),
+        (r#"name.familyName gt "Last2""#, set(&[3, 4])),
+        (r#"name.familyName ge "Last2""#, set(&[2, 3, 4])),
+        (r#"name.familyName lt "Last1""#, set(&[0])),
+        (r#"name.familyName le "Last1""#, set(&[0, 1])),
+        ("displayName pr", set(&[])),
+        ("name.givenName pr", set(&[0, 1, 2, 3, 4])),
+        (r#"active eq false"#, set(&[1, 4])),
+        (
+            r#"preferredLanguage eq "de" and active eq false"#,
+            set(&[1, 4]),
+        ),
+        (
+            r#"preferredLanguage eq "fr" or userName eq "alice""#,
+            set(&[0, 3]),
+        ),
+        (r#"not (preferredLanguage eq "de")"#, set(&[0, 2, 3])),
+        (
+            r#"(userName eq "alice" or userName eq "bob") and active eq true"#,
+            set(&[0]),
+        ),
+        (
+            r#"emails[type eq "work" and value co "@corp1"]"#,
+            set(&[1, 3]),
+        ),
+        (
+            r#"urn:ietf:params:scim:schemas:core:2.0:User:userName eq "carol""#,
+            set(&[2]),
+        ),
+        (
+            r#"meta.created gt "2000-01-01T00:00:00Z""#,
+            set(&[0, 1, 2, 3, 4]),
+        ),
+        (r#"id eq "not-an-id""#, set(&[])),
+    ] {
+        let r = s.filter("Users", f);
+        assert_eq!(r.status, 200, "{f}: {}", r.body);
+        assert_eq!(ids(&r.body), want, "{f}");
+        assert_eq!(r.body["totalResults"], want.len(), "{f}");
+    }
+    let r = s.filter("Users", &format!(r#"id eq "{}""#, id_of(4)));
+    assert_eq!(ids(&r.body), set(&[4]));
+
+    // Bad filters: invalidFilter; too long; too deep.
+    for f in ["userName zz \"a\"", "(userName eq \"a\"", "userName eq"] {
+        let r = s.filter("Users", f);
+        assert_eq!(
+            (r.status, r.body["scimType"].as_str()),
+            (400, Some("invalidFilter")),
+            "{f}"
+        );
+    }
+    let long = format!("userName eq \"{}\"", "a".repeat(300));
+    assert_eq!(s.filter("Users", &long).body["scimType"], "invalidFilter");
+    let deep = format!("{}active pr{}", "(".repeat(6), ")".repeat(6));
+    assert_eq!(s.filter("Users", &deep).body["scimType"], "invalidFilter");
+
+    // Sorting and paging.
+    let r = s.get("/Users?sortBy=userName&sortOrder=descending&startIndex=2&count=2");
+    let names: Vec<&str> = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dave", "carol"]);
+    assert_eq!(
+        (
+            r.body["totalResults"].as_u64(),
+            r.body["startIndex"].as_u64(),
+            r.body["itemsPerPage"].as_u64()
+        ),
+        (Some(5), Some(2), Some(2))
+    );
+    let r = s.get("/Users?sortBy=name.familyName");
+    assert_eq!(r.body["Resources"][0]["userName"], "alice");
+    let r = s.get("/Users?startIndex=4&count=10");
+    assert_eq!(
+        ids(&r.body),
+        set(&[3, 4]),
+        "id (creation) order without sortBy"
+    );
+    assert_eq!(r.body["totalResults"], 5);
+    let r = s.get("/Users?count=0");
+    assert_eq!(
+        (
+            r.body["totalResults"].as_u64(),
+            r.body["Resources"].as_array().map(Vec::len)
+        ),
+        (Some(5), Some(0))
+    );
+    let r = s.get("/Users?count=1000");
+    assert_eq!(
+        r.body["itemsPerPage"], 5,
+        "count is capped at max_results, 20"
+    );
+    assert_eq!(s.get("/Users?count=abc").status, 400);
+    assert_eq!(s.get("/Users?sortOrder=sideways").status, 400);
+
+    // attributes / excludedAttributes.
+    let r = s.get(&format!(
+        "/Users?filter={}&attributes=userName,name.givenName",
+        encode("userName eq \"bob\"")
+    ));
+    let u = &r.body["Resources"][0];
+    assert_eq!(u["userName"], "bob");
+    assert_eq!(u["name"], json!({"givenName": "Bob"}));
+    assert!(u.get("emails").is_none() && u.get("id").is_some() && u.get("meta").is_some());
+    let r = s.get(&format!(
+        "/Users/{}?excludedAttributes=emails,name",
+        id_of(0)
+    ));
+    assert!(r.body.get("emails").is_none() && r.body.get("name").is_none());
+    assert_eq!(r.body["userName"], "alice");
+
+    // POST /.search.
+    let r = s.post(
+        "/Users/.search",
+        json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter": "active eq true", "sortBy": "userName", "startIndex": 1, "count": 2,
+            "attributes": ["userName"]
+        }),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let names: Vec<&str> = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "carol"]);
+    assert_eq!(r.body["totalResults"], 3);
+
+    // tooMany: a sort over more matches than max_results.
+    for i in 0..20 {
+        assert_eq!(
+            s.post(
+                "/Users",
+                user(&format!("bulk{i}"), &format!("bulk{i}@example.org"), "B")
+            )
+            .status,
+            201
+        );
+    }
+    let r = s.get("/Users?sortBy=userName");
+    assert_eq!(
+        (r.status, r.body["scimType"].as_str()),
+        (400, Some("tooMany"))
+    );
+    // An unsorted page of everything is fine.
+    assert_eq!(s.get("/Users").body["totalResults"], 25);
+}
+
+#[test]
+fn groups_members_and_patch_forms() {
+    let s = Scim::start("", "");
+    let mut users = Vec::new();
+    for n in ["u1", "u2", "u3", "u4"] {
+        let r = s.post("/Users", user(n, &format!("{n}@example.org"), "L"));
+        users.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    let g = s.post(
+        "/Groups",
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "Admins", "externalId": "g-ext",
+            "members": [{"value": users[0]}, {"value": users[1]}, {"value": "not-a-user"}]
+        }),
+    );
+    assert_eq!(g.status, 201, "{}", g.body);
+    let gid = g.body["id"].as_str().unwrap().to_owned();
+    let member_ids = |v: &Value| -> BTreeSet<String> {
+        v["members"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|m| m["value"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        member_ids(&g.body),
+        BTreeSet::from([users[0].clone(), users[1].clone()])
+    );
+    assert_eq!(
+        g.body["members"][0]["$ref"],
+        format!("/scim/v2/Users/{}", users[0])
+    );
+    assert_eq!(s.post("/Groups", json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "admins"})).status, 409);
+    // The user shows its group (read-only).
+    let u = s.get(&format!("/Users/{}", users[0]));
+    assert_eq!(u.body["groups"][0]["value"], gid.as_str());
+    assert_eq!(u.body["groups"][0]["display"], "Admins");
+
+    let v1 = g.etag.clone().unwrap();
+    // add; remove by filter; remove by value array (Entra); the ETag moves.
+    let r = s.patch(
+        &format!("/Groups/{gid}"),
+        json!([{"op": "Add", "path": "members", "value": [{"value": users[2]}]}]),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_ne!(r.etag.as_ref(), Some(&v1));
+    assert_eq!(member_ids(&r.body).len(), 3);
+    let r = s.patch(
+        &format!("/Groups/{gid}"),
+        json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", users[0])}]),
+    );
+    assert!(!member_ids(&r.body).contains(&users[0]));
+    let r = s.patch(
+        &format!("/Groups/{gid}"),
+        json!([{"op": "Remove", "path": "members", "value": [{"value": users[1]}]}]),
+    );
+    assert_eq!(member_ids(&r.body), BTreeSet::from([users[2].clone()]));
+    // replace members (a partial list replaces the whole list) + rename.
+    let r = s.patch(&format!("/Groups/{gid}"), json!([
+        {"op": "replace", "path": "members", "value": [{"value": users[3]}, {"value": users[0]}]},
+        {"op": "replace", "path": "displayName", "value": "Administrators"}
+    ]));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        member_ids(&r.body),
+        BTreeSet::from([users[3].clone(), users[0].clone()])
+    );
+    assert_eq!(r.body["displayName"], "Administrators");
+    // Filters from the index, with members left out.
+    let r = s.get(&format!(
+        "/Groups?filter={}&excludedAttributes=members",
+        encode("displayName eq \"administrators\"")
+    ));
+    assert_eq!(r.body["totalResults"], 1);
+    assert!(r.body["Resources"][0].get("members").is_none());
+    let r = s.filter("Groups", "externalId eq \"g-ext\"");
+    assert_eq!(r.body["totalResults"], 1);
+    // A write's answer honours excludedAttributes (large groups).
+    let r = s.patch(
+        &format!("/Groups/{gid}?excludedAttributes=members"),
+        json!([{"op": "add", "path": "members", "value": [{"value": users[1]}]}]),
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.body.get("members").is_none() && r.etag.is_some());
+    // remove all members.
+    let r = s.patch(
+        &format!("/Groups/{gid}"),
+        json!([{"op": "remove", "path": "members"}]),
+    );
+    assert_eq!(member_ids(&r.body).len(), 0);
+    // PUT with members.
+    let r = s.put(&format!("/Groups/{gid}"), json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Administrators",
+        "members": [{"value": users[1]}]
+    }));
+    assert_eq!(member_ids(&r.body), BTreeSet::from([users[1].clone()]));
+    assert!(r.body.get("externalId").is_none(), "PUT cleared externalId");
+    // Deleting the group takes it off its members.
+    assert_eq!(s.delete(&format!("/Groups/{gid}")).status, 204);
+    assert!(s
+        .get(&format!("/Users/{}", users[1]))
+        .body
+        .get("groups")
+        .is_none());
+    // Deleting a user takes it out of groups.
+    let g2 = s.post("/Groups", json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G2", "members": [{"value": users[2]}]}));
+    let g2id = g2.body["id"].as_str().unwrap();
+    assert_eq!(s.delete(&format!("/Users/{}", users[2])).status, 204);
+    assert_eq!(member_ids(&s.get(&format!("/Groups/{g2id}")).body).len(), 0);
+}
+
+#[test]
+fn assets_as_a_custom_resource() {
+    let s = Scim::start(
+        "",
+        "[[profiles]]\nname = \"Server P12\"\nprotocol = \"p12\"\nstate = \"active\"",
+    );
+    let body = json!({
+        "schemas": ["urn:idsync:params:scim:schemas:core:2.0:Asset"],
+        "name": "web-1", "type": "server", "owner": "ops", "certificateProfile": "Server P12",
+        "country": "SE", "dnsNames": ["web-1.example.org"], "ipAddresses": ["10.0.0.1"]
+    });
+    let r = s.post("/Assets", body.clone());
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.body["state"], "active");
+    assert_eq!(s.post("/Assets", body).status, 409);
+    let r = s.filter("Assets", "name eq \"WEB-1\"");
+    assert_eq!(r.body["totalResults"], 1);
+    let r = s.patch(
+        &format!("/Assets/{id}"),
+        json!([{"op": "replace", "path": "certificateProfile", "value": "missing"}]),
+    );
+    assert_eq!(r.body["state"], "pending");
+    let r = s.patch(
+        &format!("/Assets/{id}"),
+        json!([{"op": "add", "path": "dnsNames", "value": ["web-1b.example.org"]}]),
+    );
+    assert_eq!(
+        r.body["dnsNames"],
+        json!(["web-1.example.org", "web-1b.example.org"])
+    );
+    let r = s.patch(
+        &format!("/Assets/{id}"),
+        json!([{"op": "add", "path": "dnsNames", "value": ["bad_name"]}]),
+    );
+    assert_eq!(
+        (r.status, r.body["scimType"].as_str()),
+        (400, Some("invalidValue"))
+    );
+    let r = s.put(
+        &format!("/Assets/{id}"),
+        json!({"schemas": ["urn:idsync:params:scim:schemas:core:2.0:Asset"], "name": "web-2"}),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["dnsNames"], json!([]));
+    assert_eq!(s.delete(&format!("/Assets/{id}")).status, 204);
+    assert_eq!(s.get(&format!("/Assets/{id}")).status, 404);
+}
+
+#[test]
+fn bulk_with_references_and_limits() {
+    let s = Scim::start("bulk_max_operations = 4", "");
+    let r = s.post("/Bulk", json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "u1", "data": user("bk1", "bk1@example.org", "B")},
+            {"method": "POST", "path": "/Groups", "bulkId": "g1", "data": {
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "BG",
+                "members": [{"value": "bulkId:u1"}]}},
+            {"method": "PATCH", "path": "/Users/bulkId:u1", "data": {
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "displayName", "value": "Bulk One"}]}},
+            {"method": "POST", "path": "/Users", "bulkId": "dup", "data": user("bk1", "bk1@example.org", "B")}
+        ]
+    }));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ops = r.body["Operations"].as_array().unwrap();
+    let statuses: Vec<&str> = ops.iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["201", "201", "200", "409"]);
+    assert_eq!(ops[3]["response"]["scimType"], "uniqueness");
+    let gid = ops[1]["location"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    let g = s.get(&format!("/Groups/{gid}"));
+    assert_eq!(g.body["members"].as_array().unwrap().len(), 1);
+    assert_eq!(g.body["members"][0]["display"], "Bulk One");
+
+    // failOnErrors stops after that many errors.
+    let r = s.post("/Bulk", json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "failOnErrors": 1,
+        "Operations": [
+            {"method": "DELETE", "path": "/Users/0190a000-0000-7000-8000-000000000000"},
+            {"method": "POST", "path": "/Users", "bulkId": "x", "data": user("bk2", "bk2@example.org", "B")}
+        ]
+    }));
+    assert_eq!(r.body["Operations"].as_array().unwrap().len(), 1);
+    assert_eq!(r.body["Operations"][0]["status"], "404");
+    // Too many operations: 413.
+    let op = json!({"method": "DELETE", "path": "/Users/x"});
+    let r = s.post("/Bulk", json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": [op, op, op, op, op]}));
+    assert_eq!(r.status, 413);
+}
+
+#[test]
+fn entra_id_request_sequence() {
+    let s = Scim::start("", "");
+    // "Test connection": a query for a random id must be an empty 200.
+    let r = s.filter(
+        "Users",
+        "userName eq \"9b6a5e8c-3d2f-4e1a-8c7b-0f1e2d3c4b5a\"",
+    );
+    assert_eq!((r.status, r.body["totalResults"].as_u64()), (200, Some(0)));
+    let r = s.filter("Users", "id eq \"9b6a5e8c-3d2f-4e1a-8c7b-0f1e2d3c4b5a\"");
+    assert_eq!((r.status, r.body["totalResults"].as_u64()), (200, Some(0)));
+    // Create User.
+    let r = s.post("/Users", json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+        "externalId": "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef",
+        "userName": "Test_User_ab6490ee-1e48-479e-a20b-2d77186b5dd1",
+        "active": true,
+        "emails": [{"primary": true, "type": "work", "value": "Test_User_fd0ea19b-0777-472c-9f96-4f70d2226f2e@testuser.com"}],
+        "meta": {"resourceType": "User"},
+        "name": {"formatted": "givenName familyName", "familyName": "familyName", "givenName": "givenName"},
+        "roles": [],
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "IT", "employeeNumber": "42"}
+    }));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(s.get(&format!("/Users/{id}")).status, 200);
+    let r = s.filter(
+        "Users",
+        "userName eq \"Test_User_ab6490ee-1e48-479e-a20b-2d77186b5dd1\"",
+    );
+    assert_eq!(ids(&r.body), BTreeSet::from([id.clone()]));
+    let r = s.filter(
+        "Users",
+        "externalId eq \"0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef\"",
+    );
+    assert_eq!(ids(&r.body), BTreeSet::from([id.clone()]));
+    let r = s.filter("Users", "userName eq \"non-existent user\"");
+    assert_eq!(r.body["totalResults"], 0);
+    // Update User [Multi-valued properties].
+    let r = s.patch(&format!("/Users/{id}"), json!([
+        {"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "updatedEmail@microsoft.com"},
+        {"op": "Replace", "path": "name.familyName", "value": "updatedFamilyName"}
+    ]));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["emails"][0]["value"], "updatedEmail@microsoft.com");
+    assert_eq!(r.body["name"]["familyName"], "updatedFamilyName");
+    // Update User [Single-valued properties].
+    let r = s.patch(&format!("/Users/{id}"), json!([{"op": "Replace", "path": "userName", "value": "5b50642d-79fc-4410-9e90-4c077cdd1a59@testuser.com"}]));
+    assert_eq!(
+        r.body["userName"],
+        "5b50642d-79fc-4410-9e90-4c077cdd1a59@testuser.com"
+    );
+    // No-path replace with dotted keys; an unknown attribute is ignored.
+    let r = s.patch(&format!("/Users/{id}"), json!([
+        {"op": "Replace", "value": {"name.givenName": "Newgiven", "displayName": "New Display"}},
+        {"op": "Add", "path": "title", "value": "tester"},
+        {"op": "Add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "value": "HR"}
+    ]));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["name"]["givenName"], "Newgiven");
+    assert_eq!(r.body["displayName"], "New Display");
+    // Disable User, with the string "False".
+    let r = s.patch(
+        &format!("/Users/{id}"),
+        json!([{"op": "Replace", "path": "active", "value": "False"}]),
+    );
+    assert_eq!(r.body["active"], false);
+    let r = s.patch(
+        &format!("/Users/{id}"),
+        json!([{"op": "Replace", "path": "active", "value": "True"}]),
+    );
+    assert_eq!(r.body["active"], true);
+
+    // Groups: create, get without members, find by displayName.
+    let r = s.post("/Groups", json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group", "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"],
+        "externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159",
+        "displayName": "displayName",
+        "meta": {"resourceType": "Group"}
+    }));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let gid = r.body["id"].as_str().unwrap().to_owned();
+    let r = s.get(&format!("/Groups/{gid}?excludedAttributes=members"));
+    assert!(r.body.get("members").is_none());
+    let r = s.get(&format!(
+        "/Groups?excludedAttributes=members&filter={}",
+        encode("displayName eq \"displayName\"")
+    ));
+    assert_eq!(ids(&r.body), BTreeSet::from([gid.clone()]));
+    // Update Group [Non-member attributes].
+    let r = s.patch(&format!("/Groups/{gid}"), json!([{"op": "Replace", "path": "displayName", "value": "1879db59-3bdf-4490-ad68-ab880a269474updatedDisplayName"}]));
+    assert_eq!(
+        r.body["displayName"],
+        "1879db59-3bdf-4490-ad68-ab880a269474updatedDisplayName"
+    );
+    // Update Group [Add Members], [Remove Members].
+    let r = s.patch(
+        &format!("/Groups/{gid}"),
+        json!([{"op": "Add", "path": "members", "value": [{"$ref": null, "value": id}]}]),
+    );
+    assert_eq!(r.body["members"][0]["value"], id.as_str());
+    let r = s.patch(
+        &format!("/Groups/{gid}"),
+        json!([{"op": "Remove", "path": "members", "value": [{"$ref": null, "value": id}]}]),
+    );
+    assert_eq!(r.body["members"], json!([]));
+    // Delete Group, Delete User.
+    assert_eq!(s.delete(&format!("/Groups/{gid}")).status, 204);
+    assert_eq!(s.delete(&format!("/Users/{id}")).status, 204);
+}
+
+#[test]
+fn okta_request_sequence_and_delete_deactivates() {
+    let s = Scim::start("delete_deactivates = true", "");
+    let r = s.get(&format!(
+        "/Users?filter={}&startIndex=1&count=100",
+        encode("userName eq \"test.user@okta.local\"")
+    ));
+    assert_eq!((r.status, r.body["totalResults"].as_u64()), (200, Some(0)));
+    let create = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "test.user@okta.local",
+        "name": {"givenName": "Test", "familyName": "User"},
+        "emails": [{"primary": true, "value": "test.user@okta.local", "type": "work"}],
+        "displayName": "Test User", "locale": "en-US", "externalId": "00ujl29u0le5T6Aj10h7",
+        "groups": [], "password": "1mz050nq", "active": true
+    });
+    let r = s.post("/Users", create.clone());
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(r.body.get("password").is_none(), "never returned");
+    assert_eq!(r.body["preferredLanguage"], "en-US");
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let r = s.get(&format!(
+        "/Users?filter={}&startIndex=1&count=100",
+        encode("userName eq \"test.user@okta.local\"")
+    ));
+    assert_eq!(ids(&r.body), BTreeSet::from([id.clone()]));
+    // Update: PUT of the whole user.
+    let mut put = create.clone();
+    put["id"] = json!(id);
+    put["name"]["givenName"] = json!("Another");
+    let r = s.put(&format!("/Users/{id}"), put);
+    assert_eq!(
+        (r.status, r.body["name"]["givenName"].as_str()),
+        (200, Some("Another"))
+    );
+    // Deactivate: PATCH active false (no path).
+    let r = s.patch(
+        &format!("/Users/{id}"),
+        json!([{"op": "replace", "value": {"active": false}}]),
+    );
+    assert_eq!((r.status, &r.body["active"]), (200, &json!(false)));
+    // Reactivate with PUT active true.
+    let r = s.patch(
+        &format!("/Users/{id}"),
+        json!([{"op": "replace", "value": {"active": true}}]),
+    );
+    assert_eq!(r.body["active"], true);
+
+    // Groups: create, rename with a no-path replace naming the id, push
+    // members, remove one by filter.
+    let r = s.post("/Groups", json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Test SCIMv2", "members": []}));
+    let gid = r.body["id"].as_str().unwrap().to_owned();
+    let r = s.patch(
+        &format!("/Groups/{gid}"),
+        json!([{"op": "replace", "value": {"id": gid, "displayName": "Test SCIMv2 renamed"}}]),
+    );
+    assert_eq!(
+        (r.status, r.body["displayName"].as_str()),
+        (200, Some("Test SCIMv2 renamed"))
+    );
+    let r = s.patch(&format!("/Groups/{gid}"), json!([{"op": "add", "path": "members", "value": [{"value": id, "display": "test.user@okta.local"}]}]));
+    assert_eq!(r.body["members"][0]["value"], id.as_str());
+    let r = s.patch(
+        &format!("/Groups/{gid}"),
+        json!([{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]),
+    );
+    assert_eq!(r.body["members"], json!([]));
+    assert_eq!(s.delete(&format!("/Groups/{gid}")).status, 204);
+
+    // delete_deactivates: DELETE keeps the user, inactive.
+    assert_eq!(s.delete(&format!("/Users/{id}")).status, 204);
+    let r = s.get(&format!("/Users/{id}"));
+    assert_eq!((r.status, &r.body["active"]), (200, &json!(false)));
+}
+
+#[test]
+fn csv_and_scim_write_the_same_user() {
+    let mut s = Scim::start("", "");
+    wait_until("the inbox exists", WAIT, || {
+        s.env.inbox().join("users").exists()
+    });
+    s.env.drop_file(
+        "users",
+        "first.csv",
+        "status,loginName,mail,lastName,firstName\nactive,shared,shared@example.org,Csv,One\n",
+    );
+    wait_until("the first file is processed", WAIT, || {
+        s.env.finished("users", "processed").len() == 1
+    });
+    let r = s.filter("Users", "emails.value eq \"shared@example.org\"");
+    assert_eq!(r.body["totalResults"], 1, "{}", r.body);
+    let u = &r.body["Resources"][0];
+    let id = u["id"].as_str().unwrap().to_owned();
+    assert_eq!(u["meta"]["version"], "W/\"1\"");
+    assert_eq!(
+        u["urn:idsync:params:scim:schemas:extension:idsync:2.0:User"]["source"],
+        "CSV"
+    );
+
+    // SCIM writes later: it wins, version 2.
+    let r = s.patch(
+        &format!("/Users/{id}"),
+        json!([{"op": "replace", "path": "name.familyName", "value": "Scim"}]),
+    );
+    assert_eq!(r.etag.as_deref(), Some("W/\"2\""));
+    assert_eq!(
+        r.body["urn:idsync:params:scim:schemas:extension:idsync:2.0:User"]["source"],
+        "SCIM"
+    );
+    // CSV writes later again: it wins, version 3, the same user.
+    s.env.drop_file(
+        "users",
+        "second.csv",
+        "status,mail,lastName\nactive,SHARED@example.org,Csv2\n",
+    );
+    wait_until("the second file is processed", WAIT, || {
+        s.env.finished("users", "processed").len() == 2
+    });
+    let r = s.get(&format!("/Users/{id}"));
+    assert_eq!(r.etag.as_deref(), Some("W/\"3\""));
+    assert_eq!(r.body["name"]["familyName"], "Csv2");
+    assert_eq!(
+        r.body["userName"], "shared",
+        "the CSV file left loginName alone"
+    );
+    // An If-Match with the old ETag now fails.
+    let r = s.call_with(
+        "PATCH",
+        &format!("/Users/{id}"),
+        Some(&json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "displayName", "value": "x"}]})),
+        Some(scim_env::WRITER),
+        &[("If-Match", "W/\"2\"")],
+    );
+    assert_eq!(r.status, 412);
+    s.stop();
+
+    // Each change logged once, in order, with its source and actor.
+    let events: Vec<Value> = s
+        .env
+        .changes()
+        .into_iter()
+        .filter(|e| e["id"] == id.as_str())
+        .collect();
+    let summary: Vec<(String, String, u64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["operation"].as_str().unwrap().to_owned(),
+                e["source"].as_str().unwrap().to_owned(),
+                e["version"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("created".to_owned(), "CSV".to_owned(), 1),
+            ("updated".to_owned(), "SCIM".to_owned(), 2),
+            ("updated".to_owned(), "CSV".to_owned(), 3),
+        ]
+    );
+    assert_eq!(events[1]["actor"], json!({"kind": "token", "name": "idp"}));
+    assert_eq!(events[1]["changed"], json!(["lastName", "source"]));
+}
+
+#[test]
+fn concurrent_creates_share_commits_and_all_land() {
+    let mut s = Scim::start("", "");
+    let n_threads = 16;
+    let per_thread = 25;
+    std::thread::scope(|scope| {
+        for t in 0..n_threads {
+            let s = &s;
+            scope.spawn(move || {
+                for i in 0..per_thread {
+                    let name = format!("c{t}-{i}");
+                    let r = s.post("/Users", user(&name, &format!("{name}@example.org"), "C"));
+                    assert_eq!(r.status, 201, "{}", r.body);
+                    // A 201 means committed: it is readable at once.
+                    let id = r.body["id"].as_str().unwrap();
+                    assert_eq!(s.get(&format!("/Users/{id}")).status, 200);
+                }
+            });
+        }
+    });
+    let r = s.get("/Users?count=0");
+    assert_eq!(r.body["totalResults"], n_threads * per_thread);
+    s.stop();
+    let events = s.env.changes();
+    assert_eq!(events.len(), n_threads * per_thread);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["seq"], i as u64 + 1, "gap-free change log");
+    }
+}
+
+#[test]
+fn limits_base_path_and_sigterm() {
+    let mut s = Scim::start("max_body_bytes = 2000\nbase_path = \"/idp/scim\"", "");
+    assert!(s.base.ends_with("/idp/scim"));
+    let r = s.post("/Users", user("ann", "ann@example.org", "A"));
+    assert_eq!(r.status, 201);
+    assert!(r.location.unwrap().starts_with("/idp/scim/Users/"));
+    let other = s.base.replace("/idp/scim", "/scim/v2");
+    let r = ureq::get(&format!("{other}/Users"))
+        .set("Authorization", &format!("Bearer {}", scim_env::WRITER))
+        .call();
+    assert!(
+        matches!(r, Err(ureq::Error::Status(404, _))),
+        "only the configured base path"
+    );
+    let mut big = user("big", "big@example.org", "B");
+    big["displayName"] = json!("x".repeat(3000));
+    let r = s.post("/Users", big);
+    assert_eq!(r.status, 413);
+    let r = s.call_with(
+        "POST",
+        "/Users",
+        None,
+        Some(scim_env::WRITER),
+        &[("Content-Type", "text/plain")],
+    );
+    assert_eq!(r.status, 400);
+    let r = s.get("/Users/.search");
+    assert_eq!(r.status, 404);
+    s.stop();
+    assert!(s.daemon.log().contains("SCIM listener started"));
+}
+
+#[test]
+fn tls_when_a_certificate_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (admin, port) = (idsync_tests::free_port(), idsync_tests::free_port());
+    let env = idsync_tests::Env::with_config(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin}\"\n[scim]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n\
+         tls_cert = \"{}\"\ntls_key = \"{}\"\n[[tokens]]\nname = \"idp\"\nsha256 = \"{}\"\nroles = [\"read\"]\n",
+        cert.display(),
+        key.display(),
+        scim_env::sha(scim_env::WRITER)
+    ));
+    let daemon = env.serve(&[]);
+    let curl = |scheme: &str| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+                "--cacert",
+            ])
+            .arg(&cert)
+            .args(["-H", &format!("Authorization: Bearer {}", scim_env::WRITER)])
+            .arg(format!(
+                "{scheme}://127.0.0.1:{port}/scim/v2/ServiceProviderConfig"
+            ))
+            .output()
+            .expect("run curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_until("HTTPS answers", WAIT, || curl("https") == "200");
+    assert_ne!(
+        curl("http"),
+        "200",
+        "plain HTTP is not served on a TLS listener"
+    );
+    assert!(daemon.log().contains("tls=true"), "{}", daemon.log());
+}
+
+#[test]
+fn deep_pages_are_exact_in_id_order() {
+    let s = Scim::start("", "");
+    wait_until("the inbox exists", WAIT, || {
+        s.env.inbox().join("users/processed").exists()
+    });
+    let mut csv = String::from("status,loginName,mail,lastName\n");
+    for i in 0..2500 {
+        csv.push_str(&format!("active,p{i:04},p{i:04}@example.org,L\n"));
+    }
+    s.env.drop_file("users", "many.csv", csv);
+    wait_until("the file is processed", WAIT, || {
+        s.env.finished("users", "processed").len() == 1
+    });
+    let names = |start: usize, count: usize| -> Vec<String> {
+        let r = s.get(&format!(
+            "/Users?startIndex={start}&count={count}&attributes=userName"
+        ));
+        assert_eq!(r.body["totalResults"], 2500);
+        r.body["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["userName"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let expect = |from: usize, n: usize| -> Vec<String> {
+        (from..from + n).map(|i| format!("p{i:04}")).collect()
+    };
+    // The first walks learn anchors; the later pages start from them.
+    for _ in 0..2 {
+        assert_eq!(names(1, 3), expect(0, 3));
+        assert_eq!(names(999, 4), expect(998, 4));
+        assert_eq!(names(1001, 2), expect(1000, 2));
+        assert_eq!(names(2401, 200), expect(2400, 100));
+        assert_eq!(names(2000, 1), expect(1999, 1));
+    }
+    // A change forgets the anchors; pages stay exact.
+    let r = s.post("/Users", user("zz", "zz@example.org", "Z"));
+    assert_eq!(r.status, 201);
+    let r = s.get("/Users?startIndex=2500&count=5&attributes=userName");
+    assert_eq!(r.body["totalResults"], 2501);
+    let got: Vec<&str> = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ["p2499", "zz"]);
+}
