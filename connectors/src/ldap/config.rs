@@ -51,7 +51,10 @@ pub struct LdapConfig {
     pub delivery: DeliveryConfig,
 }
 
-/// How one kind of object maps to entries (`[connectors.users]`, …).
+/// How one kind of object maps to entries (`[connectors.users]`, …). A
+/// key left out keeps the kind's default (an empty `dn`, `object_classes`
+/// or `attributes` means the default too); an `attributes` table given
+/// replaces the default one whole.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KindConfig {
@@ -225,14 +228,45 @@ impl Default for LdapConfig {
 }
 
 impl Default for KindConfig {
+    /// Enabled, everything else taken from the kind's defaults.
     fn default() -> Self {
-        Self::new(false, "", &[], &[])
+        Self::new(true, "", &[], &[])
+    }
+}
+
+impl KindConfig {
+    /// Fill what was left empty from `defaults`.
+    fn resolve(&mut self, defaults: &KindConfig) {
+        if self.dn.is_empty() {
+            self.dn = defaults.dn.clone();
+        }
+        if self.object_classes.is_empty() {
+            self.object_classes = defaults.object_classes.clone();
+        }
+        if self.attributes.is_empty() {
+            self.attributes = defaults.attributes.clone();
+        }
     }
 }
 
 impl LdapConfig {
-    /// The checks serde cannot express.
+    /// The configuration with every per-kind key left out filled from the
+    /// kind's defaults.
+    pub fn resolved(&self) -> LdapConfig {
+        let d = LdapConfig::default();
+        let mut c = self.clone();
+        c.users.resolve(&d.users);
+        c.groups.resolve(&d.groups);
+        c.assets.resolve(&d.assets);
+        c
+    }
+
+    /// The checks serde cannot express (on the resolved configuration).
     pub fn check(&self) -> Result<(), ConnectorError> {
+        self.resolved().check_resolved()
+    }
+
+    fn check_resolved(&self) -> Result<(), ConnectorError> {
         let bad = |m: String| {
             Err(ConnectorError::Config(format!(
                 "connector {}: {m}",

@@ -556,6 +556,20 @@ mod tests {
     }
 
     #[test]
+    fn kind_keys_left_out_keep_their_defaults() {
+        let mut c = cfg();
+        c.users = KindConfig {
+            dn: "uid={loginName},ou=staff,{base_dn}".into(),
+            ..KindConfig::default()
+        };
+        let r = c.resolved();
+        assert!(r.users.enabled);
+        assert_eq!(r.users.object_classes[0], "inetOrgPerson");
+        assert_eq!(r.users.attributes["sn"], "{lastName}");
+        assert_eq!(r.users.dn, "uid={loginName},ou=staff,{base_dn}");
+    }
+
+    #[test]
     fn user_maps_to_inet_org_person() {
         let obj =
             json!({"loginName": "j,doe", "mail": "j@x.org", "lastName": "Doe", "status": "active"});

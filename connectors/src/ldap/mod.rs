@@ -53,7 +53,7 @@ impl LdapConnector {
     /// A connector for `cfg` (it connects on first use).
     pub fn new(cfg: LdapConfig) -> Result<Self, ConnectorError> {
         cfg.check()?;
-        let cfg = Arc::new(cfg);
+        let cfg = Arc::new(cfg.resolved());
         Ok(Self {
             inner: Arc::new(Inner {
                 conn: Conn::new(Arc::clone(&cfg)),

@@ -55,15 +55,32 @@ impl SledEngine {
     /// [`EngineError::Open`] when the directory cannot be created or read,
     /// holds no sled database, or is locked by another process.
     pub fn open(path: &Path, opts: &EngineOptions) -> Result<Self, EngineError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
-            .cache_capacity(opts.cache_bytes as u64)
-            .open()
-            .map_err(|e| EngineError::Open {
-                engine: NAME,
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+            .cache_capacity(opts.cache_bytes as u64);
+        // sled releases its file lock from a background thread after the
+        // last handle drops, so opening right after a close (a quick
+        // restart) can find it still held for a moment: retry briefly. A
+        // lock held by another live process still fails, after the wait.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => {
+                    return Err(EngineError::Open {
+                        engine: NAME,
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    })
+                }
+            }
+        };
         Ok(Self {
             db,
             durable: opts.durable,
