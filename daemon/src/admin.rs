@@ -21,12 +21,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty, Full, LengthLimitError, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderValue};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -37,9 +36,6 @@ use crate::metrics::Metrics;
 
 /// `/healthz` fails when the main loop has not turned for this long.
 pub const HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(60);
-/// A client must send a request's headers within this time (slowloris);
-/// it also closes idle keep-alive connections.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client must send a request's body within this time.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more are closed at once. Probes and a
@@ -72,12 +68,6 @@ pub struct AdminState {
     pub connectors: Option<Arc<crate::connect::Connectors>>,
 }
 
-/// Resolves once `shutdown` is true. A dropped sender also stops: nobody
-/// is left to tell the listener to stop, so the daemon is going away.
-async fn stopped(mut shutdown: watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
 /// Serve the admin routes on `listener` until `shutdown` becomes true;
 /// then stop accepting, let requests in flight finish (for at most
 /// [`SHUTDOWN_GRACE`]) and return.
@@ -86,7 +76,7 @@ pub async fn serve_admin(
     state: Arc<AdminState>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let mut stop = pin!(stopped(shutdown.clone()));
+    let mut stop = pin!(crate::http::stopped(shutdown.clone()));
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -142,26 +132,7 @@ async fn serve_connection(
         let state = state.clone();
         async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
     });
-    let mut conn = pin!(http1::Builder::new()
-        // The header timeout needs a timer; hyper has none of its own.
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service));
-    let mut stop = pin!(stopped(shutdown));
-    let mut stopping = false;
-    let result = loop {
-        tokio::select! {
-            result = conn.as_mut() => break result,
-            () = &mut stop, if !stopping => {
-                // Finish the request in flight (if any), then close.
-                conn.as_mut().graceful_shutdown();
-                stopping = true;
-            }
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "admin connection ended with an error");
-    }
+    crate::http::serve_connection(stream, service, peer, shutdown, "admin").await;
 }
 
 async fn handle(

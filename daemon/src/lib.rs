@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod connect;
+pub mod http;
 pub mod import;
 pub mod inbox;
 pub mod metrics;

@@ -18,10 +18,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderValue};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -38,7 +36,6 @@ use crate::auth::{Auth, Denied, Role};
 use crate::metrics::Metrics;
 use crate::reconcile::Reconciler;
 
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -79,10 +76,6 @@ pub async fn start(
     })))
 }
 
-async fn stopped(mut shutdown: watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
 /// Serve SCIM on `listener` (over TLS when `tls` is given) until
 /// `shutdown` becomes true, then let the requests in flight finish (at most
 /// a few seconds) and return.
@@ -93,7 +86,7 @@ pub async fn serve_scim(
     tls: Option<TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let mut stop = pin!(stopped(shutdown.clone()));
+    let mut stop = pin!(crate::http::stopped(shutdown.clone()));
     let mut conns = JoinSet::new();
     let max = state.cfg.max_connections;
     loop {
@@ -114,7 +107,7 @@ pub async fn serve_scim(
                         Some(acceptor) => {
                             conns.spawn(async move {
                                 // The handshake is bounded like the headers.
-                                match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                                match tokio::time::timeout(crate::http::HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
                                     Ok(Ok(tls)) => connection(tls, peer, state, auth, shutdown).await,
                                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "SCIM TLS handshake failed"),
                                     Err(_) => tracing::debug!(%peer, "SCIM TLS handshake timed out"),
@@ -151,24 +144,7 @@ async fn connection<IO>(
         let auth = auth.clone();
         async move { Ok::<_, Infallible>(handle(&state, &auth, req, peer).await) }
     });
-    let mut conn = pin!(http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service));
-    let mut stop = pin!(stopped(shutdown));
-    let mut stopping = false;
-    let result = loop {
-        tokio::select! {
-            result = conn.as_mut() => break result,
-            () = &mut stop, if !stopping => {
-                conn.as_mut().graceful_shutdown();
-                stopping = true;
-            }
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "SCIM connection ended with an error");
-    }
+    crate::http::serve_connection(stream, service, peer, shutdown, "SCIM").await;
 }
 
 fn json_response(status: u16, body: Option<&Value>) -> Response<Body> {
