@@ -24,7 +24,6 @@ use idsync_schema::{
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -544,13 +543,13 @@ impl<'r> Tx<'r> {
             source: self.source,
             actor: self.actor.clone(),
             changed: changed.clone(),
-            object: RawValue::from_string(json).expect("serde_json output is JSON"),
+            // Not the object again: it is stored once, under its key, and a
+            // connector delivers its current state (idempotent, and half the
+            // bytes an import writes).
+            object: None,
         };
         let event_json = serde_json::to_vec(&event).expect("events serialise");
-        self.queue(
-            keys::object(T::KIND, id),
-            Some(event.object.get().as_bytes().to_vec()),
-        );
+        self.queue(keys::object(T::KIND, id), Some(json.into_bytes()));
         self.queue(keys::change(self.next_seq), Some(event_json));
         self.next_seq += 1;
         self.events += 1;
@@ -957,7 +956,7 @@ impl<'r> Tx<'r> {
             source: self.source,
             actor: self.actor.clone(),
             changed: Vec::new(),
-            object: RawValue::from_string("null".into()).expect("null is JSON"),
+            object: None,
         };
         let event_json = serde_json::to_vec(&event).expect("events serialise");
         self.queue(keys::change(self.next_seq), Some(event_json));

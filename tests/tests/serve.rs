@@ -125,7 +125,7 @@ fn a_thousand_files_dropped_at_once_are_all_imported_in_order() {
     let order: Vec<usize> = events
         .iter()
         .map(|e| {
-            let u: User = serde_json::from_str(e.object.get()).unwrap();
+            let u: User = store.object(Kind::User, e.id).unwrap().unwrap();
             u.login_name.unwrap()["user".len()..].parse().unwrap()
         })
         .collect();

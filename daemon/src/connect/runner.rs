@@ -97,8 +97,21 @@ pub struct Runner {
     pub stats: Arc<ConnectorStats>,
 }
 
-fn to_event(e: ChangeEvent) -> Event {
-    Event {
+/// A change as the connector sees it, with the object's current state: the
+/// log names the object, the store holds it (gone: `null`, which the
+/// connector treats as a deletion). Delivering the latest state is what
+/// makes redelivery after a crash harmless.
+fn to_event(
+    e: ChangeEvent,
+    store: &crate::store::Store,
+) -> Result<Event, crate::store::StoreError> {
+    let object = match &e.object {
+        Some(raw) => serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null),
+        None => store
+            .object::<serde_json::Value>(e.kind, e.id)?
+            .unwrap_or(serde_json::Value::Null),
+    };
+    Ok(Event {
         seq: e.seq,
         kind: e.kind,
         id: e.id,
@@ -108,8 +121,8 @@ fn to_event(e: ChangeEvent) -> Event {
             crate::store::Operation::Deleted => Operation::Deleted,
         },
         changed: e.changed,
-        object: serde_json::from_str(e.object.get()).unwrap_or(serde_json::Value::Null),
-    }
+        object,
+    })
 }
 
 impl Runner {
@@ -183,11 +196,16 @@ impl Runner {
             let rec = Arc::clone(&self.rec);
             let (after, limit) = (cursor, d.batch_size);
             let events = match tokio::task::spawn_blocking(move || {
-                rec.store().changes(after, limit)
+                let store = rec.store();
+                store
+                    .changes(after, limit)?
+                    .into_iter()
+                    .map(|e| to_event(e, store))
+                    .collect::<Result<Vec<_>, _>>()
             })
             .await
             {
-                Ok(Ok(ev)) => ev.into_iter().map(to_event).collect::<Vec<_>>(),
+                Ok(Ok(ev)) => ev,
                 Ok(Err(e)) => {
                     self.fail(&e.to_string());
                     self.pause(backoff.next_delay(), &mut stop, &mut commands, &mut cursor)

@@ -108,7 +108,7 @@ fn append(store: &Store, ids: &[Uuid]) {
             source: Source::Csv,
             actor: Actor::default(),
             changed: Vec::new(),
-            object: RawValue::from_string("{}".into()).unwrap(),
+            object: Some(RawValue::from_string("{}".into()).unwrap()),
         };
         batch.put(keys::change(head), serde_json::to_vec(&e).unwrap());
     }

@@ -1,9 +1,9 @@
 //! The change log: one event per accepted change, numbered without gaps.
 //!
-//! It is the audit trail (who, what, when, from where) and the feed every
-//! connector consumes with its own cursor. An event carries the object as it
-//! was after the change, so a connector never needs a second read to know
-//! what to push.
+//! It is the audit trail (who, what, when, from where, which attributes) and
+//! the feed every connector consumes with its own cursor. An event names the
+//! object; connectors push its current state, which makes delivery
+//! idempotent and keeps each change small (the object is stored once).
 
 use idsync_schema::{Kind, Source};
 use serde::{Deserialize, Serialize};
@@ -77,6 +77,9 @@ pub struct ChangeEvent {
     /// Attributes that changed (empty for creations and deletions).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changed: Vec<String>,
-    /// The object after the change (`null` after a deletion).
-    pub object: Box<RawValue>,
+    /// The object after the change. idsync writes `None`: the object is
+    /// stored once, under its own key, and connectors deliver its current
+    /// state; the field stays readable for logs written otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<Box<RawValue>>,
 }
