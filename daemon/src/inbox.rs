@@ -154,11 +154,6 @@ pub fn claim(root: &Path, folder: &Folder, path: &Path) -> std::io::Result<PathB
     Ok(target)
 }
 
-/// The report base of a claimed file (`….report.json` / `.csv` beside it).
-pub fn report_base(claimed: &Path) -> PathBuf {
-    claimed.to_owned()
-}
-
 /// Move a claimed file and its reports to `processed/` or `rejected/`.
 /// Reports go first: a crash in between leaves the file in `.work/` and its
 /// reports already in place, which [`recover`] recognises.

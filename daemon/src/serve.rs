@@ -565,7 +565,7 @@ impl JobContext {
 
     fn refuse(&self, folder: &Folder, claimed: &Path, reason: String) -> Result<()> {
         let opts = self.cfg.folder_import_options(folder.kind, &folder.name);
-        let report = ReportFiles::beside(&inbox::report_base(claimed));
+        let report = ReportFiles::beside(claimed);
         let started = Instant::now();
         let result = import::refuse(
             claimed,
@@ -585,7 +585,7 @@ impl JobContext {
         let mut opts = self.cfg.folder_import_options(folder.kind, &folder.name);
         opts.application = folder.application.clone();
         opts.stop = Some(Arc::clone(&self.stop));
-        let report = ReportFiles::beside(&inbox::report_base(claimed));
+        let report = ReportFiles::beside(claimed);
         let started = Instant::now();
         match import::import_file(
             &self.rec,

@@ -368,22 +368,7 @@ pub fn import_file(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let mut header = ReportHeader {
-        file: path.display().to_string(),
-        digest: String::new(),
-        kind: opts.kind.plural().to_owned(),
-        application: opts.application.clone(),
-        outcome: FileOutcome::Rejected,
-        applied: false,
-        dry_run: opts.dry_run,
-        atomic: opts.atomic,
-        started,
-        finished: started,
-        resumed_after_line: None,
-        error: None,
-        warnings: Vec::new(),
-        summary: Summary::default(),
-    };
+    let mut header = new_header(path, opts, started);
 
     let prepared = match reader::prepare(path, opts.delimiter, opts.max_file_bytes) {
         Ok(p) => p,
@@ -613,6 +598,27 @@ fn verdict(summary: &Summary, stopped: bool) -> FileOutcome {
     }
 }
 
+/// The report header of an import of `path` that has not decided anything
+/// yet (a refusal until rows say otherwise).
+fn new_header(path: &Path, opts: &ImportOptions, started: OffsetDateTime) -> ReportHeader {
+    ReportHeader {
+        file: path.display().to_string(),
+        digest: String::new(),
+        kind: opts.kind.plural().to_owned(),
+        application: opts.application.clone(),
+        outcome: FileOutcome::Rejected,
+        applied: false,
+        dry_run: opts.dry_run,
+        atomic: opts.atomic,
+        started,
+        finished: started,
+        resumed_after_line: None,
+        error: None,
+        warnings: Vec::new(),
+        summary: Summary::default(),
+    }
+}
+
 /// Refuse a file without reading it (the daemon refuses symlinks and odd
 /// names this way): a report that gives the reason.
 pub fn refuse(
@@ -622,23 +628,7 @@ pub fn refuse(
     work_dir: &Path,
     report: &ReportFiles,
 ) -> Result<ImportResult, ImportError> {
-    let now = OffsetDateTime::now_utc();
-    let header = ReportHeader {
-        file: path.display().to_string(),
-        digest: String::new(),
-        kind: opts.kind.plural().to_owned(),
-        application: opts.application.clone(),
-        outcome: FileOutcome::Rejected,
-        applied: false,
-        dry_run: opts.dry_run,
-        atomic: opts.atomic,
-        started: now,
-        finished: now,
-        resumed_after_line: None,
-        error: None,
-        warnings: Vec::new(),
-        summary: Summary::default(),
-    };
+    let header = new_header(path, opts, OffsetDateTime::now_utc());
     refuse_file(header, error, work_dir, report)
 }
 
