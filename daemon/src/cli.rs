@@ -183,9 +183,8 @@ fn load_config(cli: &Cli) -> Result<Config> {
         Some(p) => format!("configuration {}", p.display()),
         None => "configuration (defaults and IDSYNC_* variables)".to_owned(),
     })?;
-    if let Some(dir) = &cli.data_dir {
-        cfg.data_dir = dir.clone();
-    }
+    cfg.resolve_data_dir(cli.data_dir.as_deref())
+        .context("resolving the data dir")?;
     Ok(cfg)
 }
 

@@ -303,6 +303,17 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Use `dir` (the `--data-dir` flag) when given, and make the data dir
+    /// absolute: the watcher reports absolute paths, and a daemon must not
+    /// depend on its working directory after start.
+    pub fn resolve_data_dir(&mut self, dir: Option<&Path>) -> std::io::Result<()> {
+        if let Some(dir) = dir {
+            self.data_dir = dir.to_owned();
+        }
+        self.data_dir = std::path::absolute(&self.data_dir)?;
+        Ok(())
+    }
+
     /// The checks serde cannot express.
     pub fn check(&self) -> Result<(), ConfigError> {
         if self.users.group_separator.chars().count() != 1 {

@@ -45,9 +45,7 @@ impl ConfigSource {
     /// Load (or reload) the configuration.
     pub fn load(&self) -> Result<Config> {
         let mut cfg = Config::load(self.file.as_deref())?;
-        if let Some(dir) = &self.data_dir {
-            cfg.data_dir = dir.clone();
-        }
+        cfg.resolve_data_dir(self.data_dir.as_deref())?;
         Ok(cfg)
     }
 }

@@ -367,3 +367,37 @@ fn the_admin_listener_needs_a_token() {
     );
     assert!(String::from_utf8_lossy(&status.stdout).contains("ready:"));
 }
+
+#[test]
+fn the_default_relative_data_dir_works() {
+    // The README's quick start: `idsync serve` in a directory, no flags.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("idsync.toml"),
+        format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let log = dir.path().join("serve.log");
+    let mut child = std::process::Command::new(idsync_tests::idsync_bin())
+        .current_dir(dir.path())
+        .args(["--config", "idsync.toml", "serve"])
+        .env("IDSYNC_LOG", "info")
+        .env_remove("IDSYNC_CONFIG")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until("watching", WAIT, || read_log().contains("is watching"));
+    let inbox = dir.path().join("idsync-data/inbox/users");
+    std::fs::write(dir.path().join("u.tmp"), users_csv(0, 1)).unwrap();
+    std::fs::rename(dir.path().join("u.tmp"), inbox.join("u.csv")).unwrap();
+    wait_until("processed", WAIT, || {
+        std::fs::read_dir(inbox.join("processed"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 3
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -138,6 +138,13 @@ async fn delivers_everything_through_outages_and_parks_what_is_refused() {
     let running = start(vec![f.clone() as Arc<dyn Connector>], &rec);
     let stats = running.connectors.stats()[0].clone();
 
+    // A new connector first reconciles, which moves its cursor to the head:
+    // append only after that, or the changes are covered by the reconcile
+    // and never delivered one by one.
+    until("the first reconcile", || {
+        state::reconciled(rec.store(), "fake").unwrap()
+    })
+    .await;
     let mut ids: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
     ids[17] = bad;
     append(rec.store(), &ids[..20]);
