@@ -7,6 +7,7 @@
 //! connector reports back (outcomes and the remote ids it learned). Data
 //! flows one way: a connector never writes an object.
 
+pub mod ca;
 pub mod connector;
 pub mod event;
 pub mod ldap;

@@ -66,6 +66,8 @@ pub struct AdminState {
     pub max_body_bytes: usize,
     /// The running connectors (`/connectors/…`, admin role).
     pub connectors: Option<Arc<crate::connect::Connectors>>,
+    /// Certificate enrollment (`/api/v1/…`, see [`crate::certs::http`]).
+    pub enrollment: Option<Arc<crate::certs::Enrollment>>,
 }
 
 /// Serve the admin routes on `listener` until `shutdown` becomes true;
@@ -146,39 +148,64 @@ async fn handle(
         return too_large(max);
     }
     let authorization = req.headers().get(header::AUTHORIZATION);
+    let path = req.uri().path();
+    let api = crate::certs::http::is_api_route(path);
     // Steering connectors changes the directory: admin only.
-    let needed = if crate::connect::http::is_connector_route(req.uri().path()) {
-        Role::Admin
+    let needed: &[Role] = if crate::connect::http::is_connector_route(path) {
+        &[Role::Admin]
+    } else if api {
+        crate::certs::http::roles_for(req.method(), path)
     } else {
-        Role::Monitor
+        &[Role::Monitor]
     };
-    if let Err(denied) = state.auth.check(authorization, needed) {
-        // The reason never contains the token (see `Denied`).
-        match denied {
-            Denied::MissingHeader => {
-                tracing::debug!(%peer, reason = %denied, "admin request refused")
+    let who = match state.auth.check_any(authorization, needed) {
+        Ok(who) => who,
+        Err(denied) => {
+            // The reason never contains the token (see `Denied`).
+            match denied {
+                Denied::MissingHeader => {
+                    tracing::debug!(%peer, reason = %denied, "admin request refused")
+                }
+                _ => tracing::info!(%peer, reason = %denied, "admin request refused"),
             }
-            _ => tracing::info!(%peer, reason = %denied, "admin request refused"),
+            return refusal(&denied);
         }
-        return refusal(&denied);
-    }
+    };
+    let is_admin = api && state.auth.check(authorization, Role::Admin).is_ok();
     let (parts, body) = req.into_parts();
-    // No route takes a body, but a chunked one declares no length: read and
-    // count it so that an oversized one is refused, not buffered.
-    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, max).collect()).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) if e.is::<LengthLimitError>() => return too_large(max),
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "admin request: unreadable body");
-            return closing(respond(StatusCode::BAD_REQUEST, TEXT, "unreadable body\n"));
-        }
-        Err(_) => {
-            return closing(respond(
-                StatusCode::REQUEST_TIMEOUT,
-                TEXT,
-                "request body too slow\n",
-            ));
-        }
+    // A chunked body declares no length: read and count it so that an
+    // oversized one is refused, not buffered.
+    let body =
+        match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, max).collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<LengthLimitError>() => return too_large(max),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "admin request: unreadable body");
+                return closing(respond(StatusCode::BAD_REQUEST, TEXT, "unreadable body\n"));
+            }
+            Err(_) => {
+                return closing(respond(
+                    StatusCode::REQUEST_TIMEOUT,
+                    TEXT,
+                    "request body too slow\n",
+                ));
+            }
+        };
+    if api {
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let call = crate::certs::http::Call {
+            who: who.as_str(),
+            is_admin,
+            method: &parts.method,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            content_type,
+            body,
+        };
+        return crate::certs::http::route(state.enrollment.as_deref(), call).await;
     }
     if crate::connect::http::is_connector_route(parts.uri.path()) {
         return crate::connect::http::route(
@@ -568,6 +595,7 @@ mod tests {
             auth: Arc::new(auth),
             max_body_bytes: MAX_BODY,
             connectors: None,
+            enrollment: None,
         });
         let (stop, rx) = watch::channel(false);
         let task = tokio::spawn(serve_admin(listener, state, rx));

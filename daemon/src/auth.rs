@@ -44,6 +44,10 @@ pub enum Role {
     Monitor,
     Read,
     Write,
+    /// Enrollment: assign profiles, enroll, download, confirm installation.
+    Operator,
+    /// Approve or reject enrollment requests (never one's own).
+    Approver,
     /// Everything: implies every other role.
     Admin,
 }
@@ -55,6 +59,8 @@ impl Role {
             Role::Monitor => "monitor",
             Role::Read => "read",
             Role::Write => "write",
+            Role::Operator => "operator",
+            Role::Approver => "approver",
             Role::Admin => "admin",
         }
     }
@@ -65,6 +71,8 @@ impl Role {
             "monitor" => Role::Monitor,
             "read" => Role::Read,
             "write" => Role::Write,
+            "operator" => Role::Operator,
+            "approver" => Role::Approver,
             "admin" => Role::Admin,
             _ => return None,
         })
@@ -95,7 +103,14 @@ impl Roles {
 
 impl fmt::Debug for Roles {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let all = [Role::Monitor, Role::Read, Role::Write, Role::Admin];
+        let all = [
+            Role::Monitor,
+            Role::Read,
+            Role::Write,
+            Role::Operator,
+            Role::Approver,
+            Role::Admin,
+        ];
         f.debug_set()
             .entries(all.iter().filter(|r| self.0 & r.bit() != 0))
             .finish()
@@ -279,6 +294,24 @@ impl Auth {
             }
         }
         Ok(Auth { entries })
+    }
+
+    /// Like [`Auth::check`], for a route any of `roles` may use (requests
+    /// are listed by operators and by approvers). `roles` is not empty.
+    pub fn check_any(
+        &self,
+        header: Option<&HeaderValue>,
+        roles: &[Role],
+    ) -> Result<TokenName, Denied> {
+        let mut last = Err(Denied::MissingHeader);
+        for role in roles {
+            last = self.check(header, *role);
+            match &last {
+                Err(Denied::InsufficientRole { .. }) => continue,
+                _ => return last,
+            }
+        }
+        last
     }
 
     /// Authenticate `Authorization: Bearer <token>` and check that the

@@ -13,8 +13,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use idsync_schema::csv_format::Blanks;
-use idsync_schema::{Asset, CertificateProfile, Group, Kind, Source, Status, User};
+use idsync_schema::{
+    Asset, Certificate, CertificateProfile, EnrollmentRequest, Group, Kind, Source, Status, User,
+};
 
+use crate::certs::client as certs;
 use crate::config::{parse_delimiter, Config};
 use crate::import::{import_file, FileOutcome, ImportResult, ReportFiles};
 use crate::reconcile::Reconciler;
@@ -47,6 +50,8 @@ pub enum KindArg {
     Groups,
     Assets,
     Profiles,
+    Requests,
+    Certificates,
 }
 
 impl From<KindArg> for Kind {
@@ -56,6 +61,8 @@ impl From<KindArg> for Kind {
             KindArg::Groups => Kind::Group,
             KindArg::Assets => Kind::Asset,
             KindArg::Profiles => Kind::Profile,
+            KindArg::Requests => Kind::Request,
+            KindArg::Certificates => Kind::Certificate,
         }
     }
 }
@@ -140,6 +147,31 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::connect::http::ConnectorsCommand,
     },
+    /// Certificate profiles of the running daemon.
+    Profiles {
+        #[command(subcommand)]
+        command: crate::certs::client::ProfilesCommand,
+    },
+    /// Assign a certificate profile to an asset; list its certificates.
+    Assets {
+        #[command(subcommand)]
+        command: crate::certs::client::AssetsCommand,
+    },
+    /// Enroll a certificate: upload a CSR (p10) or get a PKCS#12 (p12).
+    Enroll {
+        #[command(subcommand)]
+        command: crate::certs::client::EnrollCommand,
+    },
+    /// Enrollment requests: list, approve, reject, download.
+    Requests {
+        #[command(subcommand)]
+        command: crate::certs::client::RequestsCommand,
+    },
+    /// Issued certificates: show, download, confirm installation.
+    Certificates {
+        #[command(subcommand)]
+        command: crate::certs::client::CertificatesCommand,
+    },
 }
 
 /// Run the command line; the process exit status.
@@ -208,7 +240,7 @@ pub fn open(cfg: &Config) -> Result<Arc<Reconciler>> {
 pub fn sync_profiles(rec: &Reconciler, cfg: &Config) -> Result<()> {
     let mut tx = rec.begin(Source::Api, Actor::config("config"));
     for p in &cfg.profiles {
-        tx.upsert_profile(&p.name, &p.protocol, p.state)
+        tx.upsert_profile(p)
             .with_context(|| format!("certificate profile {:?} of the configuration", p.name))?;
     }
     tx.commit()?;
@@ -245,6 +277,13 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Connectors { command } => crate::connect::http::run(&cfg, command),
+        Command::Profiles { command } => certs::run(&cfg, certs::Command::Profiles(command)),
+        Command::Assets { command } => certs::run(&cfg, certs::Command::Assets(command)),
+        Command::Enroll { command } => certs::run(&cfg, certs::Command::Enroll(command)),
+        Command::Requests { command } => certs::run(&cfg, certs::Command::Requests(command)),
+        Command::Certificates { command } => {
+            certs::run(&cfg, certs::Command::Certificates(command))
+        }
         Command::CheckConfig => {
             println!(
                 "configuration is valid: data_dir={}, store.engine={:?}, {} certificate profiles",
@@ -267,8 +306,11 @@ fn run(cli: Cli) -> Result<u8> {
             ref report,
         } => {
             let kind = Kind::from(kind);
-            if kind == Kind::Profile {
-                bail!("profiles come from the configuration file, not from CSV");
+            if !matches!(kind, Kind::User | Kind::Group | Kind::Asset) {
+                bail!(
+                    "only users, groups and assets come from CSV files ({} come from the configuration and the admin API)",
+                    kind.plural()
+                );
             }
             let mut opts = cfg.import_options(kind);
             opts.application = application.clone();
@@ -336,6 +378,12 @@ fn run(cli: Cli) -> Result<u8> {
                 Kind::Profile => store
                     .find::<CertificateProfile>(kind, key)?
                     .map(|p| serde_json::to_string_pretty(&p)),
+                Kind::Request => store
+                    .find::<EnrollmentRequest>(kind, key)?
+                    .map(|r| serde_json::to_string_pretty(&r)),
+                Kind::Certificate => store
+                    .find::<Certificate>(kind, key)?
+                    .map(|c| serde_json::to_string_pretty(&c)),
             };
             match json {
                 Some(j) => {
@@ -480,6 +528,22 @@ fn list(store: &Store, kind: Kind, format: Format) -> Result<()> {
         Kind::Profile => each!(CertificateProfile, |p: &CertificateProfile| format!(
             "{}\t{}\t{}\t{:?}",
             p.id, p.name, p.protocol, p.state
+        )),
+        Kind::Request => each!(EnrollmentRequest, |r: &EnrollmentRequest| format!(
+            "{}\t{}\t{}\t{}\t{}",
+            r.id, r.status, r.protocol, r.profile, r.requester
+        )),
+        Kind::Certificate => each!(Certificate, |c: &Certificate| format!(
+            "{}\t{}\t{}\t{}\t{}",
+            c.id,
+            c.serial,
+            c.subject,
+            c.not_after,
+            if c.installed.is_some() {
+                "installed"
+            } else {
+                "-"
+            }
         )),
     }
     if format == Format::Json {

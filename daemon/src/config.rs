@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use idsync_schema::csv_format::Blanks;
 use idsync_schema::rules::ExcludeLists;
-use idsync_schema::{ProfileState, Status, UserRules};
+use idsync_schema::{ProfileSettings, Status, UserRules};
 use serde::{Deserialize, Serialize};
 
 use crate::import::ImportOptions;
@@ -28,8 +28,12 @@ pub struct Config {
     pub store: StoreConfig,
     pub users: UsersConfig,
     pub import: ImportConfig,
-    /// Certificate profiles known to idsync (assets naming one are `active`).
-    pub profiles: Vec<ProfileConfig>,
+    /// Certificate profiles defined in the file (more can be made through
+    /// the admin API); assets naming an active one are `active`.
+    pub profiles: Vec<ProfileSettings>,
+    /// The local certificate authority (`[ca]`, docs/certificates.md).
+    pub ca: idsync_connectors::ca::LocalCaConfig,
+    pub enrollment: EnrollmentConfig,
     pub log: LogConfig,
     pub folders: FoldersConfig,
     pub admin: AdminConfig,
@@ -50,6 +54,8 @@ impl Default for Config {
             users: UsersConfig::default(),
             import: ImportConfig::default(),
             profiles: Vec::new(),
+            ca: Default::default(),
+            enrollment: EnrollmentConfig::default(),
             log: LogConfig::default(),
             folders: FoldersConfig::default(),
             admin: AdminConfig::default(),
@@ -157,15 +163,24 @@ impl Default for ImportConfig {
     }
 }
 
-/// `[[profiles]]`
+/// `[enrollment]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProfileConfig {
-    pub name: String,
-    /// `p10`, `p12`, `acme` or `scep`.
-    pub protocol: String,
-    #[serde(default)]
-    pub state: ProfileState,
+#[serde(default, deny_unknown_fields)]
+pub struct EnrollmentConfig {
+    /// Threads that generate P12 keys at most at once (RSA takes up to a
+    /// second per key: more would starve the rest of the daemon).
+    pub keygen_threads: usize,
+    /// Enrollment requests listed at most per `requests list` answer.
+    pub max_listed: usize,
+}
+
+impl Default for EnrollmentConfig {
+    fn default() -> Self {
+        Self {
+            keygen_threads: 2,
+            max_listed: 1000,
+        }
+    }
 }
 
 /// `[log]`
@@ -331,14 +346,8 @@ impl Config {
         }
         let mut names = std::collections::BTreeSet::new();
         for p in &self.profiles {
-            if !["p10", "p12", "acme", "scep"].contains(&p.protocol.as_str()) {
-                return Err(invalid(
-                    "profiles.protocol",
-                    format!(
-                        "profile {:?}: `{}` is not p10, p12, acme or scep",
-                        p.name, p.protocol
-                    ),
-                ));
+            if let Err(e) = p.check() {
+                return Err(invalid("profiles", e.to_string()));
             }
             if !names.insert(p.name.to_lowercase()) {
                 return Err(invalid(
@@ -346,6 +355,9 @@ impl Config {
                     format!("profile {:?} is defined twice", p.name),
                 ));
             }
+        }
+        if self.enrollment.keygen_threads == 0 {
+            return Err(invalid("enrollment.keygen_threads", "must be at least 1"));
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(invalid("log.format", "must be `text` or `json`"));
@@ -395,7 +407,7 @@ impl Config {
                 ));
             }
             for r in &t.roles {
-                if !["monitor", "read", "write", "admin"].contains(&r.as_str()) {
+                if crate::auth::Role::parse(r).is_none() {
                     return Err(invalid(
                         "tokens.roles",
                         format!("token {:?}: unknown role `{r}`", t.name),
@@ -534,7 +546,13 @@ mod tests {
         let err = load_str("[[profiles]]\nname = \"a\"\nprotocol = \"x\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("not p10"), "{err}");
+        assert!(err.contains("`x` is not p10, p12, acme or scep"), "{err}");
+        let err = load_str(
+            "[[profiles]]\nname = \"a\"\nprotocol = \"p10\"\n[profiles.domain_policy]\nnames = [\"a b\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("\"a b\""), "{err}");
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! idsync: a directory sync daemon. This crate owns the store, the
-//! reconciler (the one write path), CSV import and the CLI.
+//! reconciler (the one write path), CSV import, SCIM, enrollment and the
+//! CLI.
 //!
-//! Data flows one way: source (CSV file, later SCIM and the admin API) →
+//! Data flows one way: source (CSV file, SCIM, the admin API) →
 //! [`reconcile`] → [`store`] + change log → connectors.
 
 pub mod admin;
 pub mod auth;
+pub mod certs;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod connect;
 pub mod http;
@@ -18,3 +21,4 @@ pub mod scim;
 pub mod sd_notify;
 pub mod serve;
 pub mod store;
+pub mod writer;

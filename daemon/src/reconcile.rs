@@ -19,8 +19,9 @@ use std::thread::JoinHandle;
 
 use idsync_schema::rules::MAX_GROUPS;
 use idsync_schema::{
-    Asset, AssetInput, AssetState, CertificateProfile, Field, Group, GroupInput, Kind, Meta,
-    ProfileState, Rule, Source, Status, User, UserInput, UserRules, Violation,
+    Asset, AssetInput, AssetState, Certificate, CertificateProfile, EnrollmentRequest, Field,
+    Group, GroupInput, Kind, Meta, ProfileSettings, ProfileState, Rule, Source, Status, User,
+    UserInput, UserRules, Violation,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -193,6 +194,38 @@ impl Stored for CertificateProfile {
     }
     fn index_keys(&self) -> Vec<Vec<u8>> {
         vec![Index::ProfileName.key(&self.name)]
+    }
+}
+
+impl Stored for EnrollmentRequest {
+    const KIND: Kind = Kind::Request;
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn index_keys(&self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
+}
+
+impl Stored for Certificate {
+    const KIND: Kind = Kind::Certificate;
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn index_keys(&self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
+    fn marker_keys(&self) -> Vec<Vec<u8>> {
+        self.asset
+            .iter()
+            .map(|a| keys::certificate_of_asset(*a, self.id))
+            .collect()
     }
 }
 
@@ -409,6 +442,12 @@ impl<'r> Tx<'r> {
         }
         self.next_seq = sp.next_seq;
         self.events = sp.events;
+    }
+
+    /// Record the changes that follow as coming from `source` (a shared
+    /// batch of the writer mixes sources).
+    pub fn set_source(&mut self, source: Source) {
+        self.source = source;
     }
 
     /// Record the changes that follow as made by `actor` (each request of
@@ -861,55 +900,133 @@ impl<'r> Tx<'r> {
         Ok(self.write(existing.as_ref(), asset)?)
     }
 
+    /// The profile named `name` (any case), as this transaction sees it.
+    pub fn profile(&self, name: &str) -> Result<Option<CertificateProfile>, StoreError> {
+        match self.lookup(Index::ProfileName, name)? {
+            Some(id) => self.load(id),
+            None => Ok(None),
+        }
+    }
+
     /// Create or update a certificate profile, then move the assets that
     /// name it between `pending` and `active`.
-    pub fn upsert_profile(
-        &mut self,
-        name: &str,
-        protocol: &str,
-        state: ProfileState,
-    ) -> Result<Outcome, WriteError> {
-        let none = Default::default();
-        idsync_schema::rules::check_string("name", name, &none)?;
-        if name.is_empty() {
-            return Err(Violation::new("name", name, Rule::Mandatory).into());
+    pub fn upsert_profile(&mut self, settings: &ProfileSettings) -> Result<Outcome, WriteError> {
+        if let Err(e) = settings.check() {
+            return Err(Violation::new(
+                "profile",
+                &settings.name,
+                Rule::Profile {
+                    reason: e.to_string(),
+                },
+            )
+            .into());
         }
-        let existing: Option<CertificateProfile> = match self.lookup(Index::ProfileName, name)? {
-            Some(id) => self.load(id)?,
-            None => None,
-        };
+        let existing = self.profile(&settings.name)?;
         let mut profile = existing.clone().unwrap_or_else(|| CertificateProfile {
             id: Uuid::now_v7(),
-            name: String::new(),
-            protocol: String::new(),
-            state,
+            settings: settings.clone(),
             source: self.source,
             meta: Meta::new(self.now),
         });
-        profile.name = name.to_owned();
-        profile.protocol = protocol.to_owned();
-        profile.state = state;
+        profile.settings = settings.clone();
         profile.source = self.source;
         let outcome = self.write(existing.as_ref(), profile)?;
-        if !matches!(outcome, Outcome::Unchanged(_)) {
-            let usable = state == ProfileState::Active;
-            for key in self.keys_under(&keys::assets_of_profile_prefix(name))? {
-                let Some(asset_id) = keys::trailing_id(&key) else {
-                    continue;
-                };
-                let Some(asset) = self.load::<Asset>(asset_id)? else {
-                    continue;
-                };
-                let mut new = asset.clone();
-                new.state = if usable {
-                    AssetState::Active
-                } else {
-                    AssetState::Pending
-                };
-                self.write(Some(&asset), new)?;
-            }
+        let was_usable = existing.is_some_and(|p| p.state == ProfileState::Active);
+        let usable = settings.state == ProfileState::Active;
+        if was_usable != usable {
+            self.set_state_of_assets(&settings.name, usable)?;
         }
         Ok(outcome)
+    }
+
+    /// Delete profile `name`; the assets naming it become `pending`. False
+    /// when there is none.
+    pub fn delete_profile(&mut self, name: &str) -> Result<bool, WriteError> {
+        let Some(profile) = self.profile(name)? else {
+            return Ok(false);
+        };
+        self.remove(&profile);
+        self.set_state_of_assets(&profile.name, false)?;
+        Ok(true)
+    }
+
+    /// Move the assets that name profile `name` to `active` (`usable`) or
+    /// `pending`.
+    fn set_state_of_assets(&mut self, name: &str, usable: bool) -> Result<(), StoreError> {
+        let state = if usable {
+            AssetState::Active
+        } else {
+            AssetState::Pending
+        };
+        for key in self.keys_under(&keys::assets_of_profile_prefix(name))? {
+            let Some(asset_id) = keys::trailing_id(&key) else {
+                continue;
+            };
+            let Some(asset) = self.load::<Asset>(asset_id)? else {
+                continue;
+            };
+            let mut new = asset.clone();
+            new.state = state;
+            self.write(Some(&asset), new)?;
+        }
+        Ok(())
+    }
+
+    /// Assign profile `profile` to asset `asset` (seed 000, "Assign
+    /// certificate profile"): the profile must exist and be active, and the
+    /// asset becomes `active`.
+    pub fn assign_profile(&mut self, asset: Uuid, profile: &str) -> Result<Outcome, WriteError> {
+        let Some(old) = self.load::<Asset>(asset)? else {
+            return Err(Violation::new("asset", &asset.to_string(), Rule::NotFound).into());
+        };
+        let Some(p) = self.profile(profile)? else {
+            return Err(Violation::new("certificateProfile", profile, Rule::NotFound).into());
+        };
+        if p.state != ProfileState::Active {
+            return Err(
+                Violation::new("certificateProfile", profile, Rule::ProfileInactive).into(),
+            );
+        }
+        let mut new = old.clone();
+        new.certificate_profile = Some(p.name.clone());
+        new.state = AssetState::Active;
+        new.source = self.source;
+        Ok(self.write(Some(&old), new)?)
+    }
+
+    /// The enrollment request with `id`, as this transaction sees it.
+    pub fn request(&self, id: Uuid) -> Result<Option<EnrollmentRequest>, StoreError> {
+        self.load(id)
+    }
+
+    /// The certificate with `id`, as this transaction sees it.
+    pub fn certificate(&self, id: Uuid) -> Result<Option<Certificate>, StoreError> {
+        self.load(id)
+    }
+
+    /// Store a new or changed enrollment request. A status change must be
+    /// one the state machine allows ([`idsync_schema::RequestStatus::may_become`]).
+    pub fn put_request(&mut self, new: EnrollmentRequest) -> Result<Outcome, WriteError> {
+        let old = self.load::<EnrollmentRequest>(new.id)?;
+        if let Some(old) = &old {
+            if old.status != new.status && !old.status.may_become(new.status) {
+                return Err(Violation::new(
+                    "status",
+                    new.status.as_str(),
+                    Rule::Transition {
+                        from: old.status.as_str().to_owned(),
+                    },
+                )
+                .into());
+            }
+        }
+        Ok(self.write(old.as_ref(), new)?)
+    }
+
+    /// Store a new or changed certificate.
+    pub fn put_certificate(&mut self, new: Certificate) -> Result<Outcome, WriteError> {
+        let old = self.load::<Certificate>(new.id)?;
+        Ok(self.write(old.as_ref(), new)?)
     }
 
     /// The user with `id`, as this transaction sees it.

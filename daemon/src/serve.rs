@@ -84,6 +84,7 @@ struct Daemon {
     root: PathBuf,
     rec: Arc<Reconciler>,
     metrics: Arc<Metrics>,
+    enrollment: Arc<crate::certs::Enrollment>,
     notifier: Option<Notifier>,
     stop: Arc<AtomicBool>,
     queue: VecDeque<Job>,
@@ -110,6 +111,7 @@ async fn serve(source: ConfigSource, cfg: Config) -> Result<()> {
     // an import.
     let connectors = crate::connect::start(crate::connect::build(&cfg.connectors)?, &rec);
     metrics.set_connectors(connectors.connectors.stats());
+    let enrollment = crate::certs::start(&cfg, &rec, &metrics)?;
     let auth = Arc::new(Auth::load(&cfg.tokens, &cfg.data_dir).context("loading the API tokens")?);
     let listen: std::net::SocketAddr = cfg.admin.listen.parse().context("admin.listen")?;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -123,6 +125,7 @@ async fn serve(source: ConfigSource, cfg: Config) -> Result<()> {
             auth: Arc::clone(&auth),
             max_body_bytes: cfg.admin.max_body_bytes,
             connectors: Some(Arc::clone(&connectors.connectors)),
+            enrollment: Some(Arc::clone(&enrollment)),
         }),
         shutdown_rx.clone(),
     ));
@@ -146,6 +149,7 @@ async fn serve(source: ConfigSource, cfg: Config) -> Result<()> {
         cfg: Arc::new(cfg),
         rec,
         metrics,
+        enrollment,
         notifier: Notifier::from_env(),
         stop: Arc::new(AtomicBool::new(false)),
         queue: VecDeque::new(),
@@ -485,6 +489,11 @@ impl Daemon {
                             != serde_json::to_value(&self.cfg.connectors).ok(),
                     ),
                     ("scim", new.scim != self.cfg.scim),
+                    (
+                        "ca",
+                        serde_json::to_value(&new.ca).ok()
+                            != serde_json::to_value(&self.cfg.ca).ok(),
+                    ),
                 ] {
                     if changed {
                         tracing::warn!(
@@ -496,6 +505,7 @@ impl Daemon {
                 if let Err(e) = crate::cli::sync_profiles(&self.rec, &new) {
                     tracing::error!("configuration reload: certificate profiles: {e:#}");
                 }
+                self.enrollment.set_file_profiles(&new);
                 let new_root = new.folders_root();
                 if new_root != self.root {
                     let _ = watcher.unwatch(&self.root);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use idsync::import::{import_file, ImportOptions, ReportFiles};
 use idsync::reconcile::{Reconciler, Settings};
 use idsync::store::{Actor, EngineKind, EngineOptions, Store};
-use idsync_schema::{Kind, ProfileState, Source};
+use idsync_schema::{Kind, ProfileSettings, Protocol, Source};
 
 #[test]
 fn a_writer_gets_in_while_a_large_import_runs() {
@@ -48,7 +48,7 @@ fn a_writer_gets_in_while_a_large_import_runs() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     let mut tx = rec.begin(Source::Api, Actor::config("test"));
-    tx.upsert_profile("web", "p12", ProfileState::Active)
+    tx.upsert_profile(&ProfileSettings::new("web", Protocol::P12))
         .unwrap();
     let ours = tx.commit().unwrap().head;
     let result = importer.join().unwrap();

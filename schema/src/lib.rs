@@ -7,14 +7,16 @@
 //! [`input`] types and run the same [`rules`], so a value refused over SCIM is
 //! refused in a CSV file with the same words.
 
+pub mod cert;
 pub mod csv_format;
 pub mod input;
 pub mod model;
 pub mod rules;
 
-pub use input::{AssetInput, Field, GroupInput, UserInput};
-pub use model::{
-    ActivationMail, Asset, AssetState, CertificateProfile, Group, Kind, Meta, ProfileState, Source,
-    Status, User,
+pub use cert::{
+    Certificate, CertificateData, CertificateProfile, DomainPolicy, EnrollmentRequest, KeyType,
+    ProfileSettings, ProfileState, Protocol, RequestStatus, Usage,
 };
+pub use input::{AssetInput, Field, GroupInput, UserInput};
+pub use model::{ActivationMail, Asset, AssetState, Group, Kind, Meta, Source, Status, User};
 pub use rules::{Rule, UserRules, Violation};

@@ -20,6 +20,10 @@ pub enum Kind {
     Group,
     Asset,
     Profile,
+    /// An enrollment request (P10, P12, …) and its approval.
+    Request,
+    /// An issued certificate.
+    Certificate,
 }
 
 impl Kind {
@@ -30,6 +34,8 @@ impl Kind {
             Kind::Group => "groups",
             Kind::Asset => "assets",
             Kind::Profile => "profiles",
+            Kind::Request => "requests",
+            Kind::Certificate => "certificates",
         }
     }
 }
@@ -199,29 +205,6 @@ pub struct Asset {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
     pub state: AssetState,
-    pub source: Source,
-    pub meta: Meta,
-}
-
-/// Whether a certificate profile may be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProfileState {
-    #[default]
-    Active,
-    Inactive,
-}
-
-/// A certificate profile, as far as assets need it: its name and whether it
-/// is usable. Enrollment settings join it with the certificate work.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CertificateProfile {
-    pub id: Uuid,
-    pub name: String,
-    /// `p10`, `p12`, `acme` or `scep`.
-    pub protocol: String,
-    pub state: ProfileState,
     pub source: Source,
     pub meta: Meta,
 }

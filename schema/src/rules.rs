@@ -61,6 +61,14 @@ pub enum Rule {
     FieldCount { expected: usize, found: usize },
     /// A control character (other than tab) inside a value.
     ControlCharacter,
+    /// The object named does not exist.
+    NotFound,
+    /// The certificate profile named is inactive.
+    ProfileInactive,
+    /// Certificate profile settings refused (the reason says which).
+    Profile { reason: String },
+    /// A request status change the state machine does not allow.
+    Transition { from: String },
 }
 
 impl fmt::Display for Rule {
@@ -94,6 +102,10 @@ impl fmt::Display for Rule {
                 write!(f, "must have {expected} fields, found {found}")
             }
             Rule::ControlCharacter => write!(f, "must not contain control characters"),
+            Rule::NotFound => write!(f, "does not exist"),
+            Rule::ProfileInactive => write!(f, "is an inactive certificate profile"),
+            Rule::Profile { reason } => write!(f, "is refused: {reason}"),
+            Rule::Transition { from } => write!(f, "cannot follow status {from}"),
         }
     }
 }

@@ -97,7 +97,7 @@ pub fn kind_config(cfg: &LdapConfig, kind: Kind) -> Option<&KindConfig> {
         Kind::User => &cfg.users,
         Kind::Group => &cfg.groups,
         Kind::Asset => &cfg.assets,
-        Kind::Profile => return None,
+        Kind::Profile | Kind::Request | Kind::Certificate => return None,
     };
     k.enabled.then_some(k)
 }

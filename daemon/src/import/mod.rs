@@ -225,7 +225,7 @@ fn parse_file(
         Kind::User => UserLayout::from_header(&first).map(Layout::Users),
         Kind::Group => GroupLayout::from_header(&first).map(Layout::Groups),
         Kind::Asset => Ok(Layout::Assets(AssetLayout::detect(&first))),
-        Kind::Profile => Err(LayoutError::Empty),
+        Kind::Profile | Kind::Request | Kind::Certificate => Err(LayoutError::Empty),
     };
     let layout = match layout {
         Ok(l) => l,

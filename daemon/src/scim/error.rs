@@ -130,6 +130,15 @@ impl From<StoreError> for ScimError {
     }
 }
 
+impl From<crate::writer::WriteFailed> for ScimError {
+    fn from(w: crate::writer::WriteFailed) -> Self {
+        match w {
+            crate::writer::WriteFailed::Stopping => Self::status(503, "idsync is stopping"),
+            crate::writer::WriteFailed::Internal(e) => Self::internal(&e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

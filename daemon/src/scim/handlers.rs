@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use hyper::Method;
-use idsync_schema::{Asset, Group, Kind, Status, User, UserRules};
+use idsync_schema::{Asset, Group, Kind, Source, Status, User, UserRules};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -20,11 +20,11 @@ use super::error::{ScimError, ScimType};
 use super::filter::{self, get_ci, AttrPath, Filter};
 use super::mapping::{self, etag, ASSET_SCHEMA, GROUP_SCHEMA, USER_SCHEMA};
 use super::patch;
-use super::writer::Writer;
 use super::ScimConfig;
 use crate::reconcile::{Reconciler, Tx, UserWrite};
 use crate::store::keys::{self, Index};
 use crate::store::{Actor, Store};
+use crate::writer::Writer;
 
 const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const SEARCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
@@ -248,12 +248,7 @@ fn parse_id(res: Res, id: &str) -> Result<Uuid, ScimError> {
 }
 
 fn actor(req: &Request) -> Actor {
-    Actor {
-        kind: "token".into(),
-        name: req.token.clone(),
-        digest: None,
-        line: None,
-    }
+    Actor::token(req.token.clone())
 }
 
 // ---------------------------------------------------------------- reading
@@ -1036,7 +1031,7 @@ async fn create(state: &Arc<State>, res: Res, req: &Request) -> Result<Response,
             input.validate(&rules(state))?;
             state
                 .writer
-                .run(actor(req), move |tx| {
+                .run::<_, ScimError, _>(Source::Scim, actor(req), move |tx| {
                     Ok(tx.create_user(input, &UserWrite::default())?.id())
                 })
                 .await?
@@ -1047,7 +1042,7 @@ async fn create(state: &Arc<State>, res: Res, req: &Request) -> Result<Response,
             let values = mapping::member_values(&body).unwrap_or_default();
             state
                 .writer
-                .run(actor(req), move |tx| {
+                .run::<_, ScimError, _>(Source::Scim, actor(req), move |tx| {
                     let id = tx.create_group(input)?.id();
                     let add = known_users(tx, &member_ids(&values), values.len())?;
                     if !add.is_empty() {
@@ -1065,7 +1060,7 @@ async fn create(state: &Arc<State>, res: Res, req: &Request) -> Result<Response,
             input.validate()?;
             state
                 .writer
-                .run(actor(req), move |tx| {
+                .run::<_, ScimError, _>(Source::Scim, actor(req), move |tx| {
                     if tx.lookup(Index::AssetName, &input.name)?.is_some() {
                         return Err(ScimError {
                             status: 409,
@@ -1119,7 +1114,7 @@ async fn replace(
             input.validate(&rules(state))?;
             state
                 .writer
-                .run(actor(req), move |tx| {
+                .run::<_, ScimError, _>(Source::Scim, actor(req), move |tx| {
                     let existing = tx.user(id)?.ok_or_else(missing)?;
                     check_if_match(&if_match, existing.meta.version)?;
                     tx.update_user(existing, input, &UserWrite::default())?;
@@ -1134,7 +1129,7 @@ async fn replace(
             let values = mapping::member_values(&body).unwrap_or_default();
             state
                 .writer
-                .run(actor(req), move |tx| {
+                .run::<_, ScimError, _>(Source::Scim, actor(req), move |tx| {
                     let existing = tx.group(id)?.ok_or_else(missing)?;
                     check_if_match(&if_match, existing.meta.version)?;
                     tx.update_group(existing, input)?;
@@ -1151,7 +1146,7 @@ async fn replace(
             input.validate()?;
             state
                 .writer
-                .run(actor(req), move |tx| {
+                .run::<_, ScimError, _>(Source::Scim, actor(req), move |tx| {
                     let existing = tx.asset(id)?.ok_or_else(missing)?;
                     check_if_match(&if_match, existing.meta.version)?;
                     tx.upsert_asset(input)?;
@@ -1185,7 +1180,7 @@ async fn patch_one(
             let rules = rules(state);
             state
                 .writer
-                .run(actor(req), move |tx| {
+                .run::<_, ScimError, _>(Source::Scim, actor(req), move |tx| {
                     let existing = tx.user(id)?.ok_or_else(missing)?;
                     check_if_match(&if_match, existing.meta.version)?;
                     let v = apply_all(mapping::user_to_json(&existing, &[], &base), &ops)?;
@@ -1201,7 +1196,7 @@ async fn patch_one(
             let (ops, members) = patch::split_members(ops, depth)?;
             state
                 .writer
-                .run(actor(req), move |tx| {
+                .run::<_, ScimError, _>(Source::Scim, actor(req), move |tx| {
                     let existing = tx.group(id)?.ok_or_else(missing)?;
                     check_if_match(&if_match, existing.meta.version)?;
                     if !ops.is_empty() {
@@ -1237,7 +1232,7 @@ async fn patch_one(
         Res::Asset => {
             state
                 .writer
-                .run(actor(req), move |tx| {
+                .run::<_, ScimError, _>(Source::Scim, actor(req), move |tx| {
                     let existing = tx.asset(id)?.ok_or_else(missing)?;
                     check_if_match(&if_match, existing.meta.version)?;
                     let v = apply_all(mapping::asset_to_json(&existing, &base), &ops)?;
@@ -1264,7 +1259,7 @@ async fn delete(
     let missing = move || ScimError::not_found(res.name(), &id.to_string());
     state
         .writer
-        .run(actor(req), move |tx| {
+        .run::<_, ScimError, _>(Source::Scim, actor(req), move |tx| {
             let version = match res {
                 Res::User => tx.user(id)?.map(|u| u.meta.version),
                 Res::Group => tx.group(id)?.map(|g| g.meta.version),
@@ -1434,7 +1429,7 @@ mod tests {
     use super::*;
     use crate::reconcile::Settings;
     use crate::store::{EngineKind, EngineOptions};
-    use idsync_schema::{GroupInput, Source, UserInput};
+    use idsync_schema::{GroupInput, UserInput};
 
     /// Equality filters on the indexed attributes are planned from an
     /// index (a candidate list, no scan); everything else needs a scan.

@@ -30,11 +30,11 @@ use anyhow::Context as _;
 
 use super::error::{ScimError, ScimType};
 use super::handlers::{self, State};
-use super::writer::Writer;
 use super::ScimConfig;
 use crate::auth::{Auth, Denied, Role};
 use crate::metrics::Metrics;
 use crate::reconcile::Reconciler;
+use crate::writer::Writer;
 
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -60,7 +60,7 @@ pub async fn start(
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the SCIM listener on {listen}"))?;
-    let (writer, thread) = Writer::start(Arc::clone(&rec), metrics, cfg.max_batch)
+    let (writer, thread) = Writer::start("scim", Arc::clone(&rec), metrics, cfg.max_batch)
         .context("starting the SCIM writer thread")?;
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => Some(super::tls::acceptor(cert, key).context("scim TLS")?),

@@ -7,7 +7,8 @@
 //!   hard on their own;
 //! - [`mapping`] and [`discovery`]: what idsync's objects look like in SCIM
 //!   and what the server says it supports;
-//! - [`writer`]: group commit into the reconciler, the one write path;
+//! - writes go through [`crate::writer`]: group commit into the reconciler,
+//!   the one write path;
 //! - [`handlers`]: the operations (CRUD, queries, PATCH, Bulk, ETags);
 //! - [`listener`] and [`tls`]: HTTP (hyper), optional TLS (rustls),
 //!   authentication, limits, shutdown.
@@ -20,7 +21,6 @@ pub mod listener;
 pub mod mapping;
 pub mod patch;
 pub mod tls;
-pub mod writer;
 
 use serde::{Deserialize, Serialize};
 

@@ -48,6 +48,16 @@ impl Actor {
         }
     }
 
+    /// A change asked for with an API token (SCIM, the admin API).
+    pub fn token(name: impl Into<String>) -> Self {
+        Self {
+            kind: "token".into(),
+            name: name.into(),
+            digest: None,
+            line: None,
+        }
+    }
+
     /// A change made by the config file (certificate profiles).
     pub fn config(path: impl Into<String>) -> Self {
         Self {

@@ -3,7 +3,7 @@
 //!
 //! | prefix | key | value |
 //! | --- | --- | --- |
-//! | `o/u/`, `o/g/`, `o/a/`, `o/p/` | object id (16 bytes, UUIDv7) | object JSON |
+//! | `o/u/`, `o/g/`, `o/a/`, `o/p/`, `o/r/`, `o/c/` | object id (16 bytes, UUIDv7) | object JSON (users, groups, assets, profiles, enrollment requests, certificates) |
 //! | `i/u/mail/` | lower-cased mail | user id |
 //! | `i/u/login/` | lower-cased loginName | user id |
 //! | `i/u/ext/` | externalId | user id |
@@ -12,6 +12,7 @@
 //! | `i/a/prof/` | lower-cased profile name, `0x00`, asset id | empty |
 //! | `i/p/name/` | lower-cased profile name | profile id |
 //! | `i/gm/` | group id, user id | empty (membership) |
+//! | `i/a/cert/` | asset id, certificate id | empty (the asset's certificates) |
 //! | `c/` | sequence number (u64 big-endian) | change event JSON |
 //! | `s/head` | — | last sequence number (u64 big-endian) |
 //! | `s/import/` | file digest (hex) | import progress JSON |
@@ -38,6 +39,8 @@ pub fn object_prefix(kind: Kind) -> &'static [u8] {
         Kind::Group => b"o/g/",
         Kind::Asset => b"o/a/",
         Kind::Profile => b"o/p/",
+        Kind::Request => b"o/r/",
+        Kind::Certificate => b"o/c/",
     }
 }
 
@@ -129,6 +132,18 @@ pub fn assets_of_profile_prefix(name: &str) -> Vec<u8> {
 pub fn asset_of_profile(name: &str, asset: Uuid) -> Vec<u8> {
     let mut k = assets_of_profile_prefix(name);
     k.extend_from_slice(asset.as_bytes());
+    k
+}
+
+/// Prefix of the certificates issued for `asset`.
+pub fn certificates_of_asset_prefix(asset: Uuid) -> Vec<u8> {
+    join(b"i/a/cert/", asset.as_bytes())
+}
+
+/// Marks `certificate` as issued for `asset`.
+pub fn certificate_of_asset(asset: Uuid, certificate: Uuid) -> Vec<u8> {
+    let mut k = certificates_of_asset_prefix(asset);
+    k.extend_from_slice(certificate.as_bytes());
     k
 }
 

@@ -99,7 +99,8 @@ impl Store {
     }
 
     /// One object by its natural key: users by mail, loginName or id; groups
-    /// by displayName or id; assets by name or id.
+    /// by displayName or id; assets by name or id; profiles by name or id;
+    /// requests and certificates by id.
     pub fn find<T: DeserializeOwned>(
         &self,
         kind: Kind,
@@ -115,6 +116,7 @@ impl Store {
             Kind::Group => &[Index::GroupName, Index::GroupExternalId],
             Kind::Asset => &[Index::AssetName],
             Kind::Profile => &[Index::ProfileName],
+            Kind::Request | Kind::Certificate => &[],
         };
         for index in indexes {
             if let Some(id) = self.lookup(*index, key)? {

@@ -1,11 +1,12 @@
-//! Group commit for SCIM writes.
+//! Group commit for writes that come one request at a time (SCIM, the
+//! enrollment API).
 //!
 //! One thread owns the write side: it takes every request waiting in its
 //! queue, applies them in one reconciler transaction (each behind a
 //! savepoint, so a refused request leaves no trace and does not spoil the
 //! others), commits once — one fsync for the lot — and only then answers
 //! each request. Concurrent writers thus share commits instead of paying an
-//! fsync each, and a 201 is never sent for a change that is not durable.
+//! fsync each, and a success is never sent for a change that is not durable.
 //!
 //! A dedicated thread, not a task: `Reconciler::begin` blocks while a CSV
 //! import holds the writer lock, and must not stall the async runtime.
@@ -17,15 +18,31 @@ use std::thread::JoinHandle;
 use idsync_schema::Source;
 use tokio::sync::{mpsc, oneshot};
 
-use super::error::ScimError;
 use crate::metrics::Metrics;
 use crate::reconcile::{Reconciler, Tx};
 use crate::store::Actor;
 
-type Output = Result<Box<dyn Any + Send>, ScimError>;
-type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Output + Send>;
+/// Why a job got no answer of its own: the error type of a job says how
+/// each reads to its client.
+#[derive(Debug, Clone)]
+pub enum WriteFailed {
+    /// The daemon is stopping.
+    Stopping,
+    /// The job panicked, or the shared commit failed.
+    Internal(String),
+}
+
+type Boxed = Box<dyn Any + Send>;
+/// A job's own error is boxed too: the thread only needs to know it failed.
+enum Failure {
+    Job(Boxed),
+    Writer(WriteFailed),
+}
+type Output = Result<Boxed, Failure>;
+type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Result<Boxed, Boxed> + Send>;
 
 struct Request {
+    source: Source,
     actor: Actor,
     job: Job,
     reply: oneshot::Sender<Output>,
@@ -39,35 +56,51 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Start the writer thread. At most `max_batch` requests share a commit.
+    /// Start the writer thread (`name` shows in `top -H`). At most
+    /// `max_batch` requests share a commit.
     pub fn start(
+        name: &str,
         rec: Arc<Reconciler>,
         metrics: Arc<Metrics>,
         max_batch: usize,
     ) -> std::io::Result<(Self, JoinHandle<()>)> {
         let (queue, rx) = mpsc::channel(max_batch.max(1) * 4);
         let handle = std::thread::Builder::new()
-            .name("idsync-scim-writer".into())
+            .name(format!("idsync-{name}-writer"))
             .spawn(move || run(rec, metrics, rx, max_batch.max(1)))?;
         Ok((Self { queue }, handle))
     }
 
-    /// Apply `job` in the next shared transaction as `actor`; returns once
-    /// its commit is durable (or the job or the commit failed).
-    pub async fn run<T, F>(&self, actor: Actor, job: F) -> Result<T, ScimError>
+    /// Apply `job` in the next shared transaction as `actor` from
+    /// `source`; returns once its commit is durable (or the job or the
+    /// commit failed).
+    pub async fn run<T, E, F>(&self, source: Source, actor: Actor, job: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Tx<'_>) -> Result<T, ScimError> + Send + 'static,
+        E: From<WriteFailed> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |tx| job(tx).map(|t| Box::new(t) as Box<dyn Any + Send>));
-        let stopped = || ScimError::status(503, "idsync is stopping");
+        let job: Job = Box::new(move |tx| {
+            job(tx)
+                .map(|t| Box::new(t) as Boxed)
+                .map_err(|e| Box::new(e) as Boxed)
+        });
+        let stopped = || E::from(WriteFailed::Stopping);
         self.queue
-            .send(Request { actor, job, reply })
+            .send(Request {
+                source,
+                actor,
+                job,
+                reply,
+            })
             .await
             .map_err(|_| stopped())?;
-        let out = answer.await.map_err(|_| stopped())??;
-        Ok(*out.downcast::<T>().expect("the job's own type"))
+        match answer.await.map_err(|_| stopped())? {
+            Ok(out) => Ok(*out.downcast::<T>().expect("the job's own type")),
+            Err(Failure::Job(e)) => Err(*e.downcast::<E>().expect("the job's own error type")),
+            Err(Failure::Writer(w)) => Err(E::from(w)),
+        }
     }
 }
 
@@ -86,18 +119,21 @@ fn run(
                 Err(_) => break,
             }
         }
-        let mut tx = rec.begin(Source::Scim, Actor::default());
+        let mut tx = rec.begin(batch[0].source, Actor::default());
         let mut answers = Vec::with_capacity(batch.len());
         for req in batch.drain(..) {
+            tx.set_source(req.source);
             tx.set_actor(req.actor);
             let sp = tx.savepoint();
             let job = req.job;
             let out = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)))
             {
-                Ok(out) => out,
+                Ok(out) => out.map_err(Failure::Job),
                 Err(_) => {
-                    tracing::error!("a SCIM write panicked; it is refused");
-                    Err(ScimError::status(500, "internal error"))
+                    tracing::error!("a write panicked; it is refused");
+                    Err(Failure::Writer(WriteFailed::Internal(
+                        "internal error".into(),
+                    )))
                 }
             };
             if out.is_err() {
@@ -113,7 +149,7 @@ fn run(
                     requests,
                     events = committed.events,
                     micros = started.elapsed().as_micros() as u64,
-                    "SCIM group commit"
+                    "group commit"
                 );
                 if committed.events > 0 {
                     metrics.set_change_log_head(committed.head);
@@ -123,9 +159,9 @@ fn run(
                 }
             }
             Err(e) => {
-                let err = ScimError::internal(&e);
+                tracing::error!(error = %e, "a group commit failed; its requests are refused");
                 for (reply, _) in answers {
-                    let _ = reply.send(Err(err.clone()));
+                    let _ = reply.send(Err(Failure::Writer(WriteFailed::Internal(e.to_string()))));
                 }
             }
         }
@@ -136,6 +172,7 @@ fn run(
 mod tests {
     use super::*;
     use crate::reconcile::{Settings, UserWrite};
+    use crate::scim::error::ScimError;
     use crate::store::{EngineKind, EngineOptions, Store};
     use idsync_schema::{Kind, Status, User, UserInput};
 
@@ -197,26 +234,27 @@ mod tests {
             .build()
             .unwrap();
         let (writer, thread) =
-            Writer::start(Arc::clone(&rec), Arc::new(Metrics::new()), 64).unwrap();
+            Writer::start("test", Arc::clone(&rec), Arc::new(Metrics::new()), 64).unwrap();
         rt.block_on(async {
             let mut tasks = Vec::new();
             for i in 0..200 {
                 let w = writer.clone();
                 tasks.push(tokio::spawn(async move {
-                    w.run(Actor::default(), move |tx| {
-                        Ok(tx
-                            .create_user(user(&format!("u{i}@x.org")), &UserWrite::default())?
-                            .id())
+                    w.run(Source::Scim, Actor::default(), move |tx| {
+                        Ok::<_, ScimError>(
+                            tx.create_user(user(&format!("u{i}@x.org")), &UserWrite::default())?
+                                .id(),
+                        )
                     })
                     .await
                 }));
             }
             // A refused one in the middle does not disturb the others.
             let refused = writer
-                .run(Actor::default(), |tx| {
+                .run(Source::Scim, Actor::default(), |tx| {
                     tx.create_user(user("u0@x.org"), &UserWrite::default())?;
                     tx.create_user(user("u0@x.org"), &UserWrite::default())?;
-                    Ok(())
+                    Ok::<_, ScimError>(())
                 })
                 .await;
             assert_eq!(refused.unwrap_err().status, 409);
