@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::pin;
 use std::sync::Arc;
@@ -18,14 +18,11 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -390,65 +387,26 @@ pub fn client_token(from_env: Option<OsString>, data_dir: &Path) -> anyhow::Resu
     }
 }
 
-/// Where to connect to reach a daemon listening on `addr`: a wildcard
-/// address is reachable through loopback.
-fn client_target(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
-        }
-        _ => addr,
-    }
-}
-
 /// `GET /status` from the daemon listening on `addr`, as text for people.
 pub async fn status_over_http(addr: SocketAddr, token: &str) -> anyhow::Result<String> {
-    let target = client_target(addr);
-    // The error names no value: it would be the token.
-    let mut authorization = HeaderValue::from_str(&format!("Bearer {token}"))
-        .map_err(|_| anyhow!("the token has characters an HTTP header cannot carry"))?;
-    // Keeps it out of hyper's debug output and HPACK tables.
-    authorization.set_sensitive(true);
-    let req = Request::get(format!("http://{target}/status"))
-        .header(header::AUTHORIZATION, authorization)
-        .body(Empty::<Bytes>::new())
-        .context("building the /status request")?;
-
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(CLIENT_TIMEOUT));
-    let client = Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(connector);
-    let exchange = async {
-        let resp = client.request(req).await.map_err(|e| {
-            let what = if e.is_connect() {
-                format!(
-                    "cannot reach the idsync daemon at {target} \
-                     (is `idsync serve` running, with this admin.listen?)"
-                )
-            } else {
-                format!("asking the idsync daemon at {target} for its status")
-            };
-            anyhow::Error::new(e).context(what)
-        })?;
-        let status = resp.status();
-        let body = Limited::new(resp.into_body(), MAX_STATUS_BYTES)
-            .collect()
-            .await
-            .map_err(|e| anyhow!("reading the answer of the idsync daemon at {target}: {e}"))?
-            .to_bytes();
-        anyhow::Ok((status, body))
-    };
-    let (status, body) = tokio::time::timeout(CLIENT_TIMEOUT, exchange)
-        .await
-        .map_err(|_| {
-            anyhow!(
-                "the idsync daemon at {target} did not answer within {}s",
-                CLIENT_TIMEOUT.as_secs()
-            )
-        })??;
-    match status {
+    let client = crate::client::DaemonClient::with_token(addr, token)?;
+    let target = client.target();
+    let answer = tokio::time::timeout(
+        CLIENT_TIMEOUT,
+        client.call(Method::GET, "/status", None, Vec::new()),
+    )
+    .await
+    .map_err(|_| {
+        anyhow!(
+            "the idsync daemon at {target} did not answer within {}s",
+            CLIENT_TIMEOUT.as_secs()
+        )
+    })??;
+    let body = &answer.body;
+    if body.len() > MAX_STATUS_BYTES {
+        bail!("the answer of {target} is larger than a /status");
+    }
+    match answer.status {
         StatusCode::OK => {}
         StatusCode::UNAUTHORIZED => bail!(
             "the idsync daemon at {target} refused the token (401): \
@@ -462,7 +420,7 @@ pub async fn status_over_http(addr: SocketAddr, token: &str) -> anyhow::Result<S
             printable(String::from_utf8_lossy(&body[..body.len().min(200)]).trim())
         ),
     }
-    let doc: Value = serde_json::from_slice(&body)
+    let doc: Value = serde_json::from_slice(body)
         .with_context(|| format!("the answer of {target} is not the JSON of /status"))?;
     Ok(format_status(target, &doc))
 }

@@ -172,6 +172,10 @@ pub struct EnrollmentConfig {
     pub keygen_threads: usize,
     /// Enrollment requests listed at most per `requests list` answer.
     pub max_listed: usize,
+    /// PBKDF2 iterations protecting a P12 (key, certificates and MAC).
+    /// 2048 is OpenSSL 3's default; each costs CPU per file, and guessing
+    /// a password costs an attacker the same per try.
+    pub p12_iterations: u32,
 }
 
 impl Default for EnrollmentConfig {
@@ -179,6 +183,7 @@ impl Default for EnrollmentConfig {
         Self {
             keygen_threads: 2,
             max_listed: 1000,
+            p12_iterations: idsync_connectors::ca::P12_KDF_ITERATIONS,
         }
     }
 }
@@ -355,6 +360,12 @@ impl Config {
                     format!("profile {:?} is defined twice", p.name),
                 ));
             }
+        }
+        if self.enrollment.p12_iterations < 1000 {
+            return Err(invalid(
+                "enrollment.p12_iterations",
+                "must be at least 1000 (NIST SP 800-132)",
+            ));
         }
         if self.enrollment.keygen_threads == 0 {
             return Err(invalid("enrollment.keygen_threads", "must be at least 1"));

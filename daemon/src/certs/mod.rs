@@ -189,6 +189,7 @@ pub struct Enrollment {
     /// the API may not change those (the next reload would undo it).
     file_profiles: RwLock<BTreeSet<String>>,
     max_listed: usize,
+    p12_iterations: u32,
 }
 
 impl fmt::Debug for Enrollment {
@@ -245,6 +246,7 @@ impl Enrollment {
             keygen: Arc::new(Semaphore::new(cfg.enrollment.keygen_threads.max(1))),
             file_profiles: RwLock::new(BTreeSet::new()),
             max_listed: cfg.enrollment.max_listed,
+            p12_iterations: cfg.enrollment.p12_iterations,
         };
         svc.set_file_profiles(cfg);
         svc
@@ -517,7 +519,13 @@ impl Enrollment {
             .name
             .clone()
             .unwrap_or_else(|| profile.name.clone());
-        let p12 = ca::build_p12(&key, &issued, password.expose(), &alias)?;
+        let p12 = ca::build_p12_with_iterations(
+            &key,
+            &issued,
+            password.expose(),
+            &alias,
+            self.p12_iterations,
+        )?;
         drop(key);
         let mut done = self
             .record_issued(who, request, key_type, issued, None)

@@ -9,21 +9,18 @@
 //!   threshold): run a full reconcile, answer with what it did;
 //! - `GET /connectors/NAME/plan`: what a reconcile would do, changing nothing.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use clap::Subcommand;
-use http_body_util::{BodyExt as _, Empty, Full};
+use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper::{Method, Response, StatusCode};
 use serde_json::json;
 
 use super::Connectors;
+use crate::client::DaemonClient;
 use crate::config::Config;
 
 /// Exit status: the reconcile stopped at the deletion threshold.
@@ -32,7 +29,6 @@ pub const EXIT_THRESHOLD: u8 = 5;
 const REFUSED: &str = "reconcile refused: ";
 /// A reconcile of a large directory takes a while.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `idsync connectors …`
 #[derive(Debug, Subcommand)]
@@ -132,37 +128,6 @@ fn plan_json(p: &idsync_connectors::Plan) -> serde_json::Value {
 }
 
 /// Send one request to the daemon; the status and the JSON answer.
-async fn request(
-    addr: SocketAddr,
-    token: &str,
-    method: Method,
-    path: &str,
-) -> Result<(StatusCode, serde_json::Value), hyper_util::client::legacy::Error> {
-    let mut authorization =
-        HeaderValue::from_str(&format!("Bearer {token}")).expect("checked by the caller");
-    authorization.set_sensitive(true);
-    let req = Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"))
-        .header(header::AUTHORIZATION, authorization)
-        .body(Empty::<Bytes>::new())
-        .expect("a valid request");
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    let client = Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(connector);
-    let resp = client.request(req).await?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let json = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| json!({"error": String::from_utf8_lossy(&body).trim().to_owned()}));
-    Ok((status, json))
-}
-
 /// Print a plan or a reconcile: the LDIF on stdout, the counts on stderr.
 fn print_ops(v: &serde_json::Value, what: &str) {
     print!("{}", v["text"].as_str().unwrap_or(""));
@@ -189,26 +154,12 @@ pub fn run(cfg: &Config, cmd: ConnectorsCommand) -> anyhow::Result<u8> {
     if !cfg.connectors.iter().any(|c| c.name() == name) {
         bail!("no connector named {name:?} in the configuration");
     }
-    let addr: SocketAddr = cfg
-        .admin
-        .listen
-        .parse()
-        .with_context(|| format!("admin.listen `{}`", cfg.admin.listen))?;
-    let addr = match addr.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
-        }
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), addr.port())
-        }
-        _ => addr,
-    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
-        let token = crate::admin::client_token(std::env::var_os("IDSYNC_TOKEN"), &cfg.data_dir);
+        let client = DaemonClient::new(cfg);
         let (method, path) = match &cmd {
             ConnectorsCommand::Retry { name } => (Method::POST, format!("/connectors/{name}/retry")),
             ConnectorsCommand::Reconcile { name, force } => (
@@ -217,27 +168,26 @@ pub fn run(cfg: &Config, cmd: ConnectorsCommand) -> anyhow::Result<u8> {
             ),
             ConnectorsCommand::Plan { name } => (Method::GET, format!("/connectors/{name}/plan")),
         };
-        let answer = match &token {
-            Ok(t) if HeaderValue::from_str(&format!("Bearer {t}")).is_ok() => {
-                match tokio::time::timeout(CLIENT_TIMEOUT, request(addr, t, method, &path)).await {
-                    Ok(Ok(a)) => Some(a),
-                    Ok(Err(e)) if e.is_connect() => None,
-                    Ok(Err(e)) => return Err(anyhow!(e).context(format!("asking the idsync daemon at {addr}"))),
-                    Err(_) => bail!("the idsync daemon at {addr} did not answer in time"),
-                }
-            }
-            _ => None,
+        let answer = match &client {
+            Ok(c) => match tokio::time::timeout(CLIENT_TIMEOUT, c.call(method, &path, None, Vec::new())).await {
+                Ok(Ok(a)) => Some(a),
+                Ok(Err(e)) if crate::client::is_unreachable(&e) => None,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => bail!("the idsync daemon at {} did not answer in time", c.target()),
+            },
+            Err(_) => None,
         };
-        let Some((status, v)) = answer else {
+        let Some(answer) = answer else {
             // No daemon: a plan can be made from the store directly.
             if let ConnectorsCommand::Plan { name } = &cmd {
                 return plan_offline(cfg, name).await;
             }
-            match token {
+            match client {
                 Err(e) => return Err(e),
-                Ok(_) => bail!("cannot reach the idsync daemon at {addr} (is `idsync serve` running?)"),
+                Ok(c) => return Err(crate::client::Unreachable(c.target()).into()),
             }
         };
+        let (status, v) = (answer.status, answer.json());
         let error = v["error"].as_str().unwrap_or("").to_owned();
         match (status, &cmd) {
             (StatusCode::OK, ConnectorsCommand::Retry { .. }) => {
