@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::event::Event;
 use crate::ldap::{LdapConfig, LdapConnector};
+use crate::webhook::{WebhookConfig, WebhookConnector};
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -170,10 +171,15 @@ impl Default for DeliveryConfig {
 }
 
 /// One `[[connectors]]` entry, by `type`.
+// Read once at start and kept in a short list: the size of the LDAP
+// variant costs nothing worth a `Box` and its `**` at every use.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ConnectorConfig {
     Ldap(LdapConfig),
+    /// An HTTP POST per change (approvers' notification).
+    Webhook(WebhookConfig),
 }
 
 impl ConnectorConfig {
@@ -181,6 +187,7 @@ impl ConnectorConfig {
     pub fn name(&self) -> &str {
         match self {
             ConnectorConfig::Ldap(c) => &c.name,
+            ConnectorConfig::Webhook(c) => &c.name,
         }
     }
 
@@ -198,6 +205,7 @@ impl ConnectorConfig {
         }
         match self {
             ConnectorConfig::Ldap(c) => c.check(),
+            ConnectorConfig::Webhook(c) => c.check(),
         }
     }
 
@@ -206,6 +214,7 @@ impl ConnectorConfig {
         self.check()?;
         match self {
             ConnectorConfig::Ldap(c) => Ok(Arc::new(LdapConnector::new(c.clone())?)),
+            ConnectorConfig::Webhook(c) => Ok(Arc::new(WebhookConnector::new(c.clone())?)),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! What idsync pushes its change log to: the [`Connector`] trait that every
-//! peer implements, and one module per peer (LDAP first).
+//! peer implements, and one module per peer (LDAP first, then a webhook).
 //!
 //! Why a crate of its own: connectors are consumers of the change log and
 //! nothing else. This crate does not depend on the daemon; the daemon hands
@@ -11,6 +11,7 @@ pub mod ca;
 pub mod connector;
 pub mod event;
 pub mod ldap;
+pub mod webhook;
 
 pub use connector::{
     Applied, BoxFuture, Connector, ConnectorConfig, ConnectorError, Delivery, DeliveryConfig,

@@ -6,7 +6,7 @@
 //! P12 adds key generation (RSA on the bounded blocking pool) and the
 //! PKCS#12 file (PBKDF2 at `enrollment.p12_iterations`, 2048 by default).
 //!
-//! `cargo bench -p idsync --bench enroll [-- --runs 3 --seconds 5 --concurrency 64]`
+//! `cargo bench -p idsync --bench enroll [-- --runs 3 --seconds 5 --concurrency 64 --only p12 --p12-iterations 2048]`
 //!
 //! Each figure is the median of `--runs` timed runs, each after a short
 //! warm-up, with `--concurrency` enrollments in flight (as many HTTP
@@ -32,6 +32,8 @@ struct Args {
     concurrency: usize,
     /// Only the figures whose name contains this (`p10`, `p12 rsa`, …).
     only: Option<String>,
+    /// `enrollment.p12_iterations` (default 2048).
+    p12_iterations: u32,
 }
 
 fn args() -> Args {
@@ -40,6 +42,7 @@ fn args() -> Args {
         seconds: 5,
         concurrency: 64,
         only: None,
+        p12_iterations: idsync_connectors::ca::P12_KDF_ITERATIONS,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -54,6 +57,7 @@ fn args() -> Args {
             "--seconds" => a.seconds = number() as u64,
             "--concurrency" => a.concurrency = number(),
             "--only" => a.only = argv.get(i + 1).map(|v| v.to_lowercase()),
+            "--p12-iterations" => a.p12_iterations = number() as u32,
             _ => {} // cargo bench passes `--bench`
         }
         i += 1;
@@ -69,11 +73,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 const ASSET: &str = "bench.example.org";
 
 /// A data dir with the two profiles and one asset per profile.
-fn setup(dir: &std::path::Path) -> (Arc<Enrollment>, tokio::runtime::Runtime) {
+fn setup(dir: &std::path::Path, p12_iterations: u32) -> (Arc<Enrollment>, tokio::runtime::Runtime) {
     let mut cfg = Config {
         data_dir: dir.to_path_buf(),
         ..Config::default()
     };
+    cfg.enrollment.p12_iterations = p12_iterations;
     let mut p10 = ProfileSettings::new("P10", Protocol::P10);
     p10.domain_policy.names = vec!["*.example.org".into()];
     cfg.profiles = vec![p10, ProfileSettings::new("P12", Protocol::P12)];
@@ -146,10 +151,10 @@ where
 fn main() {
     let a = args();
     let dir = tempfile::tempdir().expect("temp dir");
-    let (svc, rt) = setup(dir.path());
+    let (svc, rt) = setup(dir.path(), a.p12_iterations);
     println!(
-        "enrollment through the daemon's code path (store: redb, durable group commits); {} runs x {} s, {} in flight; medians",
-        a.runs, a.seconds, a.concurrency
+        "enrollment through the daemon's code path (store: redb, durable group commits); {} runs x {} s, {} in flight, P12 at {} PBKDF2 iterations; medians",
+        a.runs, a.seconds, a.concurrency, a.p12_iterations
     );
     println!(
         "{:<28} {:>12} {:>10} {:>10}",

@@ -1,7 +1,10 @@
 //! The admin HTTP listener: health, readiness, metrics and status for
-//! probes, Prometheus and `idsync status`.
+//! probes, Prometheus and `idsync status`; the connector routes
+//! ([`crate::connect::http`], admin role) and the enrollment API
+//! ([`crate::certs::http`], operator/approver/admin roles).
 //!
-//! Every route needs a bearer token with the monitor role (see [`crate::auth`]).
+//! Every route needs a bearer token with the right role (see
+//! [`crate::auth`]); health and metrics need the monitor role.
 //! The listener is small on purpose: HTTP/1.1 only, bodies bounded, headers
 //! bounded in time, connections bounded in number (they share the daemon's
 //! file descriptors with the folder watcher and the store).
@@ -515,6 +518,8 @@ mod tests {
     use super::*;
     use crate::config::TokenConfig;
     use crate::import::{FileOutcome, Summary};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
     use sha2::{Digest as _, Sha256};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 

@@ -30,6 +30,10 @@ pub fn idsync_bin() -> &'static Path {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         build.args(["build", "--quiet", "-p", "idsync", "--bin", "idsync"]);
+        // Inherited from `cargo test`, it is seen by build scripts that
+        // track it (ring's): they would rerun, and rebuild half the tree
+        // here and again at the next `cargo test`.
+        build.env_remove("CARGO_MANIFEST_DIR");
         if release {
             build.arg("--release");
         }

@@ -968,6 +968,32 @@ fn approvals_end_to_end() {
         ),
     );
 
+    // A request whose profile is gone by the time it is approved fails,
+    // with the reason.
+    let r = pki.put(
+        ADMIN,
+        "/profiles/Temp",
+        json!({"protocol": "p10", "requires_approval": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.error());
+    let r = pki.post(OPS, "/enroll/p10", json!({"profile": "Temp", "csr": pem}));
+    assert_eq!(r.status, 202, "{}", r.error());
+    let doomed = r.json()["request"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        pki.send("DELETE", Some(ADMIN), "/profiles/Temp", "", b"")
+            .status,
+        204
+    );
+    let r = pki.post(BOSS, &format!("/requests/{doomed}/approve"), json!({}));
+    assert_eq!(r.status, 409);
+    assert!(r.error().contains("failed"), "{}", r.error());
+    let failed = pki.get(BOSS, &format!("/requests/{doomed}")).json();
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["reason"].as_str().unwrap().contains("Temp"),
+        "{failed}"
+    );
+
     // "Workplace requests": search by status, asset, profile, requester.
     let ids = |q: &str| -> Vec<String> {
         pki.get(BOSS, &format!("/requests{q}"))
@@ -986,7 +1012,8 @@ fn approvals_end_to_end() {
         "newest first"
     );
     assert_eq!(ids("?profile=approved%20p12&requester=ops"), [id.as_str()]);
-    assert_eq!(ids("").len(), 4);
+    assert_eq!(ids("").len(), 5);
+    assert_eq!(ids("?status=failed"), [doomed.as_str()]);
     let o = pki.cli(OPS, &["requests", "list", "--status", "issued"]);
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).lines().count(),

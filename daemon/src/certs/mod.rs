@@ -715,7 +715,11 @@ impl Enrollment {
                     .await;
                 match outcome {
                     Ok(done) => Ok(done),
-                    Err(EnrollError::Invalid(reason) | EnrollError::Conflict(reason)) => {
+                    Err(
+                        EnrollError::Invalid(reason)
+                        | EnrollError::Conflict(reason)
+                        | EnrollError::NotFound(reason),
+                    ) => {
                         // The request was fine when made; the profile or
                         // asset changed since. It fails, with the reason.
                         self.fail(who, request, comment, &reason).await?;

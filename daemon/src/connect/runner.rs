@@ -366,22 +366,37 @@ impl Runner {
         if letters.is_empty() {
             return Ok("the dead-letter list is empty".into());
         }
+        // Each parked change as the log has it (its operation and changed
+        // attributes), with the object's current state.
         let mut events = Vec::new();
         for l in &letters {
-            let obj: Option<serde_json::Value> =
-                store.object(l.kind, l.id).map_err(|e| e.to_string())?;
-            events.push(Event {
-                seq: l.seq,
-                kind: l.kind,
-                id: l.id,
-                operation: if obj.is_some() {
-                    Operation::Updated
-                } else {
-                    Operation::Deleted
-                },
-                changed: vec!["groups".into()],
-                object: obj.unwrap_or(serde_json::Value::Null),
-            });
+            let logged = store
+                .changes(l.seq - 1, 2)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .find(|e| e.seq == l.seq);
+            let event = match logged {
+                Some(e) => to_event(e, store).map_err(|e| e.to_string())?,
+                // The log never loses an event; this only guards a store
+                // edited by hand.
+                None => {
+                    let obj: Option<serde_json::Value> =
+                        store.object(l.kind, l.id).map_err(|e| e.to_string())?;
+                    Event {
+                        seq: l.seq,
+                        kind: l.kind,
+                        id: l.id,
+                        operation: if obj.is_some() {
+                            Operation::Updated
+                        } else {
+                            Operation::Deleted
+                        },
+                        changed: Vec::new(),
+                        object: obj.unwrap_or(serde_json::Value::Null),
+                    }
+                }
+            };
+            events.push(event);
         }
         let view = StoreView {
             store,
