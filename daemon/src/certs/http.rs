@@ -213,8 +213,11 @@ pub async fn route(svc: Option<&Enrollment>, call: Call<'_>) -> Response<Full<By
     match dispatch(svc, &call).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::debug!(who = call.who, path = call.path, error = %e, "enrollment call refused");
-            error_response(&e)
+            let r = error_response(&e);
+            // Not the message: a JSON error can quote the body it failed
+            // on, and a P12 body holds a password. The client has it.
+            tracing::debug!(who = call.who, path = call.path, status = %r.status(), "enrollment call refused");
+            r
         }
     }
 }

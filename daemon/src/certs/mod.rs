@@ -495,7 +495,20 @@ impl Enrollment {
                 }
             )));
         }
-        self.make_p12(who, request, &password).await
+        match self.make_p12(who, request.clone(), &password).await {
+            Err(
+                EnrollError::Invalid(reason)
+                | EnrollError::Conflict(reason)
+                | EnrollError::NotFound(reason),
+            ) => {
+                // Approved when the profile allowed it; it no longer does.
+                self.fail(who, request, None, &reason).await?;
+                Err(EnrollError::Conflict(format!(
+                    "request {id} failed: {reason}"
+                )))
+            }
+            other => other,
+        }
     }
 
     async fn make_p12(
@@ -790,8 +803,14 @@ impl Enrollment {
         reason: &str,
     ) -> Result<(), EnrollError> {
         request.status = RequestStatus::Failed;
-        request.decided_by = Some(who.to_owned());
-        request.comment = comment;
+        // An approval that failed records its approver; a download that
+        // failed keeps the approver who said yes before.
+        if request.decided_by.is_none() {
+            request.decided_by = Some(who.to_owned());
+        }
+        if comment.is_some() {
+            request.comment = comment;
+        }
         request.reason = Some(reason.to_owned());
         let r = request.clone();
         self.write(who, move |tx| {
