@@ -400,3 +400,31 @@ fn a_grace_period_of_zero_days_deletes_at_the_next_reconcile() {
     assert!(slapd.entry(&dn("alice")).is_none());
     stop(d);
 }
+
+#[test]
+fn a_move_under_a_missing_ou_is_parked_and_says_so() {
+    let slapd = Slapd::start(false);
+    let (env, d) = start_with_alice_and_bob(
+        &slapd,
+        "[connectors.inactive_users]\naction = \"move\"\nou = \"ou=nowhere,{base_dn}\"\n",
+    );
+    deactivate_alice(&env);
+    wait_until("alice's change parked", WAIT, || {
+        status(&env).contains("1 parked")
+    });
+    assert!(slapd.entry(&dn("alice")).is_some(), "left where it was");
+    stop(d);
+    let mut errors = Vec::new();
+    env.store()
+        .scan(&keys::connector_dead_prefix("ldap"), |_, v| {
+            let l: serde_json::Value = serde_json::from_slice(v).unwrap();
+            errors.push(l["error"].as_str().unwrap().to_owned());
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains(&format!("under ou=nowhere,{BASE}: no such object")),
+        "{errors:?}"
+    );
+}

@@ -222,12 +222,27 @@ impl Inner {
                         d.dn
                     )))
                 }
-                // The entry vanished between the read and the write.
+                // A move under a parent that does not exist (the inactive
+                // policy's `ou` not created) is also "no such object":
+                // refused, so that it is parked with a message that names
+                // the parent instead of being retried for ever. An entry
+                // that really vanished is added by the next attempt.
                 Exec::Missing => {
+                    if let Op::Rename {
+                        new_superior: Some(parent),
+                        ..
+                    } = op
+                    {
+                        return Err(OpError::Refused(format!(
+                            "moving {} under {parent}: no such object (is {parent} there?)",
+                            op_dn(op)
+                        )));
+                    }
+                    // The entry vanished between the read and the write.
                     return Err(OpError::Transient(format!(
                         "{} vanished; retrying",
                         op_dn(op)
-                    )))
+                    )));
                 }
             }
         }
