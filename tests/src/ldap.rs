@@ -7,6 +7,10 @@
 //!
 //! Debian's `slapd` and `ldap-utils` must be installed (`scripts/test` does
 //! it); the package's own instance is left alone.
+//!
+//! [`Slapd::start_tls`] also gives it a certificate from a throwaway CA
+//! (made with `openssl` in the temporary directory) for StartTLS on the
+//! `ldap://` port and a second, `ldaps://` port.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -46,6 +50,8 @@ impl Entry {
 pub struct Slapd {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The `ldaps://` port, when started with [`Slapd::start_tls`].
+    pub tls_port: Option<u16>,
     child: Option<Child>,
 }
 
@@ -54,12 +60,34 @@ impl Slapd {
     /// `ou=devices`, `ou=inactive`). `durable` false turns fsync off
     /// (`olcDbNoSync`), about four times faster.
     pub fn start(durable: bool) -> Slapd {
+        Self::start_with(durable, false)
+    }
+
+    /// Like [`Slapd::start`], with TLS: a certificate for `localhost` and
+    /// `127.0.0.1` issued by a CA of its own ([`Slapd::ca_file`]), StartTLS
+    /// on [`Slapd::url`] and LDAPS on [`Slapd::ldaps_url`].
+    pub fn start_tls() -> Slapd {
+        Self::start_with(false, true)
+    }
+
+    fn start_with(durable: bool, tls: bool) -> Slapd {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
         std::fs::create_dir_all(d.join("slapd.d")).unwrap();
         std::fs::create_dir_all(d.join("db")).unwrap();
+        let tls_config = if tls {
+            make_certificates(d);
+            format!(
+                "olcTLSCACertificateFile: {}\nolcTLSCertificateFile: {}\nolcTLSCertificateKeyFile: {}\n",
+                d.join("ca.pem").display(),
+                d.join("server.pem").display(),
+                d.join("server.key").display()
+            )
+        } else {
+            String::new()
+        };
         let config = format!(
-            "dn: cn=config\nobjectClass: olcGlobal\ncn: config\nolcPidFile: {pid}\nolcSizeLimit: unlimited\n\n\
+            "dn: cn=config\nobjectClass: olcGlobal\ncn: config\nolcPidFile: {pid}\nolcSizeLimit: unlimited\n{tls_config}\n\
              dn: cn=module{{0}},cn=config\nobjectClass: olcModuleList\ncn: module{{0}}\nolcModulePath: /usr/lib/ldap\nolcModuleLoad: back_mdb\n\n\
              dn: cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: schema\n\n\
              include: file:///etc/ldap/schema/core.ldif\n\n\
@@ -91,6 +119,7 @@ impl Slapd {
         let mut s = Slapd {
             dir,
             port: crate::free_port(),
+            tls_port: tls.then(crate::free_port),
             child: None,
         };
         s.run();
@@ -109,12 +138,34 @@ impl Slapd {
         format!("ldap://127.0.0.1:{}", self.port)
     }
 
+    /// `ldaps://127.0.0.1:TLS_PORT` (started with [`Slapd::start_tls`]).
+    pub fn ldaps_url(&self) -> String {
+        format!(
+            "ldaps://127.0.0.1:{}",
+            self.tls_port.expect("started with start_tls")
+        )
+    }
+
+    /// The PEM of the CA that issued the server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The PEM of another CA, which issued nothing this server presents.
+    pub fn other_ca_file(&self) -> PathBuf {
+        self.dir.path().join("other-ca.pem")
+    }
+
     fn run(&mut self) {
         let d = self.dir.path();
+        let mut urls = format!("ldap://127.0.0.1:{}/", self.port);
+        if let Some(p) = self.tls_port {
+            urls.push_str(&format!(" ldaps://127.0.0.1:{p}/"));
+        }
         let child = Command::new("slapd")
             .args(["-d", "0", "-F"])
             .arg(d.join("slapd.d"))
-            .args(["-h", &format!("ldap://127.0.0.1:{}/", self.port)])
+            .args(["-h", &urls])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.join("slapd.log")).unwrap())
             .spawn()
@@ -176,9 +227,13 @@ impl Slapd {
 
     /// A `[[connectors]]` entry for this server, to extend with more keys.
     pub fn connector_toml(&self, name: &str) -> String {
+        self.connector_toml_at(name, &self.url())
+    }
+
+    /// A `[[connectors]]` entry for this server reached at `url`.
+    pub fn connector_toml_at(&self, name: &str, url: &str) -> String {
         format!(
-            "[[connectors]]\ntype = \"ldap\"\nname = \"{name}\"\nurl = \"{}\"\nbind_dn = \"{ROOT_DN}\"\npassword_file = \"{}\"\nbase_dn = \"{BASE}\"\n",
-            self.url(),
+            "[[connectors]]\ntype = \"ldap\"\nname = \"{name}\"\nurl = \"{url}\"\nbind_dn = \"{ROOT_DN}\"\npassword_file = \"{}\"\nbase_dn = \"{BASE}\"\n",
             self.password_file().display()
         )
     }
@@ -296,10 +351,116 @@ impl Slapd {
     }
 }
 
+/// An installation whose daemon pushes to the connectors of
+/// `connectors_toml` (from [`Slapd::connector_toml`], with any keys added),
+/// quick retries, and its admin listener on a free port.
+pub fn daemon_env(connectors_toml: &str) -> crate::Env {
+    crate::Env::with_config(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{}\"\n[folders]\nstable_ms = 50\n{connectors_toml}\n\
+         [connectors.delivery]\nbackoff_initial_ms = 20\nbackoff_max_ms = 300\n",
+        crate::free_port()
+    ))
+}
+
+/// `idsync ARGS` that must succeed: (stdout, stderr).
+pub fn run_ok(env: &crate::Env, args: &[&str]) -> (String, String) {
+    let out = env.run(args);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "idsync {args:?}: {stdout}{stderr}");
+    (stdout, stderr)
+}
+
+/// `idsync status` as text.
+pub fn status(env: &crate::Env) -> String {
+    String::from_utf8_lossy(&env.run(&["status"]).stdout).into_owned()
+}
+
 impl Drop for Slapd {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// In `dir`: `ca.pem` (a CA), `server.pem`/`server.key` (its certificate
+/// for `localhost` and 127.0.0.1, in the subjectAltName: rustls ignores the
+/// CN and refuses a certificate without SAN) and `other-ca.pem`, a CA that
+/// issued nothing here. P-256 keys: quick to make.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for ca in ["ca", "other-ca"] {
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=idsync test {ca}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+    }
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
 }
 
 /// Parse `ldapsearch -LLL -o ldif-wrap=no` output (base64 values decoded).

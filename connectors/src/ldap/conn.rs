@@ -123,7 +123,25 @@ impl Conn {
             .map_err(|e| transport(&format!("connecting to {target}"), e))?;
         let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.cfg.url)
             .await
-            .map_err(|e| transport(&format!("connecting to {}", self.cfg.url), e))?;
+            .map_err(|e| {
+                // rustls says which check failed ("UnknownIssuer", "NotValidForName");
+                // the operator also needs to know which key fixes it.
+                let text = e.to_string();
+                let hint = if !text.contains("invalid peer certificate") {
+                    String::new()
+                } else if text.contains("NotValidForName") {
+                    " (the server's certificate does not name the host of url in its subjectAltName)".into()
+                } else {
+                    match &self.cfg.tls_ca_file {
+                        Some(ca) => format!(
+                            " (the server's certificate is not trusted by the CAs of tls_ca_file {})",
+                            ca.display()
+                        ),
+                        None => " (the server's certificate is not trusted by the system's CAs: set tls_ca_file to the PEM of its CA)".into(),
+                    }
+                };
+                transport(&format!("connecting to {}", self.cfg.url), format!("{e}{hint}"))
+            })?;
         tokio::spawn(async move {
             if let Err(e) = conn.drive().await {
                 tracing::debug!("LDAP connection ended: {e}");

@@ -74,6 +74,10 @@ struct Item {
     id: Uuid,
     /// `None`: the object is gone (or the inactive policy deletes it).
     desired: Option<Desired>,
+    /// The object exists but its entry must go (an inactive user under
+    /// `inactive_users.action = "delete"`): deleted outright, whatever the
+    /// deleted-object policy says, since that policy is for deleted objects.
+    deactivated: bool,
     remote: Option<Remote>,
     /// A creation is in the batch: try the add first.
     created: bool,
@@ -161,7 +165,8 @@ impl Inner {
                     fresh: false,
                 });
             };
-            let learned = match self.retire(item.kind, &cur, item.remote.as_ref()) {
+            let learned = match self.retire(item.kind, &cur, item.remote.as_ref(), item.deactivated)
+            {
                 Some((op, learned)) => {
                     self.exec(&op, false).await?;
                     learned
@@ -217,12 +222,27 @@ impl Inner {
                         d.dn
                     )))
                 }
-                // The entry vanished between the read and the write.
+                // A move under a parent that does not exist (the inactive
+                // policy's `ou` not created) is also "no such object":
+                // refused, so that it is parked with a message that names
+                // the parent instead of being retried for ever. An entry
+                // that really vanished is added by the next attempt.
                 Exec::Missing => {
+                    if let Op::Rename {
+                        new_superior: Some(parent),
+                        ..
+                    } = op
+                    {
+                        return Err(OpError::Refused(format!(
+                            "moving {} under {parent}: no such object (is {parent} there?)",
+                            op_dn(op)
+                        )));
+                    }
+                    // The entry vanished between the read and the write.
                     return Err(OpError::Transient(format!(
                         "{} vanished; retrying",
                         op_dn(op)
-                    )))
+                    )));
                 }
             }
         }
@@ -258,15 +278,20 @@ impl Inner {
 
     /// The operation that retires an owned entry whose object is gone, per
     /// the deleted-object policy, and what to remember afterwards. `None`:
-    /// nothing to do yet (disabled, grace period running).
+    /// nothing to do yet (disabled, grace period running). `deactivated`:
+    /// the object exists and the inactive policy deletes its entry, now.
     fn retire(
         &self,
         kind: Kind,
         cur: &Current,
         remote: Option<&Remote>,
+        deactivated: bool,
     ) -> Option<(Op, Option<Remote>)> {
         let p = &self.cfg.deleted;
         let delete = Op::Delete { dn: cur.dn.clone() };
+        if deactivated {
+            return Some((delete, None));
+        }
         match p.action {
             DeletedAction::Delete => Some((delete, None)),
             DeletedAction::Disable => match remote.and_then(|r| r.disabled_at) {
@@ -443,6 +468,10 @@ impl LdapConnector {
                 Ok(Item {
                     kind: last.kind,
                     id,
+                    // The object is there but maps to no entry: only the
+                    // inactive policy `delete` does that (kinds not synced
+                    // were skipped above, a missing DN field is an error).
+                    deactivated: !gone && desired.is_none(),
                     desired,
                     remote,
                     created: idx
@@ -493,7 +522,11 @@ impl LdapConnector {
                     if let Some(l) = d.learned {
                         learned.push((item.id, l));
                     }
-                    if item.kind == Kind::User && (item.membership || d.old_dn.is_some()) {
+                    // An entry just added is in no group yet, whether or not
+                    // the user's groups changed: a user added back after the
+                    // inactive policy deleted it, or an entry deleted by hand.
+                    if item.kind == Kind::User && (item.membership || d.old_dn.is_some() || d.fresh)
+                    {
                         users.push((item, d.old_dn, d.fresh));
                     }
                 }
@@ -687,6 +720,7 @@ impl LdapConnector {
         let mut wanted: Vec<Desired> = Vec::new();
         let mut user_dn: HashMap<Uuid, String> = HashMap::new();
         let mut problems = Vec::new();
+        let mut deactivated: HashSet<Uuid> = HashSet::new();
         for kind in [Kind::User, Kind::Group, Kind::Asset] {
             if mapping::kind_config(cfg, kind).is_none() {
                 continue;
@@ -721,7 +755,10 @@ impl LdapConnector {
                         }
                         wanted.push(d);
                     }
-                    Ok(None) => {}
+                    // Inactive, and the policy deletes its entry.
+                    Ok(None) => {
+                        deactivated.insert(id);
+                    }
                     Err(m) => problems.push(format!("{} {id}: {m}", kind.plural())),
                 }
             }
@@ -850,7 +887,9 @@ impl LdapConnector {
                 });
                 continue;
             };
-            if let Some((op, learned)) = inner.retire(r.kind, cur, Some(r)) {
+            if let Some((op, learned)) =
+                inner.retire(r.kind, cur, Some(r), deactivated.contains(id))
+            {
                 plan.deletions += 1;
                 let then = match learned.and_then(|l| l.disabled_at) {
                     Some(at) => Then::Disabled(at),
