@@ -236,18 +236,20 @@ async fn dispatch(svc: &Enrollment, call: &Call<'_>) -> Result<Response<Full<Byt
         (&Method::GET, ["profiles"]) => ok(to_json(&svc.profiles()?)),
         (&Method::GET, ["profiles", name]) => ok(to_json(&svc.profile(name)?)),
         (&Method::PUT, ["profiles", name]) => {
-            let mut v: Value = parse_json(&call.body)?;
-            match v.get("name").and_then(Value::as_str) {
-                Some(n) if n != *name => {
+            let mut v: serde_json::Map<String, Value> = parse_json(&call.body)?;
+            match v.get("name") {
+                Some(Value::String(n)) if n != name => {
                     return Err(bad_request(format!(
                         "the body names profile {n:?}, the path {name:?}"
                     )))
                 }
                 Some(_) => {}
-                None => v["name"] = Value::String((*name).to_owned()),
+                None => {
+                    v.insert("name".into(), Value::String((*name).to_owned()));
+                }
             }
-            let settings: ProfileSettings =
-                serde_json::from_value(v).map_err(|e| bad_request(format!("the profile: {e}")))?;
+            let settings: ProfileSettings = serde_json::from_value(Value::Object(v))
+                .map_err(|e| bad_request(format!("the profile: {e}")))?;
             let (created, profile) = svc.put_profile(who, settings).await?;
             let status = if created {
                 StatusCode::CREATED
@@ -425,6 +427,13 @@ mod tests {
         assert_eq!(roles_for(&Method::POST, "/api/v1/requests/1/p12"), OPERATOR);
         assert_eq!(roles_for(&Method::POST, "/api/v1/enroll/p10"), OPERATOR);
         assert_eq!(roles_for(&Method::GET, "/api/v1/requests"), READERS);
+    }
+
+    #[test]
+    fn a_profile_body_must_be_an_object() {
+        // Found by schemathesis: `v["name"] = …` on an array panicked.
+        let err = parse_json::<serde_json::Map<String, Value>>(b"[null, null]").unwrap_err();
+        assert!(err.to_string().contains("JSON body"), "{err}");
     }
 
     #[test]
