@@ -624,8 +624,7 @@ impl Enrollment {
         let r = request.clone();
         self.write(who, move |tx| {
             recheck(tx, &r)?;
-            tx.put_request(r)?;
-            Ok(())
+            put_if(tx, None, r)
         })
         .await?;
         audit(&request, who, "requested");
@@ -678,8 +677,13 @@ impl Enrollment {
             .write(who, move |tx| {
                 let mut r = r;
                 recheck(tx, &r)?;
-                if tx.request(r.id)?.is_none() {
-                    tx.put_request(r.clone())?;
+                // A new request (no approval needed) is stored first; a
+                // stored one must still be as it was read: of two approvals
+                // or two downloads racing, one wins.
+                match tx.request(r.id)? {
+                    None => put_if(tx, None, r.clone())?,
+                    Some(stored) if stored.status == r.status => {}
+                    Some(stored) => return Err(changed_meanwhile(&stored)),
                 }
                 if let Some((approver, comment)) = approval {
                     r.status = RequestStatus::Approved;
@@ -750,8 +754,7 @@ impl Enrollment {
                 r.comment = comment;
                 let stored = r.clone();
                 self.write(who, move |tx| {
-                    tx.put_request(r)?;
-                    Ok(())
+                    put_if(tx, Some(RequestStatus::PendingApproval), r)
                 })
                 .await?;
                 audit(&stored, who, "approved");
@@ -802,6 +805,7 @@ impl Enrollment {
         comment: Option<String>,
         reason: &str,
     ) -> Result<(), EnrollError> {
+        let was = request.status;
         request.status = RequestStatus::Failed;
         // An approval that failed records its approver; a download that
         // failed keeps the approver who said yes before.
@@ -813,11 +817,7 @@ impl Enrollment {
         }
         request.reason = Some(reason.to_owned());
         let r = request.clone();
-        self.write(who, move |tx| {
-            tx.put_request(r)?;
-            Ok(())
-        })
-        .await?;
+        self.write(who, move |tx| put_if(tx, Some(was), r)).await?;
         audit(&request, who, "failed");
         Ok(())
     }
@@ -835,8 +835,7 @@ impl Enrollment {
         r.comment = comment;
         let stored = r.clone();
         self.write(who, move |tx| {
-            tx.put_request(r)?;
-            Ok(())
+            put_if(tx, Some(RequestStatus::PendingApproval), r)
         })
         .await?;
         audit(&stored, who, "rejected");
@@ -935,6 +934,33 @@ impl Enrollment {
         tracing::info!(target: "idsync::audit", certificate = %id, by = who, "certificate installation confirmed");
         Ok(cert)
     }
+}
+
+/// Store `new` if the stored request is still in status `expected` (`None`:
+/// not stored yet). Checked inside the writer's transaction, so of two
+/// approvers (or two downloads) racing each other one wins and the other
+/// is told.
+fn put_if(
+    tx: &mut Tx<'_>,
+    expected: Option<RequestStatus>,
+    new: EnrollmentRequest,
+) -> Result<(), EnrollError> {
+    let stored = tx.request(new.id)?;
+    if stored.as_ref().map(|s| s.status) != expected {
+        return Err(match stored {
+            Some(s) => changed_meanwhile(&s),
+            None => EnrollError::NotFound(format!("no enrollment request {}", new.id)),
+        });
+    }
+    tx.put_request(new)?;
+    Ok(())
+}
+
+fn changed_meanwhile(stored: &EnrollmentRequest) -> EnrollError {
+    EnrollError::Conflict(format!(
+        "request {} became {} meanwhile",
+        stored.id, stored.status
+    ))
 }
 
 /// Refuse a profile that is inactive or of another protocol.
@@ -1073,4 +1099,84 @@ fn audit(request: &EnrollmentRequest, who: &str, what: &str) {
         source = "API",
         "enrollment request {what}"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// A service over a fresh store with one P12 profile that needs
+    /// approval, and a runtime to drive it.
+    fn service(dir: &std::path::Path) -> (Arc<Enrollment>, tokio::runtime::Runtime) {
+        let mut cfg = Config {
+            data_dir: dir.to_path_buf(),
+            ..Config::default()
+        };
+        let mut p = ProfileSettings::new("Vault", Protocol::P12);
+        p.requires_approval = true;
+        cfg.profiles = vec![p];
+        let rec = crate::cli::open(&cfg).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let svc = rt.block_on(async {
+            start(&cfg, &rec, &Arc::new(crate::metrics::Metrics::new())).unwrap()
+        });
+        (svc, rt)
+    }
+
+    fn password() -> Password {
+        Password::new("a-long-enough-password".into()).unwrap()
+    }
+
+    /// Two downloads of one approved P12 request racing each other: one
+    /// file is made, the other is refused, one certificate is stored.
+    #[test]
+    fn racing_downloads_make_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (svc, rt) = service(dir.path());
+        rt.block_on(async {
+            let target = Target {
+                asset: None,
+                profile: Some("Vault".into()),
+            };
+            let data = CertificateData {
+                name: Some("vault.example.org".into()),
+                ..Default::default()
+            };
+            let made = svc
+                .enroll_p12("ops", &target, data, None, None)
+                .await
+                .unwrap();
+            let id = made.request.id;
+            assert_eq!(made.request.status, RequestStatus::PendingApproval);
+            assert!(matches!(
+                svc.approve("ops", id, None).await,
+                Err(EnrollError::Forbidden(_))
+            ));
+            svc.approve("boss", id, None).await.unwrap();
+            let (a, b) = tokio::join!(
+                svc.download_p12("ops", false, id, password()),
+                svc.download_p12("ops", false, id, password())
+            );
+            let won = [&a, &b].iter().filter(|r| r.is_ok()).count();
+            assert_eq!(won, 1, "{a:?} {b:?}");
+            let lost = if a.is_err() { a } else { b };
+            assert!(matches!(lost, Err(EnrollError::Conflict(_))), "{lost:?}");
+            let stored = svc.request(id).unwrap();
+            assert_eq!(stored.status, RequestStatus::Issued);
+            assert_eq!(stored.decided_by.as_deref(), Some("boss"));
+            let mut certs = 0;
+            svc.store()
+                .for_each::<Certificate>(Kind::Certificate, |_| {
+                    certs += 1;
+                    Ok(true)
+                })
+                .unwrap();
+            assert_eq!(certs, 1);
+        });
+    }
 }
