@@ -100,6 +100,9 @@ fn refuses_a_server_it_does_not_trust() {
     assert!(line("other").contains("other-ca.pem"), "{s}");
     for name in ["system", "other"] {
         assert!(line(name).contains("0 delivered, "), "{s}");
+        // The failing first reconcile shows as failed attempts, not as a
+        // connector that is up to date.
+        assert!(!line(name).contains(" 0 failed"), "{s}");
         assert!(line(name).contains("0 parked"), "nothing is lost: {s}");
         let out = env.run(&["connectors", "plan", name]);
         let err = String::from_utf8_lossy(&out.stderr);

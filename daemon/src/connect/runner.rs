@@ -173,6 +173,10 @@ impl Runner {
                     }
                     Err((e, transient)) => {
                         tracing::error!(connector = %self.name, "first full reconcile: {e}");
+                        // Show it as what it is: nothing delivered yet,
+                        // the whole log behind, one more failed attempt.
+                        self.stats.head.store(*head.borrow(), Relaxed);
+                        self.stats.failed.fetch_add(1, Relaxed);
                         self.stats.set_error(e);
                         if transient {
                             self.pause(backoff.next_delay(), &mut stop, &mut commands, &mut cursor)
