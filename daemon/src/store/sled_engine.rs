@@ -60,15 +60,17 @@ impl SledEngine {
             .cache_capacity(opts.cache_bytes as u64);
         // sled releases its file lock from a background thread after the
         // last handle drops, so opening right after a close (a quick
-        // restart) can find it still held for a moment: retry. A lock held
-        // by another live process still fails, after the wait. (3 s was
-        // seen to be too short on a machine loaded with builds.)
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // restart) can find it still held for a moment: retry briefly. A
+        // lock held by another live process still fails, after the wait.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
         let db = loop {
             match config.open() {
                 Ok(db) => break db,
+                // sled reports a held lock as `ErrorKind::Other` with this
+                // text (sled 0.34.7 config.rs), not as `WouldBlock`.
                 Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock
+                    if (e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("could not acquire lock"))
                         && std::time::Instant::now() < deadline =>
                 {
                     std::thread::sleep(std::time::Duration::from_millis(20));
