@@ -249,7 +249,17 @@ pub fn sync_profiles(rec: &Reconciler, cfg: &Config) -> Result<()> {
 
 fn run(cli: Cli) -> Result<u8> {
     let cfg = load_config(&cli)?;
-    init_logging(&cfg, matches!(cli.command, Command::Serve));
+    let daemon = matches!(cli.command, Command::Serve);
+    init_logging(&cfg, daemon);
+    if !daemon {
+        // A one-shot command piped into `head` ends quietly when the pipe
+        // closes, like any Unix tool, instead of panicking in `println!`.
+        // (The daemon keeps Rust's default: EPIPE as an error per socket.)
+        // SAFETY: no other thread exists yet; SIG_DFL is a valid handler.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.command {
         Command::Serve => {
             let source = crate::serve::ConfigSource {
