@@ -158,8 +158,8 @@ async fn handle(
     } else {
         &[Role::Monitor]
     };
-    let who = match state.auth.check_any(authorization, needed) {
-        Ok(who) => who,
+    let granted = match state.auth.check_any(authorization, needed) {
+        Ok(granted) => granted,
         Err(denied) => {
             // The reason never contains the token (see `Denied`).
             match denied {
@@ -171,7 +171,6 @@ async fn handle(
             return refusal(&denied);
         }
     };
-    let is_admin = api && state.auth.check(authorization, Role::Admin).is_ok();
     let (parts, body) = req.into_parts();
     // A chunked body declares no length: read and count it so that an
     // oversized one is refused, not buffered.
@@ -197,8 +196,8 @@ async fn handle(
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
         let call = crate::certs::http::Call {
-            who: who.as_str(),
-            is_admin,
+            who: granted.token.as_str(),
+            is_admin: granted.is_admin,
             method: &parts.method,
             path: parts.uri.path(),
             query: parts.uri.query(),
@@ -311,7 +310,9 @@ fn status_json(m: &Metrics) -> Value {
     })
 }
 
-fn respond(
+/// An answer of the admin listener (every route's: health, connectors,
+/// enrollment).
+pub(crate) fn respond(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
@@ -320,9 +321,22 @@ fn respond(
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    // Live figures: no proxy or browser should keep them.
+    // Live figures, certificates and PKCS#12 files: no proxy or browser
+    // should keep any of them.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+/// A JSON answer of the admin listener.
+pub(crate) fn respond_json(
+    status: StatusCode,
+    body: &impl serde::Serialize,
+) -> Response<Full<Bytes>> {
+    respond(
+        status,
+        "application/json",
+        serde_json::to_vec_pretty(body).expect("JSON serialises"),
+    )
 }
 
 /// The rest of the request may be unread: do not keep the connection.

@@ -297,26 +297,35 @@ impl Auth {
     }
 
     /// Like [`Auth::check`], for a route any of `roles` may use (requests
-    /// are listed by operators and by approvers). `roles` is not empty.
+    /// are listed by operators and by approvers). `roles` is not empty. The
+    /// token is hashed and looked up once, whatever the number of roles.
     pub fn check_any(
         &self,
         header: Option<&HeaderValue>,
         roles: &[Role],
-    ) -> Result<TokenName, Denied> {
-        let mut last = Err(Denied::MissingHeader);
-        for role in roles {
-            last = self.check(header, *role);
-            match &last {
-                Err(Denied::InsufficientRole { .. }) => continue,
-                _ => return last,
-            }
+    ) -> Result<Granted, Denied> {
+        let e = self.identify(header)?;
+        let token = TokenName(e.name.clone());
+        match roles.iter().find(|r| e.roles.grants(**r)) {
+            Some(_) => Ok(Granted {
+                token,
+                is_admin: e.roles.grants(Role::Admin),
+            }),
+            None => Err(Denied::InsufficientRole {
+                token,
+                needed: *roles.last().expect("a route names at least one role"),
+            }),
         }
-        last
     }
 
     /// Authenticate `Authorization: Bearer <token>` and check that the
     /// token has the `needed` role (or admin).
     pub fn check(&self, header: Option<&HeaderValue>, needed: Role) -> Result<TokenName, Denied> {
+        self.check_any(header, &[needed]).map(|g| g.token)
+    }
+
+    /// The entry of the bearer token of `header`.
+    fn identify(&self, header: Option<&HeaderValue>) -> Result<&Entry, Denied> {
         let value = header.ok_or(Denied::MissingHeader)?;
         // Non-ASCII bytes cannot be a token of ours.
         let value = value.to_str().map_err(|_| Denied::Malformed)?;
@@ -343,17 +352,16 @@ impl Auth {
         if !bool::from(found) {
             return Err(Denied::UnknownToken);
         }
-        let e = &self.entries[index as usize];
-        let name = TokenName(e.name.clone());
-        if e.roles.grants(needed) {
-            Ok(name)
-        } else {
-            Err(Denied::InsufficientRole {
-                token: name,
-                needed,
-            })
-        }
+        Ok(&self.entries[index as usize])
     }
+}
+
+/// A token allowed on a route.
+#[derive(Debug, Clone)]
+pub struct Granted {
+    pub token: TokenName,
+    /// It has the admin role (a P12 download by someone else's token).
+    pub is_admin: bool,
 }
 
 fn read_token_file(path: &Path) -> Result<TokenFile, AuthError> {

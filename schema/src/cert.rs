@@ -301,12 +301,7 @@ impl DomainPolicy {
 
     /// Whether the IP address is allowed.
     pub fn allows_ip(&self, ip: IpAddr) -> bool {
-        self.is_empty()
-            || self
-                .ip_ranges
-                .iter()
-                .filter_map(|r| IpRange::parse(r).ok())
-                .any(|r| r.contains(ip))
+        self.is_empty() || self.ranges().iter().any(|r| r.contains(ip))
     }
 
     /// The DNS subtrees of an X.509 name constraint that covers the policy:

@@ -284,16 +284,23 @@ fn csr(dir: &Path, name: &str, key: &str, subject: &str, san: Option<&str>) -> P
     out
 }
 
-/// `openssl verify` of `leaf_pem` (leaf + chain) against the CA's root.
-fn verify(pki: &Pki, name: &str, leaf_and_chain: &str) -> String {
+/// The certificate of an answer with its chain, PEM.
+fn leaf_and_chain(cert: &Value) -> String {
+    format!(
+        "{}{}",
+        cert["pem"].as_str().unwrap(),
+        cert["chain"].as_str().unwrap()
+    )
+}
+
+/// `openssl verify` of `pem` (leaf, then its chain) against the CA's root.
+fn verify(pki: &Pki, name: &str, pem: &str) -> String {
     let root = pki.get(OPS, "/ca");
     assert_eq!(root.status, 200);
     assert_eq!(root.content_type, "application/pem-certificate-chain");
     let root_file = pki.dir().join("root.pem");
     std::fs::write(&root_file, &root.body).unwrap();
-    let blocks: Vec<&str> = leaf_and_chain
-        .split_inclusive("-----END CERTIFICATE-----\n")
-        .collect();
+    let blocks: Vec<&str> = pem.split_inclusive("-----END CERTIFICATE-----\n").collect();
     let leaf = pki.dir().join(format!("{name}.leaf.pem"));
     std::fs::write(&leaf, blocks[0]).unwrap();
     let untrusted = pki.dir().join(format!("{name}.untrusted.pem"));
@@ -334,15 +341,7 @@ fn p10_certificates_verify_with_openssl() {
     assert_eq!(v["request"]["status"], "issued");
     assert_eq!(v["request"]["requester"], "ops");
     let cert = &v["certificate"];
-    let shown = verify(
-        &pki,
-        "web1",
-        &format!(
-            "{}{}",
-            cert["pem"].as_str().unwrap(),
-            cert["chain"].as_str().unwrap()
-        ),
-    );
+    let shown = verify(&pki, "web1", &leaf_and_chain(cert));
     assert!(
         shown.contains("CN=web1.example.org") || shown.contains("CN = web1.example.org"),
         "{shown}"
@@ -433,15 +432,7 @@ fn p10_certificates_verify_with_openssl() {
     );
     assert_eq!(r.status, 201, "{}", r.error());
     let cert = &r.json()["certificate"];
-    let shown = verify(
-        &pki,
-        "greedy",
-        &format!(
-            "{}{}",
-            cert["pem"].as_str().unwrap(),
-            cert["chain"].as_str().unwrap()
-        ),
-    );
+    let shown = verify(&pki, "greedy", &leaf_and_chain(cert));
     assert!(
         shown.contains("CA:FALSE") && !shown.contains("please"),
         "{shown}"
@@ -958,15 +949,7 @@ fn approvals_end_to_end() {
     assert_eq!(r.status, 201, "{}", r.error());
     let v = r.json();
     assert_eq!(v["request"]["status"], "issued");
-    verify(
-        &pki,
-        "gate",
-        &format!(
-            "{}{}",
-            v["certificate"]["pem"].as_str().unwrap(),
-            v["certificate"]["chain"].as_str().unwrap()
-        ),
-    );
+    verify(&pki, "gate", &leaf_and_chain(&v["certificate"]));
 
     // A request whose profile is gone by the time it is approved fails,
     // with the reason.

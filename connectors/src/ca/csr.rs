@@ -50,6 +50,12 @@ impl fmt::Debug for Csr {
 }
 
 impl Csr {
+    /// The request as PEM (it is public: the daemon keeps it with the
+    /// enrollment request until it is decided).
+    pub fn pem(&self) -> String {
+        super::pem_block("CERTIFICATE REQUEST", &self.der)
+    }
+
     /// The public key as rcgen signs it.
     pub(crate) fn public_key_data(&self) -> CsrPublicKey<'_> {
         CsrPublicKey(self)

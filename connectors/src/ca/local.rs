@@ -234,10 +234,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CaError + '_ {
 }
 
 fn pem_cert(der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new("CERTIFICATE", der.to_vec()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
+    super::pem_block("CERTIFICATE", der)
 }
 
 /// Now, to the second (what an X.509 time holds).
@@ -580,20 +577,11 @@ impl LocalCa {
         }
         make_dir(&sub_dir)?;
         let key = key_pair_for(self.root.key_type)?;
-        let mut params = CertificateParams::default();
         let mut cn = format!("{} policy {}", self.root.common_name, &hash[..12]);
         if cn.chars().count() > 64 {
             cn = format!("idsync policy CA {}", &hash[..12]);
         }
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        let serial = random_serial()?;
-        params.serial_number = Some(SerialNumber::from_slice(&serial));
-        let t = now();
-        params.not_before = t - BACKDATE;
-        params.not_after = self.root.not_after;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let mut params = ca_params(&cn, self.root.not_after, 0)?;
         params.name_constraints = Some(name_constraints(policy));
         params.use_authority_key_identifier_extension = true;
         let cert = params
@@ -606,6 +594,26 @@ impl LocalCa {
         above.extend(self.root.above.iter().cloned());
         Signer::new(key, cert.der().to_vec(), above, &key_path, &cert_path)
     }
+}
+
+/// What every CA certificate idsync makes (root or sub-CA) holds: the CN, a
+/// random serial, back-dated `notBefore`, `notAfter`, `CA:TRUE` with
+/// `path_len` CAs allowed below, key usage keyCertSign and cRLSign.
+fn ca_params(
+    cn: &str,
+    not_after: OffsetDateTime,
+    path_len: u8,
+) -> Result<CertificateParams, CaError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    let serial = random_serial()?;
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    params.not_before = now() - BACKDATE;
+    params.not_after = not_after;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok(params)
 }
 
 /// Create a root CA in `dir`.
@@ -630,16 +638,8 @@ fn create_root(
     }
     make_dir(dir)?;
     let key = key_pair_for(cfg.key_type)?;
-    let mut params = CertificateParams::default();
-    params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    let serial = random_serial()?;
-    params.serial_number = Some(SerialNumber::from_slice(&serial));
-    let t = now();
-    params.not_before = t - BACKDATE;
-    params.not_after = t + Duration::days(i64::from(cfg.validity_days));
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let not_after = now() + Duration::days(i64::from(cfg.validity_days));
+    let params = ca_params(cn, not_after, 1)?;
     let cert = params
         .self_signed(&key)
         .map_err(|e| CaError::Signing(format!("CA certificate: {e}")))?;

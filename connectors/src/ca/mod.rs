@@ -31,6 +31,14 @@ pub use p12::{
     build_p12, build_p12_with_iterations, generate_key, GeneratedKey, P12_KDF_ITERATIONS,
 };
 
+/// DER as one PEM block with `tag`, LF line endings.
+pub(crate) fn pem_block(tag: &str, der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new(tag, der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
 /// Why a request, a CA file or an issuance failed. The messages are shown
 /// to API clients and operators: they say what is wrong and, where it is a
 /// file, which one.

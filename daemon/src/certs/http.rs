@@ -19,7 +19,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{self, HeaderValue};
+use hyper::header::HeaderValue;
 use hyper::{Method, Response, StatusCode};
 use idsync_schema::{CertificateData, KeyType, ProfileSettings, RequestStatus};
 use serde::Deserialize;
@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{EnrollError, Enrolled, Enrollment, Password, RequestFilter, Target};
+use crate::admin::{respond, respond_json};
 use crate::auth::Role;
 
 /// The prefix of every route of this module.
@@ -70,29 +71,6 @@ fn segments(path: &str) -> Vec<String> {
         .collect()
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
-    bytes_response(
-        status,
-        "application/json",
-        serde_json::to_vec_pretty(body).expect("JSON serialises"),
-    )
-}
-
-fn bytes_response(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    // Certificates of one operator's request are nobody else's business,
-    // and a P12 must never sit in a cache.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
 fn error_response(e: &EnrollError) -> Response<Full<Bytes>> {
     let status = match e {
         EnrollError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -102,7 +80,7 @@ fn error_response(e: &EnrollError) -> Response<Full<Bytes>> {
         EnrollError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         EnrollError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    json_response(status, &json!({ "error": e.to_string() }))
+    respond_json(status, &json!({ "error": e.to_string() }))
 }
 
 fn bad_request(message: impl Into<String>) -> EnrollError {
@@ -226,13 +204,9 @@ async fn dispatch(svc: &Enrollment, call: &Call<'_>) -> Result<Response<Full<Byt
     let who = call.who;
     let decoded = segments(call.path);
     let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
-    let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
+    let ok = |v: Value| Ok(respond_json(StatusCode::OK, &v));
     match (call.method, parts.as_slice()) {
-        (&Method::GET, ["ca"]) => Ok(bytes_response(
-            StatusCode::OK,
-            PEM_CHAIN_TYPE,
-            svc.ca_chain(),
-        )),
+        (&Method::GET, ["ca"]) => Ok(respond(StatusCode::OK, PEM_CHAIN_TYPE, svc.ca_chain())),
         (&Method::GET, ["profiles"]) => ok(to_json(&svc.profiles()?)),
         (&Method::GET, ["profiles", name]) => ok(to_json(&svc.profile(name)?)),
         (&Method::PUT, ["profiles", name]) => {
@@ -256,11 +230,11 @@ async fn dispatch(svc: &Enrollment, call: &Call<'_>) -> Result<Response<Full<Byt
             } else {
                 StatusCode::OK
             };
-            Ok(json_response(status, &to_json(&profile)))
+            Ok(respond_json(status, &to_json(&profile)))
         }
         (&Method::DELETE, ["profiles", name]) => {
             svc.delete_profile(who, name).await?;
-            Ok(bytes_response(StatusCode::NO_CONTENT, "text/plain", ""))
+            Ok(respond(StatusCode::NO_CONTENT, "text/plain", ""))
         }
         (&Method::PUT, ["assets", asset, "profile"]) => {
             let body: AssignBody = parse_json(&call.body)?;
@@ -315,7 +289,7 @@ async fn dispatch(svc: &Enrollment, call: &Call<'_>) -> Result<Response<Full<Byt
         (&Method::GET, ["certificates", id]) => ok(to_json(&svc.certificate(parse_id(id)?)?)),
         (&Method::GET, ["certificates", id, "pem"]) => {
             let c = svc.certificate(parse_id(id)?)?;
-            Ok(bytes_response(
+            Ok(respond(
                 StatusCode::OK,
                 PEM_CHAIN_TYPE,
                 format!("{}{}", c.pem, c.chain),
@@ -383,7 +357,7 @@ fn request_filter(query: Option<&str>) -> Result<RequestFilter, EnrollError> {
 /// headers).
 fn enrolled_response(done: &Enrolled) -> Response<Full<Bytes>> {
     if let Some(p12) = &done.p12 {
-        let mut r = bytes_response(StatusCode::CREATED, P12_TYPE, p12.clone());
+        let mut r = respond(StatusCode::CREATED, P12_TYPE, p12.clone());
         let h = r.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&done.request.id.to_string()) {
             h.insert("idsync-request", v);
@@ -399,7 +373,7 @@ fn enrolled_response(done: &Enrolled) -> Response<Full<Bytes>> {
         RequestStatus::PendingApproval | RequestStatus::Approved => StatusCode::ACCEPTED,
         _ => StatusCode::CREATED,
     };
-    json_response(
+    respond_json(
         status,
         &json!({
             "request": to_json(&done.request),

@@ -39,6 +39,9 @@ use crate::reconcile::{Outcome, Reconciler, Tx, WriteError};
 use crate::store::{Actor, Store, StoreError};
 use crate::writer::{WriteFailed, Writer};
 
+/// Most enrollment writes that share one commit (group commit).
+const WRITER_BATCH: usize = 512;
+
 /// A P12 password: at least this many characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// And at most this many bytes (it is hashed many times over).
@@ -220,7 +223,7 @@ pub fn start(
         "enrollment",
         Arc::clone(rec),
         Arc::clone(metrics),
-        cfg.scim.max_batch,
+        WRITER_BATCH,
     )
     .context("starting the enrollment writer")?;
     Ok(Arc::new(Enrollment::new(
@@ -407,9 +410,7 @@ impl Enrollment {
         let resolved = self.resolve(target, Protocol::P10)?;
         let csr = ca::parse_csr(csr)?;
         let profile = &resolved.profile;
-        if !profile.key_types.contains(&csr.key_type) {
-            return Err(key_type_refused(profile, csr.key_type));
-        }
+        check_key_type(profile, csr.key_type)?;
         // The names are the CSR's: every one must pass the profile. Its
         // subject fills the template where it has a value; the asset's data
         // fills the rest (seed 002: the asset's data predefines the request).
@@ -420,7 +421,7 @@ impl Enrollment {
         };
         let data = complete(requested, resolved.asset.as_ref());
         let (subject, ips) = check_data(profile, &data)?;
-        let request = self.new_request(who, Protocol::P10, &resolved, data, None, Some(&csr))?;
+        let request = self.new_request(who, Protocol::P10, &resolved, data, None, Some(&csr));
         if profile.requires_approval {
             return self.wait_for_approval(who, request).await;
         }
@@ -445,20 +446,18 @@ impl Enrollment {
         let resolved = self.resolve(target, Protocol::P12)?;
         let profile = &resolved.profile;
         let key_type = key_type.unwrap_or(profile.key_types[0]);
-        if !profile.key_types.contains(&key_type) {
-            return Err(key_type_refused(profile, key_type));
-        }
+        check_key_type(profile, key_type)?;
         let data = complete(normalise(typed), resolved.asset.as_ref());
-        check_data(profile, &data)?;
-        let request =
-            self.new_request(who, Protocol::P12, &resolved, data, Some(key_type), None)?;
+        let (subject, ips) = check_data(profile, &data)?;
+        let request = self.new_request(who, Protocol::P12, &resolved, data, Some(key_type), None);
         if profile.requires_approval {
             return self.wait_for_approval(who, request).await;
         }
         let password = password.ok_or_else(|| {
             EnrollError::Invalid("a P12 enrollment needs a password for the file".into())
         })?;
-        self.make_p12(who, request, &password).await
+        self.make_p12(who, request, profile, &subject, &ips, &password)
+            .await
     }
 
     /// Make the P12 of an approved request (only its requester, or an
@@ -495,14 +494,37 @@ impl Enrollment {
                 }
             )));
         }
-        match self.make_p12(who, request.clone(), &password).await {
+        let outcome = async {
+            // Approved when the profile allowed it; it may no longer.
+            let profile = self.profile(&request.profile)?;
+            check_usable(&profile, Protocol::P12)?;
+            let key_type = request.key_type.unwrap_or(profile.key_types[0]);
+            check_key_type(&profile, key_type)?;
+            let (subject, ips) = check_data(&profile, &request.data)?;
+            self.make_p12(who, request.clone(), &profile, &subject, &ips, &password)
+                .await
+        }
+        .await;
+        self.fail_on_refusal(who, request, None, outcome).await
+    }
+
+    /// A refusal by the profile or asset as they are now (they changed
+    /// since the request was made) fails the request, with the reason.
+    async fn fail_on_refusal(
+        &self,
+        who: &str,
+        request: EnrollmentRequest,
+        comment: Option<String>,
+        outcome: Result<Enrolled, EnrollError>,
+    ) -> Result<Enrolled, EnrollError> {
+        match outcome {
             Err(
                 EnrollError::Invalid(reason)
                 | EnrollError::Conflict(reason)
                 | EnrollError::NotFound(reason),
             ) => {
-                // Approved when the profile allowed it; it no longer does.
-                self.fail(who, request, None, &reason).await?;
+                let id = request.id;
+                self.fail(who, request, comment, &reason).await?;
                 Err(EnrollError::Conflict(format!(
                     "request {id} failed: {reason}"
                 )))
@@ -511,21 +533,24 @@ impl Enrollment {
         }
     }
 
+    /// Generate the key, issue, wrap them in a PKCS#12 and record the
+    /// issuance. `profile` allows the request and `subject` and `ips` are
+    /// its checked data (the callers check: at enrollment, or again at a
+    /// download after approval).
     async fn make_p12(
         &self,
         who: &str,
         request: EnrollmentRequest,
+        profile: &CertificateProfile,
+        subject: &[(String, String)],
+        ips: &[IpAddr],
         password: &Password,
     ) -> Result<Enrolled, EnrollError> {
-        // The profile may have changed since the request was made.
-        let profile = self.profile(&request.profile)?;
-        check_usable(&profile, Protocol::P12)?;
-        let (subject, ips) = check_data(&profile, &request.data)?;
         let key_type = request.key_type.unwrap_or(profile.key_types[0]);
         let key = self.generate_key(key_type).await?;
-        let csr = key.csr(&subject)?;
+        let csr = key.csr(subject)?;
         let issued = self
-            .issue(&csr, &profile, &subject, &request.data, &ips)
+            .issue(&csr, profile, subject, &request.data, ips)
             .await?;
         let alias = request
             .data
@@ -592,13 +617,13 @@ impl Enrollment {
         data: CertificateData,
         key_type: Option<KeyType>,
         csr: Option<&Csr>,
-    ) -> Result<EnrollmentRequest, EnrollError> {
+    ) -> EnrollmentRequest {
         let status = if resolved.profile.requires_approval {
             RequestStatus::PendingApproval
         } else {
             RequestStatus::Approved
         };
-        Ok(EnrollmentRequest {
+        EnrollmentRequest {
             id: Uuid::now_v7(),
             protocol,
             profile: resolved.profile.name.clone(),
@@ -607,13 +632,13 @@ impl Enrollment {
             status,
             data,
             key_type: key_type.or(csr.map(|c| c.key_type)),
-            csr: csr.map(|c| pem_of_csr(&c.der)),
+            csr: csr.map(Csr::pem),
             decided_by: None,
             comment: None,
             reason: None,
             certificate: None,
             meta: Meta::new(OffsetDateTime::now_utc()),
-        })
+        }
     }
 
     async fn wait_for_approval(
@@ -727,37 +752,17 @@ impl Enrollment {
         let request = self.decidable(who, id)?;
         match request.protocol {
             Protocol::P10 => {
+                // The request was fine when made; the profile or asset
+                // may have changed since.
                 let outcome = self
                     .issue_approved_p10(who, &request, comment.clone())
                     .await;
-                match outcome {
-                    Ok(done) => Ok(done),
-                    Err(
-                        EnrollError::Invalid(reason)
-                        | EnrollError::Conflict(reason)
-                        | EnrollError::NotFound(reason),
-                    ) => {
-                        // The request was fine when made; the profile or
-                        // asset changed since. It fails, with the reason.
-                        self.fail(who, request, comment, &reason).await?;
-                        Err(EnrollError::Conflict(format!(
-                            "request {id} failed: {reason}"
-                        )))
-                    }
-                    Err(e) => Err(e),
-                }
+                self.fail_on_refusal(who, request, comment, outcome).await
             }
             _ => {
-                let mut r = request;
-                r.status = RequestStatus::Approved;
-                r.decided_by = Some(who.to_owned());
-                r.comment = comment;
-                let stored = r.clone();
-                self.write(who, move |tx| {
-                    put_if(tx, Some(RequestStatus::PendingApproval), r)
-                })
-                .await?;
-                audit(&stored, who, "approved");
+                let stored = self
+                    .decide(who, request, RequestStatus::Approved, comment)
+                    .await?;
                 Ok(Enrolled {
                     request: stored,
                     certificate: None,
@@ -780,9 +785,7 @@ impl Enrollment {
             .as_deref()
             .ok_or_else(|| EnrollError::Internal("the P10 request has no CSR".into()))?;
         let csr = ca::parse_csr(pem.as_bytes())?;
-        if !profile.key_types.contains(&csr.key_type) {
-            return Err(key_type_refused(&profile, csr.key_type));
-        }
+        check_key_type(&profile, csr.key_type)?;
         let (subject, ips) = check_data(&profile, &request.data)?;
         let issued = self
             .issue(&csr, &profile, &subject, &request.data, &ips)
@@ -829,8 +832,21 @@ impl Enrollment {
         id: Uuid,
         comment: Option<String>,
     ) -> Result<EnrollmentRequest, EnrollError> {
-        let mut r = self.decidable(who, id)?;
-        r.status = RequestStatus::Rejected;
+        let request = self.decidable(who, id)?;
+        self.decide(who, request, RequestStatus::Rejected, comment)
+            .await
+    }
+
+    /// Move a pending request to `status` (approved, rejected) as `who`
+    /// decided, with their comment.
+    async fn decide(
+        &self,
+        who: &str,
+        mut r: EnrollmentRequest,
+        status: RequestStatus,
+        comment: Option<String>,
+    ) -> Result<EnrollmentRequest, EnrollError> {
+        r.status = status;
         r.decided_by = Some(who.to_owned());
         r.comment = comment;
         let stored = r.clone();
@@ -838,7 +854,7 @@ impl Enrollment {
             put_if(tx, Some(RequestStatus::PendingApproval), r)
         })
         .await?;
-        audit(&stored, who, "rejected");
+        audit(&stored, who, status.as_str());
         Ok(stored)
     }
 
@@ -980,13 +996,17 @@ fn check_usable(profile: &CertificateProfile, protocol: Protocol) -> Result<(), 
     Ok(())
 }
 
-fn key_type_refused(profile: &CertificateProfile, got: KeyType) -> EnrollError {
+/// Refuse a key type the profile does not allow.
+fn check_key_type(profile: &CertificateProfile, got: KeyType) -> Result<(), EnrollError> {
+    if profile.key_types.contains(&got) {
+        return Ok(());
+    }
     let allowed: Vec<&str> = profile.key_types.iter().map(|k| k.as_str()).collect();
-    EnrollError::Invalid(format!(
+    Err(EnrollError::Invalid(format!(
         "key type {got} is not allowed by certificate profile {:?} (allowed: {})",
         profile.name,
         allowed.join(", ")
-    ))
+    )))
 }
 
 /// DNS names as the seed types them (comma-separated in one field) become
@@ -1077,13 +1097,6 @@ fn recheck(tx: &Tx<'_>, request: &EnrollmentRequest) -> Result<(), EnrollError> 
         }
     }
     Ok(())
-}
-
-fn pem_of_csr(der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new("CERTIFICATE REQUEST", der.to_vec()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
 }
 
 /// One line of the audit log per request transition (who, what, when is

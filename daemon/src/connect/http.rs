@@ -15,7 +15,6 @@ use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use clap::Subcommand;
 use http_body_util::Full;
-use hyper::header::{self, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use serde_json::json;
 
@@ -48,17 +47,7 @@ pub enum ConnectorsCommand {
 }
 
 fn answer(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(
-        serde_json::to_vec_pretty(&body).expect("JSON serialises"),
-    )));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+    crate::admin::respond_json(status, &body)
 }
 
 /// Whether `path` is one of these routes (they need the admin role).

@@ -374,11 +374,9 @@ impl Runner {
         // attributes), with the object's current state.
         let mut events = Vec::new();
         for l in &letters {
-            let logged = store
-                .changes(l.seq - 1, 2)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .find(|e| e.seq == l.seq);
+            let logged: Option<ChangeEvent> = store
+                .get(&crate::store::keys::change(l.seq))
+                .map_err(|e| e.to_string())?;
             let event = match logged {
                 Some(e) => to_event(e, store).map_err(|e| e.to_string())?,
                 // The log never loses an event; this only guards a store
