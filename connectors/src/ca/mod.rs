@@ -22,6 +22,7 @@ use crate::connector::BoxFuture;
 mod csr;
 mod local;
 mod p12;
+mod pkcs12;
 #[cfg(test)]
 mod tests;
 
