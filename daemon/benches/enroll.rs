@@ -26,6 +26,11 @@ use idsync_schema::{
     AssetInput, CertificateData, Field, KeyType, ProfileSettings, Protocol, Source,
 };
 
+/// The allocator of the `idsync` binary (daemon/src/main.rs), so the
+/// figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     runs: usize,
     seconds: u64,
