@@ -18,10 +18,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use idsync_connectors::{Connector, Event, Operation, Outcome};
+use idsync_connectors::{Connector, Delivery, DeliveryConfig, Event, Operation, Outcome, Remote};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
 
-use super::state::{self, DeadLetter, StoreView};
+use super::state::{self, DeadLetter, StoreView, UnsavedView};
 use super::stats::ConnectorStats;
 use crate::reconcile::Reconciler;
 use crate::store::{Batch, ChangeEvent, StoreError};
@@ -86,6 +88,34 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.step = self.initial;
     }
+}
+
+/// How a [`Runner::stream`] of batches ended.
+enum Streamed {
+    /// Nothing left to deliver (true), or a batch not delivered whole:
+    /// back off and try again from the cursor (false).
+    Done(bool),
+    /// The store could not be read or written: back off and try again.
+    Failed(String),
+    /// A blocking task panicked: the runner stops.
+    Broken(String),
+}
+
+/// What a delivered batch came to, shown once it is saved.
+struct Settled {
+    /// The end of the prefix delivered or parked.
+    cursor: u64,
+    /// The whole batch was delivered or parked.
+    complete: bool,
+    delivered: u64,
+    failed: u64,
+    parked: u64,
+}
+
+/// A save being written.
+struct Saving {
+    write: JoinHandle<Result<(), StoreError>>,
+    settled: Settled,
 }
 
 /// One connector's delivery loop.
@@ -197,46 +227,23 @@ impl Runner {
                 }
                 continue;
             }
-            let rec = Arc::clone(&self.rec);
-            let (after, limit) = (cursor, d.batch_size);
-            let events = match tokio::task::spawn_blocking(move || {
-                let store = rec.store();
-                store
-                    .changes(after, limit)?
-                    .into_iter()
-                    .map(|e| to_event(e, store))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await
-            {
-                Ok(Ok(ev)) => ev,
-                Ok(Err(e)) => {
-                    self.fail(&e.to_string());
-                    self.pause(backoff.next_delay(), &mut stop, &mut commands, &mut cursor)
-                        .await;
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!(connector = %self.name, "reading the change log: {e}");
-                    break;
-                }
-            };
-            if events.is_empty() {
-                continue;
-            }
             match self
-                .deliver(&events, &mut cursor, &mut attempts, d.max_attempts)
+                .stream(&mut cursor, &head, &stop, &commands, &mut attempts, &d)
                 .await
             {
-                Ok(true) => backoff.reset(),
-                Ok(false) => {
+                Streamed::Done(true) => backoff.reset(),
+                Streamed::Done(false) => {
                     self.pause(backoff.next_delay(), &mut stop, &mut commands, &mut cursor)
                         .await
                 }
-                Err(e) => {
-                    self.fail(&format!("saving the delivery state: {e}"));
+                Streamed::Failed(e) => {
+                    self.fail(&e);
                     self.pause(backoff.next_delay(), &mut stop, &mut commands, &mut cursor)
                         .await;
+                }
+                Streamed::Broken(e) => {
+                    tracing::error!(connector = %self.name, "{e}");
+                    break;
                 }
             }
         }
@@ -266,47 +273,149 @@ impl Runner {
         }
     }
 
-    /// Deliver one batch and save what came of it. True when the whole
-    /// batch is done (delivered or parked).
-    async fn deliver(
+    /// Read up to `limit` events after `after`, off the async threads.
+    fn read(&self, after: u64, limit: usize) -> JoinHandle<Result<Vec<Event>, StoreError>> {
+        let rec = Arc::clone(&self.rec);
+        tokio::task::spawn_blocking(move || {
+            let store = rec.store();
+            store
+                .changes(after, limit)?
+                .into_iter()
+                .map(|e| to_event(e, store))
+                .collect()
+        })
+    }
+
+    /// Deliver from `cursor` for as long as there is something to deliver,
+    /// as a pipeline: while the connector delivers batch N, batch N+1 is
+    /// read and batch N−1's delivery state is saved, both off the async
+    /// threads, so the peer is not kept waiting between batches.
+    ///
+    /// What keeps "nothing lost" true:
+    /// - batch N+1 is read ahead from the end of batch N, so it is only
+    ///   delivered if batch N was delivered (or parked) whole; otherwise it
+    ///   is dropped, and the next call reads again from the cursor;
+    /// - saves run one at a time and in order, each with its batch's cursor
+    ///   and remote ids in one engine batch, and `cursor` moves only once
+    ///   its save is durable;
+    /// - batch N+1 is delivered before batch N's remote ids are in the
+    ///   store, so it sees them through an [`UnsavedView`];
+    /// - it returns with nothing in flight (the last save awaited), so that
+    ///   `cursor` is then what the store holds, and commands (reconcile,
+    ///   retry) see the store as it is.
+    async fn stream(
+        &self,
+        cursor: &mut u64,
+        head: &watch::Receiver<u64>,
+        stop: &watch::Receiver<bool>,
+        commands: &mpsc::Receiver<Command>,
+        attempts: &mut HashMap<u64, u32>,
+        d: &DeliveryConfig,
+    ) -> Streamed {
+        let mut reading = Some(self.read(*cursor, d.batch_size));
+        // The save in flight, and the remote ids it writes.
+        let mut saving: Option<Saving> = None;
+        let mut unsaved: HashMap<Uuid, Option<Remote>> = HashMap::new();
+        // The end of what was delivered (or parked), saved or not.
+        let mut delivered_to = *cursor;
+        let streamed = loop {
+            let Some(read) = reading.take() else {
+                break Streamed::Done(true);
+            };
+            let events = match read.await {
+                Ok(Ok(events)) => events,
+                Ok(Err(e)) => break Streamed::Failed(format!("reading the change log: {e}")),
+                Err(e) => break Streamed::Broken(format!("reading the change log: {e}")),
+            };
+            let Some(last) = events.last().map(|e| e.seq) else {
+                break Streamed::Done(true);
+            };
+            // Read ahead, unless this batch reaches the head or the runner
+            // is wanted elsewhere (a stop, a command): then this is the
+            // last batch of the stream.
+            let head_now = *head.borrow();
+            self.stats.head.store(head_now, Relaxed);
+            if last < head_now && !*stop.borrow() && commands.is_empty() {
+                reading = Some(self.read(last, d.batch_size));
+            }
+            let view = UnsavedView {
+                view: StoreView {
+                    store: self.rec.store(),
+                    name: &self.name,
+                },
+                unsaved: &unsaved,
+            };
+            let delivery = self.connector.deliver(&events, &view).await;
+            // Saves in order: batch N−1's is durable before batch N's is
+            // written, and its figures are shown before batch N's errors.
+            if let Some(s) = saving.take() {
+                if let Err(e) = self.saved(s, cursor).await {
+                    // Batch N is delivered but not saved: delivered again
+                    // from the (durable) cursor, as after a crash.
+                    break e;
+                }
+            }
+            let (batch, settled) =
+                self.settle(&events, &delivery, delivered_to, attempts, d.max_attempts);
+            delivered_to = settled.cursor;
+            let complete = settled.complete;
+            unsaved = delivery.learned.into_iter().collect();
+            saving = Some(Saving {
+                write: self.write(batch),
+                settled,
+            });
+            if !complete {
+                // `reading` (batch N+1) is dropped with the stream.
+                break Streamed::Done(false);
+            }
+        };
+        if let Some(s) = saving.take() {
+            if let Err(e) = self.saved(s, cursor).await {
+                return e;
+            }
+        }
+        streamed
+    }
+
+    /// What one batch's outcomes come to: the cursor, learned remote ids
+    /// and dead letters to write together, and the figures. `cursor` is
+    /// where the batch starts.
+    fn settle(
         &self,
         events: &[Event],
-        cursor: &mut u64,
+        delivery: &Delivery,
+        cursor: u64,
         attempts: &mut HashMap<u64, u32>,
         max_attempts: u32,
-    ) -> Result<bool, StoreError> {
-        let store = self.rec.store();
-        let view = StoreView {
-            store,
-            name: &self.name,
-        };
-        let delivery = self.connector.deliver(events, &view).await;
+    ) -> (Batch, Settled) {
         let mut batch = Batch::new();
-        let mut advance = *cursor;
-        let mut delivered = 0u64;
-        let mut parked = 0u64;
-        let mut failed = 0u64;
-        let mut complete = true;
+        let mut s = Settled {
+            cursor,
+            complete: delivery.outcomes.len() >= events.len(),
+            delivered: 0,
+            failed: 0,
+            parked: 0,
+        };
         for (e, outcome) in events.iter().zip(&delivery.outcomes) {
             match outcome {
                 Outcome::Delivered => {
                     attempts.remove(&e.seq);
-                    advance = e.seq;
-                    delivered += 1;
+                    s.cursor = e.seq;
+                    s.delivered += 1;
                 }
                 Outcome::Retry(m) => {
-                    failed += 1;
+                    s.failed += 1;
                     self.fail(m);
-                    complete = false;
+                    s.complete = false;
                     break;
                 }
                 Outcome::Failed(m) => {
-                    failed += 1;
+                    s.failed += 1;
                     let n = attempts.entry(e.seq).or_insert(0);
                     *n += 1;
                     if *n < max_attempts {
                         self.fail(m);
-                        complete = false;
+                        s.complete = false;
                         break;
                     }
                     tracing::error!(connector = %self.name, seq = e.seq, attempts = *n, "parked: {m}");
@@ -323,31 +432,47 @@ impl Runner {
                         },
                     );
                     attempts.remove(&e.seq);
-                    advance = e.seq;
-                    parked += 1;
+                    s.cursor = e.seq;
+                    s.parked += 1;
                 }
             }
         }
-        if delivery.outcomes.len() < events.len() {
-            complete = false;
-        }
         state::queue_learned(&mut batch, &self.name, &delivery.learned);
-        if advance != *cursor {
-            state::queue_cursor(&mut batch, &self.name, advance);
+        if s.cursor != cursor {
+            state::queue_cursor(&mut batch, &self.name, s.cursor);
         }
-        if !batch.is_empty() {
-            store.engine().write(batch)?;
+        (batch, s)
+    }
+
+    /// Write `batch` (fsync'd) off the async threads.
+    fn write(&self, batch: Batch) -> JoinHandle<Result<(), StoreError>> {
+        let rec = Arc::clone(&self.rec);
+        tokio::task::spawn_blocking(move || {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            Ok(rec.store().engine().write(batch)?)
+        })
+    }
+
+    /// Wait for a save; once it is durable, move `cursor` and the figures.
+    async fn saved(&self, s: Saving, cursor: &mut u64) -> Result<(), Streamed> {
+        match s.write.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Streamed::Failed(format!("saving the delivery state: {e}"))),
+            Err(e) => return Err(Streamed::Broken(format!("saving the delivery state: {e}"))),
         }
-        *cursor = advance;
-        let s = &self.stats;
-        s.cursor.store(advance, Relaxed);
-        s.delivered.fetch_add(delivered, Relaxed);
-        s.failed.fetch_add(failed, Relaxed);
-        s.parked.fetch_add(parked, Relaxed);
-        if complete {
-            s.set_error("");
+        let s = s.settled;
+        *cursor = s.cursor;
+        let stats = &self.stats;
+        stats.cursor.store(s.cursor, Relaxed);
+        stats.delivered.fetch_add(s.delivered, Relaxed);
+        stats.failed.fetch_add(s.failed, Relaxed);
+        stats.parked.fetch_add(s.parked, Relaxed);
+        if s.complete {
+            stats.set_error("");
         }
-        Ok(complete)
+        Ok(())
     }
 
     async fn command(&self, cmd: Command, cursor: &mut u64) {

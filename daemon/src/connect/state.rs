@@ -3,6 +3,8 @@
 //! batches, never through the reconciler: none of this is a change of an
 //! object, so none of it belongs in the change log.
 
+use std::collections::HashMap;
+
 use idsync_connectors::{Remote, View, ViewError};
 use idsync_schema::Kind;
 use serde::{Deserialize, Serialize};
@@ -123,5 +125,58 @@ impl View for StoreView<'_> {
                 Ok(visit(id, r))
             })
             .map_err(view_err)
+    }
+}
+
+/// A [`StoreView`] plus the remote ids learned by a batch whose save is
+/// still being written: the runner delivers the next batch meanwhile, and
+/// that batch may touch the same objects (an entry added, then deleted).
+/// `None` in `unsaved`: the entry was forgotten.
+pub struct UnsavedView<'a> {
+    pub view: StoreView<'a>,
+    pub unsaved: &'a HashMap<Uuid, Option<Remote>>,
+}
+
+impl View for UnsavedView<'_> {
+    fn object(&self, kind: Kind, id: Uuid) -> Result<Option<serde_json::Value>, ViewError> {
+        self.view.object(kind, id)
+    }
+
+    fn members(&self, group: Uuid) -> Result<Vec<Uuid>, ViewError> {
+        self.view.members(group)
+    }
+
+    fn for_each(
+        &self,
+        kind: Kind,
+        visit: &mut dyn FnMut(serde_json::Value) -> bool,
+    ) -> Result<(), ViewError> {
+        self.view.for_each(kind, visit)
+    }
+
+    fn remote(&self, id: Uuid) -> Result<Option<Remote>, ViewError> {
+        match self.unsaved.get(&id) {
+            Some(r) => Ok(r.clone()),
+            None => self.view.remote(id),
+        }
+    }
+
+    fn remotes(&self, visit: &mut dyn FnMut(Uuid, Remote) -> bool) -> Result<(), ViewError> {
+        let mut go_on = true;
+        self.view.remotes(&mut |id, r| {
+            if !self.unsaved.contains_key(&id) {
+                go_on = visit(id, r);
+            }
+            go_on
+        })?;
+        for (id, r) in self.unsaved {
+            if !go_on {
+                break;
+            }
+            if let Some(r) = r {
+                go_on = visit(*id, r.clone());
+            }
+        }
+        Ok(())
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use idsync_connectors::{
     Applied, BoxFuture, Connector, ConnectorError, Delivery, DeliveryConfig, Event, Outcome, Plan,
-    View,
+    Remote, View,
 };
 use idsync_schema::{Kind, Source};
 use serde_json::value::RawValue;
@@ -27,6 +27,9 @@ struct Fake {
     down_for: AtomicU32,
     /// Objects the peer refuses (until `refuse` is emptied).
     refuse: Mutex<HashSet<Uuid>>,
+    /// Per sequence number handed to `deliver`: whether the remote id of
+    /// its object was known then (the fake learns one per delivery).
+    known: Mutex<Vec<(u64, bool)>>,
 }
 
 impl Connector for Fake {
@@ -39,7 +42,7 @@ impl Connector for Fake {
     fn healthcheck(&self) -> BoxFuture<'_, Result<(), ConnectorError>> {
         Box::pin(async { Ok(()) })
     }
-    fn deliver<'a>(&'a self, batch: &'a [Event], _view: &'a dyn View) -> BoxFuture<'a, Delivery> {
+    fn deliver<'a>(&'a self, batch: &'a [Event], view: &'a dyn View) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
             if self
                 .down_for
@@ -53,21 +56,30 @@ impl Connector for Fake {
             }
             let refuse = self.refuse.lock().unwrap().clone();
             let mut seen = self.seen.lock().unwrap();
+            let mut known = self.known.lock().unwrap();
+            let mut learned = Vec::new();
             let outcomes = batch
                 .iter()
                 .map(|e| {
                     seen.push(e.seq);
+                    known.push((e.seq, view.remote(e.id).unwrap().is_some()));
                     if refuse.contains(&e.id) {
                         Outcome::Failed("refused".into())
                     } else {
+                        learned.push((
+                            e.id,
+                            Some(Remote {
+                                kind: e.kind,
+                                dn: format!("id={}", e.id),
+                                entry_uuid: e.id.to_string(),
+                                disabled_at: None,
+                            }),
+                        ));
                         Outcome::Delivered
                     }
                 })
                 .collect();
-            Delivery {
-                outcomes,
-                learned: Vec::new(),
-            }
+            Delivery { outcomes, learned }
         })
     }
     fn plan<'a>(&'a self, _view: &'a dyn View) -> BoxFuture<'a, Result<Plan, ConnectorError>> {
@@ -89,6 +101,7 @@ fn fake(down_for: u32, refuse: &[Uuid]) -> Arc<Fake> {
         seen: Mutex::new(Vec::new()),
         down_for: AtomicU32::new(down_for),
         refuse: Mutex::new(refuse.iter().copied().collect()),
+        known: Mutex::new(Vec::new()),
     })
 }
 
@@ -197,5 +210,98 @@ async fn the_cursor_survives_a_restart() {
         vec![11, 12, 13],
         "only the new changes"
     );
+    running.stop().await;
+}
+
+/// Pipelining: while batch 2 (seq 8–14) is delivered, batch 3 (15–21) is
+/// read ahead. Batch 2 fails on seq 10, so batch 3 must be dropped and the
+/// cursor must stay at 9: until seq 10 goes through, every try is the
+/// batch from the cursor (10–16), never the one read ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_drops_the_batch_read_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = open(dir.path());
+    let ids: Vec<Uuid> = (0..21).map(|_| Uuid::now_v7()).collect();
+    let f = Arc::new(Fake {
+        delivery: DeliveryConfig {
+            batch_size: 7,
+            // Never parked while this test looks.
+            max_attempts: 1000,
+            backoff_initial_ms: 1,
+            backoff_max_ms: 2,
+        },
+        seen: Mutex::new(Vec::new()),
+        down_for: AtomicU32::new(0),
+        refuse: Mutex::new([ids[9]].into_iter().collect()),
+        known: Mutex::new(Vec::new()),
+    });
+    let running = start(vec![f.clone() as Arc<dyn Connector>], &rec);
+    let stats = running.connectors.stats()[0].clone();
+    until("the first reconcile", || {
+        state::reconciled(rec.store(), "fake").unwrap()
+    })
+    .await;
+    append(rec.store(), &ids);
+    until("batch 2 failed a few times", || {
+        stats.failed.load(Relaxed) >= 5
+    })
+    .await;
+    {
+        let seen = f.seen.lock().unwrap();
+        assert!(
+            seen.iter().all(|s| *s <= 16),
+            "the batch read ahead was delivered: {seen:?}"
+        );
+        assert!(seen.iter().filter(|s| **s == 10).count() >= 5);
+    }
+    assert_eq!(state::cursor(rec.store(), "fake").unwrap(), 9);
+    assert_eq!(stats.cursor.load(Relaxed), 9);
+
+    // The peer takes it now: everything goes through, in order.
+    f.refuse.lock().unwrap().clear();
+    until("the cursor reaches the head", || {
+        stats.cursor.load(Relaxed) == 21
+    })
+    .await;
+    assert_eq!(state::cursor(rec.store(), "fake").unwrap(), 21);
+    let seen = f.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.iter().copied().collect::<HashSet<u64>>().len(),
+        21,
+        "every change reached the peer"
+    );
+    assert!(state::dead_letters(rec.store(), "fake").unwrap().is_empty());
+    running.stop().await;
+}
+
+/// The remote ids learned by batch N are in the store only once its save
+/// is written, which runs while batch N+1 is delivered: batch N+1 must see
+/// them all the same (an entry added by N and deleted by N+1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_batch_sees_the_remote_ids_the_last_one_learned() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = open(dir.path());
+    let f = fake(0, &[]);
+    let running = start(vec![f.clone() as Arc<dyn Connector>], &rec);
+    let stats = running.connectors.stats()[0].clone();
+    until("the first reconcile", || {
+        state::reconciled(rec.store(), "fake").unwrap()
+    })
+    .await;
+    // The same 7 objects, three times over: one batch each.
+    let ids: Vec<Uuid> = (0..7).map(|_| Uuid::now_v7()).collect();
+    let mut all = ids.clone();
+    all.extend(&ids);
+    all.extend(&ids);
+    append(rec.store(), &all);
+    until("the cursor reaches the head", || {
+        stats.cursor.load(Relaxed) == 21
+    })
+    .await;
+    let known = f.known.lock().unwrap().clone();
+    assert_eq!(known.len(), 21);
+    for (seq, known) in known {
+        assert_eq!(known, seq > 7, "seq {seq}: remote id known");
+    }
     running.stop().await;
 }
