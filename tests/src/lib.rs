@@ -299,10 +299,36 @@ pub fn wait_until(what: &str, timeout: std::time::Duration, mut cond: impl FnMut
     }
 }
 
-/// A TCP port free on 127.0.0.1 right now.
+/// A TCP port free on 127.0.0.1 right now, never handed out twice by this
+/// process.
+///
+/// Why not the kernel's `bind(":0")`: the port is released before the
+/// server (slapd, idsync) binds it, and the kernel may give the same port
+/// to the next caller meanwhile; two tests running in parallel then start
+/// two servers on one port, and the loser's readiness check talks to the
+/// winner (seen as `ldapadd: Already exists (68)` while a slapd started).
+/// Ports from a per-process counter below the ephemeral range (which
+/// starts at 32768) are never reused within a run, and a bind check skips
+/// the ones some other program holds.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    // Each test process starts at its own offset, so test binaries run at
+    // the same time rarely meet.
+    let _ = NEXT.compare_exchange(
+        0,
+        (std::process::id() % u32::from(SPAN)) as u16 + 1,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = FIRST + n % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
