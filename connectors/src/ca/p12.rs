@@ -16,8 +16,8 @@ use super::{subject_text, CaError, Csr, Issued};
 /// of the MAC key derivation, in a PKCS#12 file [`build_p12`] writes.
 /// OpenSSL 3 writes 2048 by default (`openssl pkcs12 -export`); so do we.
 /// The cost is paid twice per file (one PBKDF2 for key and certificates,
-/// one PKCS#12 KDF for the MAC: see `pkcs12.rs`), about 0.4 ms of one core
-/// at 2048 (see [`build_p12_with_iterations`]).
+/// one PKCS#12 KDF for the MAC, side by side: see `pkcs12.rs`), about 0.45 ms
+/// of one core at 2048 (see [`build_p12_with_iterations`]).
 pub const P12_KDF_ITERATIONS: u32 = 2048;
 
 /// A new key pair of `kind` (RSA generation takes tens of milliseconds to
