@@ -209,8 +209,14 @@ impl Runner {
                         self.stats.failed.fetch_add(1, Relaxed);
                         self.stats.set_error(e);
                         if transient {
-                            self.pause(backoff.next_delay(), &mut stop, &mut commands, &mut cursor)
-                                .await;
+                            self.pause(
+                                backoff.next_delay(),
+                                &mut head,
+                                &mut stop,
+                                &mut commands,
+                                &mut cursor,
+                            )
+                            .await;
                             continue;
                         }
                         need_reconcile = false;
@@ -233,13 +239,25 @@ impl Runner {
             {
                 Streamed::Done(true) => backoff.reset(),
                 Streamed::Done(false) => {
-                    self.pause(backoff.next_delay(), &mut stop, &mut commands, &mut cursor)
-                        .await
+                    self.pause(
+                        backoff.next_delay(),
+                        &mut head,
+                        &mut stop,
+                        &mut commands,
+                        &mut cursor,
+                    )
+                    .await
                 }
                 Streamed::Failed(e) => {
                     self.fail(&e);
-                    self.pause(backoff.next_delay(), &mut stop, &mut commands, &mut cursor)
-                        .await;
+                    self.pause(
+                        backoff.next_delay(),
+                        &mut head,
+                        &mut stop,
+                        &mut commands,
+                        &mut cursor,
+                    )
+                    .await;
                 }
                 Streamed::Broken(e) => {
                     tracing::error!(connector = %self.name, "{e}");
@@ -256,18 +274,27 @@ impl Runner {
     }
 
     /// Wait `delay`, answering commands meanwhile; a stop ends it early.
+    /// The head is followed meanwhile, so the lag `idsync status` and
+    /// `/metrics` show grows while a peer is down instead of waiting for
+    /// the next try.
     async fn pause(
         &self,
         delay: Duration,
+        head: &mut watch::Receiver<u64>,
         stop: &mut watch::Receiver<bool>,
         commands: &mut mpsc::Receiver<Command>,
         cursor: &mut u64,
     ) {
         let until = tokio::time::Instant::now() + delay;
+        let mut head_open = true;
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(until) => return,
                 _ = stop.changed() => return,
+                changed = head.changed(), if head_open => match changed {
+                    Ok(()) => self.stats.head.store(*head.borrow_and_update(), Relaxed),
+                    Err(_) => head_open = false,
+                },
                 Some(cmd) = commands.recv() => self.command(cmd, cursor).await,
             }
         }

@@ -186,6 +186,31 @@ async fn delivers_everything_through_outages_and_parks_what_is_refused() {
     running.stop().await;
 }
 
+/// While the runner backs off from a peer that is down, the head (and so
+/// the lag) it reports follows the change log, not its next try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lag_grows_while_the_peer_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = open(dir.path());
+    let mut f = fake(u32::MAX, &[]);
+    // A first back-off of 30–60 s: far longer than this test waits.
+    Arc::get_mut(&mut f).unwrap().delivery.backoff_initial_ms = 60_000;
+    Arc::get_mut(&mut f).unwrap().delivery.backoff_max_ms = 60_000;
+    let running = start(vec![f.clone() as Arc<dyn Connector>], &rec);
+    let stats = running.connectors.stats()[0].clone();
+    until("the first reconcile", || {
+        state::reconciled(rec.store(), "fake").unwrap()
+    })
+    .await;
+    append(rec.store(), &[Uuid::now_v7()]);
+    until("a failed delivery", || stats.failed.load(Relaxed) >= 1).await;
+    let ids: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+    append(rec.store(), &ids);
+    until("the head followed", || stats.head.load(Relaxed) == 6).await;
+    assert_eq!(stats.cursor.load(Relaxed), 0, "nothing delivered");
+    running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cursor_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
