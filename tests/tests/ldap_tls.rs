@@ -110,6 +110,16 @@ fn refuses_a_server_it_does_not_trust() {
         assert!(err.contains("invalid peer certificate"), "{err}");
     }
     assert!(slapd.entry(&alice_dn()).is_none(), "nothing was written");
+    // The start-up healthcheck said so too, for each.
+    for name in ["system", "other"] {
+        wait_until(&format!("{name}'s healthcheck"), WAIT, || {
+            d.log().lines().any(|l| {
+                l.contains(&format!("connector={name}"))
+                    && l.contains("healthcheck failed")
+                    && l.contains("invalid peer certificate")
+            })
+        });
+    }
     d.signal("TERM");
     d.wait(WAIT).expect("stops");
 }

@@ -187,6 +187,7 @@ impl Runner {
         };
         self.stats.cursor.store(cursor, Relaxed);
         tracing::info!(connector = %self.name, cursor, "connector started");
+        self.healthcheck();
         loop {
             if *stop.borrow() {
                 break;
@@ -266,6 +267,23 @@ impl Runner {
             }
         }
         tracing::info!(connector = %self.name, cursor, "connector stopped");
+    }
+
+    /// Check the peer once at start, beside delivery: an unreachable peer
+    /// or a refused bind is in the log at once, with what the connector
+    /// says is wrong. Never fatal, and it does not hold up delivery: a peer
+    /// that comes up later is what the retries are for.
+    fn healthcheck(&self) {
+        let (connector, name) = (Arc::clone(&self.connector), self.name.clone());
+        tokio::spawn(async move {
+            match tokio::time::timeout(Duration::from_secs(30), connector.healthcheck()).await {
+                Ok(Ok(())) => tracing::info!(connector = %name, "healthcheck passed"),
+                Ok(Err(e)) => tracing::warn!(connector = %name, "healthcheck failed: {e}"),
+                Err(_) => {
+                    tracing::warn!(connector = %name, "healthcheck failed: no answer in 30 s")
+                }
+            }
+        });
     }
 
     fn fail(&self, e: &str) {
