@@ -238,33 +238,26 @@ impl Runner {
                 .stream(&mut cursor, &head, &stop, &commands, &mut attempts, &d)
                 .await
             {
-                Streamed::Done(true) => backoff.reset(),
-                Streamed::Done(false) => {
-                    self.pause(
-                        backoff.next_delay(),
-                        &mut head,
-                        &mut stop,
-                        &mut commands,
-                        &mut cursor,
-                    )
-                    .await
+                Streamed::Done(true) => {
+                    backoff.reset();
+                    continue;
                 }
-                Streamed::Failed(e) => {
-                    self.fail(&e);
-                    self.pause(
-                        backoff.next_delay(),
-                        &mut head,
-                        &mut stop,
-                        &mut commands,
-                        &mut cursor,
-                    )
-                    .await;
-                }
+                Streamed::Done(false) => {}
+                Streamed::Failed(e) => self.fail(&e),
                 Streamed::Broken(e) => {
                     tracing::error!(connector = %self.name, "{e}");
                     break;
                 }
             }
+            // Something was not delivered: back off before the next try.
+            self.pause(
+                backoff.next_delay(),
+                &mut head,
+                &mut stop,
+                &mut commands,
+                &mut cursor,
+            )
+            .await;
         }
         tracing::info!(connector = %self.name, cursor, "connector stopped");
     }
