@@ -712,7 +712,10 @@ impl<'r> Tx<'r> {
             h.update((t.len() as u64).to_le_bytes());
             h.update(t.as_bytes());
         };
-        text(&format!("{:?} {:?} {status:?}", self.source, how.end_state));
+        // Names, not a formatted string: this runs for every row.
+        text(self.source.as_str());
+        text(how.end_state.map_or("\0", Status::as_str));
+        text(status.as_str());
         text(how.application.as_deref().unwrap_or("\0"));
         text(mail);
         text(last_name);

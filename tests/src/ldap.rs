@@ -111,11 +111,7 @@ impl Slapd {
             .arg(d.join("config.ldif"))
             .output()
             .expect("run slapadd (install slapd)");
-        assert!(
-            out.status.success(),
-            "slapadd: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded("slapadd", &out);
         let mut s = Slapd {
             dir,
             port: crate::free_port(),
@@ -253,22 +249,12 @@ impl Slapd {
 
     /// `ldapadd` of `ldif`; panics on failure.
     pub fn add(&self, ldif: &str) {
-        let out = self.tool("ldapadd", &[], ldif);
-        assert!(
-            out.status.success(),
-            "ldapadd: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded("ldapadd", &self.tool("ldapadd", &[], ldif));
     }
 
     /// `ldapmodify` of `ldif`; panics on failure.
     pub fn modify(&self, ldif: &str) {
-        let out = self.tool("ldapmodify", &[], ldif);
-        assert!(
-            out.status.success(),
-            "ldapmodify: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded("ldapmodify", &self.tool("ldapmodify", &[], ldif));
     }
 
     /// `ldapadd -f FILE` timed: the seconds it took.
@@ -281,11 +267,7 @@ impl Slapd {
             .stderr(Stdio::piped())
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "ldapadd: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded("ldapadd", &out);
         started.elapsed().as_secs_f64()
     }
 
@@ -310,11 +292,7 @@ impl Slapd {
         if out.status.code() == Some(32) {
             return Vec::new();
         }
-        assert!(
-            out.status.success(),
-            "ldapsearch: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded("ldapsearch", &out);
         parse_ldif(&String::from_utf8_lossy(&out.stdout))
     }
 
@@ -373,9 +351,46 @@ pub fn run_ok(env: &crate::Env, args: &[&str]) -> (String, String) {
     (stdout, stderr)
 }
 
+/// Panic with `what` and its stderr unless the command succeeded.
+fn succeeded(what: &str, out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `idsync status` as text.
 pub fn status(env: &crate::Env) -> String {
     String::from_utf8_lossy(&env.run(&["status"]).stdout).into_owned()
+}
+
+/// The members of group `cn` (DNs lower-cased).
+pub fn members(slapd: &Slapd, cn: &str) -> std::collections::HashSet<String> {
+    slapd
+        .entry(&format!("cn={cn},ou=groups,{BASE}"))
+        .map(|e| e.get("member").iter().map(|m| m.to_lowercase()).collect())
+        .unwrap_or_default()
+}
+
+/// Apply `f` to the store with the daemon stopped, as another source would.
+pub fn with_reconciler(env: &crate::Env, f: impl FnOnce(&idsync::reconcile::Reconciler)) {
+    let rec = idsync::reconcile::Reconciler::new(
+        std::sync::Arc::new(env.store()),
+        idsync::reconcile::Settings::default(),
+    )
+    .unwrap();
+    f(&rec);
+    rec.store().flush().unwrap();
+}
+
+/// The id of the user with `mail`.
+pub fn user_id(store: &idsync::store::Store, mail: &str) -> uuid::Uuid {
+    store
+        .find::<idsync_schema::User>(idsync_schema::Kind::User, mail)
+        .unwrap()
+        .unwrap()
+        .id
 }
 
 impl Drop for Slapd {
@@ -395,11 +410,7 @@ fn make_certificates(dir: &Path) {
             .current_dir(dir)
             .output()
             .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&format!("openssl {args:?}"), &out);
     };
     for ca in ["ca", "other-ca"] {
         openssl(&[

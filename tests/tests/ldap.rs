@@ -2,14 +2,14 @@
 //! to a real, throwaway OpenLDAP `slapd` (see `idsync_tests::ldap`).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
-use idsync::reconcile::{Reconciler, Settings};
-use idsync::store::{keys, Actor, Batch, Store};
-use idsync_schema::{Kind, Source, User};
-use idsync_tests::ldap::{Slapd, BASE};
-use idsync_tests::{free_port, wait_until, Env};
+use idsync::store::{keys, Actor, Batch};
+use idsync_schema::Source;
+use idsync_tests::ldap::{
+    daemon_env, members, run_ok, status, user_id, with_reconciler, Slapd, BASE,
+};
+use idsync_tests::{wait_until, Env};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -18,12 +18,7 @@ fn people() -> String {
 }
 
 fn env_for(slapd: &Slapd, extra: &str) -> Env {
-    let port = free_port();
-    Env::with_config(&format!(
-        "[admin]\nlisten = \"127.0.0.1:{port}\"\n[folders]\nstable_ms = 50\n{}{extra}\n\
-         [connectors.delivery]\nbackoff_initial_ms = 20\nbackoff_max_ms = 300\n",
-        slapd.connector_toml("ldap")
-    ))
+    daemon_env(&format!("{}{extra}", slapd.connector_toml("ldap")))
 }
 
 /// The admin port of `env`'s configuration.
@@ -33,41 +28,8 @@ fn env_port(env: &Env) -> u16 {
     cfg[at..].split('"').next().unwrap().parse().unwrap()
 }
 
-fn run_ok(env: &Env, args: &[&str]) -> (String, String) {
-    let out = env.run(args);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(out.status.success(), "idsync {args:?}: {stdout}{stderr}");
-    (stdout, stderr)
-}
-
-fn status(env: &Env) -> String {
-    String::from_utf8_lossy(&env.run(&["status"]).stdout).into_owned()
-}
-
-/// The members of group `cn` (DNs lower-cased).
-fn members(slapd: &Slapd, cn: &str) -> HashSet<String> {
-    slapd
-        .entry(&format!("cn={cn},ou=groups,{BASE}"))
-        .map(|e| e.get("member").iter().map(|m| m.to_lowercase()).collect())
-        .unwrap_or_default()
-}
-
 fn dn(uid: &str) -> String {
     format!("uid={uid},ou=people,{BASE}").to_lowercase()
-}
-
-/// Apply `f` to the store with the daemon stopped, as another source would.
-fn with_reconciler(env: &Env, f: impl FnOnce(&Reconciler)) {
-    let rec = Reconciler::new(Arc::new(env.store()), Settings::default()).unwrap();
-    f(&rec);
-    rec.store().flush().unwrap();
-}
-
-fn user_id(store: &Store, mail: &str) -> uuid::Uuid {
-    store.find::<User>(Kind::User, mail).unwrap().unwrap().id
 }
 
 #[test]

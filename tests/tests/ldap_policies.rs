@@ -5,13 +5,13 @@
 //! period), and that reactivation undoes what deactivation did.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
-use idsync::reconcile::{Reconciler, Settings};
-use idsync::store::{keys, Actor, Batch, Store};
-use idsync_schema::{Kind, Source, User};
-use idsync_tests::ldap::{daemon_env, run_ok, status, Entry, Slapd, BASE};
+use idsync::store::{keys, Actor, Batch};
+use idsync_schema::{Kind, Source};
+use idsync_tests::ldap::{
+    daemon_env, members, run_ok, status, user_id, with_reconciler, Entry, Slapd, BASE,
+};
 use idsync_tests::{wait_until, Daemon, Env};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -28,14 +28,6 @@ fn inactive_dn(uid: &str) -> String {
     format!("uid={uid},ou=inactive,{BASE}")
 }
 
-/// The members of group `cn` (DNs lower-cased).
-fn members(slapd: &Slapd, cn: &str) -> HashSet<String> {
-    slapd
-        .entry(&format!("cn={cn},ou=groups,{BASE}"))
-        .map(|e| e.get("member").iter().map(|m| m.to_lowercase()).collect())
-        .unwrap_or_default()
-}
-
 fn set(dns: &[&str]) -> HashSet<String> {
     dns.iter().map(|d| d.to_lowercase()).collect()
 }
@@ -45,19 +37,6 @@ fn entries_of(slapd: &Slapd, uid: &str) -> Vec<Entry> {
     slapd.search(BASE, &format!("(uid={uid})"))
 }
 
-/// Apply `f` to the store with the daemon stopped, as another source would.
-fn with_reconciler(env: &Env, f: impl FnOnce(&Reconciler)) {
-    let rec = Reconciler::new(Arc::new(env.store()), Settings::default()).unwrap();
-    f(&rec);
-    rec.store().flush().unwrap();
-}
-
-fn user_id(store: &Store, mail: &str) -> uuid::Uuid {
-    store.find::<User>(Kind::User, mail).unwrap().unwrap().id
-}
-
-/// A daemon for `slapd` with `policy` (TOML tables of the connector),
-/// with the group Ops holding the active users alice and bob.
 fn start_with_alice_and_bob(slapd: &Slapd, policy: &str) -> (Env, Daemon) {
     let env = daemon_env(&format!("{}{policy}", slapd.connector_toml("ldap")));
     let d = env.serve(&[]);

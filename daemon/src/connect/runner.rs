@@ -155,14 +155,26 @@ fn to_event(
     })
 }
 
+/// What wakes a runner: the change log's head moving, a stop, a command.
+struct Wakers {
+    head: watch::Receiver<u64>,
+    stop: watch::Receiver<bool>,
+    commands: mpsc::Receiver<Command>,
+}
+
 impl Runner {
     /// Run until `stop` turns true.
     pub async fn run(
         self,
-        mut head: watch::Receiver<u64>,
-        mut stop: watch::Receiver<bool>,
-        mut commands: mpsc::Receiver<Command>,
+        head: watch::Receiver<u64>,
+        stop: watch::Receiver<bool>,
+        commands: mpsc::Receiver<Command>,
     ) {
+        let mut w = Wakers {
+            head,
+            stop,
+            commands,
+        };
         let d = self.connector.delivery().clone();
         let mut backoff = Backoff::new(
             Duration::from_millis(d.backoff_initial_ms),
@@ -189,10 +201,10 @@ impl Runner {
         tracing::info!(connector = %self.name, cursor, "connector started");
         self.healthcheck();
         loop {
-            if *stop.borrow() {
+            if *w.stop.borrow() {
                 break;
             }
-            while let Ok(cmd) = commands.try_recv() {
+            while let Ok(cmd) = w.commands.try_recv() {
                 self.command(cmd, &mut cursor).await;
             }
             if need_reconcile {
@@ -206,38 +218,28 @@ impl Runner {
                         tracing::error!(connector = %self.name, "first full reconcile: {e}");
                         // Show it as what it is: nothing delivered yet,
                         // the whole log behind, one more failed attempt.
-                        self.stats.head.store(*head.borrow(), Relaxed);
+                        self.stats.head.store(*w.head.borrow(), Relaxed);
                         self.stats.failed.fetch_add(1, Relaxed);
                         self.stats.set_error(e);
                         if transient {
-                            self.pause(
-                                backoff.next_delay(),
-                                &mut head,
-                                &mut stop,
-                                &mut commands,
-                                &mut cursor,
-                            )
-                            .await;
+                            self.pause(backoff.next_delay(), &mut w, &mut cursor).await;
                             continue;
                         }
                         need_reconcile = false;
                     }
                 }
             }
-            let head_now = *head.borrow_and_update();
+            let head_now = *w.head.borrow_and_update();
             self.stats.head.store(head_now, Relaxed);
             if cursor >= head_now {
                 tokio::select! {
-                    changed = head.changed() => if changed.is_err() { break },
-                    _ = stop.changed() => {}
-                    Some(cmd) = commands.recv() => self.command(cmd, &mut cursor).await,
+                    changed = w.head.changed() => if changed.is_err() { break },
+                    _ = w.stop.changed() => {}
+                    Some(cmd) = w.commands.recv() => self.command(cmd, &mut cursor).await,
                 }
                 continue;
             }
-            match self
-                .stream(&mut cursor, &head, &stop, &commands, &mut attempts, &d)
-                .await
-            {
+            match self.stream(&mut cursor, &w, &mut attempts, &d).await {
                 Streamed::Done(true) => {
                     backoff.reset();
                     continue;
@@ -250,14 +252,7 @@ impl Runner {
                 }
             }
             // Something was not delivered: back off before the next try.
-            self.pause(
-                backoff.next_delay(),
-                &mut head,
-                &mut stop,
-                &mut commands,
-                &mut cursor,
-            )
-            .await;
+            self.pause(backoff.next_delay(), &mut w, &mut cursor).await;
         }
         tracing::info!(connector = %self.name, cursor, "connector stopped");
     }
@@ -288,25 +283,18 @@ impl Runner {
     /// The head is followed meanwhile, so the lag `idsync status` and
     /// `/metrics` show grows while a peer is down instead of waiting for
     /// the next try.
-    async fn pause(
-        &self,
-        delay: Duration,
-        head: &mut watch::Receiver<u64>,
-        stop: &mut watch::Receiver<bool>,
-        commands: &mut mpsc::Receiver<Command>,
-        cursor: &mut u64,
-    ) {
+    async fn pause(&self, delay: Duration, w: &mut Wakers, cursor: &mut u64) {
         let until = tokio::time::Instant::now() + delay;
         let mut head_open = true;
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(until) => return,
-                _ = stop.changed() => return,
-                changed = head.changed(), if head_open => match changed {
-                    Ok(()) => self.stats.head.store(*head.borrow_and_update(), Relaxed),
+                _ = w.stop.changed() => return,
+                changed = w.head.changed(), if head_open => match changed {
+                    Ok(()) => self.stats.head.store(*w.head.borrow_and_update(), Relaxed),
                     Err(_) => head_open = false,
                 },
-                Some(cmd) = commands.recv() => self.command(cmd, cursor).await,
+                Some(cmd) = w.commands.recv() => self.command(cmd, cursor).await,
             }
         }
     }
@@ -344,9 +332,7 @@ impl Runner {
     async fn stream(
         &self,
         cursor: &mut u64,
-        head: &watch::Receiver<u64>,
-        stop: &watch::Receiver<bool>,
-        commands: &mpsc::Receiver<Command>,
+        w: &Wakers,
         attempts: &mut HashMap<u64, u32>,
         d: &DeliveryConfig,
     ) -> Streamed {
@@ -371,9 +357,9 @@ impl Runner {
             // Read ahead, unless this batch reaches the head or the runner
             // is wanted elsewhere (a stop, a command): then this is the
             // last batch of the stream.
-            let head_now = *head.borrow();
+            let head_now = *w.head.borrow();
             self.stats.head.store(head_now, Relaxed);
-            if last < head_now && !*stop.borrow() && commands.is_empty() {
+            if last < head_now && !*w.stop.borrow() && w.commands.is_empty() {
                 reading = Some(self.read(last, d.batch_size));
             }
             let view = UnsavedView {
