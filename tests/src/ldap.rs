@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 pub const BASE: &str = "dc=example,dc=org";
 pub const ROOT_DN: &str = "cn=admin,dc=example,dc=org";
 const ROOT_PW: &str = "secret";
+/// The connector's account on a [`Slapd::start_with_service_account`].
+pub const SERVICE_DN: &str = "cn=idsync,dc=example,dc=org";
+const SERVICE_PW: &str = "service-secret";
 
 /// One entry as `ldapsearch` printed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +73,19 @@ impl Slapd {
         Self::start_with(false, true)
     }
 
+    /// Like [`Slapd::start`], with a service account for the connector
+    /// ([`Slapd::service_connector_toml`]) that may `write` every entry but
+    /// lacks `manage`, as a careful administrator would set it up: the
+    /// Relax Rules control is refused to it.
+    pub fn start_with_service_account() -> Slapd {
+        let s = Self::start_with(false, false);
+        s.add(&format!(
+            "dn: {SERVICE_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n\
+             cn: idsync\nuserPassword: {SERVICE_PW}\n"
+        ));
+        s
+    }
+
     fn start_with(durable: bool, tls: bool) -> Slapd {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
@@ -98,7 +114,9 @@ impl Slapd {
              dn: olcDatabase={{1}}mdb,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcMdbConfig\nolcDatabase: {{1}}mdb\n\
              olcSuffix: {BASE}\nolcRootDN: {ROOT_DN}\nolcRootPW: {ROOT_PW}\nolcDbDirectory: {db}\nolcDbMaxSize: 4294967296\n\
              olcDbIndex: objectClass eq\nolcDbIndex: uid,cn,mail eq\nolcDbIndex: member eq\nolcDbIndex: entryUUID eq\n\
-             olcSizeLimit: unlimited\n{nosync}",
+             olcSizeLimit: unlimited\n{nosync}\
+             olcAccess: {{0}}to attrs=userPassword by dn.exact=\"{SERVICE_DN}\" auth by anonymous auth by * none\n\
+             olcAccess: {{1}}to * by dn.exact=\"{SERVICE_DN}\" write by * read\n",
             pid = d.join("slapd.pid").display(),
             db = d.join("db").display(),
             nosync = if durable { "" } else { "olcDbNoSync: TRUE\n" },
@@ -219,6 +237,18 @@ impl Slapd {
         let p = self.dir.path().join("bind.pw");
         std::fs::write(&p, format!("{ROOT_PW}\n")).unwrap();
         p
+    }
+
+    /// A `[[connectors]]` entry binding as the service account of
+    /// [`Slapd::start_with_service_account`].
+    pub fn service_connector_toml(&self, name: &str) -> String {
+        let pw = self.dir.path().join("service.pw");
+        std::fs::write(&pw, format!("{SERVICE_PW}\n")).unwrap();
+        format!(
+            "[[connectors]]\ntype = \"ldap\"\nname = \"{name}\"\nurl = \"{}\"\nbind_dn = \"{SERVICE_DN}\"\npassword_file = \"{}\"\nbase_dn = \"{BASE}\"\n",
+            self.url(),
+            pw.display()
+        )
     }
 
     /// A `[[connectors]]` entry for this server, to extend with more keys.

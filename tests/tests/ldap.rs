@@ -7,7 +7,7 @@ use std::time::Duration;
 use idsync::store::{keys, Actor, Batch};
 use idsync_schema::Source;
 use idsync_tests::ldap::{
-    daemon_env, members, run_ok, status, user_id, with_reconciler, Slapd, BASE,
+    daemon_env, members, run_ok, status, user_id, with_reconciler, Entry, Slapd, BASE,
 };
 use idsync_tests::{wait_until, Env};
 
@@ -280,6 +280,59 @@ fn the_deletion_threshold_stops_a_reconcile() {
     d.wait(WAIT).expect("stops");
 }
 
+/// The `entryUUID`s the connector recorded for the entries it manages.
+fn recorded_uuids(env: &Env) -> HashSet<String> {
+    let mut recorded = HashSet::new();
+    env.store()
+        .scan(&keys::connector_remote_prefix("ldap"), |_, v| {
+            let r: serde_json::Value = serde_json::from_slice(v).unwrap();
+            assert!(recorded.insert(r["entryUuid"].as_str().unwrap().to_owned()));
+            Ok(true)
+        })
+        .unwrap();
+    recorded
+}
+
+fn uuids_of(entries: &[Entry]) -> HashSet<String> {
+    entries.iter().filter_map(|e| e.one("entryUUID")).collect()
+}
+
+/// A bind DN that may write but not `manage` is refused the Relax Rules
+/// control that lets idsync give an entry its `entryUUID`: the connector
+/// says so once, and reads each new entry's `entryUUID` back instead. No
+/// change fails, and each entry is recorded by the UUID slapd gave it.
+#[test]
+fn a_bind_dn_without_manage_access_gets_its_entry_uuids_read_back() {
+    let slapd = Slapd::start_with_service_account();
+    let env = daemon_env(&slapd.service_connector_toml("ldap"));
+    let mut d = env.serve(&[]);
+    wait_until("ready", WAIT, || {
+        env.inbox().join("users/processed").exists()
+    });
+    let mut users = String::from("status,loginName,mail,lastName\n");
+    for i in 0..20 {
+        users.push_str(&format!("active,user{i},user{i}@example.org,Last{i}\n"));
+    }
+    env.drop_file("users", "u.csv", users);
+    wait_until("every user in LDAP", WAIT, || {
+        slapd.count(&people(), "(uid=user*)") == 20 && status(&env).contains("lag 0,")
+    });
+    let s = status(&env);
+    assert!(s.contains(" 0 failed, 0 parked"), "{s}");
+    d.signal("TERM");
+    d.wait(WAIT).expect("stops");
+    let log = d.log();
+    assert_eq!(
+        log.matches("will not take an entryUUID from idsync")
+            .count(),
+        1,
+        "{log}"
+    );
+    let entries = slapd.search(&people(), "(uid=user*)");
+    assert_eq!(recorded_uuids(&env), uuids_of(&entries));
+    assert_eq!(uuids_of(&entries).len(), 20);
+}
+
 #[test]
 fn a_backlog_survives_slapd_going_away() {
     const N: usize = 10_000;
@@ -319,18 +372,11 @@ fn a_backlog_survives_slapd_going_away() {
     d.signal("TERM");
     d.wait(WAIT).expect("stops");
 
-    // Each entry is recorded once, by the entryUUID LDAP has.
+    // Each entry is recorded once, by the entryUUID LDAP has (the one
+    // idsync gave it: the root DN may use Relax Rules).
+    assert_eq!(recorded_uuids(&env), uuids_of(&entries));
+    assert!(!d.log().contains("will not take an entryUUID"));
     let store = env.store();
-    let ldap_uuids: HashSet<String> = entries.iter().filter_map(|e| e.one("entryUUID")).collect();
-    let mut recorded = HashSet::new();
-    store
-        .scan(&keys::connector_remote_prefix("ldap"), |_, v| {
-            let r: serde_json::Value = serde_json::from_slice(v).unwrap();
-            recorded.insert(r["entryUuid"].as_str().unwrap().to_owned());
-            Ok(true)
-        })
-        .unwrap();
-    assert_eq!(recorded, ldap_uuids);
     let mut dead = 0;
     store
         .scan(&keys::connector_dead_prefix("ldap"), |_, _| {

@@ -42,6 +42,12 @@ pub struct LdapConfig {
     /// object maps to and differs from it. Off: such an entry is left alone
     /// (an identical one is always adopted: it is what idsync would write).
     pub adopt_existing: bool,
+    /// Give each new entry its `entryUUID` (a fresh UUID) with the Relax
+    /// Rules control, so that idsync knows it without the server reading the
+    /// entry back inside its write. A server that will not take it (no
+    /// Relax Rules, or a bind DN without `manage` access) is asked with the
+    /// Post-Read control instead, from the first refusal on.
+    pub assign_entry_uuid: bool,
     /// Operations in flight on the one connection.
     pub concurrency: usize,
     /// Time limit of one LDAP operation, and of connecting.
@@ -219,6 +225,7 @@ impl Default for LdapConfig {
             deleted: DeletedPolicy::default(),
             deletion_threshold: DeletionThreshold::default(),
             adopt_existing: false,
+            assign_entry_uuid: true,
             concurrency: 8,
             timeout_ms: 10_000,
             page_size: 500,

@@ -4,6 +4,7 @@
 //! sorted into "retry later" and "refused".
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,10 @@ use super::mapping::{Current, ModAction, Op};
 /// replayed membership change harmless.
 const PERMISSIVE_MODIFY: &str = "1.2.840.113556.1.4.1413";
 const POST_READ: &str = "1.3.6.1.1.13.2";
+/// Relax Rules (draft-zeilenga-ldap-relax; OpenLDAP): lets an add set the
+/// `entryUUID` that is otherwise the server's to assign. Schema checks
+/// still apply.
+const RELAX_RULES: &str = "1.3.6.1.4.1.4203.666.5.12";
 
 /// Why an operation did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,11 +63,15 @@ pub struct Conn {
     /// generation N only drops N, never the connection another task made
     /// since.
     ldap: tokio::sync::Mutex<(u64, Option<Ldap>)>,
+    /// New entries get their `entryUUID` from idsync
+    /// ([`LdapConfig::assign_entry_uuid`]) until the server refuses it.
+    assign_uuid: AtomicBool,
 }
 
 impl Conn {
     pub fn new(cfg: Arc<LdapConfig>) -> Self {
         Self {
+            assign_uuid: AtomicBool::new(cfg.assign_entry_uuid),
             cfg,
             ldap: tokio::sync::Mutex::new((0, None)),
         }
@@ -169,46 +178,42 @@ impl Conn {
         Duration::from_millis(self.cfg.timeout_ms)
     }
 
-    /// Run one write. Returns the entry's `entryUUID` after an add (read
-    /// back with the Post-Read control). An add that finds the entry, or a
-    /// modify/rename/delete that finds none, is reported as
-    /// [`Exec::Exists`] / [`Exec::Missing`] for the caller to decide.
+    /// Run one write. Returns the entry's `entryUUID` after an add (given
+    /// by idsync, or read back with the Post-Read control). An add that
+    /// finds the entry, or a modify/rename/delete that finds none, is
+    /// reported as [`Exec::Exists`] / [`Exec::Missing`] for the caller to
+    /// decide.
     pub async fn exec(&self, op: &Op, permissive: bool) -> Result<Exec, OpError> {
         let (generation, mut ldap) = self.get().await?;
         let t = self.timeout();
         match op {
             Op::Add { dn, attrs } => {
-                let attrs: Vec<(&str, HashSet<&str>)> = attrs
-                    .iter()
-                    .map(|(a, v)| (a.as_str(), v.iter().map(String::as_str).collect()))
-                    .collect();
-                let r = ldap
-                    .with_controls(PostRead::new(vec!["entryUUID"]))
-                    .with_timeout(t)
-                    .add(dn, attrs)
-                    .await;
-                let r = match r {
-                    Ok(r) => r,
-                    Err(e) => return Err(self.lost(generation, &format!("add {dn}"), e).await),
-                };
-                match r.rc {
-                    0 => {
-                        let uuid = r
-                            .ctrls
-                            .iter()
-                            .find(|c| c.1.ctype == POST_READ && c.1.val.is_some())
-                            .and_then(|c| {
-                                c.1.parse::<ReadEntryResp>()
-                                    .attrs
-                                    .into_iter()
-                                    .find(|(k, _)| k.eq_ignore_ascii_case("entryUUID"))
-                                    .and_then(|(_, v)| v.into_iter().next())
-                            });
-                        Ok(Exec::Done(uuid))
+                if self.assign_uuid.load(Ordering::Relaxed) {
+                    let uuid = uuid::Uuid::now_v7().to_string();
+                    let r = self.add(generation, &ldap, dn, attrs, Some(&uuid)).await?;
+                    match r.rc {
+                        0 => return Ok(Exec::Done(Some(uuid))),
+                        68 => return Ok(Exec::Exists),
+                        rc if transient_rc(rc) => return Err(refused("add", dn, &r)),
+                        // Refused: for the entry, or for the relaxed rule?
+                        // The portable add below tells.
+                        _ => {
+                            let done = self.add_reading_uuid(generation, &ldap, dn, attrs).await;
+                            // Several adds may find out at once: one says so.
+                            if matches!(done, Ok(Exec::Done(_)))
+                                && self.assign_uuid.swap(false, Ordering::Relaxed)
+                            {
+                                tracing::warn!(
+                                    "{}: the server will not take an entryUUID from idsync ({}); new entries' entryUUIDs are read back with the Post-Read control from now on",
+                                    self.cfg.url,
+                                    refused("add", dn, &r)
+                                );
+                            }
+                            return done;
+                        }
                     }
-                    68 => Ok(Exec::Exists),
-                    _ => Err(refused("add", dn, &r)),
                 }
+                self.add_reading_uuid(generation, &ldap, dn, attrs).await
             }
             Op::Modify { dn, mods } => {
                 let mods: Vec<Mod<&str>> = mods
@@ -272,6 +277,69 @@ impl Conn {
                     _ => Err(refused("delete", dn, &r)),
                 }
             }
+        }
+    }
+
+    /// One add; with `uuid`, the entry gets that `entryUUID` (Relax Rules),
+    /// else it asks for the one the server gives (Post-Read).
+    async fn add(
+        &self,
+        generation: u64,
+        ldap: &Ldap,
+        dn: &str,
+        attrs: &[(String, Vec<String>)],
+        uuid: Option<&str>,
+    ) -> Result<LdapResult, OpError> {
+        let mut attrs: Vec<(&str, HashSet<&str>)> = attrs
+            .iter()
+            .map(|(a, v)| (a.as_str(), v.iter().map(String::as_str).collect()))
+            .collect();
+        let mut ldap = ldap.clone();
+        match uuid {
+            Some(u) => {
+                attrs.push(("entryUUID", HashSet::from([u])));
+                ldap.with_controls(RawControl {
+                    ctype: RELAX_RULES.into(),
+                    crit: true,
+                    val: None,
+                });
+            }
+            None => {
+                ldap.with_controls(PostRead::new(vec!["entryUUID"]));
+            }
+        }
+        match ldap.with_timeout(self.timeout()).add(dn, attrs).await {
+            Ok(r) => Ok(r),
+            Err(e) => Err(self.lost(generation, &format!("add {dn}"), e).await),
+        }
+    }
+
+    /// An add with the Post-Read control: the `entryUUID` the server gave.
+    async fn add_reading_uuid(
+        &self,
+        generation: u64,
+        ldap: &Ldap,
+        dn: &str,
+        attrs: &[(String, Vec<String>)],
+    ) -> Result<Exec, OpError> {
+        let r = self.add(generation, ldap, dn, attrs, None).await?;
+        match r.rc {
+            0 => {
+                let uuid = r
+                    .ctrls
+                    .iter()
+                    .find(|c| c.1.ctype == POST_READ && c.1.val.is_some())
+                    .and_then(|c| {
+                        c.1.parse::<ReadEntryResp>()
+                            .attrs
+                            .into_iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case("entryUUID"))
+                            .and_then(|(_, v)| v.into_iter().next())
+                    });
+                Ok(Exec::Done(uuid))
+            }
+            68 => Ok(Exec::Exists),
+            _ => Err(refused("add", dn, &r)),
         }
     }
 
