@@ -2,11 +2,12 @@
 //! `ldapadd` of the same entries over one connection, on the same slapd.
 //!
 //! Per run (median of `RUNS`, default 3): a throwaway slapd (NoSync, as
-//! both sides get the same), `ldapadd -f` of N `inetOrgPerson` entries into
-//! `ou=ceiling`, then `idsync serve` with an LDAP connector and a dropped
-//! CSV of N users, timed from the drop until the connector's lag is 0 and
-//! every entry is in LDAP; then one-row files dropped one at a time, timed
-//! until their entry is in LDAP (drop-to-LDAP latency).
+//! both sides get the same), `ldapadd -f` of N/2 `inetOrgPerson` entries
+//! into `ou=ceiling`, then `idsync serve` with an LDAP connector and a
+//! dropped CSV of N users, timed from the drop until the connector's lag is
+//! 0 and every entry is in LDAP, then `ldapadd -f` of the other N/2 (the
+//! two halves timed together); then one-row files dropped one at a time,
+//! timed until their entry is in LDAP (drop-to-LDAP latency).
 //!
 //! `cargo bench -p idsync-tests --bench ldap` (N = 100,000; set
 //! `LDAP_BENCH_USERS` and `LDAP_BENCH_RUNS` for shorter runs).
@@ -42,11 +43,14 @@ fn lag_zero(agent: &ureq::Agent, port: u16, token: &str) -> bool {
 }
 
 /// Connector settings other than the defaults, to compare
-/// (`LDAP_BENCH_CONCURRENCY`, `LDAP_BENCH_BATCH`).
+/// (`LDAP_BENCH_CONCURRENCY`, `LDAP_BENCH_ASSIGN_UUID`, `LDAP_BENCH_BATCH`).
 fn tuning() -> String {
     let mut t = String::new();
     if let Ok(c) = std::env::var("LDAP_BENCH_CONCURRENCY") {
         t.push_str(&format!("concurrency = {c}\n"));
+    }
+    if let Ok(a) = std::env::var("LDAP_BENCH_ASSIGN_UUID") {
+        t.push_str(&format!("assign_entry_uuid = {a}\n"));
     }
     if let Ok(b) = std::env::var("LDAP_BENCH_BATCH") {
         t.push_str(&format!("[connectors.delivery]\nbatch_size = {b}\n"));
@@ -66,17 +70,22 @@ fn one_run(n: usize, latency_samples: usize) -> Run {
         "dn: ou=ceiling,{BASE}\nobjectClass: organizationalUnit\nou: ceiling\n"
     ));
 
-    // The ceiling: the same entries idsync writes, one connection.
-    let mut ldif = String::with_capacity(n * 260);
-    for i in 0..n {
-        ldif.push_str(&format!(
-            "dn: uid=user{i},ou=ceiling,{BASE}\nobjectClass: inetOrgPerson\nobjectClass: organizationalPerson\n\
-             objectClass: person\nobjectClass: top\ncn: Last{i}\nsn: Last{i}\nmail: user{i}@example.org\nuid: user{i}\n\n"
-        ));
-    }
-    let file = slapd.dir.path().join("ceiling.ldif");
-    std::fs::write(&file, ldif).unwrap();
-    let ldapadd_s = slapd.ldapadd_file(&file);
+    // The ceiling: the same entries idsync writes, one connection. Half
+    // before idsync's turn and half after, so that both sides see the same
+    // database size on average and the same drift of a shared machine.
+    let ldapadd_half = |range: std::ops::Range<usize>| {
+        let mut ldif = String::with_capacity(range.len() * 260);
+        for i in range.clone() {
+            ldif.push_str(&format!(
+                "dn: uid=user{i},ou=ceiling,{BASE}\nobjectClass: inetOrgPerson\nobjectClass: organizationalPerson\n\
+                 objectClass: person\nobjectClass: top\ncn: Last{i}\nsn: Last{i}\nmail: user{i}@example.org\nuid: user{i}\n\n"
+            ));
+        }
+        let file = slapd.dir.path().join(format!("ceiling-{}.ldif", range.start));
+        std::fs::write(&file, ldif).unwrap();
+        slapd.ldapadd_file(&file)
+    };
+    let mut ldapadd_s = ldapadd_half(0..n / 2);
 
     let port = free_port();
     let env = Env::with_config(&format!(
@@ -121,6 +130,7 @@ fn one_run(n: usize, latency_samples: usize) -> Run {
     println!("  (import done after {import_s:.1} s, last entry in LDAP after {idsync_s:.1} s)");
     let people = format!("ou=people,{BASE}");
     assert_eq!(slapd.count(&people, "(uid=user*)"), n, "every user in LDAP");
+    ldapadd_s += ldapadd_half(n / 2..n);
 
     let mut lat = Vec::new();
     for j in 0..latency_samples {
