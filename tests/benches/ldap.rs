@@ -81,7 +81,10 @@ fn one_run(n: usize, latency_samples: usize) -> Run {
                  objectClass: person\nobjectClass: top\ncn: Last{i}\nsn: Last{i}\nmail: user{i}@example.org\nuid: user{i}\n\n"
             ));
         }
-        let file = slapd.dir.path().join(format!("ceiling-{}.ldif", range.start));
+        let file = slapd
+            .dir
+            .path()
+            .join(format!("ceiling-{}.ldif", range.start));
         std::fs::write(&file, ldif).unwrap();
         slapd.ldapadd_file(&file)
     };
