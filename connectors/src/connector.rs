@@ -157,6 +157,10 @@ pub struct DeliveryConfig {
     /// First retry delay, in milliseconds; doubles up to `backoff_max_ms`.
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
+    /// Seconds between full reconciles run on their own (drift repaired,
+    /// the deleted-object grace period ended); 0: only the first one and
+    /// those asked for. Counted from the last reconcile, across restarts.
+    pub reconcile_every_s: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -166,6 +170,7 @@ impl Default for DeliveryConfig {
             max_attempts: 5,
             backoff_initial_ms: 200,
             backoff_max_ms: 30_000,
+            reconcile_every_s: 86_400,
         }
     }
 }

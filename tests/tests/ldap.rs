@@ -9,7 +9,7 @@ use idsync_schema::Source;
 use idsync_tests::ldap::{
     daemon_env, members, run_ok, status, user_id, with_reconciler, Entry, Slapd, BASE,
 };
-use idsync_tests::{wait_until, Env};
+use idsync_tests::{free_port, wait_until, Env};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -219,6 +219,56 @@ fn users_groups_and_assets_reach_ldap_and_stay_right() {
     // Without a daemon, `plan` reads the store itself.
     let (offline, _) = run_ok(&env, &["connectors", "plan", "ldap"]);
     assert_eq!(offline, "");
+}
+
+/// `delivery.reconcile_every_s`: drift is repaired with nobody asking, and
+/// the schedule counts from the last reconcile, across a restart.
+#[test]
+fn drift_is_repaired_by_the_scheduled_reconcile() {
+    let slapd = Slapd::start(false);
+    let env = Env::with_config(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{}\"\n[folders]\nstable_ms = 50\n{}\n\
+         [connectors.delivery]\nreconcile_every_s = 3\n",
+        free_port(),
+        slapd.connector_toml("ldap")
+    ));
+    let mut d = env.serve(&[]);
+    wait_until("ready", WAIT, || {
+        env.inbox().join("users/processed").exists()
+    });
+    env.drop_file(
+        "users",
+        "u.csv",
+        "status,loginName,mail,lastName\nactive,alice,alice@example.org,Liddell\n",
+    );
+    wait_until("alice in LDAP", WAIT, || {
+        slapd.entry(&dn("alice")).is_some()
+    });
+    let drift = || {
+        slapd.modify(&format!(
+            "dn: {}\nchangetype: modify\nreplace: sn\nsn: Drifted\n",
+            dn("alice")
+        ))
+    };
+    let sn = || slapd.entry(&dn("alice")).and_then(|e| e.one("sn"));
+    drift();
+    assert_eq!(sn().as_deref(), Some("Drifted"));
+    wait_until("the drift repaired", Duration::from_secs(30), || {
+        sn().as_deref() == Some("Liddell")
+    });
+    d.signal("TERM");
+    d.wait(WAIT).expect("stops");
+
+    drift();
+    let mut d = env.serve(&[]);
+    wait_until(
+        "the drift repaired after a restart",
+        Duration::from_secs(30),
+        || sn().as_deref() == Some("Liddell"),
+    );
+    assert!(d.log().contains("scheduled reconcile done"), "{}", d.log());
+    d.signal("TERM");
+    d.wait(WAIT).expect("stops");
 }
 
 #[test]

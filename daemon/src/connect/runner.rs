@@ -155,6 +155,14 @@ fn to_event(
     })
 }
 
+/// Sleep until `at`; never, without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What wakes a runner: the change log's head moving, a stop, a command.
 struct Wakers {
     head: watch::Receiver<u64>,
@@ -200,6 +208,8 @@ impl Runner {
         self.stats.cursor.store(cursor, Relaxed);
         tracing::info!(connector = %self.name, cursor, "connector started");
         self.healthcheck();
+        // After a scheduled reconcile failed: when to try again.
+        let mut retry_reconcile_at: Option<tokio::time::Instant> = None;
         loop {
             if *w.stop.borrow() {
                 break;
@@ -229,13 +239,40 @@ impl Runner {
                     }
                 }
             }
+            let due_in = match self.reconcile_due_in(d.reconcile_every_s, retry_reconcile_at) {
+                Ok(due_in) => due_in,
+                Err(e) => {
+                    tracing::error!(connector = %self.name, "{e}");
+                    break;
+                }
+            };
+            if due_in == Some(Duration::ZERO) {
+                match self.reconcile(false, &mut cursor, false).await {
+                    Ok(r) => {
+                        retry_reconcile_at = None;
+                        tracing::info!(connector = %self.name, creates = r.creates, updates = r.updates, deletions = r.deletions, errors = r.errors.len(), "scheduled reconcile done");
+                    }
+                    Err((e, _)) => {
+                        // Not again before a while: a refusal (threshold)
+                        // stands until someone looks, a peer down until
+                        // delivery's retries find it back.
+                        let wait = Duration::from_secs(d.reconcile_every_s.min(600));
+                        retry_reconcile_at = Some(tokio::time::Instant::now() + wait);
+                        tracing::error!(connector = %self.name, "scheduled reconcile: {e} (next try in {} s)", wait.as_secs());
+                        self.stats.set_error(e);
+                    }
+                }
+                continue;
+            }
             let head_now = *w.head.borrow_and_update();
             self.stats.head.store(head_now, Relaxed);
             if cursor >= head_now {
+                let next_reconcile = due_in.map(|d| tokio::time::Instant::now() + d);
                 tokio::select! {
                     changed = w.head.changed() => if changed.is_err() { break },
                     _ = w.stop.changed() => {}
                     Some(cmd) = w.commands.recv() => self.command(cmd, &mut cursor).await,
+                    () = sleep_until_some(next_reconcile) => {}
                 }
                 continue;
             }
@@ -255,6 +292,32 @@ impl Runner {
             self.pause(backoff.next_delay(), &mut w, &mut cursor).await;
         }
         tracing::info!(connector = %self.name, cursor, "connector stopped");
+    }
+
+    /// How long until the next scheduled reconcile (zero: now); `None`
+    /// when none is scheduled (`every_s` 0, or the first one not run yet:
+    /// that one is the loop's own).
+    fn reconcile_due_in(
+        &self,
+        every_s: u64,
+        retry_at: Option<tokio::time::Instant>,
+    ) -> Result<Option<Duration>, StoreError> {
+        if every_s == 0 {
+            return Ok(None);
+        }
+        if let Some(at) = retry_at {
+            return Ok(Some(
+                at.saturating_duration_since(tokio::time::Instant::now()),
+            ));
+        }
+        let Some(last) = state::last_reconcile(self.rec.store(), &self.name)? else {
+            return Ok(None);
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let due = last.saturating_add(i64::try_from(every_s).unwrap_or(i64::MAX));
+        Ok(Some(Duration::from_secs(
+            u64::try_from(due.saturating_sub(now)).unwrap_or(0),
+        )))
     }
 
     /// Check the peer once at start, beside delivery: an unreachable peer
@@ -608,7 +671,10 @@ impl Runner {
         state::queue_learned(&mut batch, &self.name, &applied.learned);
         batch.put(
             crate::store::keys::connector_reconciled(&self.name),
-            Vec::new(),
+            time::OffsetDateTime::now_utc()
+                .unix_timestamp()
+                .to_be_bytes()
+                .to_vec(),
         );
         // A new connector: the reconcile brought the peer to (at least) the
         // head it saw before planning; what came after is delivered next.

@@ -35,6 +35,15 @@ pub fn cursor(store: &Store, name: &str) -> Result<u64, StoreError> {
         .unwrap_or(0))
 }
 
+/// When the last full reconcile ended (Unix seconds; 0 when a version
+/// that did not record it ran it); `None` before the first.
+pub fn last_reconcile(store: &Store, name: &str) -> Result<Option<i64>, StoreError> {
+    Ok(store
+        .engine()
+        .get(&keys::connector_reconciled(name))?
+        .map(|v| v.try_into().map(i64::from_be_bytes).unwrap_or(0)))
+}
+
 /// Whether the first full reconcile ran.
 pub fn reconciled(store: &Store, name: &str) -> Result<bool, StoreError> {
     Ok(store
