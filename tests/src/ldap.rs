@@ -370,6 +370,19 @@ pub fn daemon_env(connectors_toml: &str) -> crate::Env {
     ))
 }
 
+/// Once the daemon of `env` watches its folders, drop a one-user file:
+/// alice, `uid=alice,ou=people,…`, `sn` Liddell.
+pub fn drop_alice(env: &crate::Env) {
+    crate::wait_until("the daemon is ready", Duration::from_secs(120), || {
+        env.inbox().join("users/processed").exists()
+    });
+    env.drop_file(
+        "users",
+        "u.csv",
+        "status,loginName,mail,lastName\nactive,alice,alice@example.org,Liddell\n",
+    );
+}
+
 /// `idsync ARGS` that must succeed: (stdout, stderr).
 pub fn run_ok(env: &crate::Env, args: &[&str]) -> (String, String) {
     let out = env.run(args);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use idsync::store::{keys, Actor, Batch};
 use idsync_schema::Source;
 use idsync_tests::ldap::{
-    daemon_env, members, run_ok, status, user_id, with_reconciler, Entry, Slapd, BASE,
+    daemon_env, drop_alice, members, run_ok, status, user_id, with_reconciler, Entry, Slapd, BASE,
 };
 use idsync_tests::{free_port, wait_until, Env};
 
@@ -233,14 +233,7 @@ fn drift_is_repaired_by_the_scheduled_reconcile() {
         slapd.connector_toml("ldap")
     ));
     let mut d = env.serve(&[]);
-    wait_until("ready", WAIT, || {
-        env.inbox().join("users/processed").exists()
-    });
-    env.drop_file(
-        "users",
-        "u.csv",
-        "status,loginName,mail,lastName\nactive,alice,alice@example.org,Liddell\n",
-    );
+    drop_alice(&env);
     wait_until("alice in LDAP", WAIT, || {
         slapd.entry(&dn("alice")).is_some()
     });

@@ -6,24 +6,13 @@
 
 use std::time::Duration;
 
-use idsync_tests::ldap::{daemon_env, run_ok, status, Slapd, BASE};
-use idsync_tests::{wait_until, Env};
+use idsync_tests::ldap::{daemon_env, drop_alice, run_ok, status, Slapd, BASE};
+use idsync_tests::wait_until;
 
 const WAIT: Duration = Duration::from_secs(120);
 
 fn alice_dn() -> String {
     format!("uid=alice,ou=people,{BASE}")
-}
-
-fn drop_alice(env: &Env) {
-    wait_until("the daemon is ready", WAIT, || {
-        env.inbox().join("users/processed").exists()
-    });
-    env.drop_file(
-        "users",
-        "u.csv",
-        "status,loginName,mail,lastName\nactive,alice,alice@example.org,Liddell\n",
-    );
 }
 
 /// A connector at `url` with `extra` keys delivers alice, and a reconcile
