@@ -282,6 +282,12 @@ impl Slapd {
         succeeded("ldapadd", &self.tool("ldapadd", &[], ldif));
     }
 
+    /// `ldapadd -e relax` of `ldif`, which may then set `entryUUID`;
+    /// panics on failure.
+    pub fn add_relaxed(&self, ldif: &str) {
+        succeeded("ldapadd", &self.tool("ldapadd", &["-e", "relax"], ldif));
+    }
+
     /// `ldapmodify` of `ldif`; panics on failure.
     pub fn modify(&self, ldif: &str) {
         succeeded("ldapmodify", &self.tool("ldapmodify", &[], ldif));

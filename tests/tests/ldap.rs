@@ -323,6 +323,72 @@ fn the_deletion_threshold_stops_a_reconcile() {
     d.wait(WAIT).expect("stops");
 }
 
+/// idsync stopped hard after an add reached LDAP and before the entry's
+/// `entryUUID` was saved, and the object was deleted since: delivered
+/// again, the batch creates and deletes it, with nothing recorded to find
+/// the entry by. The add had given the entry the `entryUUID` its delivery
+/// derives, the same again, which finds it: deleted with its object. An
+/// entry idsync did not add, at the other object's DN, stays.
+#[test]
+fn an_add_whose_entry_uuid_was_lost_is_deleted_with_its_object() {
+    let slapd = Slapd::start(false);
+    let env = env_for(&slapd, "");
+    let mut d = env.serve(&[]);
+    wait_until("the first reconcile done", WAIT, || {
+        status(&env).contains("lag 0,")
+    });
+    d.signal("TERM");
+    d.wait(WAIT).expect("stops");
+
+    let csv = slapd.dir.path().join("u.csv");
+    std::fs::write(
+        &csv,
+        "status,loginName,mail,lastName\nactive,dave,dave@example.org,Dave\nactive,erin,erin@example.org,Erin\n",
+    )
+    .unwrap();
+    let (code, report) = env.import("users", &csv, &[]);
+    assert_eq!(code, 0, "{report}");
+    // What the crash left: dave's add landed with the entryUUID of its
+    // delivery (the cursor is still before his creation); erin's DN holds
+    // an entry of someone else's.
+    let dave_uuid = {
+        let store = env.store();
+        let id = user_id(&store, "dave@example.org");
+        let created = store.changes(0, 10).unwrap();
+        let seq = created.iter().find(|e| e.id == id).unwrap().seq;
+        idsync_connectors::ldap::mapping::add_uuid("ldap", id, seq)
+    };
+    let entry = |uid: &str, sn: &str| {
+        format!(
+            "dn: uid={uid},{people}\nobjectClass: inetOrgPerson\nobjectClass: organizationalPerson\n\
+             objectClass: person\nobjectClass: top\ncn: {sn}\nsn: {sn}\nmail: {uid}@example.org\nuid: {uid}\n",
+            people = people()
+        )
+    };
+    slapd.add_relaxed(&format!(
+        "{}entryUUID: {dave_uuid}\n",
+        entry("dave", "Dave")
+    ));
+    slapd.add(&entry("erin", "Erin"));
+    with_reconciler(&env, |rec| {
+        let mut tx = rec.begin(Source::Api, Actor::config("test"));
+        for mail in ["dave@example.org", "erin@example.org"] {
+            assert!(tx.delete_user(user_id(rec.store(), mail)).unwrap());
+        }
+        tx.commit().unwrap();
+    });
+
+    let mut d = env.serve(&[]);
+    wait_until("dave's entry deleted", WAIT, || {
+        status(&env).contains("lag 0,") && slapd.entry(&dn("dave")).is_none()
+    });
+    assert!(slapd.entry(&dn("erin")).is_some(), "not idsync's to delete");
+    let s = status(&env);
+    assert!(s.contains(" 0 failed, 0 parked"), "{s}");
+    d.signal("TERM");
+    d.wait(WAIT).expect("stops");
+}
+
 /// The `entryUUID`s the connector recorded for the entries it manages.
 fn recorded_uuids(env: &Env) -> HashSet<String> {
     let mut recorded = HashSet::new();

@@ -42,7 +42,7 @@ pub struct LdapConfig {
     /// object maps to and differs from it. Off: such an entry is left alone
     /// (an identical one is always adopted: it is what idsync would write).
     pub adopt_existing: bool,
-    /// Give each new entry its `entryUUID` (a fresh UUID) with the Relax
+    /// Give each new entry its `entryUUID` (`mapping::add_uuid`) with the Relax
     /// Rules control, so that idsync knows it without the server reading the
     /// entry back inside its write. A server that will not take it (no
     /// Relax Rules, or a bind DN without `manage` access) is asked with the

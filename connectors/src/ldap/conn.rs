@@ -178,18 +178,23 @@ impl Conn {
         Duration::from_millis(self.cfg.timeout_ms)
     }
 
-    /// Run one write. Returns the entry's `entryUUID` after an add (given
-    /// by idsync, or read back with the Post-Read control). An add that
-    /// finds the entry, or a modify/rename/delete that finds none, is
-    /// reported as [`Exec::Exists`] / [`Exec::Missing`] for the caller to
-    /// decide.
-    pub async fn exec(&self, op: &Op, permissive: bool) -> Result<Exec, OpError> {
+    /// Run one write. Returns the entry's `entryUUID` after an add: given by
+    /// idsync (`add_uuid`, else a fresh one), or read back with the
+    /// Post-Read control. An add that finds the entry, or a
+    /// modify/rename/delete that finds none, is reported as
+    /// [`Exec::Exists`] / [`Exec::Missing`] for the caller to decide.
+    pub async fn exec(
+        &self,
+        op: &Op,
+        permissive: bool,
+        add_uuid: Option<uuid::Uuid>,
+    ) -> Result<Exec, OpError> {
         let (generation, mut ldap) = self.get().await?;
         let t = self.timeout();
         match op {
             Op::Add { dn, attrs } => {
                 if self.assign_uuid.load(Ordering::Relaxed) {
-                    let uuid = uuid::Uuid::now_v7().to_string();
+                    let uuid = add_uuid.unwrap_or_else(uuid::Uuid::now_v7).to_string();
                     let r = self.add(generation, &ldap, dn, attrs, Some(&uuid)).await?;
                     match r.rc {
                         0 => return Ok(Exec::Done(Some(uuid))),

@@ -422,6 +422,22 @@ pub fn diff(desired: &Desired, current: &Current, managed: &BTreeSet<String>) ->
 
 /// The operations that make `current` (if any) into `desired`: an add, or
 /// a rename when the DN changed and a modify when attributes differ.
+/// The `entryUUID` idsync gives the entry it adds for object `id` when it
+/// delivers the object's events from `first_seq` on (connector `name`): a
+/// UUID (version 8) made from a SHA-256 of the three, so the same delivery
+/// made again gives the same one.
+pub fn add_uuid(name: &str, id: Uuid, first_seq: u64) -> Uuid {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(b"idsync entryUUID\0");
+    h.update(name.as_bytes());
+    h.update([0]);
+    h.update(id.as_bytes());
+    h.update(first_seq.to_be_bytes());
+    let bytes: [u8; 16] = h.finalize()[..16].try_into().expect("16 bytes");
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
 pub fn entry_ops(
     desired: &Desired,
     current: Option<&Current>,
@@ -596,6 +612,17 @@ mod tests {
             .unwrap();
         assert_eq!(d.attrs["businessCategory"].len(), 2);
         assert_eq!(d.dn, "uid=a@x.org,ou=people,dc=example,dc=org");
+    }
+
+    #[test]
+    fn an_add_uuid_is_the_same_for_the_same_delivery_only() {
+        let id = Uuid::now_v7();
+        let u = add_uuid("ldap", id, 7);
+        assert_eq!(u, add_uuid("ldap", id, 7));
+        assert_eq!(u.get_version_num(), 8);
+        assert_ne!(u, add_uuid("ldap", id, 8));
+        assert_ne!(u, add_uuid("ldap2", id, 7));
+        assert_ne!(u, add_uuid("ldap", Uuid::now_v7(), 7));
     }
 
     #[test]

@@ -81,6 +81,11 @@ struct Item {
     remote: Option<Remote>,
     /// A creation is in the batch: try the add first.
     created: bool,
+    /// The `entryUUID` an add of this item gives its entry: derived from the
+    /// connector, the object and the first of its events being delivered,
+    /// so a delivery made again after a crash gives the same one, and can
+    /// find an entry whose add landed before its `entryUUID` was saved.
+    add_uuid: Uuid,
     /// For users: the DNs of the groups it should be in, by `dn_key`.
     groups: Option<BTreeMap<String, String>>,
     /// For users: memberships may have changed.
@@ -112,7 +117,14 @@ impl Inner {
 
     async fn exec(&self, op: &Op, permissive: bool) -> Result<Exec, OpError> {
         let _slot = self.slots.acquire().await.expect("never closed");
-        self.conn.exec(op, permissive).await
+        self.conn.exec(op, permissive, None).await
+    }
+
+    /// Add `item`'s entry, giving it the `entryUUID` its delivery owns
+    /// ([`Item::add_uuid`]).
+    async fn add(&self, op: &Op, item: &Item) -> Result<Exec, OpError> {
+        let _slot = self.slots.acquire().await.expect("never closed");
+        self.conn.exec(op, false, Some(item.add_uuid)).await
     }
 
     async fn search(
@@ -153,7 +165,16 @@ impl Inner {
     async fn sync_item(&self, item: &Item) -> Result<ItemDone, OpError> {
         let managed = mapping::managed(&self.cfg, item.kind);
         let Some(d) = &item.desired else {
-            let (cur, owned) = self.locate(item.kind, item.remote.as_ref(), None).await?;
+            // Created and gone in the batch, with nothing recorded: an add
+            // made before a crash, with the same `entryUUID`, may be there.
+            let landed = (item.created && item.remote.is_none()).then(|| Remote {
+                kind: item.kind,
+                dn: String::new(),
+                entry_uuid: item.add_uuid.to_string(),
+                disabled_at: None,
+            });
+            let remote = item.remote.as_ref().or(landed.as_ref());
+            let (cur, owned) = self.locate(item.kind, remote, None).await?;
             let old_dn = cur
                 .as_ref()
                 .map(|c| c.dn.clone())
@@ -181,7 +202,7 @@ impl Inner {
         };
         if item.created && item.remote.is_none() {
             let add = entry_ops(d, None, &managed);
-            match self.exec(&add[0], false).await? {
+            match self.add(&add[0], item).await? {
                 Exec::Done(uuid) => {
                     let uuid = match uuid {
                         Some(u) => u,
@@ -473,6 +494,7 @@ impl LdapConnector {
                 Ok(Item {
                     kind: last.kind,
                     id,
+                    add_uuid: mapping::add_uuid(&cfg.name, id, batch[idx[0]].seq),
                     // The object is there but maps to no entry: only the
                     // inactive policy `delete` does that (kinds not synced
                     // were skipped above, a missing DN field is an error).
