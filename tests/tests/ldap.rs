@@ -328,7 +328,9 @@ fn the_deletion_threshold_stops_a_reconcile() {
 /// again, the batch creates and deletes it, with nothing recorded to find
 /// the entry by. The add had given the entry the `entryUUID` its delivery
 /// derives, the same again, which finds it: deleted with its object. An
-/// entry idsync did not add, at the other object's DN, stays.
+/// entry idsync did not add, at the other object's DN, stays. And an entry
+/// whose add landed and that was edited since is still idsync's: put
+/// right, not refused as someone else's.
 #[test]
 fn an_add_whose_entry_uuid_was_lost_is_deleted_with_its_object() {
     let slapd = Slapd::start(false);
@@ -343,7 +345,8 @@ fn an_add_whose_entry_uuid_was_lost_is_deleted_with_its_object() {
     let csv = slapd.dir.path().join("u.csv");
     std::fs::write(
         &csv,
-        "status,loginName,mail,lastName\nactive,dave,dave@example.org,Dave\nactive,erin,erin@example.org,Erin\n",
+        "status,loginName,mail,lastName\nactive,dave,dave@example.org,Dave\n\
+         active,erin,erin@example.org,Erin\nactive,fred,fred@example.org,Fred\n",
     )
     .unwrap();
     let (code, report) = env.import("users", &csv, &[]);
@@ -351,12 +354,15 @@ fn an_add_whose_entry_uuid_was_lost_is_deleted_with_its_object() {
     // What the crash left: dave's add landed with the entryUUID of its
     // delivery (the cursor is still before his creation); erin's DN holds
     // an entry of someone else's.
-    let dave_uuid = {
+    let (dave_uuid, fred_uuid) = {
         let store = env.store();
-        let id = user_id(&store, "dave@example.org");
         let created = store.changes(0, 10).unwrap();
-        let seq = created.iter().find(|e| e.id == id).unwrap().seq;
-        idsync_connectors::ldap::mapping::add_uuid("ldap", id, seq)
+        let add_uuid = |mail: &str| {
+            let id = user_id(&store, mail);
+            let seq = created.iter().find(|e| e.id == id).unwrap().seq;
+            idsync_connectors::ldap::mapping::add_uuid("ldap", id, seq)
+        };
+        (add_uuid("dave@example.org"), add_uuid("fred@example.org"))
     };
     let entry = |uid: &str, sn: &str| {
         format!(
@@ -368,6 +374,10 @@ fn an_add_whose_entry_uuid_was_lost_is_deleted_with_its_object() {
     slapd.add_relaxed(&format!(
         "{}entryUUID: {dave_uuid}\n",
         entry("dave", "Dave")
+    ));
+    slapd.add_relaxed(&format!(
+        "{}entryUUID: {fred_uuid}\n",
+        entry("fred", "Edited")
     ));
     slapd.add(&entry("erin", "Erin"));
     with_reconciler(&env, |rec| {
@@ -383,6 +393,9 @@ fn an_add_whose_entry_uuid_was_lost_is_deleted_with_its_object() {
         status(&env).contains("lag 0,") && slapd.entry(&dn("dave")).is_none()
     });
     assert!(slapd.entry(&dn("erin")).is_some(), "not idsync's to delete");
+    let fred = slapd.entry(&dn("fred")).unwrap();
+    assert_eq!(fred.one("sn").as_deref(), Some("Fred"), "put right");
+    assert_eq!(fred.one("entryUUID"), Some(fred_uuid.to_string()));
     let s = status(&env);
     assert!(s.contains(" 0 failed, 0 parked"), "{s}");
     d.signal("TERM");

@@ -164,16 +164,17 @@ impl Inner {
     /// Bring one entry in line with its object.
     async fn sync_item(&self, item: &Item) -> Result<ItemDone, OpError> {
         let managed = mapping::managed(&self.cfg, item.kind);
+        // Created in this batch, with nothing recorded: an earlier try of
+        // this delivery, cut short by a crash, may have added the entry,
+        // with the `entryUUID` this one gives it too.
+        let landed = (item.created && item.remote.is_none()).then(|| Remote {
+            kind: item.kind,
+            dn: String::new(),
+            entry_uuid: item.add_uuid.to_string(),
+            disabled_at: None,
+        });
+        let remote = item.remote.as_ref().or(landed.as_ref());
         let Some(d) = &item.desired else {
-            // Created and gone in the batch, with nothing recorded: an add
-            // made before a crash, with the same `entryUUID`, may be there.
-            let landed = (item.created && item.remote.is_none()).then(|| Remote {
-                kind: item.kind,
-                dn: String::new(),
-                entry_uuid: item.add_uuid.to_string(),
-                disabled_at: None,
-            });
-            let remote = item.remote.as_ref().or(landed.as_ref());
             let (cur, owned) = self.locate(item.kind, remote, None).await?;
             let old_dn = cur
                 .as_ref()
@@ -220,9 +221,7 @@ impl Inner {
                 }
             }
         }
-        let (cur, owned) = self
-            .locate(item.kind, item.remote.as_ref(), Some(&d.dn))
-            .await?;
+        let (cur, owned) = self.locate(item.kind, remote, Some(&d.dn)).await?;
         let ops = entry_ops(d, cur.as_ref(), &managed);
         if let Some(c) = &cur {
             if !owned && !ops.is_empty() && !self.cfg.adopt_existing {
