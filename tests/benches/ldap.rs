@@ -98,13 +98,8 @@ fn one_run(n: usize, latency_samples: usize) -> Run {
     ));
     let mut d = env.serve(&[]);
     let agent = ureq::Agent::new();
-    let token_file = env.data_dir().join("admin.token");
-    wait_until("the admin token", Duration::from_secs(60), || {
-        std::fs::metadata(&token_file).is_ok_and(|m| m.len() > 0)
-    });
-    let token = std::fs::read_to_string(token_file).unwrap();
-    let token = token.trim();
-    let lag_zero = || lag_zero(&agent, port, token);
+    let token = env.admin_token();
+    let lag_zero = || lag_zero(&agent, port, &token);
     wait_until("ready", Duration::from_secs(60), || {
         env.inbox().join("users/processed").exists() && lag_zero()
     });

@@ -234,21 +234,20 @@ impl Slapd {
 
     /// A file holding the root password (for `password_file`).
     pub fn password_file(&self) -> PathBuf {
-        let p = self.dir.path().join("bind.pw");
-        std::fs::write(&p, format!("{ROOT_PW}\n")).unwrap();
+        self.write_password("bind.pw", ROOT_PW)
+    }
+
+    fn write_password(&self, file: &str, password: &str) -> PathBuf {
+        let p = self.dir.path().join(file);
+        std::fs::write(&p, format!("{password}\n")).unwrap();
         p
     }
 
     /// A `[[connectors]]` entry binding as the service account of
     /// [`Slapd::start_with_service_account`].
     pub fn service_connector_toml(&self, name: &str) -> String {
-        let pw = self.dir.path().join("service.pw");
-        std::fs::write(&pw, format!("{SERVICE_PW}\n")).unwrap();
-        format!(
-            "[[connectors]]\ntype = \"ldap\"\nname = \"{name}\"\nurl = \"{}\"\nbind_dn = \"{SERVICE_DN}\"\npassword_file = \"{}\"\nbase_dn = \"{BASE}\"\n",
-            self.url(),
-            pw.display()
-        )
+        let password_file = self.write_password("service.pw", SERVICE_PW);
+        connector_entry(name, &self.url(), SERVICE_DN, &password_file)
     }
 
     /// A `[[connectors]]` entry for this server, to extend with more keys.
@@ -258,10 +257,7 @@ impl Slapd {
 
     /// A `[[connectors]]` entry for this server reached at `url`.
     pub fn connector_toml_at(&self, name: &str, url: &str) -> String {
-        format!(
-            "[[connectors]]\ntype = \"ldap\"\nname = \"{name}\"\nurl = \"{url}\"\nbind_dn = \"{ROOT_DN}\"\npassword_file = \"{}\"\nbase_dn = \"{BASE}\"\n",
-            self.password_file().display()
-        )
+        connector_entry(name, url, ROOT_DN, &self.password_file())
     }
 
     fn tool(&self, tool: &str, args: &[&str], input: &str) -> std::process::Output {
@@ -369,11 +365,24 @@ impl Slapd {
 /// `connectors_toml` (from [`Slapd::connector_toml`], with any keys added),
 /// quick retries, and its admin listener on a free port.
 pub fn daemon_env(connectors_toml: &str) -> crate::Env {
+    daemon_env_with_delivery(connectors_toml, "")
+}
+
+/// [`daemon_env`] with more `[connectors.delivery]` keys (TOML lines).
+pub fn daemon_env_with_delivery(connectors_toml: &str, delivery: &str) -> crate::Env {
     crate::Env::with_config(&format!(
         "[admin]\nlisten = \"127.0.0.1:{}\"\n[folders]\nstable_ms = 50\n{connectors_toml}\n\
-         [connectors.delivery]\nbackoff_initial_ms = 20\nbackoff_max_ms = 300\n",
+         [connectors.delivery]\nbackoff_initial_ms = 20\nbackoff_max_ms = 300\n{delivery}",
         crate::free_port()
     ))
+}
+
+/// A `[[connectors]]` entry of type `ldap` binding as `bind_dn`.
+fn connector_entry(name: &str, url: &str, bind_dn: &str, password_file: &Path) -> String {
+    format!(
+        "[[connectors]]\ntype = \"ldap\"\nname = \"{name}\"\nurl = \"{url}\"\nbind_dn = \"{bind_dn}\"\npassword_file = \"{}\"\nbase_dn = \"{BASE}\"\n",
+        password_file.display()
+    )
 }
 
 /// Once the daemon of `env` watches its folders, drop a one-user file:

@@ -78,6 +78,21 @@ impl Env {
         self.dir.path().join("data")
     }
 
+    /// The admin token a serving daemon generated (`admin.token`), once it
+    /// is written.
+    pub fn admin_token(&self) -> String {
+        let file = self.data_dir().join("admin.token");
+        wait_until(
+            "the admin token",
+            std::time::Duration::from_secs(60),
+            || std::fs::metadata(&file).is_ok_and(|m| m.len() > 0),
+        );
+        std::fs::read_to_string(file)
+            .expect("read admin.token")
+            .trim()
+            .to_owned()
+    }
+
     /// Write a fixture file into the installation's folder.
     pub fn file(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
         let path = self.dir.path().join(name);

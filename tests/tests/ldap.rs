@@ -7,9 +7,10 @@ use std::time::Duration;
 use idsync::store::{keys, Actor, Batch};
 use idsync_schema::Source;
 use idsync_tests::ldap::{
-    daemon_env, drop_alice, members, run_ok, status, user_id, with_reconciler, Entry, Slapd, BASE,
+    daemon_env, daemon_env_with_delivery, drop_alice, members, run_ok, status, user_id,
+    with_reconciler, Entry, Slapd, BASE,
 };
-use idsync_tests::{free_port, wait_until, Env};
+use idsync_tests::{wait_until, Env};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -149,9 +150,8 @@ fn users_groups_and_assets_reach_ldap_and_stay_right() {
         s.contains("connector ldap:") && s.contains("lag 0") && s.contains("0 parked"),
         "{s}"
     );
-    let token = std::fs::read_to_string(env.data_dir().join("admin.token")).unwrap();
     let metrics = ureq::get(&format!("http://127.0.0.1:{}/metrics", env_port(&env)))
-        .set("Authorization", &format!("Bearer {}", token.trim()))
+        .set("Authorization", &format!("Bearer {}", env.admin_token()))
         .call()
         .unwrap()
         .into_string()
@@ -226,12 +226,7 @@ fn users_groups_and_assets_reach_ldap_and_stay_right() {
 #[test]
 fn drift_is_repaired_by_the_scheduled_reconcile() {
     let slapd = Slapd::start(false);
-    let env = Env::with_config(&format!(
-        "[admin]\nlisten = \"127.0.0.1:{}\"\n[folders]\nstable_ms = 50\n{}\n\
-         [connectors.delivery]\nreconcile_every_s = 3\n",
-        free_port(),
-        slapd.connector_toml("ldap")
-    ));
+    let env = daemon_env_with_delivery(&slapd.connector_toml("ldap"), "reconcile_every_s = 3\n");
     let mut d = env.serve(&[]);
     drop_alice(&env);
     wait_until("alice in LDAP", WAIT, || {

@@ -420,8 +420,6 @@ pub fn diff(desired: &Desired, current: &Current, managed: &BTreeSet<String>) ->
     mods
 }
 
-/// The operations that make `current` (if any) into `desired`: an add, or
-/// a rename when the DN changed and a modify when attributes differ.
 /// The `entryUUID` idsync gives the entry it adds for object `id` when it
 /// delivers the object's events from `first_seq` on (connector `name`): a
 /// UUID (version 8) made from a SHA-256 of the three, so the same delivery
@@ -438,6 +436,8 @@ pub fn add_uuid(name: &str, id: Uuid, first_seq: u64) -> Uuid {
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
+/// The operations that make `current` (if any) into `desired`: an add, or
+/// a rename when the DN changed and a modify when attributes differ.
 pub fn entry_ops(
     desired: &Desired,
     current: Option<&Current>,

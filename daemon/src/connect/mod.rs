@@ -132,12 +132,12 @@ pub fn start(connectors: Vec<Arc<dyn Connector>>, rec: &Arc<Reconciler>) -> Runn
         let name = connector.name().to_owned();
         let stats = Arc::new(ConnectorStats::new(&name));
         let (commands, rx) = mpsc::channel(16);
-        let runner = Runner {
+        let runner = Runner::new(
             name,
-            connector: Arc::clone(&connector),
-            rec: Arc::clone(rec),
-            stats: Arc::clone(&stats),
-        };
+            Arc::clone(&connector),
+            Arc::clone(rec),
+            Arc::clone(&stats),
+        );
         tasks.push(tokio::spawn(runner.run(
             rec.store().subscribe_head(),
             stop_rx.clone(),

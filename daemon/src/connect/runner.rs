@@ -14,7 +14,7 @@
 //!   task, so one connector's trouble never holds up another or the imports.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,11 +120,35 @@ struct Saving {
 
 /// One connector's delivery loop.
 pub struct Runner {
-    pub name: String,
-    pub connector: Arc<dyn Connector>,
+    name: String,
+    connector: Arc<dyn Connector>,
     /// Only its store is used (reads, and this connector's own keys).
-    pub rec: Arc<Reconciler>,
-    pub stats: Arc<ConnectorStats>,
+    rec: Arc<Reconciler>,
+    stats: Arc<ConnectorStats>,
+    /// When the last full reconcile ended (Unix seconds), as the store
+    /// records it: read at start, then kept by [`Runner::reconcile`], so
+    /// the schedule needs no read per turn of the loop. [`NEVER`]: none yet.
+    last_reconcile: AtomicI64,
+}
+
+/// [`Runner::last_reconcile`] before the first reconcile.
+const NEVER: i64 = i64::MIN;
+
+impl Runner {
+    pub fn new(
+        name: String,
+        connector: Arc<dyn Connector>,
+        rec: Arc<Reconciler>,
+        stats: Arc<ConnectorStats>,
+    ) -> Self {
+        Self {
+            name,
+            connector,
+            rec,
+            stats,
+            last_reconcile: AtomicI64::new(NEVER),
+        }
+    }
 }
 
 /// A change as the connector sees it, with the object's current state: the
@@ -192,12 +216,13 @@ impl Runner {
         let store = self.rec.store();
         let (mut cursor, mut need_reconcile) = match (
             state::cursor(store, &self.name),
-            state::reconciled(store, &self.name),
+            state::last_reconcile(store, &self.name),
             state::dead_letters(store, &self.name),
         ) {
-            (Ok(c), Ok(r), Ok(dead)) => {
+            (Ok(c), Ok(last), Ok(dead)) => {
                 self.stats.parked.store(dead.len() as u64, Relaxed);
-                (c, !r)
+                self.last_reconcile.store(last.unwrap_or(NEVER), Relaxed);
+                (c, last.is_none())
             }
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 tracing::error!(connector = %self.name, "cannot read the delivery state: {e}");
@@ -239,13 +264,7 @@ impl Runner {
                     }
                 }
             }
-            let due_in = match self.reconcile_due_in(d.reconcile_every_s, retry_reconcile_at) {
-                Ok(due_in) => due_in,
-                Err(e) => {
-                    tracing::error!(connector = %self.name, "{e}");
-                    break;
-                }
-            };
+            let due_in = self.reconcile_due_in(d.reconcile_every_s, retry_reconcile_at);
             if due_in == Some(Duration::ZERO) {
                 match self.reconcile(false, &mut cursor, false).await {
                     Ok(r) => {
@@ -301,23 +320,22 @@ impl Runner {
         &self,
         every_s: u64,
         retry_at: Option<tokio::time::Instant>,
-    ) -> Result<Option<Duration>, StoreError> {
+    ) -> Option<Duration> {
         if every_s == 0 {
-            return Ok(None);
+            return None;
         }
         if let Some(at) = retry_at {
-            return Ok(Some(
-                at.saturating_duration_since(tokio::time::Instant::now()),
-            ));
+            return Some(at.saturating_duration_since(tokio::time::Instant::now()));
         }
-        let Some(last) = state::last_reconcile(self.rec.store(), &self.name)? else {
-            return Ok(None);
-        };
+        let last = self.last_reconcile.load(Relaxed);
+        if last == NEVER {
+            return None;
+        }
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let due = last.saturating_add(i64::try_from(every_s).unwrap_or(i64::MAX));
-        Ok(Some(Duration::from_secs(
+        Some(Duration::from_secs(
             u64::try_from(due.saturating_sub(now)).unwrap_or(0),
-        )))
+        ))
     }
 
     /// Check the peer once at start, beside delivery: an unreachable peer
@@ -669,12 +687,10 @@ impl Runner {
             .map_err(|e| (e.to_string(), true))?;
         let mut batch = Batch::new();
         state::queue_learned(&mut batch, &self.name, &applied.learned);
+        let ended = time::OffsetDateTime::now_utc().unix_timestamp();
         batch.put(
             crate::store::keys::connector_reconciled(&self.name),
-            time::OffsetDateTime::now_utc()
-                .unix_timestamp()
-                .to_be_bytes()
-                .to_vec(),
+            ended.to_be_bytes().to_vec(),
         );
         // A new connector: the reconcile brought the peer to (at least) the
         // head it saw before planning; what came after is delivered next.
@@ -685,6 +701,7 @@ impl Runner {
             .engine()
             .write(batch)
             .map_err(|e| (e.to_string(), true))?;
+        self.last_reconcile.store(ended, Relaxed);
         if first && *cursor < head_before {
             *cursor = head_before;
             self.stats.cursor.store(head_before, Relaxed);
