@@ -6,17 +6,9 @@
 //! depend on the daemon: the daemon converts, data flows one way.
 
 use idsync_schema::Kind;
+pub use idsync_schema::Operation;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-/// What happened to the object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Operation {
-    Created,
-    Updated,
-    Deleted,
-}
 
 /// One change to deliver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

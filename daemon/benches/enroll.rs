@@ -17,14 +17,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use idsync::certs::{Enrollment, Password, Target};
 use idsync::config::Config;
-use idsync::metrics::Metrics;
-use idsync::store::Actor;
+use idsync::infra::metrics::Metrics;
+use idsync::sources::enroll::{Enrollment, Password, Target};
 use idsync_connectors::ca;
 use idsync_schema::{
     AssetInput, CertificateData, Field, KeyType, ProfileSettings, Protocol, Source,
 };
+use idsync_store::Actor;
 
 /// The allocator of the `idsync` binary (daemon/src/main.rs), so the
 /// figures are the daemon's.
@@ -87,7 +87,7 @@ fn setup(dir: &std::path::Path, p12_iterations: u32) -> (Arc<Enrollment>, tokio:
     let mut p10 = ProfileSettings::new("P10", Protocol::P10);
     p10.domain_policy.names = vec!["*.example.org".into()];
     cfg.profiles = vec![p10, ProfileSettings::new("P12", Protocol::P12)];
-    let rec = idsync::cli::open(&cfg).expect("open the store");
+    let rec = idsync::app::open(&cfg).expect("open the store");
     let mut tx = rec.begin(Source::Api, Actor::default());
     for (name, profile) in [(ASSET, "P10"), ("p12.example.org", "P12")] {
         let mut a = AssetInput::new(name);
@@ -102,7 +102,7 @@ fn setup(dir: &std::path::Path, p12_iterations: u32) -> (Arc<Enrollment>, tokio:
         .build()
         .expect("runtime");
     let enrollment = runtime.block_on(async {
-        idsync::certs::start(&cfg, &rec, &Arc::new(Metrics::new())).expect("enrollment")
+        idsync::sources::enroll::start(&cfg, &rec, &Arc::new(Metrics::new())).expect("enrollment")
     });
     (enrollment, runtime)
 }

@@ -29,9 +29,8 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 use idsync::config::Config;
-use idsync::store::engine_bench::{bench_lookups, bench_raw_batch_writes, KeyOrder};
-use idsync::store::engines::open_engine;
-use idsync::store::{EngineKind, EngineOptions};
+use idsync_store::engine_bench::{bench_lookups, bench_raw_batch_writes, BenchEngine, KeyOrder};
+use idsync_store::{EngineKind, EngineOptions};
 
 /// The release `idsync` binary, built by cargo for this bench. It is copied
 /// to the temp dir first: a concurrent `cargo build --release` must not swap
@@ -492,8 +491,8 @@ fn raw_write_rates(
     let mut rates = Vec::with_capacity(runs);
     for run in 1..=runs {
         let dir = tmp.join(format!("{}-raw-{order:?}-{run}", engine_name(engine)));
-        let store = open_engine(engine, &dir, opts)?;
-        rates.push(bench_raw_batch_writes(&*store, rows, BATCH_ROWS, order).rows_per_sec);
+        let store = BenchEngine::open(engine, &dir, opts)?;
+        rates.push(bench_raw_batch_writes(&store, rows, BATCH_ROWS, order).rows_per_sec);
         drop(store);
         std::fs::remove_dir_all(&dir)?;
     }
@@ -510,10 +509,10 @@ fn raw_lookup_rates(
     tmp: &Path,
 ) -> Result<Vec<f64>> {
     let dir = tmp.join(format!("{}-lookups", engine_name(engine)));
-    let store = open_engine(engine, &dir, opts)?;
-    bench_raw_batch_writes(&*store, rows, BATCH_ROWS, KeyOrder::TimeOrdered);
+    let store = BenchEngine::open(engine, &dir, opts)?;
+    bench_raw_batch_writes(&store, rows, BATCH_ROWS, KeyOrder::TimeOrdered);
     let rates = (0..runs)
-        .map(|_| bench_lookups(&*store, rows).rows_per_sec)
+        .map(|_| bench_lookups(&store, rows).rows_per_sec)
         .collect();
     drop(store);
     std::fs::remove_dir_all(&dir)?;

@@ -15,9 +15,9 @@ use idsync_schema::rules::ExcludeLists;
 use idsync_schema::{ProfileSettings, Status, UserRules};
 use serde::{Deserialize, Serialize};
 
-use crate::import::ImportOptions;
-use crate::reconcile::{Settings, UserMatch};
-use crate::store::{EngineKind, EngineOptions};
+use crate::sources::import::ImportOptions;
+use idsync_store::reconcile::{Settings, UserMatch};
+use idsync_store::{EngineKind, EngineOptions};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,7 +37,7 @@ pub struct Config {
     pub log: LogConfig,
     pub folders: FoldersConfig,
     pub admin: AdminConfig,
-    pub scim: crate::scim::ScimConfig,
+    pub scim: crate::sources::scim::ScimConfig,
     /// API tokens (hashes only). Without any, `idsync serve` makes an admin
     /// token on first start and writes it once to `DATA_DIR/admin.token`.
     pub tokens: Vec<TokenConfig>,
@@ -59,7 +59,7 @@ impl Default for Config {
             log: LogConfig::default(),
             folders: FoldersConfig::default(),
             admin: AdminConfig::default(),
-            scim: crate::scim::ScimConfig::default(),
+            scim: crate::sources::scim::ScimConfig::default(),
             tokens: Vec::new(),
             connectors: Vec::new(),
         }
@@ -209,6 +209,10 @@ impl Default for LogConfig {
 
 /// Environment variables read by the command line and the tests, not keys
 /// of the file.
+/// The file, under the data directory, the first-start admin token is
+/// written to (the daemon writes it, the CLI reads it).
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
 pub const CLI_VARIABLES: [&str; 4] = ["IDSYNC_CONFIG", "IDSYNC_LOG", "IDSYNC_TOKEN", "IDSYNC_BIN"];
 
 /// `[folders]`: the drop folders watched by `idsync serve`.
@@ -418,7 +422,7 @@ impl Config {
                 ));
             }
             for r in &t.roles {
-                if crate::auth::Role::parse(r).is_none() {
+                if crate::infra::auth::Role::parse(r).is_none() {
                     return Err(invalid(
                         "tokens.roles",
                         format!("token {:?}: unknown role `{r}`", t.name),

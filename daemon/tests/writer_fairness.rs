@@ -4,10 +4,10 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use idsync::import::{import_file, ImportOptions, ReportFiles};
-use idsync::reconcile::{Reconciler, Settings};
-use idsync::store::{Actor, EngineKind, EngineOptions, Store};
+use idsync::sources::import::{import_file, ImportOptions, ReportFiles};
 use idsync_schema::{Kind, ProfileSettings, Protocol, Source};
+use idsync_store::reconcile::{Reconciler, Settings};
+use idsync_store::{Actor, EngineKind, EngineOptions, Store};
 
 #[test]
 fn a_writer_gets_in_while_a_large_import_runs() {

@@ -12,11 +12,14 @@ pub mod csv_format;
 pub mod input;
 pub mod model;
 pub mod rules;
+pub mod scim;
 
 pub use cert::{
     Certificate, CertificateData, CertificateProfile, DomainPolicy, EnrollmentRequest, KeyType,
     ProfileSettings, ProfileState, Protocol, RequestStatus, Usage,
 };
 pub use input::{AssetInput, Field, GroupInput, UserInput};
-pub use model::{ActivationMail, Asset, AssetState, Group, Kind, Meta, Source, Status, User};
+pub use model::{
+    ActivationMail, Asset, AssetState, Group, Kind, Meta, Operation, Source, Status, User,
+};
 pub use rules::{Rule, UserRules, Violation};

@@ -12,6 +12,16 @@ fn all_none(values: &[Option<String>; 5]) -> bool {
     values.iter().all(Option::is_none)
 }
 
+/// What a change did to its object: the change log records it, connectors
+/// act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    Created,
+    Updated,
+    Deleted,
+}
+
 /// The kinds of object idsync keeps; each has its own CSV layout and inbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -432,10 +432,10 @@ pub fn members(slapd: &Slapd, cn: &str) -> std::collections::HashSet<String> {
 }
 
 /// Apply `f` to the store with the daemon stopped, as another source would.
-pub fn with_reconciler(env: &crate::Env, f: impl FnOnce(&idsync::reconcile::Reconciler)) {
-    let rec = idsync::reconcile::Reconciler::new(
+pub fn with_reconciler(env: &crate::Env, f: impl FnOnce(&idsync_store::reconcile::Reconciler)) {
+    let rec = idsync_store::reconcile::Reconciler::new(
         std::sync::Arc::new(env.store()),
-        idsync::reconcile::Settings::default(),
+        idsync_store::reconcile::Settings::default(),
     )
     .unwrap();
     f(&rec);
@@ -443,7 +443,7 @@ pub fn with_reconciler(env: &crate::Env, f: impl FnOnce(&idsync::reconcile::Reco
 }
 
 /// The id of the user with `mail`.
-pub fn user_id(store: &idsync::store::Store, mail: &str) -> uuid::Uuid {
+pub fn user_id(store: &idsync_store::Store, mail: &str) -> uuid::Uuid {
     store
         .find::<idsync_schema::User>(idsync_schema::Kind::User, mail)
         .unwrap()

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use idsync::store::{EngineKind, EngineOptions, Store};
+use idsync_store::{EngineKind, EngineOptions, Store};
 
 /// The `idsync` binary of this workspace, built once per test process in
 /// the same profile as the tests.

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use idsync::store::{ChangeEvent, Operation};
 use idsync_schema::{Kind, User};
+use idsync_store::{ChangeEvent, Operation};
 use idsync_tests::{summary, Env};
 
 const ROWS: usize = 30_000;

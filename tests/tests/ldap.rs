@@ -4,8 +4,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use idsync::store::{keys, Actor, Batch};
 use idsync_schema::Source;
+use idsync_store::delivery::DeliverySave;
+use idsync_store::Actor;
 use idsync_tests::ldap::{
     daemon_env, daemon_env_with_delivery, drop_alice, members, run_ok, status, user_id,
     with_reconciler, Entry, Slapd, BASE,
@@ -288,12 +289,9 @@ fn the_deletion_threshold_stops_a_reconcile() {
             tx.delete_user(id).unwrap();
         }
         tx.commit().unwrap();
-        let mut b = Batch::new();
-        b.put(
-            keys::connector_cursor("ldap"),
-            rec.store().head().unwrap().to_be_bytes().to_vec(),
-        );
-        rec.store().engine().write(b).unwrap();
+        let mut save = DeliverySave::new("ldap");
+        save.cursor(rec.store().head().unwrap());
+        rec.store().save_delivery(save).unwrap();
     });
     let mut d = env.serve(&[]);
     wait_until("the daemon answers", WAIT, || {
@@ -401,10 +399,10 @@ fn an_add_whose_entry_uuid_was_lost_is_deleted_with_its_object() {
 fn recorded_uuids(env: &Env) -> HashSet<String> {
     let mut recorded = HashSet::new();
     env.store()
-        .scan(&keys::connector_remote_prefix("ldap"), |_, v| {
-            let r: serde_json::Value = serde_json::from_slice(v).unwrap();
+        .delivery("ldap")
+        .remotes(|_, r: serde_json::Value| {
             assert!(recorded.insert(r["entryUuid"].as_str().unwrap().to_owned()));
-            Ok(true)
+            true
         })
         .unwrap();
     recorded
@@ -494,12 +492,6 @@ fn a_backlog_survives_slapd_going_away() {
     assert_eq!(recorded_uuids(&env), uuids_of(&entries));
     assert!(!d.log().contains("will not take an entryUUID"));
     let store = env.store();
-    let mut dead = 0;
-    store
-        .scan(&keys::connector_dead_prefix("ldap"), |_, _| {
-            dead += 1;
-            Ok(true)
-        })
-        .unwrap();
+    let dead = store.delivery("ldap").dead_letters().unwrap().len();
     assert_eq!(dead, 0, "the dead-letter list is empty");
 }

@@ -7,8 +7,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use idsync::store::{keys, Actor, Batch};
 use idsync_schema::{Kind, Source};
+use idsync_store::delivery::DeliverySave;
+use idsync_store::Actor;
 use idsync_tests::ldap::{
     daemon_env, members, run_ok, status, user_id, with_reconciler, Entry, Slapd, BASE,
 };
@@ -265,9 +266,10 @@ fn deleted_objects_are_deleted_under_delete() {
 fn remote_count(env: &Env) -> usize {
     let mut n = 0;
     env.store()
-        .scan(&keys::connector_remote_prefix("ldap"), |_, _| {
+        .delivery("ldap")
+        .remotes(|_, _: serde_json::Value| {
             n += 1;
-            Ok(true)
+            true
         })
         .unwrap();
     n
@@ -277,14 +279,16 @@ fn remote_count(env: &Env) -> usize {
 /// if that much time had passed (the daemon stopped).
 fn backdate_disabled(env: &Env, id: uuid::Uuid, secs: i64) {
     let store = env.store();
-    let key = keys::connector_remote("ldap", id);
-    let raw = store.engine().get(&key).unwrap().expect("a remote record");
-    let mut r: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let mut r: serde_json::Value = store
+        .delivery("ldap")
+        .remote(id)
+        .unwrap()
+        .expect("a remote record");
     let at = r["disabledAt"].as_i64().expect("recorded as disabled");
     r["disabledAt"] = (at - secs).into();
-    let mut b = Batch::new();
-    b.put(key, serde_json::to_vec(&r).unwrap());
-    store.engine().write(b).unwrap();
+    let mut save = DeliverySave::new("ldap");
+    save.remote(id, Some(&r));
+    store.save_delivery(save).unwrap();
     store.flush().unwrap();
 }
 
@@ -393,14 +397,14 @@ fn a_move_under_a_missing_ou_is_parked_and_says_so() {
     });
     assert!(slapd.entry(&dn("alice")).is_some(), "left where it was");
     stop(d);
-    let mut errors = Vec::new();
-    env.store()
-        .scan(&keys::connector_dead_prefix("ldap"), |_, v| {
-            let l: serde_json::Value = serde_json::from_slice(v).unwrap();
-            errors.push(l["error"].as_str().unwrap().to_owned());
-            Ok(true)
-        })
-        .unwrap();
+    let errors: Vec<String> = env
+        .store()
+        .delivery("ldap")
+        .dead_letters()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.error)
+        .collect();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
         errors[0].contains(&format!("under ou=nowhere,{BASE}: no such object")),

@@ -4,8 +4,8 @@ use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use idsync::store::ChangeEvent;
 use idsync_schema::{Kind, User};
+use idsync_store::ChangeEvent;
 use idsync_tests::{free_port, wait_until, Env};
 
 const WAIT: Duration = Duration::from_secs(60);

@@ -5,12 +5,13 @@
 //! Why in the daemon and not in `idsync-connectors`: the runner owns the
 //! store side (cursor, dead letters, remote ids under `s/conn/NAME/`),
 //! and the connectors crate must not know the store. The connectors see
-//! events and a read-only [`state::StoreView`].
+//! events and a read-only [`view::StoreView`].
 
-pub mod http;
+mod error;
+pub mod routes;
 pub mod runner;
-pub mod state;
 pub mod stats;
+pub mod view;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,8 @@ use idsync_connectors::{Connector, ConnectorConfig};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::reconcile::Reconciler;
+pub use error::RunnerError;
+use idsync_store::reconcile::Reconciler;
 use runner::{Command, Report, Runner};
 use stats::ConnectorStats;
 
@@ -76,7 +78,7 @@ impl Connectors {
         name: &str,
     ) -> Option<Result<idsync_connectors::Plan, idsync_connectors::ConnectorError>> {
         let e = self.entry(name)?;
-        let view = state::StoreView {
+        let view = view::StoreView {
             store: self.rec.store(),
             name,
         };
@@ -84,20 +86,17 @@ impl Connectors {
     }
 
     /// Ask the runner of `name` to replay its dead letters.
-    pub async fn retry(&self, name: &str) -> Option<Result<String, String>> {
+    pub async fn retry(&self, name: &str) -> Option<Result<String, RunnerError>> {
         let e = self.entry(name)?;
         let (tx, rx) = oneshot::channel();
         if e.commands.send(Command::Retry(tx)).await.is_err() {
-            return Some(Err("the connector is not running".into()));
+            return Some(Err(RunnerError::NotRunning));
         }
-        Some(
-            rx.await
-                .unwrap_or_else(|_| Err("the connector stopped".into())),
-        )
+        Some(rx.await.unwrap_or(Err(RunnerError::NotRunning)))
     }
 
     /// Ask the runner of `name` for a full reconcile.
-    pub async fn reconcile(&self, name: &str, force: bool) -> Option<Result<Report, String>> {
+    pub async fn reconcile(&self, name: &str, force: bool) -> Option<Result<Report, RunnerError>> {
         let e = self.entry(name)?;
         let (reply, rx) = oneshot::channel();
         if e.commands
@@ -105,12 +104,9 @@ impl Connectors {
             .await
             .is_err()
         {
-            return Some(Err("the connector is not running".into()));
+            return Some(Err(RunnerError::NotRunning));
         }
-        Some(
-            rx.await
-                .unwrap_or_else(|_| Err("the connector stopped".into())),
-        )
+        Some(rx.await.unwrap_or(Err(RunnerError::NotRunning)))
     }
 }
 
@@ -175,3 +171,15 @@ impl Running {
 
 #[cfg(test)]
 mod tests;
+
+/// A plan as the admin API answers it and the CLI prints it.
+pub fn plan_json(p: &idsync_connectors::Plan) -> serde_json::Value {
+    serde_json::json!({
+        "text": p.text,
+        "creates": p.creates,
+        "updates": p.updates,
+        "deletions": p.deletions,
+        "skipped": p.skipped,
+        "refusal": p.refusal,
+    })
+}

@@ -23,20 +23,22 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::state::{self, DeadLetter, StoreView, UnsavedView};
+use super::error::RunnerError;
 use super::stats::ConnectorStats;
-use crate::reconcile::Reconciler;
-use crate::store::{Batch, ChangeEvent, StoreError};
+use super::view::{save_learned, StoreView, UnsavedView};
+use idsync_store::delivery::{DeadLetter, DeliverySave};
+use idsync_store::reconcile::Reconciler;
+use idsync_store::{ChangeEvent, StoreError};
 
 /// What an operator can ask a running connector (through the admin API).
 #[derive(Debug)]
 pub enum Command {
     /// Deliver the parked changes again.
-    Retry(oneshot::Sender<Result<String, String>>),
+    Retry(oneshot::Sender<Result<String, RunnerError>>),
     /// Run a full reconcile; `force` ignores the deletion threshold.
     Reconcile {
         force: bool,
-        reply: oneshot::Sender<Result<Report, String>>,
+        reply: oneshot::Sender<Result<Report, RunnerError>>,
     },
 }
 
@@ -157,8 +159,8 @@ impl Runner {
 /// makes redelivery after a crash harmless.
 fn to_event(
     e: ChangeEvent,
-    store: &crate::store::Store,
-) -> Result<Event, crate::store::StoreError> {
+    store: &idsync_store::Store,
+) -> Result<Event, idsync_store::StoreError> {
     let object = match &e.object {
         Some(raw) => serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null),
         None => store
@@ -170,9 +172,9 @@ fn to_event(
         kind: e.kind,
         id: e.id,
         operation: match e.operation {
-            crate::store::Operation::Created => Operation::Created,
-            crate::store::Operation::Updated => Operation::Updated,
-            crate::store::Operation::Deleted => Operation::Deleted,
+            idsync_store::Operation::Created => Operation::Created,
+            idsync_store::Operation::Updated => Operation::Updated,
+            idsync_store::Operation::Deleted => Operation::Deleted,
         },
         changed: e.changed,
         object,
@@ -213,23 +215,20 @@ impl Runner {
             Duration::from_millis(d.backoff_max_ms),
         );
         let mut attempts: HashMap<u64, u32> = HashMap::new();
-        let store = self.rec.store();
-        let (mut cursor, mut need_reconcile) = match (
-            state::cursor(store, &self.name),
-            state::last_reconcile(store, &self.name),
-            state::dead_letters(store, &self.name),
-        ) {
-            (Ok(c), Ok(last), Ok(dead)) => {
-                self.stats.parked.store(dead.len() as u64, Relaxed);
-                self.last_reconcile.store(last.unwrap_or(NEVER), Relaxed);
-                (c, last.is_none())
-            }
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                tracing::error!(connector = %self.name, "cannot read the delivery state: {e}");
-                self.stats.set_error(e.to_string());
-                return;
-            }
-        };
+        let state = self.rec.store().delivery(&self.name);
+        let (mut cursor, mut need_reconcile) =
+            match (state.cursor(), state.last_reconcile(), state.dead_letters()) {
+                (Ok(c), Ok(last), Ok(dead)) => {
+                    self.stats.parked.store(dead.len() as u64, Relaxed);
+                    self.last_reconcile.store(last.unwrap_or(NEVER), Relaxed);
+                    (c, last.is_none())
+                }
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                    tracing::error!(connector = %self.name, "cannot read the delivery state: {e}");
+                    self.stats.set_error(e.to_string());
+                    return;
+                }
+            };
         self.stats.cursor.store(cursor, Relaxed);
         tracing::info!(connector = %self.name, cursor, "connector started");
         self.healthcheck();
@@ -249,14 +248,14 @@ impl Runner {
                         need_reconcile = false;
                         tracing::info!(connector = %self.name, creates = r.creates, updates = r.updates, deletions = r.deletions, "first full reconcile done");
                     }
-                    Err((e, transient)) => {
+                    Err(e) => {
                         tracing::error!(connector = %self.name, "first full reconcile: {e}");
                         // Show it as what it is: nothing delivered yet,
                         // the whole log behind, one more failed attempt.
                         self.stats.head.store(*w.head.borrow(), Relaxed);
                         self.stats.failed.fetch_add(1, Relaxed);
-                        self.stats.set_error(e);
-                        if transient {
+                        self.stats.set_error(e.to_string());
+                        if e.transient() {
                             self.pause(backoff.next_delay(), &mut w, &mut cursor).await;
                             continue;
                         }
@@ -271,14 +270,14 @@ impl Runner {
                         retry_reconcile_at = None;
                         tracing::info!(connector = %self.name, creates = r.creates, updates = r.updates, deletions = r.deletions, errors = r.errors.len(), "scheduled reconcile done");
                     }
-                    Err((e, _)) => {
+                    Err(e) => {
                         // Not again before a while: a refusal (threshold)
                         // stands until someone looks, a peer down until
                         // delivery's retries find it back.
                         let wait = Duration::from_secs(d.reconcile_every_s.min(600));
                         retry_reconcile_at = Some(tokio::time::Instant::now() + wait);
                         tracing::error!(connector = %self.name, "scheduled reconcile: {e} (next try in {} s)", wait.as_secs());
-                        self.stats.set_error(e);
+                        self.stats.set_error(e.to_string());
                     }
                 }
                 continue;
@@ -492,8 +491,8 @@ impl Runner {
         cursor: u64,
         attempts: &mut HashMap<u64, u32>,
         max_attempts: u32,
-    ) -> (Batch, Settled) {
-        let mut batch = Batch::new();
+    ) -> (DeliverySave, Settled) {
+        let mut save = DeliverySave::new(&self.name);
         let mut s = Settled {
             cursor,
             complete: delivery.outcomes.len() >= events.len(),
@@ -524,40 +523,31 @@ impl Runner {
                         break;
                     }
                     tracing::error!(connector = %self.name, seq = e.seq, attempts = *n, "parked: {m}");
-                    state::queue_dead(
-                        &mut batch,
-                        &self.name,
-                        &DeadLetter {
-                            seq: e.seq,
-                            kind: e.kind,
-                            id: e.id,
-                            attempts: *n,
-                            error: m.clone(),
-                            parked_at: time::OffsetDateTime::now_utc(),
-                        },
-                    );
+                    save.park(&DeadLetter {
+                        seq: e.seq,
+                        kind: e.kind,
+                        id: e.id,
+                        attempts: *n,
+                        error: m.clone(),
+                        parked_at: time::OffsetDateTime::now_utc(),
+                    });
                     attempts.remove(&e.seq);
                     s.cursor = e.seq;
                     s.parked += 1;
                 }
             }
         }
-        state::queue_learned(&mut batch, &self.name, &delivery.learned);
+        save_learned(&mut save, &delivery.learned);
         if s.cursor != cursor {
-            state::queue_cursor(&mut batch, &self.name, s.cursor);
+            save.cursor(s.cursor);
         }
-        (batch, s)
+        (save, s)
     }
 
-    /// Write `batch` (fsync'd) off the async threads.
-    fn write(&self, batch: Batch) -> JoinHandle<Result<(), StoreError>> {
+    /// Write `save` (fsync'd) off the async threads.
+    fn write(&self, save: DeliverySave) -> JoinHandle<Result<(), StoreError>> {
         let rec = Arc::clone(&self.rec);
-        tokio::task::spawn_blocking(move || {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            Ok(rec.store().engine().write(batch)?)
-        })
+        tokio::task::spawn_blocking(move || rec.store().save_delivery(save))
     }
 
     /// Wait for a save; once it is durable, move `cursor` and the figures.
@@ -586,17 +576,16 @@ impl Runner {
                 let _ = reply.send(self.retry().await);
             }
             Command::Reconcile { force, reply } => {
-                let r = self.reconcile(force, cursor, false).await;
-                let _ = reply.send(r.map_err(|(e, _)| e));
+                let _ = reply.send(self.reconcile(force, cursor, false).await);
             }
         }
     }
 
     /// Deliver the parked changes again, as the objects are now (a parked
     /// event's own object may be stale by now).
-    async fn retry(&self) -> Result<String, String> {
+    async fn retry(&self) -> Result<String, RunnerError> {
         let store = self.rec.store();
-        let letters = state::dead_letters(store, &self.name).map_err(|e| e.to_string())?;
+        let letters = store.delivery(&self.name).dead_letters()?;
         if letters.is_empty() {
             return Ok("the dead-letter list is empty".into());
         }
@@ -604,16 +593,13 @@ impl Runner {
         // attributes), with the object's current state.
         let mut events = Vec::new();
         for l in &letters {
-            let logged: Option<ChangeEvent> = store
-                .get(&crate::store::keys::change(l.seq))
-                .map_err(|e| e.to_string())?;
+            let logged: Option<ChangeEvent> = store.change(l.seq)?;
             let event = match logged {
-                Some(e) => to_event(e, store).map_err(|e| e.to_string())?,
+                Some(e) => to_event(e, store)?,
                 // The log never loses an event; this only guards a store
                 // edited by hand.
                 None => {
-                    let obj: Option<serde_json::Value> =
-                        store.object(l.kind, l.id).map_err(|e| e.to_string())?;
+                    let obj: Option<serde_json::Value> = store.object(l.kind, l.id)?;
                     Event {
                         seq: l.seq,
                         kind: l.kind,
@@ -635,24 +621,24 @@ impl Runner {
             name: &self.name,
         };
         let delivery = self.connector.deliver(&events, &view).await;
-        let mut batch = Batch::new();
+        let mut save = DeliverySave::new(&self.name);
         let mut replayed = 0u64;
         for (l, outcome) in letters.iter().zip(&delivery.outcomes) {
             match outcome {
                 Outcome::Delivered => {
-                    batch.delete(crate::store::keys::connector_dead(&self.name, l.seq));
+                    save.unpark(l.seq);
                     replayed += 1;
                 }
                 Outcome::Retry(m) | Outcome::Failed(m) => {
                     let mut l = l.clone();
                     l.attempts += 1;
                     l.error = m.clone();
-                    state::queue_dead(&mut batch, &self.name, &l);
+                    save.park(&l);
                 }
             }
         }
-        state::queue_learned(&mut batch, &self.name, &delivery.learned);
-        store.engine().write(batch).map_err(|e| e.to_string())?;
+        save_learned(&mut save, &delivery.learned);
+        store.save_delivery(save)?;
         let left = letters.len() as u64 - replayed;
         self.stats.parked.store(left, Relaxed);
         self.stats.delivered.fetch_add(replayed, Relaxed);
@@ -666,41 +652,32 @@ impl Runner {
         force: bool,
         cursor: &mut u64,
         first: bool,
-    ) -> Result<Report, (String, bool)> {
+    ) -> Result<Report, RunnerError> {
         let store = self.rec.store();
-        let head_before = store.head().map_err(|e| (e.to_string(), true))?;
+        let head_before = store.head()?;
         let view = StoreView {
             store,
             name: &self.name,
         };
-        let plan = self.connector.plan(&view).await.map_err(|e| {
-            let transient = matches!(e, idsync_connectors::ConnectorError::Unavailable(_));
-            (e.to_string(), transient)
-        })?;
+        let plan = self.connector.plan(&view).await?;
         if let (Some(refusal), false) = (&plan.refusal, force) {
-            return Err((format!("reconcile refused: {refusal}"), false));
+            return Err(RunnerError::Refused(refusal.clone()));
         }
         let applied = self
             .connector
             .apply(&plan)
             .await
-            .map_err(|e| (e.to_string(), true))?;
-        let mut batch = Batch::new();
-        state::queue_learned(&mut batch, &self.name, &applied.learned);
+            .map_err(|e| RunnerError::Apply(e.to_string()))?;
+        let mut save = DeliverySave::new(&self.name);
+        save_learned(&mut save, &applied.learned);
         let ended = time::OffsetDateTime::now_utc().unix_timestamp();
-        batch.put(
-            crate::store::keys::connector_reconciled(&self.name),
-            ended.to_be_bytes().to_vec(),
-        );
+        save.reconciled_at(ended);
         // A new connector: the reconcile brought the peer to (at least) the
         // head it saw before planning; what came after is delivered next.
         if first && *cursor < head_before {
-            state::queue_cursor(&mut batch, &self.name, head_before);
+            save.cursor(head_before);
         }
-        store
-            .engine()
-            .write(batch)
-            .map_err(|e| (e.to_string(), true))?;
+        store.save_delivery(save)?;
         self.last_reconcile.store(ended, Relaxed);
         if first && *cursor < head_before {
             *cursor = head_before;

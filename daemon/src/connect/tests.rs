@@ -11,13 +11,12 @@ use idsync_connectors::{
     Applied, BoxFuture, Connector, ConnectorError, Delivery, DeliveryConfig, Event, Outcome, Plan,
     Remote, View,
 };
-use idsync_schema::{Kind, Source};
-use serde_json::value::RawValue;
+use idsync_schema::{Field, Source, Status, UserInput};
 use uuid::Uuid;
 
 use super::*;
-use crate::reconcile::Settings;
-use crate::store::{keys, Actor, Batch, ChangeEvent, EngineKind, EngineOptions, Operation, Store};
+use idsync_store::reconcile::{Settings, UserWrite};
+use idsync_store::{Actor, EngineKind, EngineOptions, Store};
 
 struct Fake {
     delivery: DeliveryConfig,
@@ -63,7 +62,7 @@ impl Connector for Fake {
                 .map(|e| {
                     seen.push(e.seq);
                     known.push((e.seq, view.remote(e.id).unwrap().is_some()));
-                    if refuse.contains(&e.id) {
+                    if refuse.contains(&test_id(e)) {
                         Outcome::Failed("refused".into())
                     } else {
                         learned.push((
@@ -90,6 +89,15 @@ impl Connector for Fake {
     }
 }
 
+/// The id the test gave the object of `e` ([`append`] keeps it as the
+/// user's externalId; the reconciler gives the object an id of its own).
+fn test_id(e: &Event) -> Uuid {
+    e.object["externalId"]
+        .as_str()
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .unwrap_or(e.id)
+}
+
 fn fake(down_for: u32, refuse: &[Uuid]) -> Arc<Fake> {
     Arc::new(Fake {
         delivery: DeliveryConfig {
@@ -106,28 +114,22 @@ fn fake(down_for: u32, refuse: &[Uuid]) -> Arc<Fake> {
     })
 }
 
-/// Append `ids.len()` events to the change log, as the reconciler would.
-fn append(store: &Store, ids: &[Uuid]) {
-    let mut head = store.head().unwrap();
-    let mut batch = Batch::new();
-    for id in ids {
-        head += 1;
-        let e = ChangeEvent {
-            seq: head,
-            at: time::OffsetDateTime::now_utc(),
-            kind: Kind::User,
-            id: *id,
-            operation: Operation::Created,
-            version: 1,
-            source: Source::Csv,
-            actor: Actor::default(),
-            changed: Vec::new(),
-            object: Some(RawValue::from_string("{}".into()).unwrap()),
-        };
-        batch.put(keys::change(head), serde_json::to_vec(&e).unwrap());
+/// Append `ids.len()` events to the change log through the reconciler: a
+/// user per test id (kept as its externalId), created at its first
+/// appearance and changed at each later one.
+fn append(rec: &Reconciler, ids: &[Uuid]) {
+    let mut tx = rec.begin(Source::Csv, Actor::default());
+    let version = tx.pending_events() + rec.store().head().unwrap();
+    for (n, id) in ids.iter().enumerate() {
+        let mut input = UserInput::new(
+            Status::Active,
+            format!("{id}@t.org"),
+            format!("v{version}-{n}"),
+        );
+        input.external_id = Field::Set(id.to_string());
+        tx.upsert_user(input, &UserWrite::default()).unwrap();
     }
-    batch.put(keys::HEAD.to_vec(), head.to_be_bytes().to_vec());
-    store.engine().write(batch).unwrap();
+    tx.commit().unwrap();
 }
 
 fn open(dir: &std::path::Path) -> Arc<Reconciler> {
@@ -156,13 +158,17 @@ async fn delivers_everything_through_outages_and_parks_what_is_refused() {
     // append only after that, or the changes are covered by the reconcile
     // and never delivered one by one.
     until("the first reconcile", || {
-        state::reconciled(rec.store(), "fake").unwrap()
+        rec.store()
+            .delivery("fake")
+            .last_reconcile()
+            .unwrap()
+            .is_some()
     })
     .await;
     let mut ids: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
     ids[17] = bad;
-    append(rec.store(), &ids[..20]);
-    append(rec.store(), &ids[20..]);
+    append(&rec, &ids[..20]);
+    append(&rec, &ids[20..]);
     until("the cursor reaches the head", || {
         stats.cursor.load(Relaxed) == 40
     })
@@ -172,17 +178,22 @@ async fn delivers_everything_through_outages_and_parks_what_is_refused() {
     let distinct: HashSet<u64> = seen.iter().copied().collect();
     assert_eq!(distinct.len(), 40, "every change reached the peer");
     assert_eq!(stats.parked.load(Relaxed), 1);
-    let dead = state::dead_letters(rec.store(), "fake").unwrap();
+    let dead = rec.store().delivery("fake").dead_letters().unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!((dead[0].seq, dead[0].attempts), (18, 3));
     assert!(stats.failed.load(Relaxed) >= 3 + 2);
-    assert_eq!(state::cursor(rec.store(), "fake").unwrap(), 40);
+    assert_eq!(rec.store().delivery("fake").cursor().unwrap(), 40);
 
     // The peer accepts it now: a retry empties the list.
     f.refuse.lock().unwrap().clear();
     let r = running.connectors.retry("fake").await.unwrap().unwrap();
     assert_eq!(r, "1 replayed, 0 still parked");
-    assert!(state::dead_letters(rec.store(), "fake").unwrap().is_empty());
+    assert!(rec
+        .store()
+        .delivery("fake")
+        .dead_letters()
+        .unwrap()
+        .is_empty());
     assert_eq!(stats.parked.load(Relaxed), 0);
     running.stop().await;
 }
@@ -200,13 +211,17 @@ async fn the_lag_grows_while_the_peer_is_down() {
     let running = start(vec![f.clone() as Arc<dyn Connector>], &rec);
     let stats = running.connectors.stats()[0].clone();
     until("the first reconcile", || {
-        state::reconciled(rec.store(), "fake").unwrap()
+        rec.store()
+            .delivery("fake")
+            .last_reconcile()
+            .unwrap()
+            .is_some()
     })
     .await;
-    append(rec.store(), &[Uuid::now_v7()]);
+    append(&rec, &[Uuid::now_v7()]);
     until("a failed delivery", || stats.failed.load(Relaxed) >= 1).await;
     let ids: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
-    append(rec.store(), &ids);
+    append(&rec, &ids);
     until("the head followed", || stats.head.load(Relaxed) == 6).await;
     assert_eq!(stats.cursor.load(Relaxed), 0, "nothing delivered");
     running.stop().await;
@@ -220,13 +235,13 @@ async fn the_cursor_survives_a_restart() {
         let rec = open(dir.path());
         let f = fake(0, &[]);
         let running = start(vec![f.clone() as Arc<dyn Connector>], &rec);
-        append(rec.store(), &ids);
+        append(&rec, &ids);
         let stats = running.connectors.stats()[0].clone();
         until("delivered", || stats.cursor.load(Relaxed) == 10).await;
         running.stop().await;
     }
     let rec = open(dir.path());
-    append(rec.store(), &ids[..3]);
+    append(&rec, &ids[..3]);
     let f = fake(0, &[]);
     let running = start(vec![f.clone() as Arc<dyn Connector>], &rec);
     let stats = running.connectors.stats()[0].clone();
@@ -265,10 +280,14 @@ async fn a_failed_batch_drops_the_batch_read_ahead() {
     let running = start(vec![f.clone() as Arc<dyn Connector>], &rec);
     let stats = running.connectors.stats()[0].clone();
     until("the first reconcile", || {
-        state::reconciled(rec.store(), "fake").unwrap()
+        rec.store()
+            .delivery("fake")
+            .last_reconcile()
+            .unwrap()
+            .is_some()
     })
     .await;
-    append(rec.store(), &ids);
+    append(&rec, &ids);
     until("batch 2 failed a few times", || {
         stats.failed.load(Relaxed) >= 5
     })
@@ -281,7 +300,7 @@ async fn a_failed_batch_drops_the_batch_read_ahead() {
         );
         assert!(seen.iter().filter(|s| **s == 10).count() >= 5);
     }
-    assert_eq!(state::cursor(rec.store(), "fake").unwrap(), 9);
+    assert_eq!(rec.store().delivery("fake").cursor().unwrap(), 9);
     assert_eq!(stats.cursor.load(Relaxed), 9);
 
     // The peer takes it now: everything goes through, in order.
@@ -290,14 +309,19 @@ async fn a_failed_batch_drops_the_batch_read_ahead() {
         stats.cursor.load(Relaxed) == 21
     })
     .await;
-    assert_eq!(state::cursor(rec.store(), "fake").unwrap(), 21);
+    assert_eq!(rec.store().delivery("fake").cursor().unwrap(), 21);
     let seen = f.seen.lock().unwrap().clone();
     assert_eq!(
         seen.iter().copied().collect::<HashSet<u64>>().len(),
         21,
         "every change reached the peer"
     );
-    assert!(state::dead_letters(rec.store(), "fake").unwrap().is_empty());
+    assert!(rec
+        .store()
+        .delivery("fake")
+        .dead_letters()
+        .unwrap()
+        .is_empty());
     running.stop().await;
 }
 
@@ -312,7 +336,11 @@ async fn the_next_batch_sees_the_remote_ids_the_last_one_learned() {
     let running = start(vec![f.clone() as Arc<dyn Connector>], &rec);
     let stats = running.connectors.stats()[0].clone();
     until("the first reconcile", || {
-        state::reconciled(rec.store(), "fake").unwrap()
+        rec.store()
+            .delivery("fake")
+            .last_reconcile()
+            .unwrap()
+            .is_some()
     })
     .await;
     // The same 7 objects, three times over: one batch each.
@@ -320,7 +348,7 @@ async fn the_next_batch_sees_the_remote_ids_the_last_one_learned() {
     let mut all = ids.clone();
     all.extend(&ids);
     all.extend(&ids);
-    append(rec.store(), &all);
+    append(&rec, &all);
     until("the cursor reaches the head", || {
         stats.cursor.load(Relaxed) == 21
     })

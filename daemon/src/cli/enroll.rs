@@ -1,0 +1,639 @@
+//! `idsync profiles|assets|enroll|requests|certificates …`: the command
+//! line of enrollment. Each command is one call of the daemon's
+//! `/api/v1` routes (the daemon holds the store and the CA key), made with
+//! the token of `IDSYNC_TOKEN` or `DATA_DIR/admin.token`.
+//!
+//! A P12 password is read from a file (`--password-file`) or asked for at
+//! the terminal without echo, never taken from an argument: arguments are
+//! visible to every user in `ps`.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand};
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::api::{P12_TYPE, PREFIX};
+use crate::cli::client::{Answer, DaemonClient};
+use crate::config::Config;
+
+/// `idsync profiles …`
+#[derive(Debug, Subcommand)]
+pub enum ProfilesCommand {
+    /// List the certificate profiles.
+    List,
+    /// Show one profile as JSON.
+    Show { name: String },
+    /// Create or replace a profile from a TOML or JSON file holding the keys
+    /// of one `[[profiles]]` entry (docs/certificates.md).
+    Put { file: PathBuf },
+    /// Delete a profile; its assets become pending.
+    Delete { name: String },
+}
+
+/// `idsync assets …`
+#[derive(Debug, Subcommand)]
+pub enum AssetsCommand {
+    /// Assign an active certificate profile to an asset, which becomes
+    /// active.
+    AssignProfile { asset: String, profile: String },
+    /// List the certificates issued for an asset.
+    Certificates { asset: String },
+}
+
+/// What an enrollment is for.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The asset (name or id); its profile and data are used.
+    #[arg(long)]
+    pub asset: Option<String>,
+    /// The certificate profile (default: the asset's).
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+/// `idsync enroll …`
+#[derive(Debug, Subcommand)]
+pub enum EnrollCommand {
+    /// Upload a CSR (PEM or DER); print the certificate and chain (PEM).
+    P10 {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long)]
+        csr: PathBuf,
+        /// Write the certificate and chain here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Have idsync generate the key; write a password-protected PKCS#12.
+    P12 {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Where to write the .p12 file (created 0600, never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// The common name (`{name}` of the subject template).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        organization: Option<String>,
+        #[arg(long)]
+        country: Option<String>,
+        /// DNS names, comma-separated (seed 002).
+        #[arg(long)]
+        dns: Option<String>,
+        /// IP addresses, comma-separated.
+        #[arg(long)]
+        ip: Option<String>,
+        /// ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519
+        /// (default: the profile's first).
+        #[arg(long)]
+        key_type: Option<String>,
+        /// Read the password from the first line of this file instead of
+        /// asking.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+}
+
+/// `idsync requests …`
+#[derive(Debug, Subcommand)]
+pub enum RequestsCommand {
+    /// List enrollment requests, newest first.
+    List {
+        /// pending_approval, approved, issued, rejected or failed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        asset: Option<String>,
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long)]
+        requester: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one request as JSON.
+    Show { id: String },
+    /// Approve a request (approver role; not your own).
+    Approve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Reject a request (approver role; not your own).
+    Reject {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Download the PKCS#12 of an approved P12 request (its requester).
+    Download {
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+}
+
+/// `idsync certificates …`
+#[derive(Debug, Subcommand)]
+pub enum CertificatesCommand {
+    /// Show one certificate's record as JSON.
+    Show { id: String },
+    /// Print (or write) the certificate and its chain, PEM.
+    Download {
+        id: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Confirm that the certificate is installed (seed 002, last step).
+    Confirm { id: String },
+    /// Print the CA chain that issued certificates verify against.
+    Ca,
+}
+
+/// Any of the enrollment commands.
+#[derive(Debug)]
+pub enum Command {
+    Profiles(ProfilesCommand),
+    Assets(AssetsCommand),
+    Enroll(EnrollCommand),
+    Requests(RequestsCommand),
+    Certificates(CertificatesCommand),
+}
+
+/// Run `cmd` against the daemon of `cfg`; the exit status.
+pub fn run(cfg: &Config, cmd: Command) -> anyhow::Result<u8> {
+    // Ask before connecting: a prompt must not hold a connection open.
+    let password = match &cmd {
+        Command::Enroll(EnrollCommand::P12 { password_file, .. })
+        | Command::Requests(RequestsCommand::Download { password_file, .. }) => {
+            Some(read_password(password_file.as_deref())?)
+        }
+        _ => None,
+    };
+    let client = DaemonClient::new(cfg)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(execute(&client, cmd, password))
+}
+
+async fn execute(
+    client: &DaemonClient,
+    cmd: Command,
+    password: Option<String>,
+) -> anyhow::Result<u8> {
+    let call = |method: Method, path: String, body: Option<Value>| async move {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        client
+            .call(
+                method,
+                &format!("{PREFIX}{path}"),
+                Some("application/json"),
+                bytes,
+            )
+            .await
+    };
+    match cmd {
+        Command::Profiles(c) => match c {
+            ProfilesCommand::List => {
+                let a = expect_ok(call(Method::GET, "profiles".into(), None).await?)?;
+                for p in a.json().as_array().into_iter().flatten() {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        text(&p["name"]),
+                        text(&p["protocol"]),
+                        text(&p["state"]),
+                        if p["requires_approval"] == true {
+                            "approval"
+                        } else {
+                            "-"
+                        }
+                    );
+                }
+                Ok(0)
+            }
+            ProfilesCommand::Show { name } => print_json(&expect_ok(
+                call(Method::GET, format!("profiles/{}", seg(&name)), None).await?,
+            )?),
+            ProfilesCommand::Put { file } => {
+                let settings = read_profile_file(&file)?;
+                let name = settings["name"]
+                    .as_str()
+                    .context("the profile file has no `name`")?
+                    .to_owned();
+                print_json(&expect_ok(
+                    call(
+                        Method::PUT,
+                        format!("profiles/{}", seg(&name)),
+                        Some(settings),
+                    )
+                    .await?,
+                )?)
+            }
+            ProfilesCommand::Delete { name } => {
+                expect_ok(call(Method::DELETE, format!("profiles/{}", seg(&name)), None).await?)?;
+                println!("profile {name:?} deleted");
+                Ok(0)
+            }
+        },
+        Command::Assets(c) => match c {
+            AssetsCommand::AssignProfile { asset, profile } => {
+                let a = expect_ok(
+                    call(
+                        Method::PUT,
+                        format!("assets/{}/profile", seg(&asset)),
+                        Some(json!({ "profile": profile })),
+                    )
+                    .await?,
+                )?;
+                let v = a.json();
+                println!(
+                    "asset {} now has profile {} and is {}",
+                    text(&v["name"]),
+                    text(&v["certificateProfile"]),
+                    text(&v["state"])
+                );
+                Ok(0)
+            }
+            AssetsCommand::Certificates { asset } => {
+                let a = expect_ok(
+                    call(
+                        Method::GET,
+                        format!("assets/{}/certificates", seg(&asset)),
+                        None,
+                    )
+                    .await?,
+                )?;
+                print_certificates(&a.json());
+                Ok(0)
+            }
+        },
+        Command::Enroll(EnrollCommand::P10 { target, csr, out }) => {
+            let csr_bytes =
+                std::fs::read(&csr).with_context(|| format!("reading {}", csr.display()))?;
+            let csr_text = String::from_utf8(csr_bytes.clone()).ok();
+            // A PEM CSR travels in JSON; a DER one as the body itself.
+            let a =
+                match csr_text.filter(|t| t.contains("-----BEGIN")) {
+                    Some(pem) => call(
+                        Method::POST,
+                        "enroll/p10".into(),
+                        Some(json!({"asset": target.asset, "profile": target.profile, "csr": pem})),
+                    )
+                    .await?,
+                    None => {
+                        let mut q = Vec::new();
+                        if let Some(a) = &target.asset {
+                            q.push(format!("asset={}", seg(a)));
+                        }
+                        if let Some(p) = &target.profile {
+                            q.push(format!("profile={}", seg(p)));
+                        }
+                        client
+                            .call(
+                                Method::POST,
+                                &format!("{PREFIX}enroll/p10?{}", q.join("&")),
+                                Some("application/pkcs10"),
+                                csr_bytes,
+                            )
+                            .await?
+                    }
+                };
+            enrolled(a, out.as_deref(), None)
+        }
+        Command::Enroll(EnrollCommand::P12 {
+            target,
+            out,
+            name,
+            organization,
+            country,
+            dns,
+            ip,
+            key_type,
+            ..
+        }) => {
+            refuse_existing(&out)?;
+            let list = |s: Option<String>| -> Vec<String> {
+                s.map(|s| {
+                    s.split(',')
+                        .map(|x| x.trim().to_owned())
+                        .filter(|x| !x.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default()
+            };
+            let body = json!({
+                "asset": target.asset,
+                "profile": target.profile,
+                "data": {
+                    "name": name, "organization": organization, "country": country,
+                    "dnsNames": list(dns), "ipAddresses": list(ip),
+                },
+                "keyType": key_type,
+                "password": password,
+            });
+            let a = call(Method::POST, "enroll/p12".into(), Some(strip_nulls(body))).await?;
+            enrolled(a, None, Some(&out))
+        }
+        Command::Requests(c) => match c {
+            RequestsCommand::List {
+                status,
+                asset,
+                profile,
+                requester,
+                json,
+            } => {
+                let mut q = Vec::new();
+                for (k, v) in [
+                    ("status", status),
+                    ("asset", asset),
+                    ("profile", profile),
+                    ("requester", requester),
+                ] {
+                    if let Some(v) = v {
+                        q.push(format!("{k}={}", seg(&v)));
+                    }
+                }
+                let a =
+                    expect_ok(call(Method::GET, format!("requests?{}", q.join("&")), None).await?)?;
+                if json {
+                    return print_json(&a);
+                }
+                for r in a.json().as_array().into_iter().flatten() {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        text(&r["id"]),
+                        text(&r["status"]),
+                        text(&r["protocol"]),
+                        text(&r["profile"]),
+                        text(&r["requester"]),
+                        text(&r["data"]["name"]),
+                    );
+                }
+                Ok(0)
+            }
+            RequestsCommand::Show { id } => print_json(&expect_ok(
+                call(Method::GET, format!("requests/{}", seg(&id)), None).await?,
+            )?),
+            RequestsCommand::Approve { id, comment } => {
+                let a = call(
+                    Method::POST,
+                    format!("requests/{}/approve", seg(&id)),
+                    Some(json!({ "comment": comment })),
+                )
+                .await?;
+                let a = expect_ok(a)?;
+                let v = a.json();
+                println!("request {id} is {}", text(&v["request"]["status"]));
+                Ok(0)
+            }
+            RequestsCommand::Reject { id, comment } => {
+                let a = call(
+                    Method::POST,
+                    format!("requests/{}/reject", seg(&id)),
+                    Some(json!({ "comment": comment })),
+                )
+                .await?;
+                expect_ok(a)?;
+                println!("request {id} is rejected");
+                Ok(0)
+            }
+            RequestsCommand::Download { id, out, .. } => {
+                refuse_existing(&out)?;
+                let a = call(
+                    Method::POST,
+                    format!("requests/{}/p12", seg(&id)),
+                    Some(json!({ "password": password })),
+                )
+                .await?;
+                enrolled(a, None, Some(&out))
+            }
+        },
+        Command::Certificates(c) => match c {
+            CertificatesCommand::Show { id } => print_json(&expect_ok(
+                call(Method::GET, format!("certificates/{}", seg(&id)), None).await?,
+            )?),
+            CertificatesCommand::Download { id, out } => {
+                let a = expect_ok(
+                    call(Method::GET, format!("certificates/{}/pem", seg(&id)), None).await?,
+                )?;
+                write_or_print(out.as_deref(), &a.body)?;
+                Ok(0)
+            }
+            CertificatesCommand::Confirm { id } => {
+                expect_ok(
+                    call(
+                        Method::POST,
+                        format!("certificates/{}/installed", seg(&id)),
+                        None,
+                    )
+                    .await?,
+                )?;
+                println!("certificate {id}: installation confirmed");
+                Ok(0)
+            }
+            CertificatesCommand::Ca => {
+                let a = expect_ok(call(Method::GET, "ca".into(), None).await?)?;
+                write_or_print(None, &a.body)?;
+                Ok(0)
+            }
+        },
+    }
+}
+
+/// The outcome of an enrollment: the certificate (P10, PEM to `pem_out` or
+/// stdout), the P12 file (to `p12_out`), or the news that it waits for an
+/// approver.
+fn enrolled(a: Answer, pem_out: Option<&Path>, p12_out: Option<&Path>) -> anyhow::Result<u8> {
+    let a = expect_ok(a)?;
+    if a.headers
+        .get(hyper::header::CONTENT_TYPE)
+        .is_some_and(|t| t == P12_TYPE)
+    {
+        let out = p12_out.context("the daemon sent a PKCS#12 file nobody asked for")?;
+        write_private(out, &a.body)?;
+        let header = |h: &str| {
+            a.headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?")
+                .to_owned()
+        };
+        eprintln!(
+            "wrote {} (request {}, certificate {}); confirm its installation with `idsync certificates confirm {}`",
+            out.display(),
+            header("idsync-request"),
+            header("idsync-certificate"),
+            header("idsync-certificate"),
+        );
+        return Ok(0);
+    }
+    let v = a.json();
+    let request = &v["request"];
+    match request["status"].as_str() {
+        Some("issued") => {
+            let cert = &v["certificate"];
+            let pem = format!("{}{}", text(&cert["pem"]), text(&cert["chain"]));
+            write_or_print(pem_out, pem.as_bytes())?;
+            eprintln!(
+                "issued certificate {} (serial {}) for request {}",
+                text(&cert["id"]),
+                text(&cert["serial"]),
+                text(&request["id"])
+            );
+        }
+        Some(status) => eprintln!(
+            "request {} is {status}: an approver decides with `idsync requests approve|reject {}`",
+            text(&request["id"]),
+            text(&request["id"])
+        ),
+        None => bail!("the daemon's answer has no request: {v}"),
+    }
+    Ok(0)
+}
+
+/// The answer if it is a success, else an error with the daemon's words.
+fn expect_ok(a: Answer) -> anyhow::Result<Answer> {
+    if a.status.is_success() {
+        return Ok(a);
+    }
+    let why = a.error();
+    match a.status {
+        StatusCode::UNAUTHORIZED => bail!("the daemon refused the token: {why}"),
+        StatusCode::FORBIDDEN => bail!("not allowed: {why}"),
+        s => bail!("{why} ({s})"),
+    }
+}
+
+fn print_json(a: &Answer) -> anyhow::Result<u8> {
+    println!("{}", serde_json::to_string_pretty(&a.json())?);
+    Ok(0)
+}
+
+fn print_certificates(v: &Value) {
+    for c in v.as_array().into_iter().flatten() {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            text(&c["id"]),
+            text(&c["serial"]),
+            text(&c["subject"]),
+            text(&c["notAfter"]),
+            if c["installed"].is_string() {
+                "installed"
+            } else {
+                "-"
+            }
+        );
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A path segment or query value, percent-encoded.
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn strip_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, strip_nulls(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn read_profile_file(path: &Path) -> anyhow::Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "json") {
+        return serde_json::from_str(&text)
+            .with_context(|| format!("{}: not JSON", path.display()));
+    }
+    config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .build()
+        .and_then(|c| c.try_deserialize::<Value>())
+        .with_context(|| format!("{}: not a TOML profile", path.display()))
+}
+
+fn refuse_existing(out: &Path) -> anyhow::Result<()> {
+    if out.exists() {
+        bail!(
+            "{} exists: idsync does not overwrite key files",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// Write a file holding a private key: created new, 0600.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_or_print(out: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
+    match out {
+        Some(p) => std::fs::write(p, bytes).with_context(|| format!("writing {}", p.display())),
+        None => std::io::stdout()
+            .write_all(bytes)
+            .context("writing to stdout"),
+    }
+}
+
+/// The P12 password: the first line of `file`, or asked twice at the
+/// terminal without echo.
+fn read_password(file: Option<&Path>) -> anyhow::Result<String> {
+    if let Some(f) = file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        let line = text.lines().next().unwrap_or("").to_owned();
+        if line.is_empty() {
+            bail!("{}: the first line (the password) is empty", f.display());
+        }
+        return Ok(line);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to ask the P12 password at: give --password-file FILE");
+    }
+    let first = rpassword::prompt_password("P12 password: ").context("reading the password")?;
+    let again = rpassword::prompt_password("again: ").context("reading the password")?;
+    if first != again {
+        bail!("the two passwords differ");
+    }
+    Ok(first)
+}

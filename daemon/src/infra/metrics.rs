@@ -1,0 +1,302 @@
+//! What the running daemon knows about itself, shared by the watcher (which
+//! updates it), the admin listener (`/metrics`, `/readyz`), the systemd
+//! notifier (`STATUS=`, `WATCHDOG=1`) and `idsync status`.
+//!
+//! Plain atomics: updates happen once per file or per loop turn, readers
+//! never block writers, and nothing here needs a lock.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::sources::import::{FileOutcome, Summary};
+
+/// Upper bounds (seconds) of the import-duration histogram buckets.
+pub const DURATION_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0];
+
+/// The daemon's live figures.
+#[derive(Debug)]
+pub struct Metrics {
+    started: Instant,
+    ready: AtomicBool,
+    /// Unix milliseconds of the last turn of a healthy loop.
+    heartbeat_ms: AtomicU64,
+    files_accepted: AtomicU64,
+    files_partial: AtomicU64,
+    files_rejected: AtomicU64,
+    rows_created: AtomicU64,
+    rows_updated: AtomicU64,
+    rows_unchanged: AtomicU64,
+    rows_rejected: AtomicU64,
+    queue_depth: AtomicU64,
+    change_log_head: AtomicU64,
+    /// Cumulative counts per bucket of [`DURATION_BUCKETS`], then +Inf.
+    duration_buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    duration_sum_us: AtomicU64,
+    /// Each connector's figures, set once at start (its runner updates them).
+    connectors: std::sync::OnceLock<Vec<std::sync::Arc<crate::connect::stats::ConnectorStats>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Metrics {
+    /// Fresh figures: not ready, nothing counted.
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            ready: AtomicBool::new(false),
+            heartbeat_ms: AtomicU64::new(now_ms()),
+            files_accepted: AtomicU64::new(0),
+            files_partial: AtomicU64::new(0),
+            files_rejected: AtomicU64::new(0),
+            rows_created: AtomicU64::new(0),
+            rows_updated: AtomicU64::new(0),
+            rows_unchanged: AtomicU64::new(0),
+            rows_rejected: AtomicU64::new(0),
+            queue_depth: AtomicU64::new(0),
+            change_log_head: AtomicU64::new(0),
+            duration_buckets: Default::default(),
+            duration_sum_us: AtomicU64::new(0),
+            connectors: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The store is open and every folder is watched.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Relaxed);
+    }
+
+    /// Whether the daemon is ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Relaxed)
+    }
+
+    /// The main loop is alive.
+    pub fn heartbeat(&self) {
+        self.heartbeat_ms.store(now_ms(), Relaxed);
+    }
+
+    /// Time since the last heartbeat.
+    pub fn since_heartbeat(&self) -> Duration {
+        Duration::from_millis(now_ms().saturating_sub(self.heartbeat_ms.load(Relaxed)))
+    }
+
+    /// Files waiting in the inboxes or being imported.
+    pub fn set_queue_depth(&self, n: u64) {
+        self.queue_depth.store(n, Relaxed);
+    }
+
+    /// The change log's last sequence number.
+    pub fn set_change_log_head(&self, seq: u64) {
+        self.change_log_head.store(seq, Relaxed);
+    }
+
+    /// The connectors' figures, shown from now on (set once at start).
+    pub fn set_connectors(
+        &self,
+        stats: Vec<std::sync::Arc<crate::connect::stats::ConnectorStats>>,
+    ) {
+        let _ = self.connectors.set(stats);
+    }
+
+    /// Each connector's figures for `/status`.
+    pub fn connectors_json(&self) -> serde_json::Value {
+        self.connectors
+            .get()
+            .map(|c| c.iter().map(|s| s.json()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Count one finished file.
+    pub fn record_file(&self, outcome: FileOutcome, summary: &Summary, took: Duration) {
+        match outcome {
+            FileOutcome::Accepted => &self.files_accepted,
+            FileOutcome::Partial => &self.files_partial,
+            FileOutcome::Rejected => &self.files_rejected,
+        }
+        .fetch_add(1, Relaxed);
+        self.rows_created.fetch_add(summary.created, Relaxed);
+        self.rows_updated.fetch_add(summary.updated, Relaxed);
+        self.rows_unchanged.fetch_add(summary.unchanged, Relaxed);
+        self.rows_rejected.fetch_add(summary.rejected, Relaxed);
+        let secs = took.as_secs_f64();
+        for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.duration_buckets[i].fetch_add(1, Relaxed);
+            }
+        }
+        self.duration_buckets[DURATION_BUCKETS.len()].fetch_add(1, Relaxed);
+        self.duration_sum_us
+            .fetch_add(took.as_micros() as u64, Relaxed);
+    }
+
+    /// A one-line summary for people (`STATUS=`, `idsync status`).
+    pub fn status_line(&self) -> String {
+        format!(
+            "{}; queue {}; files {} ok, {} partial, {} rejected; change log at {}",
+            if self.is_ready() {
+                "watching"
+            } else {
+                "starting"
+            },
+            self.queue_depth.load(Relaxed),
+            self.files_accepted.load(Relaxed),
+            self.files_partial.load(Relaxed),
+            self.files_rejected.load(Relaxed),
+            self.change_log_head.load(Relaxed),
+        )
+    }
+
+    /// The Prometheus text exposition format (version 0.0.4).
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let l = |a: &AtomicU64| a.load(Relaxed);
+        metric(
+            "idsync_files_total",
+            "counter",
+            "Imported files by outcome.",
+            &[
+                ("{outcome=\"accepted\"}", l(&self.files_accepted)),
+                ("{outcome=\"partial\"}", l(&self.files_partial)),
+                ("{outcome=\"rejected\"}", l(&self.files_rejected)),
+            ],
+        );
+        metric(
+            "idsync_rows_total",
+            "counter",
+            "Imported rows by outcome.",
+            &[
+                ("{outcome=\"created\"}", l(&self.rows_created)),
+                ("{outcome=\"updated\"}", l(&self.rows_updated)),
+                ("{outcome=\"unchanged\"}", l(&self.rows_unchanged)),
+                ("{outcome=\"rejected\"}", l(&self.rows_rejected)),
+            ],
+        );
+        metric(
+            "idsync_change_log_head",
+            "gauge",
+            "Sequence number of the last change.",
+            &[("", l(&self.change_log_head))],
+        );
+        metric(
+            "idsync_queue_depth",
+            "gauge",
+            "Files waiting or being imported.",
+            &[("", l(&self.queue_depth))],
+        );
+        metric(
+            "idsync_ready",
+            "gauge",
+            "1 when the store is open and folders are watched.",
+            &[("", u64::from(self.is_ready()))],
+        );
+        metric(
+            "idsync_uptime_seconds",
+            "gauge",
+            "Seconds since start.",
+            &[("", self.started.elapsed().as_secs())],
+        );
+        let conns = self.connectors.get().map(Vec::as_slice).unwrap_or_default();
+        let per =
+            |f: &dyn Fn(&crate::connect::stats::ConnectorStats) -> u64| -> Vec<(String, u64)> {
+                conns
+                    .iter()
+                    .map(|c| (format!("{{connector=\"{}\"}}", c.name), f(c)))
+                    .collect()
+            };
+        for (name, kind, help, samples) in [
+            (
+                "idsync_connector_lag",
+                "gauge",
+                "Changes not yet delivered to the connector.",
+                per(&|c| c.lag()),
+            ),
+            (
+                "idsync_connector_delivered_total",
+                "counter",
+                "Changes delivered by the connector since start.",
+                per(&|c| c.delivered.load(Relaxed)),
+            ),
+            (
+                "idsync_connector_failed_total",
+                "counter",
+                "Failed delivery attempts since start.",
+                per(&|c| c.failed.load(Relaxed)),
+            ),
+            (
+                "idsync_connector_parked",
+                "gauge",
+                "Changes in the connector's dead-letter list.",
+                per(&|c| c.parked.load(Relaxed)),
+            ),
+        ] {
+            let samples: Vec<(&str, u64)> = samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+            metric(name, kind, help, &samples);
+        }
+        let name = "idsync_import_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time to import one file.\n# TYPE {name} histogram"
+        );
+        for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                l(&self.duration_buckets[i])
+            );
+        }
+        let count = l(&self.duration_buckets[DURATION_BUCKETS.len()]);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", l(&self.duration_sum_us) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_rows_and_durations_are_counted() {
+        let m = Metrics::new();
+        let s = Summary {
+            created: 2,
+            updated: 1,
+            unchanged: 0,
+            rejected: 1,
+        };
+        m.record_file(FileOutcome::Partial, &s, Duration::from_millis(30));
+        m.record_file(
+            FileOutcome::Accepted,
+            &Summary::default(),
+            Duration::from_secs(2),
+        );
+        let text = m.render_prometheus();
+        assert!(
+            text.contains("idsync_files_total{outcome=\"partial\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("idsync_rows_total{outcome=\"created\"} 2"));
+        assert!(text.contains("idsync_import_duration_seconds_bucket{le=\"0.05\"} 1"));
+        assert!(text.contains("idsync_import_duration_seconds_bucket{le=\"5\"} 2"));
+        assert!(text.contains("idsync_import_duration_seconds_count 2"));
+        assert!(m.status_line().contains("1 partial"));
+    }
+}

@@ -1,0 +1,10 @@
+//! What every part of the daemon shares and no feature owns: bearer-token
+//! authentication, serving one HTTP connection, the metrics, sd_notify.
+//!
+//! Infrastructure imports no feature (`sources`, `connect`, `serve`,
+//! `cli`): features report into it, never the other way round.
+
+pub mod auth;
+pub mod http;
+pub mod metrics;
+pub mod sd_notify;

@@ -1,0 +1,626 @@
+//! The admin HTTP listener: health, readiness, metrics and status for
+//! probes, Prometheus and `idsync status`; the connector routes
+//! ([`crate::connect::routes`], admin role) and the enrollment API
+//! ([`crate::sources::enroll::routes`], operator/approver/admin roles).
+//!
+//! Every route needs a bearer token with the right role (see
+//! [`crate::infra::auth`]); health and metrics need the monitor role.
+//! The listener is small on purpose: HTTP/1.1 only, bodies bounded, headers
+//! bounded in time, connections bounded in number (they share the daemon's
+//! file descriptors with the folder watcher and the store).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use hyper::body::{Body as _, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::infra::auth::{Auth, Denied, Role};
+use crate::infra::http::respond;
+use crate::infra::metrics::Metrics;
+
+/// `/healthz` fails when the main loop has not turned for this long.
+pub const HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(60);
+/// A client must send a request's body within this time.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed at once. Probes and a
+/// scraper need a handful; the cap keeps a misbehaving client from taking
+/// the file descriptors the watcher and the store need.
+const MAX_CONNECTIONS: usize = 64;
+/// After an accept error (typically out of file descriptors), wait this
+/// long rather than spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// On shutdown, requests in flight get this long to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const PROMETHEUS: &str = "text/plain; version=0.0.4";
+const JSON: &str = "application/json";
+const REALM: &str = "Bearer realm=\"idsync\"";
+
+/// What the admin listener serves from.
+#[derive(Debug)]
+pub struct AdminState {
+    pub metrics: Arc<Metrics>,
+    pub auth: Arc<Auth>,
+    /// Largest request body accepted (`admin.max_body_bytes`).
+    pub max_body_bytes: usize,
+    /// The running connectors (`/connectors/…`, admin role).
+    pub connectors: Option<Arc<crate::connect::Connectors>>,
+    /// Certificate enrollment (`/api/v1/…`, see [`crate::sources::enroll::routes`]).
+    pub enrollment: Option<Arc<crate::sources::enroll::Enrollment>>,
+}
+
+/// Serve the admin routes on `listener` until `shutdown` becomes true;
+/// then stop accepting, let requests in flight finish (for at most
+/// [`SHUTDOWN_GRACE`]) and return.
+pub async fn serve_admin(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut stop = pin!(crate::infra::http::stopped(shutdown.clone()));
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stop => break,
+            Some(done) = conns.join_next(), if !conns.is_empty() => log_task_end(done),
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    if conns.len() >= MAX_CONNECTIONS {
+                        tracing::warn!(%peer, "admin listener: too many connections, closing this one");
+                        continue;
+                    }
+                    conns.spawn(serve_connection(stream, peer, state.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin listener: accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+    // New connections are refused from here on.
+    drop(listener);
+    let drain = async {
+        while let Some(done) = conns.join_next().await {
+            log_task_end(done);
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::warn!(
+            connections = conns.len(),
+            "admin listener: closing connections still busy after the grace period"
+        );
+        conns.shutdown().await;
+    }
+}
+
+fn log_task_end(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        if e.is_panic() {
+            tracing::error!(error = %e, "admin listener: a connection task panicked");
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<AdminState>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let service = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
+    });
+    crate::infra::http::serve_connection(stream, service, peer, shutdown, "admin").await;
+}
+
+async fn handle(
+    state: &AdminState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
+    let max = state.max_body_bytes;
+    // A declared length over the limit is refused before reading any of it.
+    if req.body().size_hint().lower() > max as u64 {
+        return too_large(max);
+    }
+    let authorization = req.headers().get(header::AUTHORIZATION);
+    let path = req.uri().path();
+    let api = crate::sources::enroll::routes::is_api_route(path);
+    // Steering connectors changes the directory: admin only.
+    let needed: &[Role] = if crate::connect::routes::is_connector_route(path) {
+        &[Role::Admin]
+    } else if api {
+        crate::sources::enroll::routes::roles_for(req.method(), path)
+    } else {
+        &[Role::Monitor]
+    };
+    let granted = match state.auth.check_any(authorization, needed) {
+        Ok(granted) => granted,
+        Err(denied) => {
+            // The reason never contains the token (see `Denied`).
+            match denied {
+                Denied::MissingHeader => {
+                    tracing::debug!(%peer, reason = %denied, "admin request refused")
+                }
+                _ => tracing::info!(%peer, reason = %denied, "admin request refused"),
+            }
+            return refusal(&denied);
+        }
+    };
+    let (parts, body) = req.into_parts();
+    // A chunked body declares no length: read and count it so that an
+    // oversized one is refused, not buffered.
+    let body =
+        match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, max).collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<LengthLimitError>() => return too_large(max),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "admin request: unreadable body");
+                return closing(respond(StatusCode::BAD_REQUEST, TEXT, "unreadable body\n"));
+            }
+            Err(_) => {
+                return closing(respond(
+                    StatusCode::REQUEST_TIMEOUT,
+                    TEXT,
+                    "request body too slow\n",
+                ));
+            }
+        };
+    if api {
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let call = crate::sources::enroll::routes::Call {
+            who: granted.token.as_str(),
+            is_admin: granted.is_admin,
+            method: &parts.method,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            content_type,
+            body,
+        };
+        return crate::sources::enroll::routes::route(state.enrollment.as_deref(), call).await;
+    }
+    if crate::connect::routes::is_connector_route(parts.uri.path()) {
+        return crate::connect::routes::route(
+            state.connectors.as_deref(),
+            &parts.method,
+            parts.uri.path(),
+            parts.uri.query(),
+        )
+        .await;
+    }
+    route(state, &parts.method, parts.uri.path())
+}
+
+type Page = fn(&AdminState) -> Response<Full<Bytes>>;
+
+fn route(state: &AdminState, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    let page: Page = match path {
+        "/healthz" => healthz,
+        "/readyz" => readyz,
+        "/metrics" => metrics,
+        "/status" => status,
+        _ => return respond(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+    };
+    // HEAD too: some probes use it; hyper leaves the body out.
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    page(state)
+}
+
+fn healthz(state: &AdminState) -> Response<Full<Bytes>> {
+    let age = state.metrics.since_heartbeat();
+    if age < HEARTBEAT_MAX_AGE {
+        respond(StatusCode::OK, TEXT, "ok\n")
+    } else {
+        respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            TEXT,
+            format!("main loop stalled: last heartbeat {}s ago\n", age.as_secs()),
+        )
+    }
+}
+
+fn readyz(state: &AdminState) -> Response<Full<Bytes>> {
+    if state.metrics.is_ready() {
+        respond(StatusCode::OK, TEXT, "ready\n")
+    } else {
+        respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready\n")
+    }
+}
+
+fn metrics(state: &AdminState) -> Response<Full<Bytes>> {
+    respond(
+        StatusCode::OK,
+        PROMETHEUS,
+        state.metrics.render_prometheus(),
+    )
+}
+
+fn status(state: &AdminState) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec_pretty(&status_json(&state.metrics)).expect("JSON serialises");
+    respond(StatusCode::OK, JSON, body)
+}
+
+/// The `/status` document.
+fn status_json(m: &Metrics) -> Value {
+    // `Metrics` exposes its counters only through the Prometheus text, whose
+    // metric names are a public interface anyway: read them back from it.
+    let text = m.render_prometheus();
+    let samples: HashMap<&str, &str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .collect();
+    let n = |key: &str| samples.get(key).and_then(|v| v.parse::<u64>().ok());
+    let files = |o: &str| n(&format!("idsync_files_total{{outcome=\"{o}\"}}"));
+    let rows = |o: &str| n(&format!("idsync_rows_total{{outcome=\"{o}\"}}"));
+    let age = m.since_heartbeat();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "ready": m.is_ready(),
+        "healthy": age < HEARTBEAT_MAX_AGE,
+        "heartbeat_age_seconds": age.as_secs_f64(),
+        "status": m.status_line(),
+        "queue_depth": n("idsync_queue_depth"),
+        "change_log_head": n("idsync_change_log_head"),
+        "uptime_seconds": n("idsync_uptime_seconds"),
+        "files": {
+            "accepted": files("accepted"),
+            "partial": files("partial"),
+            "rejected": files("rejected"),
+        },
+        "rows": {
+            "created": rows("created"),
+            "updated": rows("updated"),
+            "unchanged": rows("unchanged"),
+            "rejected": rows("rejected"),
+        },
+        "connectors": m.connectors_json(),
+    })
+}
+
+/// The rest of the request may be unread: do not keep the connection.
+fn closing(mut r: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+fn too_large(max: usize) -> Response<Full<Bytes>> {
+    closing(respond(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        TEXT,
+        format!("request body larger than {max} bytes\n"),
+    ))
+}
+
+/// 401 or 403 with the `WWW-Authenticate` challenge of RFC 6750 §3.
+fn refusal(denied: &Denied) -> Response<Full<Bytes>> {
+    let (status, challenge) = match denied {
+        Denied::InsufficientRole { .. } => (
+            StatusCode::FORBIDDEN,
+            "Bearer realm=\"idsync\", error=\"insufficient_scope\"",
+        ),
+        // No credentials in the request: a bare challenge.
+        Denied::MissingHeader | Denied::WrongScheme => (StatusCode::UNAUTHORIZED, REALM),
+        Denied::Malformed | Denied::UnknownToken => (
+            StatusCode::UNAUTHORIZED,
+            "Bearer realm=\"idsync\", error=\"invalid_token\"",
+        ),
+    };
+    let mut r = respond(status, TEXT, format!("{denied}\n"));
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TokenConfig;
+    use crate::sources::import::{FileOutcome, Summary};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use sha2::{Digest as _, Sha256};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    const ADMIN: &str = "idsync_test-admin";
+    const READER: &str = "idsync_test-reader";
+    const MAX_BODY: usize = 64;
+
+    struct Server {
+        addr: SocketAddr,
+        metrics: Arc<Metrics>,
+        stop: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<()>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn token(name: &str, token: &str, role: &str) -> TokenConfig {
+        TokenConfig {
+            name: name.into(),
+            sha256: hex::encode(Sha256::digest(token.as_bytes())),
+            roles: vec![role.into()],
+        }
+    }
+
+    async fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = [
+            token("root", ADMIN, "admin"),
+            token("reader", READER, "read"),
+        ];
+        let auth = Auth::load(&tokens, dir.path()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let state = Arc::new(AdminState {
+            metrics: metrics.clone(),
+            auth: Arc::new(auth),
+            max_body_bytes: MAX_BODY,
+            connectors: None,
+            enrollment: None,
+        });
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(serve_admin(listener, state, rx));
+        Server {
+            addr,
+            metrics,
+            stop,
+            task,
+            _dir: dir,
+        }
+    }
+
+    struct Answer {
+        status: StatusCode,
+        headers: hyper::HeaderMap,
+        body: String,
+    }
+
+    async fn call(
+        addr: SocketAddr,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: &[u8],
+    ) -> Answer {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        if let Some(t) = bearer {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
+        let resp = client.request(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8(body.to_vec()).unwrap(),
+        }
+    }
+
+    async fn get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> Answer {
+        call(addr, Method::GET, path, bearer, b"").await
+    }
+
+    /// Send `request` as is and read until the server closes.
+    async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+            .await
+            .expect("server closes")
+            .unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn tokens_are_required() {
+        let s = start().await;
+        let a = get(s.addr, "/metrics", None).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(a.headers[header::WWW_AUTHENTICATE], REALM);
+
+        let a = get(s.addr, "/healthz", Some("idsync_wrong")).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+        let challenge = a.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(challenge.starts_with(REALM), "{challenge}");
+        assert!(!a.body.contains("idsync_wrong"), "{}", a.body);
+
+        // A valid token without the monitor role.
+        let a = get(s.addr, "/readyz", Some(READER)).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn metrics_health_and_readiness() {
+        let s = start().await;
+        let a = get(s.addr, "/metrics", Some(ADMIN)).await;
+        assert_eq!(a.status, StatusCode::OK);
+        assert_eq!(a.headers[header::CONTENT_TYPE], PROMETHEUS);
+        assert!(a.body.contains("idsync_ready 0"), "{}", a.body);
+
+        assert_eq!(
+            get(s.addr, "/healthz", Some(ADMIN)).await.status,
+            StatusCode::OK
+        );
+        let a = get(s.addr, "/readyz", Some(ADMIN)).await;
+        assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+        s.metrics.set_ready(true);
+        let a = get(s.addr, "/readyz", Some(ADMIN)).await;
+        assert_eq!(a.status, StatusCode::OK);
+        let a = call(s.addr, Method::HEAD, "/readyz", Some(ADMIN), b"").await;
+        assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, ""));
+    }
+
+    #[tokio::test]
+    async fn connector_routes_need_the_admin_role() {
+        let s = start().await;
+        let a = call(
+            s.addr,
+            Method::POST,
+            "/connectors/x/retry",
+            Some(READER),
+            b"",
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN);
+        let a = get(s.addr, "/connectors/x/plan", None).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+        // An admin passes; this daemon runs no connector named x.
+        let a = call(
+            s.addr,
+            Method::POST,
+            "/connectors/x/retry",
+            Some(ADMIN),
+            b"",
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_and_methods() {
+        let s = start().await;
+        let a = get(s.addr, "/nope", Some(ADMIN)).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND);
+        let a = call(s.addr, Method::POST, "/metrics", Some(ADMIN), b"{}").await;
+        assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(a.headers[header::ALLOW], "GET, HEAD");
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_are_refused() {
+        let s = start().await;
+        // Declared by Content-Length: refused before reading, even unauthenticated.
+        let big = vec![b'x'; MAX_BODY + 1];
+        let a = call(s.addr, Method::POST, "/status", None, &big).await;
+        assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let a = call(s.addr, Method::POST, "/status", Some(ADMIN), &big).await;
+        assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+        // Chunked: no declared length, counted while reading.
+        let chunk = "y".repeat(MAX_BODY + 10);
+        let req = format!(
+            "POST /status HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ADMIN}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+            chunk.len()
+        );
+        let answer = raw(s.addr, req.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn status_for_people() {
+        let s = start().await;
+        let summary = Summary {
+            created: 5,
+            updated: 0,
+            unchanged: 1,
+            rejected: 2,
+        };
+        s.metrics
+            .record_file(FileOutcome::Partial, &summary, Duration::from_millis(5));
+        s.metrics.set_change_log_head(42);
+        s.metrics.set_queue_depth(3);
+        s.metrics.set_ready(true);
+
+        let a = get(s.addr, "/status", Some(ADMIN)).await;
+        assert_eq!(a.headers[header::CONTENT_TYPE], JSON);
+        let v: Value = serde_json::from_str(&a.body).unwrap();
+        assert_eq!(v["ready"], true);
+        assert_eq!(v["files"]["partial"], 1);
+        assert_eq!(v["rows"]["rejected"], 2);
+
+        let text = crate::cli::status::status_over_http(s.addr, ADMIN)
+            .await
+            .unwrap();
+        assert!(text.contains("ready:           yes"), "{text}");
+        assert!(text.contains("queue depth:     3"), "{text}");
+        assert!(text.contains("0 accepted, 1 partial, 0 rejected"), "{text}");
+        assert!(text.contains("change log head: 42"), "{text}");
+
+        let err = crate::cli::status::status_over_http(s.addr, "idsync_nope")
+            .await
+            .unwrap_err();
+        let err = format!("{err:#}");
+        assert!(err.contains("401") && !err.contains("idsync_nope"), "{err}");
+
+        // Nobody listening.
+        let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gone = free.local_addr().unwrap();
+        drop(free);
+        let err = format!(
+            "{:#}",
+            crate::cli::status::status_over_http(gone, ADMIN)
+                .await
+                .unwrap_err()
+        );
+        assert!(err.contains("cannot reach"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_the_request_in_flight_finish() {
+        let s = start().await;
+        // Headers sent, body half sent: the request is in flight.
+        let mut conn = TcpStream::connect(s.addr).await.unwrap();
+        let head = format!(
+            "GET /healthz HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ADMIN}\r\n\
+             Content-Length: 10\r\n\r\n12345"
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        s.stop.send(true).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!s.task.is_finished(), "waits for the request in flight");
+        assert!(
+            TcpStream::connect(s.addr).await.is_err(),
+            "no new connections"
+        );
+
+        conn.write_all(b"67890").await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut answer))
+            .await
+            .expect("the connection closes after the answer")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        tokio::time::timeout(Duration::from_secs(5), s.task)
+            .await
+            .expect("serve_admin returns")
+            .unwrap();
+    }
+}

@@ -1,0 +1,429 @@
+//! The enrollment API: JSON over the admin listener, under `/api/v1/`.
+//! docs/openapi.yaml describes every route; docs/certificates.md the flows.
+//!
+//! | route | role |
+//! | --- | --- |
+//! | `GET /api/v1/ca` | operator, approver |
+//! | `GET /api/v1/profiles`, `GET /api/v1/profiles/NAME` | operator, approver |
+//! | `PUT`, `DELETE /api/v1/profiles/NAME` | admin |
+//! | `PUT /api/v1/assets/ASSET/profile` | operator |
+//! | `GET /api/v1/assets/ASSET/certificates` | operator |
+//! | `POST /api/v1/enroll/p10`, `POST /api/v1/enroll/p12` | operator |
+//! | `GET /api/v1/requests`, `GET /api/v1/requests/ID` | operator, approver |
+//! | `POST /api/v1/requests/ID/approve`, `…/reject` | approver |
+//! | `POST /api/v1/requests/ID/p12` | operator (the requester, or admin) |
+//! | `GET /api/v1/certificates/ID`, `…/pem`; `POST …/installed` | operator |
+//!
+//! The admin role may do everything. Bodies are bounded by
+//! `admin.max_body_bytes` before they reach this module.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::HeaderValue;
+use hyper::{Method, Response, StatusCode};
+use idsync_schema::{CertificateData, KeyType, ProfileSettings, RequestStatus};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{EnrollError, Enrolled, Enrollment, Password, RequestFilter, Target};
+use crate::api::{P12_TYPE, PREFIX};
+use crate::infra::auth::Role;
+use crate::infra::http::{respond, respond_json};
+
+/// Media type of a PEM chain (RFC 8555 §9.1).
+pub const PEM_CHAIN_TYPE: &str = "application/pem-certificate-chain";
+
+const OPERATOR: &[Role] = &[Role::Operator];
+const APPROVER: &[Role] = &[Role::Approver];
+const READERS: &[Role] = &[Role::Operator, Role::Approver];
+const ADMIN: &[Role] = &[Role::Admin];
+
+/// Whether `path` belongs to this module.
+pub fn is_api_route(path: &str) -> bool {
+    path.starts_with(PREFIX) || path == "/api/v1"
+}
+
+/// The roles that may call `method path` (any one suffices).
+pub fn roles_for(method: &Method, path: &str) -> &'static [Role] {
+    let decoded = segments(path);
+    let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    match (method, parts.as_slice()) {
+        (&Method::PUT | &Method::DELETE, ["profiles", _]) => ADMIN,
+        (&Method::POST, ["requests", _, "approve" | "reject"]) => APPROVER,
+        (&Method::GET, ["ca" | "profiles" | "requests", ..]) => READERS,
+        _ => OPERATOR,
+    }
+}
+
+/// The path's segments after the prefix, percent-decoded (profile and
+/// asset names have spaces: `/api/v1/profiles/Server%20P10`).
+fn segments(path: &str) -> Vec<String> {
+    path.strip_prefix(PREFIX)
+        .unwrap_or("")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode(s, false))
+        .collect()
+}
+
+fn error_response(e: &EnrollError) -> Response<Full<Bytes>> {
+    let status = match e {
+        EnrollError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        EnrollError::NotFound(_) => StatusCode::NOT_FOUND,
+        EnrollError::Forbidden(_) => StatusCode::FORBIDDEN,
+        EnrollError::Conflict(_) => StatusCode::CONFLICT,
+        EnrollError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        EnrollError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    respond_json(status, &json!({ "error": e.to_string() }))
+}
+
+fn bad_request(message: impl Into<String>) -> EnrollError {
+    EnrollError::Invalid(message.into())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, EnrollError> {
+    if body.is_empty() {
+        return serde_json::from_slice(b"{}").map_err(|e| bad_request(format!("the body: {e}")));
+    }
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("the JSON body: {e}")))
+}
+
+fn parse_id(s: &str) -> Result<Uuid, EnrollError> {
+    Uuid::parse_str(s).map_err(|_| EnrollError::NotFound(format!("{s:?} is not an id")))
+}
+
+/// Query parameters, percent-decoded.
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k, true), percent_decode(v, true))
+        })
+        .collect()
+}
+
+/// Decode `%XX` (and `+` as a space in a query, `plus_is_space`).
+fn percent_decode(s: &str, plus_is_space: bool) -> String {
+    let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'+', _, _) if plus_is_space => out.push(b' '),
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 2;
+            }
+            (b, _, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct P10Body {
+    asset: Option<String>,
+    profile: Option<String>,
+    /// The CSR, PEM.
+    csr: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct P12Body {
+    asset: Option<String>,
+    profile: Option<String>,
+    #[serde(default)]
+    data: CertificateData,
+    key_type: Option<KeyType>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignBody {
+    profile: String,
+}
+
+/// One request of the API. `who` is the authenticated token; `is_admin`
+/// whether it has the admin role.
+pub struct Call<'a> {
+    pub who: &'a str,
+    pub is_admin: bool,
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub body: Bytes,
+}
+
+/// Serve one call of the enrollment API.
+pub async fn route(svc: Option<&Enrollment>, call: Call<'_>) -> Response<Full<Bytes>> {
+    let Some(svc) = svc else {
+        return error_response(&EnrollError::Unavailable(
+            "enrollment is not running in this process".into(),
+        ));
+    };
+    match dispatch(svc, &call).await {
+        Ok(r) => r,
+        Err(e) => {
+            let r = error_response(&e);
+            // Not the message: a JSON error can quote the body it failed
+            // on, and a P12 body holds a password. The client has it.
+            tracing::debug!(who = call.who, path = call.path, status = %r.status(), "enrollment call refused");
+            r
+        }
+    }
+}
+
+async fn dispatch(svc: &Enrollment, call: &Call<'_>) -> Result<Response<Full<Bytes>>, EnrollError> {
+    let who = call.who;
+    let decoded = segments(call.path);
+    let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let ok = |v: Value| Ok(respond_json(StatusCode::OK, &v));
+    match (call.method, parts.as_slice()) {
+        (&Method::GET, ["ca"]) => Ok(respond(StatusCode::OK, PEM_CHAIN_TYPE, svc.ca_chain())),
+        (&Method::GET, ["profiles"]) => ok(to_json(&svc.profiles()?)),
+        (&Method::GET, ["profiles", name]) => ok(to_json(&svc.profile(name)?)),
+        (&Method::PUT, ["profiles", name]) => {
+            let mut v: serde_json::Map<String, Value> = parse_json(&call.body)?;
+            match v.get("name") {
+                Some(Value::String(n)) if n != name => {
+                    return Err(bad_request(format!(
+                        "the body names profile {n:?}, the path {name:?}"
+                    )))
+                }
+                Some(_) => {}
+                None => {
+                    v.insert("name".into(), Value::String((*name).to_owned()));
+                }
+            }
+            let settings: ProfileSettings = serde_json::from_value(Value::Object(v))
+                .map_err(|e| bad_request(format!("the profile: {e}")))?;
+            let (created, profile) = svc.put_profile(who, settings).await?;
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(respond_json(status, &to_json(&profile)))
+        }
+        (&Method::DELETE, ["profiles", name]) => {
+            svc.delete_profile(who, name).await?;
+            Ok(respond(StatusCode::NO_CONTENT, "text/plain", ""))
+        }
+        (&Method::PUT, ["assets", asset, "profile"]) => {
+            let body: AssignBody = parse_json(&call.body)?;
+            ok(to_json(
+                &svc.assign_profile(who, asset, &body.profile).await?,
+            ))
+        }
+        (&Method::GET, ["assets", asset, "certificates"]) => {
+            ok(to_json(&svc.certificates_of(asset)?))
+        }
+        (&Method::POST, ["enroll", "p10"]) => {
+            let (target, csr) = p10_input(call)?;
+            let done = svc.enroll_p10(who, &target, &csr).await?;
+            Ok(enrolled_response(&done))
+        }
+        (&Method::POST, ["enroll", "p12"]) => {
+            let body: P12Body = parse_json(&call.body)?;
+            let password = body.password.map(Password::new).transpose()?;
+            let target = Target {
+                asset: body.asset,
+                profile: body.profile,
+            };
+            let done = svc
+                .enroll_p12(who, &target, body.data, body.key_type, password)
+                .await?;
+            Ok(enrolled_response(&done))
+        }
+        (&Method::GET, ["requests"]) => {
+            let filter = request_filter(call.query)?;
+            ok(to_json(&svc.requests(&filter)?))
+        }
+        (&Method::GET, ["requests", id]) => ok(to_json(&svc.request(parse_id(id)?)?)),
+        (&Method::POST, ["requests", id, "approve"]) => {
+            let body: DecisionBody = parse_json(&call.body)?;
+            let done = svc.approve(who, parse_id(id)?, body.comment).await?;
+            Ok(enrolled_response(&done))
+        }
+        (&Method::POST, ["requests", id, "reject"]) => {
+            let body: DecisionBody = parse_json(&call.body)?;
+            ok(to_json(
+                &svc.reject(who, parse_id(id)?, body.comment).await?,
+            ))
+        }
+        (&Method::POST, ["requests", id, "p12"]) => {
+            let body: PasswordBody = parse_json(&call.body)?;
+            let password = Password::new(body.password)?;
+            let done = svc
+                .download_p12(who, call.is_admin, parse_id(id)?, password)
+                .await?;
+            Ok(enrolled_response(&done))
+        }
+        (&Method::GET, ["certificates", id]) => ok(to_json(&svc.certificate(parse_id(id)?)?)),
+        (&Method::GET, ["certificates", id, "pem"]) => {
+            let c = svc.certificate(parse_id(id)?)?;
+            Ok(respond(
+                StatusCode::OK,
+                PEM_CHAIN_TYPE,
+                format!("{}{}", c.pem, c.chain),
+            ))
+        }
+        (&Method::POST, ["certificates", id, "installed"]) => {
+            ok(to_json(&svc.confirm_installed(who, parse_id(id)?).await?))
+        }
+        _ => Err(EnrollError::NotFound(format!(
+            "no route {} {}",
+            call.method, call.path
+        ))),
+    }
+}
+
+/// A P10 upload: JSON `{asset, profile, csr}`, or the CSR itself (PEM or
+/// DER, `Content-Type: application/pkcs10`) with `?asset=…&profile=…`.
+fn p10_input(call: &Call<'_>) -> Result<(Target, Vec<u8>), EnrollError> {
+    let is_json = call
+        .content_type
+        .is_some_and(|t| t.starts_with("application/json"));
+    if is_json {
+        let body: P10Body = parse_json(&call.body)?;
+        return Ok((
+            Target {
+                asset: body.asset,
+                profile: body.profile,
+            },
+            body.csr.into_bytes(),
+        ));
+    }
+    let mut target = Target::default();
+    for (k, v) in query_pairs(call.query) {
+        match k.as_str() {
+            "asset" => target.asset = Some(v),
+            "profile" => target.profile = Some(v),
+            _ => return Err(bad_request(format!("unknown query parameter {k:?}"))),
+        }
+    }
+    Ok((target, call.body.to_vec()))
+}
+
+fn request_filter(query: Option<&str>) -> Result<RequestFilter, EnrollError> {
+    let mut f = RequestFilter::default();
+    for (k, v) in query_pairs(query) {
+        match k.as_str() {
+            "status" => {
+                f.status = Some(RequestStatus::parse(&v).ok_or_else(|| {
+                    bad_request(format!(
+                        "status {v:?} is not pending_approval, approved, issued, rejected or failed"
+                    ))
+                })?)
+            }
+            "asset" => f.asset = Some(v),
+            "profile" => f.profile = Some(v),
+            "requester" => f.requester = Some(v),
+            _ => return Err(bad_request(format!("unknown query parameter {k:?}"))),
+        }
+    }
+    Ok(f)
+}
+
+/// 201 with the request and certificate, 202 while it waits for approval,
+/// or 201 with the PKCS#12 file itself (request and certificate ids in
+/// headers).
+fn enrolled_response(done: &Enrolled) -> Response<Full<Bytes>> {
+    if let Some(p12) = &done.p12 {
+        let mut r = respond(StatusCode::CREATED, P12_TYPE, p12.clone());
+        let h = r.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&done.request.id.to_string()) {
+            h.insert("idsync-request", v);
+        }
+        if let Some(c) = &done.certificate {
+            if let Ok(v) = HeaderValue::from_str(&c.id.to_string()) {
+                h.insert("idsync-certificate", v);
+            }
+        }
+        return r;
+    }
+    let status = match done.request.status {
+        RequestStatus::PendingApproval | RequestStatus::Approved => StatusCode::ACCEPTED,
+        _ => StatusCode::CREATED,
+    };
+    respond_json(
+        status,
+        &json!({
+            "request": to_json(&done.request),
+            "certificate": done.certificate.as_ref().map(to_json),
+        }),
+    )
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("domain objects serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_of_routes() {
+        assert_eq!(roles_for(&Method::PUT, "/api/v1/profiles/x"), ADMIN);
+        assert_eq!(roles_for(&Method::GET, "/api/v1/profiles/x"), READERS);
+        assert_eq!(
+            roles_for(&Method::POST, "/api/v1/requests/1/approve"),
+            APPROVER
+        );
+        assert_eq!(roles_for(&Method::POST, "/api/v1/requests/1/p12"), OPERATOR);
+        assert_eq!(roles_for(&Method::POST, "/api/v1/enroll/p10"), OPERATOR);
+        assert_eq!(roles_for(&Method::GET, "/api/v1/requests"), READERS);
+    }
+
+    #[test]
+    fn a_profile_body_must_be_an_object() {
+        // Found by schemathesis: `v["name"] = …` on an array panicked.
+        let err = parse_json::<serde_json::Map<String, Value>>(b"[null, null]").unwrap_err();
+        assert!(err.to_string().contains("JSON body"), "{err}");
+    }
+
+    #[test]
+    fn queries() {
+        assert_eq!(
+            query_pairs(Some("asset=web%201&profile=a+b&x")),
+            [
+                ("asset".into(), "web 1".into()),
+                ("profile".into(), "a b".into()),
+                ("x".into(), String::new())
+            ]
+        );
+        assert_eq!(percent_decode("%zz%4", true), "%zz%4");
+        assert_eq!(
+            segments("/api/v1/profiles/Server%20P10+x"),
+            ["profiles", "Server P10+x"]
+        );
+        let f = request_filter(Some("status=pending_approval&requester=ops")).unwrap();
+        assert_eq!(f.status, Some(RequestStatus::PendingApproval));
+        assert!(request_filter(Some("status=nope")).is_err());
+        assert!(request_filter(Some("colour=red")).is_err());
+    }
+}

@@ -1,0 +1,376 @@
+//! The drop folders and the life of a dropped file.
+//!
+//! ```text
+//! ROOT/users/ROSTER.csv ──claim (rename)──> ROOT/users/.work/STAMP-ROSTER.csv
+//!        ──import──> .work/STAMP-ROSTER.csv.report.{json,csv}
+//!        ──finish (renames)──> ROOT/users/processed/  (or rejected/)
+//! ```
+//!
+//! Every step is a rename inside one folder, so it is atomic and never
+//! crosses a file system. A file is only ever read from `.work/`, after the
+//! claim: a writer still holding the inbox name can never be read early.
+//! After a crash, [`recover`] looks at what is in `.work/` and finishes each
+//! file from where it stood: reports present means the import ended, so the
+//! file is moved on; otherwise it is imported again, which resumes from its
+//! last committed batch.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use idsync_schema::Kind;
+
+/// Subfolder names a folder reserves for itself (never application names).
+pub const WORK: &str = ".work";
+pub const PROCESSED: &str = "processed";
+pub const REJECTED: &str = "rejected";
+
+/// One inbox: `users`, `groups`, `assets`, or `users/<application>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Folder {
+    /// The path under the root, as in `[folders.options."…"]`.
+    pub name: String,
+    pub kind: Kind,
+    pub application: Option<String>,
+}
+
+impl Folder {
+    /// The three kind folders.
+    pub fn kinds() -> [Folder; 3] {
+        [Kind::User, Kind::Group, Kind::Asset].map(|kind| Folder {
+            name: kind.plural().to_owned(),
+            kind,
+            application: None,
+        })
+    }
+
+    /// The folder's directory.
+    pub fn dir(&self, root: &Path) -> PathBuf {
+        root.join(&self.name)
+    }
+}
+
+/// Why a dropped file is refused without being read.
+pub fn refusal(path: &Path) -> Option<String> {
+    let Some(name) = path.file_name() else {
+        return Some("the file has no name".into());
+    };
+    let Some(name) = name.to_str() else {
+        return Some("the file name is not UTF-8".into());
+    };
+    if name
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\\' | '\u{7f}'))
+    {
+        return Some("the file name contains control characters or a backslash".into());
+    }
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Some("symbolic links are not followed".into()),
+        Ok(m) if !m.is_file() => Some("not a regular file".into()),
+        _ => None,
+    }
+}
+
+/// Whether a name is one the watcher leaves alone: dotfiles and the names
+/// editors and copy tools use while writing.
+pub fn is_ignored(name: &str) -> bool {
+    name.starts_with('.')
+        || name.ends_with(".tmp")
+        || name.ends_with(".part")
+        || name.ends_with(".swp")
+        || name.ends_with('~')
+        || name.contains(".report.")
+}
+
+/// Where `path` sits: the inbox it was dropped in, or None for anything
+/// else (work files, processed files, deeper paths, the root itself).
+pub fn folder_of(root: &Path, path: &Path) -> Option<Folder> {
+    let rel = path.strip_prefix(root).ok()?;
+    let parts: Vec<&str> = rel.iter().map(|p| p.to_str()).collect::<Option<_>>()?;
+    let kind_of = |s: &str| Folder::kinds().into_iter().find(|f| f.name == s);
+    match parts.as_slice() {
+        [kind, _file] => kind_of(kind),
+        ["users", app, _file]
+            if !matches!(*app, WORK | PROCESSED | REJECTED) && !app.starts_with('.') =>
+        {
+            Some(Folder {
+                name: format!("users/{app}"),
+                kind: Kind::User,
+                application: Some((*app).to_owned()),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Every inbox that exists under `root`: the kind folders and the
+/// application folders under `users/`.
+pub fn folders(root: &Path) -> Vec<Folder> {
+    let mut all: Vec<Folder> = Folder::kinds().into();
+    if let Ok(entries) = fs::read_dir(root.join("users")) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                if let Some(f) = folder_of(root, &p.join("x")) {
+                    all.push(f);
+                }
+            }
+        }
+    }
+    all.sort();
+    all
+}
+
+/// Create the kind folders and their work, processed and rejected folders.
+pub fn prepare(root: &Path, folder: &Folder) -> std::io::Result<()> {
+    let dir = folder.dir(root);
+    for sub in [WORK, PROCESSED, REJECTED] {
+        fs::create_dir_all(dir.join(sub))?;
+    }
+    Ok(())
+}
+
+/// A UTC stamp that sorts in time order and is safe in file names.
+pub fn stamp() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second].[subsecond digits:6]Z"
+        ))
+        .expect("the format is valid")
+}
+
+/// Claim `path` by renaming it into its folder's `.work/` with a stamp, so
+/// two drops of the same name never collide. Returns the claimed path.
+pub fn claim(root: &Path, folder: &Folder, path: &Path) -> std::io::Result<PathBuf> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let work = folder.dir(root).join(WORK);
+    fs::create_dir_all(&work)?;
+    let mut target = work.join(format!("{}-{name}", stamp()));
+    let mut n = 1;
+    while target.exists() {
+        n += 1;
+        target = work.join(format!("{}-{n}-{name}", stamp()));
+    }
+    fs::rename(path, &target)?;
+    Ok(target)
+}
+
+/// Move a claimed file and its reports to `processed/` or `rejected/`.
+/// Reports go first: a crash in between leaves the file in `.work/` and its
+/// reports already in place, which [`recover`] recognises.
+pub fn finish(
+    root: &Path,
+    folder: &Folder,
+    claimed: &Path,
+    rejected: bool,
+) -> std::io::Result<PathBuf> {
+    let dest_dir = folder
+        .dir(root)
+        .join(if rejected { REJECTED } else { PROCESSED });
+    fs::create_dir_all(&dest_dir)?;
+    let name = claimed.file_name().expect("claimed files have names");
+    let reports = crate::sources::import::ReportFiles::beside(claimed);
+    for report in [&reports.json, &reports.csv] {
+        if report.exists() {
+            fs::rename(report, dest_dir.join(report.file_name().expect("named")))?;
+        }
+    }
+    let dest = dest_dir.join(name);
+    fs::rename(claimed, &dest)?;
+    Ok(dest)
+}
+
+/// What to do with a file found in `.work/` at start-up.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Import it (again): it resumes from its last committed batch.
+    Import(PathBuf),
+    /// Its reports are written: just move it on. The digest, when known,
+    /// names a progress record to forget.
+    Finish {
+        claimed: PathBuf,
+        rejected: bool,
+        digest: Option<String>,
+    },
+}
+
+fn report_verdict(json: &Path) -> Option<(bool, Option<String>)> {
+    let v: serde_json::Value = serde_json::from_slice(&fs::read(json).ok()?).ok()?;
+    let rejected = v.get("outcome")?.as_str()? == "rejected";
+    let digest = v
+        .get("digest")
+        .and_then(|d| d.as_str())
+        .filter(|d| !d.is_empty())
+        .map(str::to_owned);
+    Some((rejected, digest))
+}
+
+/// What is left in `folder`'s `.work/`, oldest first.
+pub fn recover(root: &Path, folder: &Folder) -> std::io::Result<Vec<Recovery>> {
+    let dir = folder.dir(root);
+    let work = dir.join(WORK);
+    let mut files: Vec<PathBuf> = match fs::read_dir(&work) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| !n.contains(".report."))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    files.sort();
+    let mut plan = Vec::new();
+    for claimed in files {
+        let name = claimed.file_name().expect("named").to_owned();
+        let in_work = crate::sources::import::ReportFiles::beside(&claimed).json;
+        let moved = |sub: &str| {
+            crate::sources::import::ReportFiles::beside(&dir.join(sub).join(&name)).json
+        };
+        let found = [in_work, moved(PROCESSED), moved(REJECTED)]
+            .into_iter()
+            .find_map(|json| report_verdict(&json));
+        plan.push(match found {
+            Some((rejected, digest)) => Recovery::Finish {
+                claimed,
+                rejected,
+                digest,
+            },
+            None => Recovery::Import(claimed),
+        });
+    }
+    Ok(plan)
+}
+
+/// Files waiting in `folder`'s inbox at start-up, oldest first.
+pub fn waiting(root: &Path, folder: &Folder) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(folder.dir(root)) else {
+        return Vec::new();
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_none_or(|n| !is_ignored(n)))
+        .filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
+        .map(|e| {
+            let modified = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (modified, e.path())
+        })
+        .collect();
+    files.sort();
+    files.into_iter().map(|(_, p)| p).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_placed_in_their_folder() {
+        let root = Path::new("/srv/inbox");
+        let f = folder_of(root, &root.join("users/roster.csv")).unwrap();
+        assert_eq!(
+            (f.name.as_str(), f.kind, f.application),
+            ("users", Kind::User, None)
+        );
+        let f = folder_of(root, &root.join("users/portal/roster.csv")).unwrap();
+        assert_eq!(
+            (f.name.as_str(), f.application.as_deref()),
+            ("users/portal", Some("portal"))
+        );
+        assert_eq!(
+            folder_of(root, &root.join("assets/a.csv")).unwrap().kind,
+            Kind::Asset
+        );
+        for not_an_inbox in [
+            "users/.work/x.csv",
+            "users/processed/x.csv",
+            "users/rejected/x.csv",
+            "groups/sub/x.csv",
+            "other/x.csv",
+            "x.csv",
+            "users/portal/deeper/x.csv",
+        ] {
+            assert_eq!(
+                folder_of(root, &root.join(not_an_inbox)),
+                None,
+                "{not_an_inbox}"
+            );
+        }
+    }
+
+    #[test]
+    fn temporary_names_are_ignored() {
+        for n in [
+            ".hidden.csv",
+            "a.csv.tmp",
+            "a.part",
+            ".a.csv.swp",
+            "a.csv~",
+            "a.csv.report.json",
+        ] {
+            assert!(is_ignored(n), "{n}");
+        }
+        assert!(!is_ignored("users 2024-01.csv"));
+    }
+
+    #[test]
+    fn symlinks_and_odd_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("outside.csv");
+        fs::write(&target, "x").unwrap();
+        let link = dir.path().join("link.csv");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(refusal(&link).unwrap().contains("symbolic"));
+        let odd = dir.path().join("a\nb.csv");
+        fs::write(&odd, "x").unwrap();
+        assert!(refusal(&odd).unwrap().contains("control"));
+        assert_eq!(refusal(&target), None);
+    }
+
+    #[test]
+    fn claim_finish_and_recover() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let users = Folder::kinds()[0].clone();
+        prepare(root, &users).unwrap();
+        let a = users.dir(root).join("a.csv");
+        fs::write(&a, "x").unwrap();
+        let claimed_a = claim(root, &users, &a).unwrap();
+        fs::write(&a, "second drop, same name").unwrap();
+        let claimed_b = claim(root, &users, &a).unwrap();
+        assert_ne!(claimed_a, claimed_b, "two drops of one name never collide");
+
+        // a: reports written before the crash; b: import never finished.
+        let reports = crate::sources::import::ReportFiles::beside(&claimed_a);
+        fs::write(&reports.json, r#"{"outcome":"partial","digest":"abc"}"#).unwrap();
+        let plan = recover(root, &users).unwrap();
+        assert_eq!(
+            plan,
+            vec![
+                Recovery::Finish {
+                    claimed: claimed_a.clone(),
+                    rejected: false,
+                    digest: Some("abc".into())
+                },
+                Recovery::Import(claimed_b.clone()),
+            ]
+        );
+        let dest = finish(root, &users, &claimed_a, false).unwrap();
+        assert!(dest.starts_with(users.dir(root).join(PROCESSED)));
+        assert!(dest.exists());
+        assert!(users
+            .dir(root)
+            .join(PROCESSED)
+            .join(reports.json.file_name().unwrap())
+            .exists());
+        assert_eq!(
+            recover(root, &users).unwrap(),
+            vec![Recovery::Import(claimed_b)]
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! Everything that turns outside input into changes, all through the
+//! reconciler of `idsync-store` (the one write path):
+//!
+//! - [`inbox`] and [`import`]: drop folders and the CSV import;
+//! - [`scim`]: the SCIM 2.0 server for identity providers;
+//! - [`enroll`]: certificate profiles, enrollment and approvals, with the
+//!   admin API's routes for them.
+//!
+//! Sources never talk to connectors and never import the CLI or the daemon
+//! loop (`serve`).
+
+pub mod enroll;
+pub mod import;
+pub mod inbox;
+pub mod scim;

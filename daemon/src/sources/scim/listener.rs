@@ -1,0 +1,365 @@
+//! The SCIM HTTP listener: hyper 1.x, HTTP/1.1 with keep-alive, the admin
+//! listener's discipline (bounded connections, header and body timeouts,
+//! graceful shutdown) and its bearer tokens ([`crate::infra::auth::Auth`]): the
+//! `read` role for queries, `write` for changes.
+//!
+//! It only turns HTTP into a [`handlers::Request`] and a
+//! [`handlers::Response`] back into HTTP; everything SCIM is in
+//! [`handlers`].
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use hyper::body::{Body as _, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use anyhow::Context as _;
+
+use super::error::{ScimError, ScimType};
+use super::handlers::{self, State};
+use super::ScimConfig;
+use crate::infra::auth::{Auth, Denied, Role};
+use crate::infra::metrics::Metrics;
+use idsync_store::reconcile::Reconciler;
+use idsync_store::writer::Writer;
+
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+const SCIM_JSON: &str = "application/scim+json";
+
+type Body = Full<Bytes>;
+
+/// Start the SCIM listener of `idsync serve` when `[scim]` enables it:
+/// bind, start the group-commit writer, serve until `shutdown`. The task
+/// returned ends once the listener and the writer have stopped.
+pub async fn start(
+    cfg: &ScimConfig,
+    rec: Arc<Reconciler>,
+    metrics: Arc<Metrics>,
+    auth: Arc<Auth>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    if !cfg.enabled {
+        return Ok(None);
+    }
+    let listen: SocketAddr = cfg.listen.parse().context("scim.listen")?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the SCIM listener on {listen}"))?;
+    let (writer, thread) = Writer::start(
+        "scim",
+        Arc::clone(&rec),
+        move |head| metrics.set_change_log_head(head),
+        cfg.max_batch,
+    )
+    .context("starting the SCIM writer thread")?;
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Some(super::tls::acceptor(cert, key).context("scim TLS")?),
+        _ => None,
+    };
+    let state = Arc::new(State::new(cfg.clone(), rec, writer));
+    tracing::info!(%listen, base_path = %cfg.base(), tls = tls.is_some(), "SCIM listener started");
+    Ok(Some(tokio::spawn(async move {
+        serve_scim(listener, state, auth, tls, shutdown).await;
+        // The last handle on the writer went with the state: its thread
+        // finishes the queue and ends.
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    })))
+}
+
+/// Serve SCIM on `listener` (over TLS when `tls` is given) until
+/// `shutdown` becomes true, then let the requests in flight finish (at most
+/// a few seconds) and return.
+pub async fn serve_scim(
+    listener: TcpListener,
+    state: Arc<State>,
+    auth: Arc<Auth>,
+    tls: Option<TlsAcceptor>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut stop = pin!(crate::infra::http::stopped(shutdown.clone()));
+    let mut conns = JoinSet::new();
+    let max = state.cfg.max_connections;
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stop => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    if conns.len() >= max {
+                        tracing::warn!(%peer, "SCIM listener: too many connections, closing this one");
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let (state, auth, shutdown) = (state.clone(), auth.clone(), shutdown.clone());
+                    match tls.clone() {
+                        None => { conns.spawn(connection(stream, peer, state, auth, shutdown)); }
+                        Some(acceptor) => {
+                            conns.spawn(async move {
+                                // The handshake is bounded like the headers.
+                                match tokio::time::timeout(crate::infra::http::HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                                    Ok(Ok(tls)) => connection(tls, peer, state, auth, shutdown).await,
+                                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "SCIM TLS handshake failed"),
+                                    Err(_) => tracing::debug!(%peer, "SCIM TLS handshake timed out"),
+                                }
+                            });
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "SCIM listener: accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let drain = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        conns.shutdown().await;
+    }
+}
+
+async fn connection<IO>(
+    stream: IO,
+    peer: SocketAddr,
+    state: Arc<State>,
+    auth: Arc<Auth>,
+    shutdown: watch::Receiver<bool>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let state = state.clone();
+        let auth = auth.clone();
+        async move { Ok::<_, Infallible>(handle(&state, &auth, req, peer).await) }
+    });
+    crate::infra::http::serve_connection(stream, service, peer, shutdown, "SCIM").await;
+}
+
+fn json_response(status: u16, body: Option<&Value>) -> Response<Body> {
+    let bytes = body
+        .map(|b| serde_json::to_vec(b).expect("JSON serialises"))
+        .unwrap_or_default();
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if body.is_some() {
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    }
+    r
+}
+
+fn error_response(e: &ScimError) -> Response<Body> {
+    json_response(e.status, Some(&e.to_json()))
+}
+
+fn refusal(denied: &Denied) -> Response<Body> {
+    let (status, challenge) = match denied {
+        Denied::InsufficientRole { .. } => (
+            403,
+            "Bearer realm=\"idsync-scim\", error=\"insufficient_scope\"",
+        ),
+        Denied::MissingHeader | Denied::WrongScheme => (401, "Bearer realm=\"idsync-scim\""),
+        Denied::Malformed | Denied::UnknownToken => {
+            (401, "Bearer realm=\"idsync-scim\", error=\"invalid_token\"")
+        }
+    };
+    let mut r = error_response(&ScimError::status(status, denied.to_string()));
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    r
+}
+
+/// `%XX` and `+` decoding of one query component.
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() && s.is_char_boundary(i + 3) => {
+                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The query string as a map (a repeated parameter keeps its last value).
+pub fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+fn header_text(req: &Request<Incoming>, name: header::HeaderName) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn handle(
+    state: &Arc<State>,
+    auth: &Auth,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let max = state.cfg.max_body_bytes;
+    let too_large = || {
+        let mut r = error_response(&ScimError::typed(
+            413,
+            ScimType::TooMany,
+            format!("the body is larger than {max} bytes"),
+        ));
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r
+    };
+    if req.body().size_hint().lower() > max as u64 {
+        return too_large();
+    }
+    let base = state.cfg.base();
+    let full_path = req.uri().path().to_owned();
+    let Some(path) = full_path
+        .strip_prefix(base)
+        .filter(|p| p.is_empty() || p.starts_with('/'))
+    else {
+        return error_response(&ScimError::status(404, format!("no endpoint {full_path}")));
+    };
+    let path = path.to_owned();
+    let method = req.method().clone();
+    let needed = if handlers::is_read(&method, &path) {
+        Role::Read
+    } else {
+        Role::Write
+    };
+    let token = match auth.check(req.headers().get(header::AUTHORIZATION), needed) {
+        Ok(t) => t,
+        Err(denied) => {
+            tracing::info!(%peer, reason = %denied, "SCIM request refused");
+            return refusal(&denied);
+        }
+    };
+    let query = parse_query(req.uri().query());
+    let if_match = header_text(&req, header::IF_MATCH);
+    let if_none_match = header_text(&req, header::IF_NONE_MATCH);
+    let content_type = header_text(&req, header::CONTENT_TYPE);
+    let body = match tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(req.into_body(), max).collect(),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return too_large(),
+        Ok(Err(_)) | Err(_) => {
+            return error_response(&ScimError::bad(
+                ScimType::InvalidSyntax,
+                "the body could not be read",
+            ))
+        }
+    };
+    let body = if body.is_empty() || method == Method::GET || method == Method::DELETE {
+        None
+    } else {
+        if content_type
+            .as_deref()
+            .is_some_and(|ct| !ct.to_ascii_lowercase().contains("json"))
+        {
+            return error_response(&ScimError::status(
+                415,
+                "send application/scim+json or application/json",
+            ));
+        }
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                return error_response(&ScimError::bad(
+                    ScimType::InvalidSyntax,
+                    format!("the body is not JSON: {e}"),
+                ))
+            }
+        }
+    };
+    let request = handlers::Request {
+        method,
+        path,
+        query,
+        if_match,
+        if_none_match,
+        body,
+        token: token.as_str().to_owned(),
+    };
+    match handlers::dispatch(state, request).await {
+        Ok(r) => {
+            let mut resp = json_response(r.status, r.body.as_ref());
+            let h = resp.headers_mut();
+            if let Some(e) = r
+                .etag
+                .as_deref()
+                .and_then(|e| HeaderValue::from_str(e).ok())
+            {
+                h.insert(header::ETAG, e);
+            }
+            if let Some(l) = r
+                .location
+                .as_deref()
+                .and_then(|l| HeaderValue::from_str(l).ok())
+            {
+                h.insert(header::LOCATION, l);
+            }
+            resp
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        let q = parse_query(Some(
+            "filter=userName%20eq%20%22a%40b%22&count=10&x&attributes=a,b+c&bad=%zz%4",
+        ));
+        assert_eq!(q["filter"], "userName eq \"a@b\"");
+        assert_eq!(q["count"], "10");
+        assert_eq!(q["x"], "");
+        assert_eq!(q["attributes"], "a,b c");
+        assert_eq!(q["bad"], "%zz%4");
+    }
+}

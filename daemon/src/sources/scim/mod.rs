@@ -1,0 +1,129 @@
+//! The SCIM 2.0 server (RFC 7643, RFC 7644) that identity providers push
+//! users, groups and assets to.
+//!
+//! Kept in layers, the protocol apart from the server:
+//! - `idsync_schema::scim`: the protocol itself — error bodies, the filter
+//!   language, PATCH paths, the mapping of idsync's objects and the
+//!   discovery documents — pure functions over JSON, tested (and fuzzable)
+//!   on their own;
+//! - [`error`]: that error body plus what the store and writer report;
+//! - writes go through `idsync_store::writer`: group commit into the
+//!   reconciler, the one write path;
+//! - [`handlers`]: the operations (CRUD, queries, PATCH, Bulk, ETags);
+//! - [`listener`] and [`tls`]: HTTP (hyper), optional TLS (rustls),
+//!   authentication, limits, shutdown.
+
+pub mod error;
+pub mod handlers;
+pub mod listener;
+pub mod tls;
+
+use serde::{Deserialize, Serialize};
+
+/// `[scim]`: the SCIM listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScimConfig {
+    /// Whether `idsync serve` starts the SCIM listener.
+    pub enabled: bool,
+    /// Address to listen on; loopback by default (put a TLS-terminating
+    /// proxy in front to expose it).
+    pub listen: String,
+    /// Where the endpoints live: `{base_path}/Users`, …
+    pub base_path: String,
+    /// Largest request body (also the Bulk `maxPayloadSize`), in bytes.
+    pub max_body_bytes: usize,
+    /// Longest `filter` accepted, in characters.
+    pub max_filter_chars: usize,
+    /// Deepest nesting of parentheses and brackets in a filter or path.
+    pub max_filter_depth: usize,
+    /// Most resources one page returns, and most matches a filter that
+    /// needs a scan or a sort may have (more is `tooMany`).
+    pub max_results: usize,
+    /// Page size when the client gives no `count` (at most `max_results`).
+    pub default_count: usize,
+    /// DELETE of a user deactivates it instead of removing it.
+    pub delete_deactivates: bool,
+    /// Most operations in one Bulk request.
+    pub bulk_max_operations: usize,
+    /// Most write requests that share one commit.
+    pub max_batch: usize,
+    /// Connections served at once; more are closed at once.
+    pub max_connections: usize,
+    /// PEM certificate chain (leaf first): serve HTTPS. Needs `tls_key`.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+impl Default for ScimConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: "127.0.0.1:9478".into(),
+            base_path: "/scim/v2".into(),
+            max_body_bytes: 1024 * 1024,
+            max_filter_chars: 4096,
+            max_filter_depth: 16,
+            max_results: 1000,
+            default_count: 100,
+            delete_deactivates: false,
+            bulk_max_operations: 1000,
+            max_batch: 512,
+            max_connections: 1024,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+impl ScimConfig {
+    /// The checks serde cannot express: `(key, message)`.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| ("scim.listen", format!("`{}`: {e}", self.listen)))?;
+        let bp = &self.base_path;
+        if !bp.starts_with('/') || (bp.len() > 1 && bp.ends_with('/')) || bp.contains("//") {
+            return Err((
+                "scim.base_path",
+                format!("`{bp}` must start with `/` and not end with one"),
+            ));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err((
+                "scim.tls_cert",
+                "tls_cert and tls_key go together: set both or neither".into(),
+            ));
+        }
+        for (key, v) in [
+            ("scim.max_body_bytes", self.max_body_bytes),
+            ("scim.max_filter_chars", self.max_filter_chars),
+            ("scim.max_filter_depth", self.max_filter_depth),
+            ("scim.max_results", self.max_results),
+            ("scim.bulk_max_operations", self.bulk_max_operations),
+            ("scim.max_batch", self.max_batch),
+            ("scim.max_connections", self.max_connections),
+        ] {
+            if v == 0 {
+                return Err((key, "must be at least 1".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// What the discovery documents advertise of this configuration.
+    pub fn advertised(&self) -> idsync_schema::scim::Advertised<'_> {
+        idsync_schema::scim::Advertised {
+            base_path: &self.base_path,
+            bulk_max_operations: self.bulk_max_operations,
+            max_body_bytes: self.max_body_bytes,
+            max_results: self.max_results,
+        }
+    }
+
+    /// The base path without a trailing `/` (`/` becomes empty).
+    pub fn base(&self) -> &str {
+        self.base_path.trim_end_matches('/')
+    }
+}

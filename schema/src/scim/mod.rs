@@ -1,0 +1,33 @@
+//! The SCIM 2.0 protocol layer (RFC 7643, RFC 7644), apart from any server.
+//!
+//! Why here: like Kanidm's `proto/`, the protocol is pure functions over
+//! JSON that can be tested and fuzzed alone; the daemon's SCIM source
+//! (`daemon/src/sources/scim/`) adds HTTP, the store and the writer.
+//! - [`error`]: the error body (RFC 7644 §3.12) and how a rule violation
+//!   reads in it;
+//! - [`filter`]: the filter language (tokenizer, bounded recursive-descent
+//!   parser, evaluator over a resource's JSON);
+//! - [`patch`]: PatchOp bodies and PATCH paths, applied to JSON;
+//! - [`mapping`]: idsync's objects ↔ SCIM JSON, a body becoming the same
+//!   input a CSV row becomes;
+//! - [`discovery`]: ServiceProviderConfig, ResourceTypes, Schemas.
+
+pub mod discovery;
+pub mod error;
+pub mod filter;
+pub mod mapping;
+pub mod patch;
+
+/// What the discovery documents advertise: the server's configured limits
+/// and where it lives.
+#[derive(Debug, Clone, Copy)]
+pub struct Advertised<'a> {
+    /// Where the endpoints live (`/scim/v2`).
+    pub base_path: &'a str,
+    /// Most operations in one Bulk request.
+    pub bulk_max_operations: usize,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most resources a page or a filter returns.
+    pub max_results: usize,
+}

@@ -1,0 +1,183 @@
+//! The storage engine trait: the narrow waist between idsync and its embedded
+//! key-value store.
+//!
+//! Why so narrow: the reconciler needs only an atomic batch write, a point
+//! read and an ordered prefix scan. Keeping the trait this small is what lets
+//! `redb` (the default), `sled` (the user's original choice) and, later, a
+//! PostgreSQL backend for several replicas sit behind it interchangeably.
+//! Everything lives in one keyspace; the key layout is `keys.rs`'s business,
+//! not the engine's.
+
+use std::ops::Bound;
+use std::path::PathBuf;
+
+/// A key and its value, as scans return them.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// One write in a [`Batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Insert or overwrite `key` with `value`.
+    Put(Vec<u8>, Vec<u8>),
+    /// Remove `key` (a missing key is not an error).
+    Delete(Vec<u8>),
+}
+
+/// A set of writes applied all together or not at all.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    /// The writes, applied in order (a later op on the same key wins).
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Queue a put.
+    pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Put(key.into(), value.into()));
+    }
+    /// Queue a delete.
+    pub fn delete(&mut self, key: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Delete(key.into()));
+    }
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// Errors from an engine. The message keeps the engine's own words.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine could not open its files (locked by another process,
+    /// corrupt, permission denied, …).
+    #[error("cannot open the {engine} store at {path}: {message}")]
+    Open {
+        engine: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    /// A read, write or commit failed.
+    #[error("{engine} store: {message}")]
+    Io {
+        engine: &'static str,
+        message: String,
+    },
+}
+
+/// Which engine to use (`store.engine` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// redb: bounded memory, fast lookups. The default.
+    #[default]
+    Redb,
+    /// sled 0.34: selectable; slower, and its memory is not bounded by the
+    /// cache setting (see docs/configuration.md).
+    Sled,
+}
+
+/// Engine options from the config's `[store]` table.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Upper bound of the engine's page cache, in bytes.
+    pub cache_bytes: usize,
+    /// When true every committed batch is on disk (fsync) before `write`
+    /// returns. Only benchmarks and throwaway tests turn it off.
+    pub durable: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 64 * 1024 * 1024,
+            durable: true,
+        }
+    }
+}
+
+/// Point reads from one snapshot, kept open: what a write transaction uses
+/// for its many look-ups between two commits (opening a read transaction per
+/// look-up was a third of a re-import's time with redb).
+pub trait Reader {
+    /// Read one key.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError>;
+}
+
+/// A key-value engine. Keys and values are opaque bytes; keys sort bytewise.
+///
+/// Implementations must be safe to share between threads. `write` is atomic
+/// and, with `durable`, crash-safe: after it returns `Ok`, a `kill -9` or a
+/// power loss never loses the batch, and never leaves part of it.
+pub trait Engine: Send + Sync {
+    /// Short engine name for logs and metrics ("redb", "sled").
+    fn name(&self) -> &'static str;
+
+    /// Read one key.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError>;
+
+    /// Read several keys from one consistent snapshot, in order: a batch of
+    /// look-ups in one read transaction (one round trip for a networked
+    /// engine). Only the engine suite calls it today.
+    #[allow(dead_code)]
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, EngineError>;
+
+    /// A reader over everything committed so far. Later commits are not
+    /// seen by it: take a new one after each commit.
+    fn reader(&self) -> Result<Box<dyn Reader + '_>, EngineError>;
+
+    /// Apply every op of `batch` atomically.
+    fn write(&self, batch: Batch) -> Result<(), EngineError>;
+
+    /// Up to `limit` entries whose key starts with `prefix`, in key order,
+    /// starting strictly after `start_after` when given (for paging).
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, EngineError>;
+
+    /// Make everything written so far durable (used at shutdown when
+    /// `durable` is off).
+    fn flush(&self) -> Result<(), EngineError>;
+}
+
+/// Where a prefix scan starts. A `start_after` below the prefix would start
+/// the range on keys outside it and the scan would stop at once, so it only
+/// counts when it is inside (or past) the prefix's range.
+pub(crate) fn scan_start<'k>(prefix: &'k [u8], start_after: Option<&'k [u8]>) -> Bound<&'k [u8]> {
+    match start_after {
+        Some(after) if after >= prefix => Bound::Excluded(after),
+        _ => Bound::Included(prefix),
+    }
+}
+
+/// The first `limit` entries of an ordered range that starts at
+/// [`scan_start`], up to the first key outside `prefix` (keys are sorted,
+/// so the first one outside ends it).
+pub(crate) fn take_prefix<K, V, E>(
+    range: impl Iterator<Item = Result<(K, V), E>>,
+    prefix: &[u8],
+    limit: usize,
+    key: impl Fn(&K) -> &[u8],
+    value: impl Fn(&V) -> &[u8],
+    err: impl Fn(E) -> EngineError,
+) -> Result<Vec<Entry>, EngineError> {
+    let mut out = Vec::new();
+    for entry in range {
+        if out.len() >= limit {
+            break;
+        }
+        let (k, v) = entry.map_err(&err)?;
+        let k = key(&k);
+        if !k.starts_with(prefix) {
+            break;
+        }
+        out.push((k.to_vec(), value(&v).to_vec()));
+    }
+    Ok(out)
+}

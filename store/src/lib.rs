@@ -1,0 +1,292 @@
+//! idsync's store: the only code that writes an engine.
+//!
+//! Why a crate of its own: the one write path of the architecture
+//! (`docs/architecture.md`, invariant 1) is a wall the compiler keeps. The
+//! engines and their batches are private to this crate; what it offers the
+//! rest of idsync is
+//!
+//! - [`Store`], the typed read side (objects, indexes, the change log);
+//! - [`reconcile`], the reconciler: every change of an object goes through
+//!   a [`reconcile::Tx`], which writes the object, its indexes and its
+//!   change event in one atomic batch;
+//! - [`writer`], group commit for request-at-a-time sources (SCIM, the
+//!   admin API) on top of the reconciler;
+//! - [`delivery`], the typed delivery state of a connector (cursor, dead
+//!   letters, remote ids), the only other thing anybody may write, under
+//!   that connector's own prefix;
+//! - [`engine_bench`], raw engine figures for the benchmarks, on an engine
+//!   of their own.
+//!
+//! Code outside this crate reads freely and writes only through the typed
+//! APIs:
+//!
+//! ```no_run
+//! # fn f(store: &idsync_store::Store) -> Result<(), idsync_store::StoreError> {
+//! let cursor = store.delivery("ldap").cursor()?;
+//! let mut save = idsync_store::delivery::DeliverySave::new("ldap");
+//! save.cursor(cursor + 1);
+//! store.save_delivery(save)?;
+//! # Ok(()) }
+//! ```
+//!
+//! and cannot reach an engine write (each of these fails to compile):
+//!
+//! ```compile_fail
+//! # fn f(store: &idsync_store::Store) {
+//! store.engine(); // private: only the store writes the engine
+//! # }
+//! ```
+//!
+//! ```compile_fail
+//! let mut batch = idsync_store::engine::Batch::new(); // the engine module is private
+//! ```
+//!
+//! ```compile_fail
+//! # fn f(tx: &mut idsync_store::reconcile::Tx<'_>) {
+//! tx.put_raw(b"o/u/x".to_vec(), Vec::new()); // no raw writes: typed ones only
+//! # }
+//! ```
+
+mod changelog;
+pub mod delivery;
+mod engine;
+pub mod engine_bench;
+mod engines;
+mod head_watch;
+pub mod keys;
+pub mod reconcile;
+mod redb_engine;
+mod sled_engine;
+pub mod writer;
+
+use std::path::Path;
+
+use idsync_schema::{Kind, User};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+pub use changelog::{Actor, ChangeEvent};
+use engine::Engine;
+pub use engine::{EngineError, EngineKind, EngineOptions};
+pub use idsync_schema::Operation;
+use keys::Index;
+
+/// Errors reading the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A stored value does not decode: the data dir was written by an
+    /// incompatible version, or damaged.
+    #[error("corrupt value under key {key}: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// The store: one engine and the typed views over its keyspace.
+pub struct Store {
+    engine: head_watch::HeadWatch,
+}
+
+impl Store {
+    /// Open (or create) the store of `kind` in `dir`.
+    pub fn open(kind: EngineKind, dir: &Path, opts: &EngineOptions) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::Open {
+            engine: "store",
+            path: dir.to_owned(),
+            message: e.to_string(),
+        })?;
+        Self::with_engine(engines::open_engine(kind, dir, opts)?)
+    }
+
+    /// A store over an engine opened elsewhere.
+    fn with_engine(engine: Box<dyn Engine>) -> Result<Self, StoreError> {
+        Ok(Self {
+            engine: head_watch::HeadWatch::new(engine)?,
+        })
+    }
+
+    /// The engine: the reconciler's batches and the delivery state's, and
+    /// nobody else's.
+    pub(crate) fn engine(&self) -> &dyn Engine {
+        &self.engine
+    }
+
+    /// Wakes up whenever the change log's head moves (connectors wait on
+    /// it instead of polling).
+    pub fn subscribe_head(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.engine.subscribe()
+    }
+
+    /// Read and decode one key.
+    pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.engine.get(key)? {
+            Some(bytes) => decode(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The progress record of the import of the file with `digest` (hex),
+    /// saved by [`reconcile::Tx::save_import_progress`].
+    pub fn import_progress<P: DeserializeOwned>(
+        &self,
+        digest: &str,
+    ) -> Result<Option<P>, StoreError> {
+        self.get(&keys::import_progress(digest))
+    }
+
+    /// One object by id.
+    pub fn object<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        id: Uuid,
+    ) -> Result<Option<T>, StoreError> {
+        self.get(&keys::object(kind, id))
+    }
+
+    /// The id an index maps `value` to.
+    pub fn lookup(&self, index: Index, value: &str) -> Result<Option<Uuid>, StoreError> {
+        Ok(self
+            .engine
+            .get(&index.key(value))?
+            .and_then(|v| keys::trailing_id(&v)))
+    }
+
+    /// One object by its natural key: users by mail, loginName or id; groups
+    /// by displayName or id; assets by name or id; profiles by name or id;
+    /// requests and certificates by id.
+    pub fn find<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        if let Ok(id) = Uuid::parse_str(key) {
+            if let Some(obj) = self.object(kind, id)? {
+                return Ok(Some(obj));
+            }
+        }
+        let indexes: &[Index] = match kind {
+            Kind::User => &[Index::UserMail, Index::UserLogin, Index::UserExternalId],
+            Kind::Group => &[Index::GroupName, Index::GroupExternalId],
+            Kind::Asset => &[Index::AssetName],
+            Kind::Profile => &[Index::ProfileName],
+            Kind::Request | Kind::Certificate => &[],
+        };
+        for index in indexes {
+            if let Some(id) = self.lookup(*index, key)? {
+                return self.object(kind, id);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Visit every entry under `prefix` in key order, a page at a time, so a
+    /// million objects never sit in memory together. `visit` returns false to
+    /// stop.
+    pub fn scan(
+        &self,
+        prefix: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        const PAGE: usize = 1024;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.engine.scan_prefix(prefix, after.as_deref(), PAGE)?;
+            for (k, v) in &page {
+                if !visit(k, v)? {
+                    return Ok(());
+                }
+            }
+            if page.len() < PAGE {
+                return Ok(());
+            }
+            after = page.into_iter().next_back().map(|(k, _)| k);
+        }
+    }
+
+    /// Up to `limit` entries under `prefix`, in key order, strictly after
+    /// `after` when given: one page of a scan whose caller keeps its place
+    /// (the SCIM listing's anchors).
+    pub fn scan_page(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        Ok(self.engine.scan_prefix(prefix, after, limit)?)
+    }
+
+    /// Visit every object of `kind`, decoded, in id (creation) order.
+    pub fn for_each<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        mut visit: impl FnMut(T) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.scan(keys::object_prefix(kind), |k, v| visit(decode(k, v)?))
+    }
+
+    /// Number of objects of `kind`.
+    pub fn count(&self, kind: Kind) -> Result<u64, StoreError> {
+        let mut n = 0;
+        self.scan(keys::object_prefix(kind), |_, _| {
+            n += 1;
+            Ok(true)
+        })?;
+        Ok(n)
+    }
+
+    /// The ids of the members of `group`.
+    pub fn members(&self, group: Uuid) -> Result<Vec<Uuid>, StoreError> {
+        let mut ids = Vec::new();
+        self.scan(&keys::members_prefix(group), |k, _| {
+            ids.extend(keys::trailing_id(k));
+            Ok(true)
+        })?;
+        Ok(ids)
+    }
+
+    /// The members of `group`, as users.
+    pub fn member_users(&self, group: Uuid) -> Result<Vec<User>, StoreError> {
+        let mut users = Vec::new();
+        for id in self.members(group)? {
+            users.extend(self.object::<User>(Kind::User, id)?);
+        }
+        Ok(users)
+    }
+
+    /// The sequence number of the last change (0 for an empty log).
+    pub fn head(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .engine
+            .get(keys::HEAD)?
+            .and_then(|v| v.try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    /// Up to `limit` change events after `after`, in order.
+    pub fn changes(&self, after: u64, limit: usize) -> Result<Vec<ChangeEvent>, StoreError> {
+        let start = keys::change(after);
+        self.engine
+            .scan_prefix(keys::CHANGE_PREFIX, Some(&start), limit)?
+            .into_iter()
+            .map(|(k, v)| decode(&k, &v))
+            .collect()
+    }
+
+    /// The change event numbered `seq`, if the log has it.
+    pub fn change(&self, seq: u64) -> Result<Option<ChangeEvent>, StoreError> {
+        self.get(&keys::change(seq))
+    }
+
+    /// Make everything written so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        Ok(self.engine.flush()?)
+    }
+}

@@ -1,0 +1,298 @@
+//! Group commit for writes that come one request at a time (SCIM, the
+//! enrollment API).
+//!
+//! One thread owns the write side: it takes every request waiting in its
+//! queue, applies them in one reconciler transaction (each behind a
+//! savepoint, so a refused request leaves no trace and does not spoil the
+//! others), commits once — one fsync for the lot — and only then answers
+//! each request. Concurrent writers thus share commits instead of paying an
+//! fsync each, and a success is never sent for a change that is not durable.
+//!
+//! A dedicated thread, not a task: `Reconciler::begin` blocks while a CSV
+//! import holds the writer lock, and must not stall the async runtime.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use idsync_schema::Source;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::reconcile::{Reconciler, Tx};
+use crate::Actor;
+
+/// Why a job got no answer of its own: the error type of a job says how
+/// each reads to its client.
+#[derive(Debug, Clone)]
+pub enum WriteFailed {
+    /// The daemon is stopping.
+    Stopping,
+    /// The job panicked, or the shared commit failed.
+    Internal(String),
+}
+
+type Boxed = Box<dyn Any + Send>;
+/// A job's own error is boxed too: the thread only needs to know it failed.
+enum Failure {
+    Job(Boxed),
+    Writer(WriteFailed),
+}
+type Output = Result<Boxed, Failure>;
+type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Result<Boxed, Boxed> + Send>;
+
+struct Request {
+    source: Source,
+    actor: Actor,
+    job: Job,
+    reply: oneshot::Sender<Output>,
+}
+
+/// The handle requests are sent through. Dropping every clone stops the
+/// thread once the queue is empty.
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Request>,
+}
+
+impl Writer {
+    /// Start the writer thread (`name` shows in `top -H`). At most
+    /// `max_batch` requests share a commit; `on_commit` hears the change
+    /// log's head after each commit that added events (for the metrics).
+    pub fn start(
+        name: &str,
+        rec: Arc<Reconciler>,
+        on_commit: impl Fn(u64) + Send + 'static,
+        max_batch: usize,
+    ) -> std::io::Result<(Self, JoinHandle<()>)> {
+        let (queue, rx) = mpsc::channel(max_batch.max(1) * 4);
+        let handle = std::thread::Builder::new()
+            .name(format!("idsync-{name}-writer"))
+            .spawn(move || run(rec, on_commit, rx, max_batch.max(1)))?;
+        Ok((Self { queue }, handle))
+    }
+
+    /// Apply `job` in the next shared transaction as `actor` from
+    /// `source`; returns once its commit is durable (or the job or the
+    /// commit failed).
+    pub async fn run<T, E, F>(&self, source: Source, actor: Actor, job: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<WriteFailed> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |tx| {
+            job(tx)
+                .map(|t| Box::new(t) as Boxed)
+                .map_err(|e| Box::new(e) as Boxed)
+        });
+        let stopped = || E::from(WriteFailed::Stopping);
+        self.queue
+            .send(Request {
+                source,
+                actor,
+                job,
+                reply,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        match answer.await.map_err(|_| stopped())? {
+            Ok(out) => Ok(*out.downcast::<T>().expect("the job's own type")),
+            Err(Failure::Job(e)) => Err(*e.downcast::<E>().expect("the job's own error type")),
+            Err(Failure::Writer(w)) => Err(E::from(w)),
+        }
+    }
+}
+
+fn run(
+    rec: Arc<Reconciler>,
+    on_commit: impl Fn(u64),
+    mut rx: mpsc::Receiver<Request>,
+    max_batch: usize,
+) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let mut tx = rec.begin(batch[0].source, Actor::default());
+        let mut answers = Vec::with_capacity(batch.len());
+        for req in batch.drain(..) {
+            tx.set_source(req.source);
+            tx.set_actor(req.actor);
+            let sp = tx.savepoint();
+            let job = req.job;
+            let out = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)))
+            {
+                Ok(out) => out.map_err(Failure::Job),
+                Err(_) => {
+                    tracing::error!("a write panicked; it is refused");
+                    Err(Failure::Writer(WriteFailed::Internal(
+                        "internal error".into(),
+                    )))
+                }
+            };
+            if out.is_err() {
+                tx.rollback_to(sp);
+            }
+            answers.push((req.reply, out));
+        }
+        let requests = answers.len();
+        let started = std::time::Instant::now();
+        match tx.commit() {
+            Ok(committed) => {
+                tracing::debug!(
+                    requests,
+                    events = committed.events,
+                    micros = started.elapsed().as_micros() as u64,
+                    "group commit"
+                );
+                if committed.events > 0 {
+                    on_commit(committed.head);
+                }
+                for (reply, out) in answers {
+                    let _ = reply.send(out);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a group commit failed; its requests are refused");
+                for (reply, _) in answers {
+                    let _ = reply.send(Err(Failure::Writer(WriteFailed::Internal(e.to_string()))));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::{Settings, UserWrite, WriteError};
+    use crate::{EngineKind, EngineOptions, Store};
+    use idsync_schema::{Kind, Status, User, UserInput};
+
+    fn user(mail: &str) -> UserInput {
+        UserInput::new(Status::Active, mail, "L")
+    }
+
+    /// A job's error as a source would type it: its own refusal, or the
+    /// writer's.
+    #[derive(Debug)]
+    enum JobError {
+        Write(WriteError),
+        Writer(#[allow(dead_code)] WriteFailed), // read through Debug
+    }
+    impl From<WriteError> for JobError {
+        fn from(e: WriteError) -> Self {
+            Self::Write(e)
+        }
+    }
+    impl From<WriteFailed> for JobError {
+        fn from(e: WriteFailed) -> Self {
+            Self::Writer(e)
+        }
+    }
+
+    fn reconciler(dir: &std::path::Path) -> Arc<Reconciler> {
+        let store =
+            Arc::new(Store::open(EngineKind::Redb, dir, &EngineOptions::default()).unwrap());
+        Arc::new(Reconciler::new(store, Settings::default()).unwrap())
+    }
+
+    /// A refused request in a shared batch leaves no trace, the others
+    /// land, and the change log stays gap-free.
+    #[test]
+    fn a_rolled_back_request_leaves_the_batch_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = reconciler(dir.path());
+        let how = UserWrite::default();
+        let mut tx = rec.begin(Source::Scim, Actor::default());
+        let a = tx.create_user(user("a@x.org"), &how).unwrap().id();
+        let sp = tx.savepoint();
+        let b = tx.create_user(user("b@x.org"), &how).unwrap().id();
+        let existing = tx.user(a).unwrap().unwrap();
+        let mut renamed = user("b@x.org");
+        renamed.last_name = "Clash".into();
+        assert!(
+            tx.update_user(existing, renamed, &how).is_err(),
+            "b's mail is taken"
+        );
+        tx.rollback_to(sp);
+        let sp = tx.savepoint();
+        let c = tx.create_user(user("c@x.org"), &how).unwrap().id();
+        assert!(tx.delete_user(a).unwrap());
+        tx.rollback_to(sp);
+        let d = tx.create_user(user("b@x.org"), &how).unwrap().id();
+        tx.commit().unwrap();
+
+        let store = rec.store();
+        let found = |id| store.object::<User>(Kind::User, id).unwrap().is_some();
+        assert!(found(a) && found(d));
+        assert!(!found(b) && !found(c));
+        let events = store.changes(0, 100).unwrap();
+        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2]);
+        assert_eq!((events[0].id, events[1].id), (a, d));
+        assert_eq!(store.head().unwrap(), 2);
+    }
+
+    /// Requests sent together share one commit and each gets its answer.
+    #[test]
+    fn concurrent_requests_share_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = reconciler(dir.path());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (writer, thread) = Writer::start("test", Arc::clone(&rec), |_| {}, 64).unwrap();
+        rt.block_on(async {
+            let mut tasks = Vec::new();
+            for i in 0..200 {
+                let w = writer.clone();
+                tasks.push(tokio::spawn(async move {
+                    w.run(Source::Scim, Actor::default(), move |tx| {
+                        Ok::<_, JobError>(
+                            tx.create_user(user(&format!("u{i}@x.org")), &UserWrite::default())?
+                                .id(),
+                        )
+                    })
+                    .await
+                }));
+            }
+            // A refused one in the middle does not disturb the others.
+            let refused = writer
+                .run(Source::Scim, Actor::default(), |tx| {
+                    tx.create_user(user("u0@x.org"), &UserWrite::default())?;
+                    tx.create_user(user("u0@x.org"), &UserWrite::default())?;
+                    Ok::<_, JobError>(())
+                })
+                .await;
+            assert!(
+                matches!(
+                    refused,
+                    Err(JobError::Write(WriteError::Rejected(ref v))) if v.rule == idsync_schema::Rule::NotUnique
+                ),
+                "{refused:?}"
+            );
+            for t in tasks {
+                let id = t.await.unwrap().unwrap();
+                assert!(
+                    rec.store()
+                        .object::<User>(Kind::User, id)
+                        .unwrap()
+                        .is_some(),
+                    "answered after its commit"
+                );
+            }
+        });
+        drop(writer);
+        thread.join().unwrap();
+        assert_eq!(rec.store().head().unwrap(), 200);
+    }
+}
