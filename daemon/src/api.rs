@@ -6,3 +6,7 @@ pub const PREFIX: &str = "/api/v1/";
 
 /// Media type of a PKCS#12 file.
 pub const P12_TYPE: &str = "application/x-pkcs12";
+
+/// The file, under the data directory, the first-start admin token is
+/// written to: the daemon writes it, the CLI reads it.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";

@@ -15,6 +15,7 @@ use idsync_schema::rules::ExcludeLists;
 use idsync_schema::{ProfileSettings, Status, UserRules};
 use serde::{Deserialize, Serialize};
 
+pub use crate::infra::auth::TokenConfig;
 use crate::sources::import::ImportOptions;
 use idsync_store::reconcile::{Settings, UserMatch};
 use idsync_store::{EngineKind, EngineOptions};
@@ -209,10 +210,6 @@ impl Default for LogConfig {
 
 /// Environment variables read by the command line and the tests, not keys
 /// of the file.
-/// The file, under the data directory, the first-start admin token is
-/// written to (the daemon writes it, the CLI reads it).
-pub const ADMIN_TOKEN_FILE: &str = "admin.token";
-
 pub const CLI_VARIABLES: [&str; 4] = ["IDSYNC_CONFIG", "IDSYNC_LOG", "IDSYNC_TOKEN", "IDSYNC_BIN"];
 
 /// `[folders]`: the drop folders watched by `idsync serve`.
@@ -268,19 +265,6 @@ impl Default for AdminConfig {
             max_body_bytes: 1024 * 1024,
         }
     }
-}
-
-/// `[[tokens]]`: a bearer token, kept as its SHA-256.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// Shown in logs and the audit trail.
-    pub name: String,
-    /// SHA-256 of the token, hex (`printf %s TOKEN | sha256sum`).
-    pub sha256: String,
-    /// `monitor` (health, readiness, metrics), `read`, `write`, `admin`
-    /// (everything).
-    pub roles: Vec<String>,
 }
 
 /// Why a configuration is refused.

@@ -179,7 +179,9 @@ fn an_application_folder_records_the_application() {
     let _d = env.serve(&[]);
     wait_until("the daemon is ready", WAIT, || watching(&_d));
     std::fs::create_dir_all(env.inbox().join("users/portal")).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until("the new folder is watched", WAIT, || {
+        _d.log().contains("watching a new folder")
+    });
     env.drop_file("users/portal", "p.csv", users_csv(0, 1));
     wait_until("processed", WAIT, || {
         env.finished("users/portal", "processed").len() == 1
@@ -294,6 +296,49 @@ fn sighup_with_a_broken_config_keeps_the_running_one() {
     drop(d);
     assert_eq!(env.show("users", "user1").unwrap()["status"], "inactive");
     assert_eq!(env.show("users", "user0").unwrap()["status"], "active");
+}
+
+/// `[[tokens]]` follow SIGHUP: a removed token is refused at once, an
+/// added one accepted, without a restart.
+#[test]
+fn sighup_reloads_the_tokens() {
+    let token = |name: &str, secret: &str| {
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(secret.as_bytes()));
+        format!("[[tokens]]\nname = \"{name}\"\nsha256 = \"{digest}\"\nroles = [\"monitor\"]\n")
+    };
+    let (env, port) = daemon_env(&token("old", "idsync_old"));
+    let mut d = env.serve(&[]);
+    wait_until("the daemon is ready", WAIT, || watching(&d));
+    let status = |secret: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+        out[9..12].to_owned()
+    };
+    assert_eq!(status("idsync_old"), "200");
+    assert_eq!(status("idsync_new"), "401");
+
+    let cfg = env.config.clone().unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:{port}\"\n[folders]\nstable_ms = 400\n{}",
+            token("new", "idsync_new")
+        ),
+    )
+    .unwrap();
+    d.signal("HUP");
+    wait_until("reloaded", WAIT, || {
+        d.log().contains("configuration reloaded")
+    });
+    assert_eq!(status("idsync_old"), "401", "a removed token stops working");
+    assert_eq!(status("idsync_new"), "200", "an added token works");
+    assert!(d.child.try_wait().unwrap().is_none(), "still running");
 }
 
 #[test]

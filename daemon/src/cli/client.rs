@@ -16,7 +16,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::{Config, ADMIN_TOKEN_FILE};
+use crate::api::ADMIN_TOKEN_FILE;
+use crate::config::Config;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Answers are JSON, PEM or a PKCS#12 file: small.

@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context as _};
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::config::ADMIN_TOKEN_FILE;
+use crate::api::ADMIN_TOKEN_FILE;
 
 /// `idsync status` gives up after this long.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);

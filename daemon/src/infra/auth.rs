@@ -14,17 +14,16 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use hyper::header::HeaderValue;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use subtle::{Choice, ConditionallySelectable as _, ConstantTimeEq as _};
 
-use crate::config::TokenConfig;
-
 /// The file, under the data directory, holding the generated tokens' hashes.
 pub const TOKENS_FILE: &str = "tokens.json";
-pub use crate::config::ADMIN_TOKEN_FILE;
+pub use crate::api::ADMIN_TOKEN_FILE;
 /// Every token idsync generates starts with this, so that secret scanners
 /// and people recognise one.
 pub const TOKEN_PREFIX: &str = "idsync_";
@@ -192,6 +191,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> AuthError + '_ {
 }
 
 /// One accepted token.
+#[derive(Clone)]
 struct Entry {
     name: String,
     digest: [u8; 32],
@@ -208,10 +208,25 @@ impl fmt::Debug for Entry {
     }
 }
 
+/// `[[tokens]]`: a bearer token, kept as its SHA-256.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Shown in logs and the audit trail.
+    pub name: String,
+    /// SHA-256 of the token, hex (`printf %s TOKEN | sha256sum`).
+    pub sha256: String,
+    /// `monitor` (health, readiness, metrics), `read`, `write`, `admin`
+    /// (everything).
+    pub roles: Vec<String>,
+}
+
 /// The accepted tokens.
 #[derive(Debug)]
 pub struct Auth {
-    entries: Vec<Entry>,
+    /// Swapped whole by [`Auth::reload`]; a request checks against the
+    /// set it found.
+    entries: RwLock<Arc<Vec<Entry>>>,
 }
 
 /// `tokens.json`: hashes only.
@@ -291,7 +306,24 @@ impl Auth {
                 }
             }
         }
-        Ok(Auth { entries })
+        Ok(Auth {
+            entries: RwLock::new(Arc::new(entries)),
+        })
+    }
+
+    /// Read the tokens again (SIGHUP): a token removed from the
+    /// configuration or `tokens.json` is refused from the next request on,
+    /// a new one accepted. On error the tokens in force stay.
+    pub fn reload(&self, tokens: &[TokenConfig], data_dir: &Path) -> Result<(), AuthError> {
+        let fresh = Self::load(tokens, data_dir)?.entries.into_inner();
+        let fresh = fresh.unwrap_or_else(|p| p.into_inner());
+        *self.entries.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// The tokens in force now.
+    fn entries(&self) -> Arc<Vec<Entry>> {
+        Arc::clone(&self.entries.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Like [`Auth::check`], for a route any of `roles` may use (requests
@@ -323,7 +355,7 @@ impl Auth {
     }
 
     /// The entry of the bearer token of `header`.
-    fn identify(&self, header: Option<&HeaderValue>) -> Result<&Entry, Denied> {
+    fn identify(&self, header: Option<&HeaderValue>) -> Result<Entry, Denied> {
         let value = header.ok_or(Denied::MissingHeader)?;
         // Non-ASCII bytes cannot be a token of ours.
         let value = value.to_str().map_err(|_| Denied::Malformed)?;
@@ -340,9 +372,10 @@ impl Auth {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         // Compare with every entry, without branching on the result, so
         // that the time taken does not tell which entry (if any) matched.
+        let entries = self.entries();
         let mut found = Choice::from(0);
         let mut index = 0u64;
-        for (i, e) in self.entries.iter().enumerate() {
+        for (i, e) in entries.iter().enumerate() {
             let eq = e.digest[..].ct_eq(&digest[..]);
             index.conditional_assign(&(i as u64), eq);
             found |= eq;
@@ -350,7 +383,7 @@ impl Auth {
         if !bool::from(found) {
             return Err(Denied::UnknownToken);
         }
-        Ok(&self.entries[index as usize])
+        Ok(entries[index as usize].clone())
     }
 }
 

@@ -593,22 +593,37 @@ mod tests {
     #[tokio::test]
     async fn shutdown_lets_the_request_in_flight_finish() {
         let s = start().await;
-        // Headers sent, body half sent: the request is in flight.
+        // `Expect: 100-continue`: the server says "100 Continue" once its
+        // handler reads the body, so the request is known to be in flight.
         let mut conn = TcpStream::connect(s.addr).await.unwrap();
         let head = format!(
             "GET /healthz HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ADMIN}\r\n\
-             Content-Length: 10\r\n\r\n12345"
+             Expect: 100-continue\r\nContent-Length: 10\r\n\r\n"
         );
         conn.write_all(head.as_bytes()).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut interim = Vec::new();
+        while !interim.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut byte))
+                .await
+                .expect("100 Continue")
+                .unwrap();
+            assert_eq!(n, 1, "the connection stays open");
+            interim.push(byte[0]);
+        }
+        assert!(interim.starts_with(b"HTTP/1.1 100"), "{interim:?}");
+        conn.write_all(b"12345").await.unwrap();
 
         s.stop.send(true).unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let refused = async {
+            while TcpStream::connect(s.addr).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), refused)
+            .await
+            .expect("no new connections once stopping");
         assert!(!s.task.is_finished(), "waits for the request in flight");
-        assert!(
-            TcpStream::connect(s.addr).await.is_err(),
-            "no new connections"
-        );
 
         conn.write_all(b"67890").await.unwrap();
         let mut answer = Vec::new();

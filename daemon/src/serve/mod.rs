@@ -87,6 +87,8 @@ struct Daemon {
     rec: Arc<Reconciler>,
     metrics: Arc<Metrics>,
     enrollment: Arc<crate::sources::enroll::Enrollment>,
+    /// The admin and SCIM listeners' tokens, read again on SIGHUP.
+    auth: Arc<Auth>,
     notifier: Option<Notifier>,
     stop: Arc<AtomicBool>,
     queue: VecDeque<Job>,
@@ -135,7 +137,7 @@ async fn serve(source: ConfigSource, cfg: Config) -> Result<()> {
         &cfg.scim,
         Arc::clone(&rec),
         Arc::clone(&metrics),
-        auth,
+        Arc::clone(&auth),
         shutdown_rx,
     )
     .await?;
@@ -152,6 +154,7 @@ async fn serve(source: ConfigSource, cfg: Config) -> Result<()> {
         rec,
         metrics,
         enrollment,
+        auth,
         notifier: Notifier::from_env(),
         stop: Arc::new(AtomicBool::new(false)),
         queue: VecDeque::new(),
@@ -408,6 +411,7 @@ impl Daemon {
                     if let Err(e) = inbox::prepare(&self.root, &folder) {
                         tracing::error!(folder = %folder.name, "cannot prepare the folder: {e}");
                     }
+                    tracing::info!(folder = %folder.name, "watching a new folder");
                     self.scan_inbox(&folder);
                 }
                 continue;
@@ -502,6 +506,9 @@ impl Daemon {
                             "configuration reload: `{what}` changes take effect at the next start"
                         );
                     }
+                }
+                if let Err(e) = self.auth.reload(&new.tokens, &new.data_dir) {
+                    tracing::error!("configuration reload: tokens: {e}; the tokens in force stay");
                 }
                 self.rec.set_settings(new.settings());
                 if let Err(e) = crate::app::sync_profiles(&self.rec, &new) {
