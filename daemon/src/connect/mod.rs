@@ -10,7 +10,6 @@
 mod error;
 pub mod routes;
 pub mod runner;
-pub mod stats;
 pub mod view;
 
 use std::sync::Arc;
@@ -24,7 +23,7 @@ use tokio::task::JoinHandle;
 pub use error::RunnerError;
 use idsync_store::reconcile::Reconciler;
 use runner::{Command, Report, Runner};
-use stats::ConnectorStats;
+use crate::infra::connector_stats::ConnectorStats;
 
 /// How long SIGTERM waits for a connector to finish its batch; an
 /// unfinished batch is simply delivered again at the next start.

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::error::RunnerError;
-use super::stats::ConnectorStats;
+use crate::infra::connector_stats::ConnectorStats;
 use super::view::{save_learned, StoreView, UnsavedView};
 use idsync_store::delivery::{DeadLetter, DeliverySave};
 use idsync_store::reconcile::Reconciler;

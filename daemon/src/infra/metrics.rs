@@ -34,7 +34,7 @@ pub struct Metrics {
     duration_buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
     duration_sum_us: AtomicU64,
     /// Each connector's figures, set once at start (its runner updates them).
-    connectors: std::sync::OnceLock<Vec<std::sync::Arc<crate::connect::stats::ConnectorStats>>>,
+    connectors: std::sync::OnceLock<Vec<std::sync::Arc<crate::infra::connector_stats::ConnectorStats>>>,
 }
 
 impl Default for Metrics {
@@ -104,7 +104,7 @@ impl Metrics {
     /// The connectors' figures, shown from now on (set once at start).
     pub fn set_connectors(
         &self,
-        stats: Vec<std::sync::Arc<crate::connect::stats::ConnectorStats>>,
+        stats: Vec<std::sync::Arc<crate::infra::connector_stats::ConnectorStats>>,
     ) {
         let _ = self.connectors.set(stats);
     }
@@ -214,7 +214,7 @@ impl Metrics {
         );
         let conns = self.connectors.get().map(Vec::as_slice).unwrap_or_default();
         let per =
-            |f: &dyn Fn(&crate::connect::stats::ConnectorStats) -> u64| -> Vec<(String, u64)> {
+            |f: &dyn Fn(&crate::infra::connector_stats::ConnectorStats) -> u64| -> Vec<(String, u64)> {
                 conns
                     .iter()
                     .map(|c| (format!("{{connector=\"{}\"}}", c.name), f(c)))

@@ -5,6 +5,7 @@
 //! `cli`): features report into it, never the other way round.
 
 pub mod auth;
+pub mod connector_stats;
 pub mod http;
 pub mod metrics;
 pub mod sd_notify;
