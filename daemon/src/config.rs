@@ -337,18 +337,7 @@ impl Config {
         if self.store.cache_mb == 0 {
             return Err(invalid("store.cache_mb", "must be at least 1"));
         }
-        let mut names = std::collections::BTreeSet::new();
-        for p in &self.profiles {
-            if let Err(e) = p.check() {
-                return Err(invalid("profiles", e.to_string()));
-            }
-            if !names.insert(p.name.to_lowercase()) {
-                return Err(invalid(
-                    "profiles.name",
-                    format!("profile {:?} is defined twice", p.name),
-                ));
-            }
-        }
+        self.check_profiles()?;
         if self.enrollment.p12_iterations < 1000 {
             return Err(invalid(
                 "enrollment.p12_iterations",
@@ -361,6 +350,37 @@ impl Config {
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(invalid("log.format", "must be `text` or `json`"));
         }
+        self.check_folder_options()?;
+        self.scim
+            .check()
+            .map_err(|(key, message)| invalid(key, message))?;
+        self.check_connectors()?;
+        self.admin
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| invalid("admin.listen", format!("`{}`: {e}", self.admin.listen)))?;
+        self.check_tokens()
+    }
+
+    /// Every profile valid, no name twice (names compare case-blind).
+    fn check_profiles(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::BTreeSet::new();
+        for p in &self.profiles {
+            if let Err(e) = p.check() {
+                return Err(invalid("profiles", e.to_string()));
+            }
+            if !names.insert(p.name.to_lowercase()) {
+                return Err(invalid(
+                    "profiles.name",
+                    format!("profile {:?} is defined twice", p.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[folders.options."…"]` names a kind folder or `users/<application>`.
+    fn check_folder_options(&self) -> Result<(), ConfigError> {
         for (folder, o) in &self.folders.options {
             let known = ["users", "groups", "assets"];
             let mut parts = folder.split('/');
@@ -380,24 +400,27 @@ impl Config {
                     .map_err(|m| invalid("folders.options.delimiter", format!("{folder}: {m}")))?;
             }
         }
-        self.scim
-            .check()
-            .map_err(|(key, message)| invalid(key, message))?;
-        let mut connector_names = std::collections::BTreeSet::new();
+        Ok(())
+    }
+
+    /// Every connector valid, no name twice.
+    fn check_connectors(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::BTreeSet::new();
         for c in &self.connectors {
             c.check()
                 .map_err(|e| invalid("connectors", e.to_string()))?;
-            if !connector_names.insert(c.name()) {
+            if !names.insert(c.name()) {
                 return Err(invalid(
                     "connectors.name",
                     format!("connector {:?} is defined twice", c.name()),
                 ));
             }
         }
-        self.admin
-            .listen
-            .parse::<std::net::SocketAddr>()
-            .map_err(|e| invalid("admin.listen", format!("`{}`: {e}", self.admin.listen)))?;
+        Ok(())
+    }
+
+    /// Every `[[tokens]]` has a SHA-256 in hex and known roles.
+    fn check_tokens(&self) -> Result<(), ConfigError> {
         for t in &self.tokens {
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(invalid(

@@ -17,6 +17,23 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest `/status` answer `idsync status` reads.
 const MAX_STATUS_BYTES: usize = 1 << 20;
 
+/// Run `idsync status`: ask the daemon of `cfg` and print its answer.
+pub fn run(cfg: &crate::config::Config) -> anyhow::Result<u8> {
+    let addr: SocketAddr = cfg
+        .admin
+        .listen
+        .parse()
+        .with_context(|| format!("admin.listen `{}`", cfg.admin.listen))?;
+    let token = super::client::client_token(std::env::var_os("IDSYNC_TOKEN"), &cfg.data_dir)?;
+    // One request: a current-thread runtime is all it takes.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    print!("{}", rt.block_on(status_over_http(addr, &token))?);
+    Ok(0)
+}
+
 /// `GET /status` from the daemon listening on `addr`, as text for people.
 pub async fn status_over_http(addr: SocketAddr, token: &str) -> anyhow::Result<String> {
     let client = crate::cli::client::DaemonClient::with_token(addr, token)?;

@@ -7,9 +7,12 @@
 //! and the connectors crate must not know the store. The connectors see
 //! events and a read-only [`view::StoreView`].
 
+mod backoff;
+mod deliver;
 mod error;
+mod operate;
 pub mod routes;
-pub mod runner;
+mod runner;
 pub mod view;
 
 use std::sync::Arc;
@@ -20,10 +23,11 @@ use idsync_connectors::{Connector, ConnectorConfig};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::infra::connector_stats::ConnectorStats;
 pub use error::RunnerError;
 use idsync_store::reconcile::Reconciler;
-use runner::{Command, Report, Runner};
-use crate::infra::connector_stats::ConnectorStats;
+use operate::{Command, Report};
+use runner::Runner;
 
 /// How long SIGTERM waits for a connector to finish its batch; an
 /// unfinished batch is simply delivered again at the next start.

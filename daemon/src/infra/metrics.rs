@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::infra::connector_stats::ConnectorStats;
 use crate::sources::import::{FileOutcome, Summary};
 
 /// Upper bounds (seconds) of the import-duration histogram buckets.
@@ -34,7 +35,8 @@ pub struct Metrics {
     duration_buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
     duration_sum_us: AtomicU64,
     /// Each connector's figures, set once at start (its runner updates them).
-    connectors: std::sync::OnceLock<Vec<std::sync::Arc<crate::infra::connector_stats::ConnectorStats>>>,
+    connectors:
+        std::sync::OnceLock<Vec<std::sync::Arc<crate::infra::connector_stats::ConnectorStats>>>,
 }
 
 impl Default for Metrics {
@@ -102,10 +104,7 @@ impl Metrics {
     }
 
     /// The connectors' figures, shown from now on (set once at start).
-    pub fn set_connectors(
-        &self,
-        stats: Vec<std::sync::Arc<crate::infra::connector_stats::ConnectorStats>>,
-    ) {
+    pub fn set_connectors(&self, stats: Vec<std::sync::Arc<ConnectorStats>>) {
         let _ = self.connectors.set(stats);
     }
 
@@ -160,14 +159,17 @@ impl Metrics {
     /// The Prometheus text exposition format (version 0.0.4).
     pub fn render_prometheus(&self) -> String {
         let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(out, "{name}{labels} {v}");
-            }
-        };
+        self.write_daemon_metrics(&mut out);
+        self.write_connector_metrics(&mut out);
+        self.write_import_histogram(&mut out);
+        out
+    }
+
+    /// Files, rows, the change log, the queue, readiness, uptime.
+    fn write_daemon_metrics(&self, out: &mut String) {
         let l = |a: &AtomicU64| a.load(Relaxed);
         metric(
+            out,
             "idsync_files_total",
             "counter",
             "Imported files by outcome.",
@@ -178,6 +180,7 @@ impl Metrics {
             ],
         );
         metric(
+            out,
             "idsync_rows_total",
             "counter",
             "Imported rows by outcome.",
@@ -188,38 +191,45 @@ impl Metrics {
                 ("{outcome=\"rejected\"}", l(&self.rows_rejected)),
             ],
         );
-        metric(
-            "idsync_change_log_head",
-            "gauge",
-            "Sequence number of the last change.",
-            &[("", l(&self.change_log_head))],
-        );
-        metric(
-            "idsync_queue_depth",
-            "gauge",
-            "Files waiting or being imported.",
-            &[("", l(&self.queue_depth))],
-        );
-        metric(
-            "idsync_ready",
-            "gauge",
-            "1 when the store is open and folders are watched.",
-            &[("", u64::from(self.is_ready()))],
-        );
-        metric(
-            "idsync_uptime_seconds",
-            "gauge",
-            "Seconds since start.",
-            &[("", self.started.elapsed().as_secs())],
-        );
+        for (name, kind, help, value) in [
+            (
+                "idsync_change_log_head",
+                "gauge",
+                "Sequence number of the last change.",
+                l(&self.change_log_head),
+            ),
+            (
+                "idsync_queue_depth",
+                "gauge",
+                "Files waiting or being imported.",
+                l(&self.queue_depth),
+            ),
+            (
+                "idsync_ready",
+                "gauge",
+                "1 when the store is open and folders are watched.",
+                u64::from(self.is_ready()),
+            ),
+            (
+                "idsync_uptime_seconds",
+                "gauge",
+                "Seconds since start.",
+                self.started.elapsed().as_secs(),
+            ),
+        ] {
+            metric(out, name, kind, help, &[("", value)]);
+        }
+    }
+
+    /// Each connector's lag, deliveries, failures and dead letters.
+    fn write_connector_metrics(&self, out: &mut String) {
         let conns = self.connectors.get().map(Vec::as_slice).unwrap_or_default();
-        let per =
-            |f: &dyn Fn(&crate::infra::connector_stats::ConnectorStats) -> u64| -> Vec<(String, u64)> {
-                conns
-                    .iter()
-                    .map(|c| (format!("{{connector=\"{}\"}}", c.name), f(c)))
-                    .collect()
-            };
+        let per = |f: &dyn Fn(&ConnectorStats) -> u64| -> Vec<(String, u64)> {
+            conns
+                .iter()
+                .map(|c| (format!("{{connector=\"{}\"}}", c.name), f(c)))
+                .collect()
+        };
         for (name, kind, help, samples) in [
             (
                 "idsync_connector_lag",
@@ -247,8 +257,13 @@ impl Metrics {
             ),
         ] {
             let samples: Vec<(&str, u64)> = samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-            metric(name, kind, help, &samples);
+            metric(out, name, kind, help, &samples);
         }
+    }
+
+    /// The histogram of import durations.
+    fn write_import_histogram(&self, out: &mut String) {
+        let l = |a: &AtomicU64| a.load(Relaxed);
         let name = "idsync_import_duration_seconds";
         let _ = writeln!(
             out,
@@ -265,7 +280,14 @@ impl Metrics {
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
         let _ = writeln!(out, "{name}_sum {}", l(&self.duration_sum_us) as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {count}");
-        out
+    }
+}
+
+/// One metric in the text exposition format: HELP, TYPE, its samples.
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}{labels} {v}");
     }
 }
 

@@ -1,0 +1,134 @@
+//! `idsync list|show|changes`: reading the store directly (the daemon
+//! stopped), as a table or JSON for people and scripts.
+
+use std::io::Write;
+
+use anyhow::{bail, Result};
+use idsync_schema::{Asset, Certificate, CertificateProfile, EnrollmentRequest, Group, Kind, User};
+use idsync_store::Store;
+
+use super::Format;
+
+/// `idsync show KIND KEY`: one object as pretty JSON; a group with its
+/// members' mails.
+pub fn show(store: &Store, kind: Kind, key: &str) -> Result<u8> {
+    let json = match kind {
+        Kind::User => store
+            .find::<User>(kind, key)?
+            .map(|u| serde_json::to_string_pretty(&u)),
+        Kind::Group => store.find::<Group>(kind, key)?.map(|g| {
+            let members: Vec<String> = store
+                .member_users(g.id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|u| u.mail)
+                .collect();
+            let mut v = serde_json::to_value(&g).expect("serialises");
+            v["members"] = members.into();
+            serde_json::to_string_pretty(&v)
+        }),
+        Kind::Asset => store
+            .find::<Asset>(kind, key)?
+            .map(|a| serde_json::to_string_pretty(&a)),
+        Kind::Profile => store
+            .find::<CertificateProfile>(kind, key)?
+            .map(|p| serde_json::to_string_pretty(&p)),
+        Kind::Request => store
+            .find::<EnrollmentRequest>(kind, key)?
+            .map(|r| serde_json::to_string_pretty(&r)),
+        Kind::Certificate => store
+            .find::<Certificate>(kind, key)?
+            .map(|c| serde_json::to_string_pretty(&c)),
+    };
+    match json {
+        Some(j) => {
+            println!("{}", j?);
+            Ok(0)
+        }
+        None => bail!(
+            "no {} with key {key:?}",
+            kind.plural().trim_end_matches('s')
+        ),
+    }
+}
+
+/// `idsync changes`: change-log events after `after`, one JSON line each.
+pub fn changes(store: &Store, after: u64, limit: usize) -> Result<u8> {
+    let mut out = std::io::stdout().lock();
+    for e in store.changes(after, limit)? {
+        writeln!(out, "{}", serde_json::to_string(&e)?)?;
+    }
+    Ok(0)
+}
+
+/// `idsync list KIND`: every object of a kind, streamed.
+pub fn list(store: &Store, kind: Kind, format: Format) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut first = true;
+    if format == Format::Json {
+        write!(out, "[")?;
+    }
+    macro_rules! each {
+        ($t:ty, $row:expr) => {
+            store.for_each::<$t>(kind, |obj| {
+                let ok = match format {
+                    Format::Json => {
+                        let sep = if first { "" } else { "," };
+                        first = false;
+                        write!(
+                            out,
+                            "{sep}{}",
+                            serde_json::to_string(&obj).expect("serialises")
+                        )
+                        .is_ok()
+                    }
+                    Format::Table => writeln!(out, "{}", $row(&obj)).is_ok(),
+                };
+                Ok(ok)
+            })?
+        };
+    }
+    match kind {
+        Kind::User => each!(User, |u: &User| format!(
+            "{}\t{}\t{}\t{}\t{}",
+            u.id,
+            u.mail,
+            u.login_name.as_deref().unwrap_or("-"),
+            u.last_name,
+            u.status.as_str()
+        )),
+        Kind::Group => each!(Group, |g: &Group| format!("{}\t{}", g.id, g.display_name)),
+        Kind::Asset => each!(Asset, |a: &Asset| format!(
+            "{}\t{}\t{}\t{:?}",
+            a.id,
+            a.name,
+            a.certificate_profile.as_deref().unwrap_or("-"),
+            a.state
+        )),
+        Kind::Profile => each!(CertificateProfile, |p: &CertificateProfile| format!(
+            "{}\t{}\t{}\t{:?}",
+            p.id, p.name, p.protocol, p.state
+        )),
+        Kind::Request => each!(EnrollmentRequest, |r: &EnrollmentRequest| format!(
+            "{}\t{}\t{}\t{}\t{}",
+            r.id, r.status, r.protocol, r.profile, r.requester
+        )),
+        Kind::Certificate => each!(Certificate, |c: &Certificate| format!(
+            "{}\t{}\t{}\t{}\t{}",
+            c.id,
+            c.serial,
+            c.subject,
+            c.not_after,
+            if c.installed.is_some() {
+                "installed"
+            } else {
+                "-"
+            }
+        )),
+    }
+    if format == Format::Json {
+        writeln!(out, "]")?;
+    }
+    out.flush()?;
+    Ok(())
+}
