@@ -1,0 +1,131 @@
+//! One import job on the blocking thread: claim a dropped file (or take
+//! over one a crash left in `.work/`), import it or refuse it, and move it
+//! on beside its reports.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use super::folders::Job;
+use crate::config::Config;
+use crate::infra::metrics::Metrics;
+use crate::sources::import::{self, FileOutcome, ImportError, ReportFiles};
+use crate::sources::inbox::{self, Folder, Recovery};
+use idsync_store::reconcile::Reconciler;
+
+/// What an import job needs, owned, for the blocking thread.
+pub(super) struct JobContext {
+    pub(super) cfg: Arc<Config>,
+    pub(super) root: PathBuf,
+    pub(super) rec: Arc<Reconciler>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) stop: Arc<AtomicBool>,
+}
+
+impl JobContext {
+    pub(super) fn run(&self, job: Job) -> Result<()> {
+        match job {
+            Job::Dropped { folder, path } => {
+                if !path.exists() && std::fs::symlink_metadata(&path).is_err() {
+                    return Ok(()); // gone before its turn
+                }
+                let refusal = inbox::refusal(&path);
+                let claimed = inbox::claim(&self.root, &folder, &path)
+                    .with_context(|| format!("claiming {}", path.display()))?;
+                match refusal {
+                    Some(reason) => self.refuse(&folder, &claimed, reason),
+                    None => self.import(&folder, &claimed),
+                }
+            }
+            Job::Recovered {
+                folder,
+                recovery: Recovery::Import(claimed),
+            } => self.import(&folder, &claimed),
+            Job::Recovered {
+                folder,
+                recovery:
+                    Recovery::Finish {
+                        claimed,
+                        rejected,
+                        digest,
+                    },
+            } => {
+                if let Some(digest) = digest {
+                    import::forget_progress(&self.rec, &digest)?;
+                }
+                inbox::finish(&self.root, &folder, &claimed, rejected)?;
+                tracing::info!(file = %claimed.display(), "finished a file interrupted after its import");
+                Ok(())
+            }
+        }
+    }
+
+    fn refuse(&self, folder: &Folder, claimed: &Path, reason: String) -> Result<()> {
+        let opts = self.cfg.folder_import_options(folder.kind, &folder.name);
+        let report = ReportFiles::beside(claimed);
+        let started = Instant::now();
+        let result = import::refuse(
+            claimed,
+            &opts,
+            reason.clone(),
+            &self.cfg.imports_dir(),
+            &report,
+        )?;
+        let dest = inbox::finish(&self.root, folder, claimed, true)?;
+        self.metrics
+            .record_file(FileOutcome::Rejected, &result.summary, started.elapsed());
+        tracing::warn!(file = %dest.display(), folder = %folder.name, "file refused: {reason}");
+        Ok(())
+    }
+
+    fn import(&self, folder: &Folder, claimed: &Path) -> Result<()> {
+        let mut opts = self.cfg.folder_import_options(folder.kind, &folder.name);
+        opts.application = folder.application.clone();
+        opts.stop = Some(Arc::clone(&self.stop));
+        let report = ReportFiles::beside(claimed);
+        let started = Instant::now();
+        match import::import_file(
+            &self.rec,
+            claimed,
+            &opts,
+            &self.cfg.imports_dir(),
+            &report,
+            &mut |_| {},
+        ) {
+            Ok(result) => {
+                let rejected = result.outcome == FileOutcome::Rejected;
+                let dest = inbox::finish(&self.root, folder, claimed, rejected)?;
+                let took = started.elapsed();
+                self.metrics
+                    .record_file(result.outcome, &result.summary, took);
+                let s = result.summary;
+                tracing::info!(
+                    file = %dest.display(),
+                    folder = %folder.name,
+                    outcome = ?result.outcome,
+                    created = s.created,
+                    updated = s.updated,
+                    unchanged = s.unchanged,
+                    rejected = s.rejected,
+                    ms = took.as_millis() as u64,
+                    error = result.error.as_deref().unwrap_or(""),
+                    "imported"
+                );
+                Ok(())
+            }
+            Err(ImportError::Interrupted(line)) => {
+                tracing::info!(file = %claimed.display(), line, "import interrupted; it resumes at the next start");
+                Ok(())
+            }
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "importing {}; the file stays in .work and is retried at the next start",
+                    claimed.display()
+                )
+            }),
+        }
+    }
+}
