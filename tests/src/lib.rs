@@ -30,10 +30,27 @@ pub fn idsync_bin() -> &'static Path {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         build.args(["build", "--quiet", "-p", "idsync", "--bin", "idsync"]);
-        // Inherited from `cargo test`, it is seen by build scripts that
-        // track it (ring's): they would rerun, and rebuild half the tree
-        // here and again at the next `cargo test`.
-        build.env_remove("CARGO_MANIFEST_DIR");
+        // What `cargo test` sets for this test crate (its manifest dir, its
+        // `CARGO_PKG_*`, …) is seen by build scripts that track it (ring's):
+        // inherited, they would rerun and rebuild half the tree here, and
+        // again at the next `cargo test`. The build gets cargo's own
+        // settings only.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_MANIFEST_")
+                || key.starts_with("CARGO_BIN_")
+                || matches!(
+                    &*key,
+                    "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                )
+            {
+                build.env_remove(&*key);
+            }
+        }
         if release {
             build.arg("--release");
         }
