@@ -1,0 +1,130 @@
+//! The certificate rules: profiles (whose state decides whether the
+//! assets naming them are `active` or `pending`), enrollment requests
+//! (whose status follows a state machine) and certificates.
+
+use idsync_schema::{
+    Asset, AssetState, Certificate, CertificateProfile, EnrollmentRequest, Meta, ProfileSettings,
+    ProfileState, Rule, Violation,
+};
+use uuid::Uuid;
+
+use super::{Outcome, Tx, WriteError};
+use crate::keys::{self, Index};
+use crate::StoreError;
+
+impl Tx<'_> {
+    /// The profile named `name` (any case), as this transaction sees it.
+    pub fn profile(&self, name: &str) -> Result<Option<CertificateProfile>, StoreError> {
+        self.find(Index::ProfileName, name)
+    }
+
+    /// Whether profile `name` exists and is active.
+    pub(super) fn profile_is_usable(&self, name: Option<&str>) -> Result<bool, StoreError> {
+        let Some(name) = name else { return Ok(false) };
+        let Some(id) = self.lookup(Index::ProfileName, name)? else {
+            return Ok(false);
+        };
+        Ok(self
+            .load::<CertificateProfile>(id)?
+            .is_some_and(|p| p.state == ProfileState::Active))
+    }
+
+    /// Create or update a certificate profile, then move the assets that
+    /// name it between `pending` and `active`.
+    pub fn upsert_profile(&mut self, settings: &ProfileSettings) -> Result<Outcome, WriteError> {
+        if let Err(e) = settings.check() {
+            return Err(Violation::new(
+                "profile",
+                &settings.name,
+                Rule::Profile {
+                    reason: e.to_string(),
+                },
+            )
+            .into());
+        }
+        let existing = self.profile(&settings.name)?;
+        let mut profile = existing.clone().unwrap_or_else(|| CertificateProfile {
+            id: Uuid::now_v7(),
+            settings: settings.clone(),
+            source: self.source,
+            meta: Meta::new(self.now),
+        });
+        profile.settings = settings.clone();
+        profile.source = self.source;
+        let outcome = self.write(existing.as_ref(), profile)?;
+        let was_usable = existing.is_some_and(|p| p.state == ProfileState::Active);
+        let usable = settings.state == ProfileState::Active;
+        if was_usable != usable {
+            self.set_state_of_assets(&settings.name, usable)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Delete profile `name`; the assets naming it become `pending`. False
+    /// when there is none.
+    pub fn delete_profile(&mut self, name: &str) -> Result<bool, WriteError> {
+        let Some(profile) = self.profile(name)? else {
+            return Ok(false);
+        };
+        self.remove(&profile);
+        self.set_state_of_assets(&profile.name, false)?;
+        Ok(true)
+    }
+
+    /// Move the assets that name profile `name` to `active` (`usable`) or
+    /// `pending`.
+    fn set_state_of_assets(&mut self, name: &str, usable: bool) -> Result<(), StoreError> {
+        let state = if usable {
+            AssetState::Active
+        } else {
+            AssetState::Pending
+        };
+        for key in self.keys_under(&keys::assets_of_profile_prefix(name))? {
+            let Some(asset_id) = keys::trailing_id(&key) else {
+                continue;
+            };
+            let Some(asset) = self.load::<Asset>(asset_id)? else {
+                continue;
+            };
+            let mut new = asset.clone();
+            new.state = state;
+            self.write(Some(&asset), new)?;
+        }
+        Ok(())
+    }
+
+    /// The enrollment request with `id`, as this transaction sees it.
+    pub fn request(&self, id: Uuid) -> Result<Option<EnrollmentRequest>, StoreError> {
+        self.load(id)
+    }
+
+    /// The certificate with `id`, as this transaction sees it.
+    pub fn certificate(&self, id: Uuid) -> Result<Option<Certificate>, StoreError> {
+        self.load(id)
+    }
+
+    /// Store a new or changed enrollment request. A status change must be
+    /// one the state machine allows ([`idsync_schema::RequestStatus::may_become`]).
+    pub fn put_request(&mut self, new: EnrollmentRequest) -> Result<Outcome, WriteError> {
+        let old = self.load::<EnrollmentRequest>(new.id)?;
+        if let Some(old) = &old {
+            if old.status != new.status && !old.status.may_become(new.status) {
+                return Err(Violation::new(
+                    "status",
+                    new.status.as_str(),
+                    Rule::Transition {
+                        from: old.status.as_str().to_owned(),
+                    },
+                )
+                .into());
+            }
+        }
+        Ok(self.write(old.as_ref(), new)?)
+    }
+
+    /// Store a new or changed certificate.
+    pub fn put_certificate(&mut self, new: Certificate) -> Result<Outcome, WriteError> {
+        let old = self.load::<Certificate>(new.id)?;
+        Ok(self.write(old.as_ref(), new)?)
+    }
+}

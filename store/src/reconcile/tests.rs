@@ -1,0 +1,496 @@
+//! Unit tests of the reconciler against a real redb store in a tempdir:
+//! what each rule writes (objects, indexes, memberships, events) and, as
+//! much, what it must not.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use idsync_schema::{Field, Group, GroupInput, Kind, Rule, Source, Status, User, UserInput};
+use uuid::Uuid;
+
+use super::*;
+use crate::keys::Index;
+use crate::{Actor, ChangeEvent, EngineKind, EngineOptions, Operation, Store};
+
+fn reconciler(dir: &std::path::Path) -> Reconciler {
+    let store = Arc::new(Store::open(EngineKind::Redb, dir, &EngineOptions::default()).unwrap());
+    Reconciler::new(store, Settings::default()).unwrap()
+}
+
+fn row(first: &str, groups: &[&str]) -> UserInput {
+    let mut u = UserInput::new(Status::Active, "Ann@x.org", "Lee");
+    u.first_name = Field::Set(first.into());
+    if !groups.is_empty() {
+        u.groups = Field::Set(groups.iter().map(|g| g.to_string()).collect());
+    }
+    u
+}
+
+/// A reconciler over a new store; keep the directory while it is used.
+fn fresh() -> (tempfile::TempDir, Reconciler) {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = reconciler(dir.path());
+    (dir, rec)
+}
+
+/// One CSV upsert in its own committed transaction.
+fn import(rec: &Reconciler, input: UserInput, how: &UserWrite) -> Outcome {
+    let mut tx = rec.begin(Source::Csv, Actor::default());
+    let out = tx.upsert_user(input, how).unwrap();
+    tx.commit().unwrap();
+    out
+}
+
+fn unchanged(o: &Outcome) -> bool {
+    matches!(o, Outcome::Unchanged(_))
+}
+
+/// The digest short cut of an unchanged row gives what reading the user
+/// would: unchanged only while the last write was this very input.
+#[test]
+fn a_repeated_row_is_unchanged_until_something_else_writes_the_user() {
+    let (_dir, rec) = fresh();
+    let how = UserWrite::default();
+    let mut tx = rec.begin(Source::Csv, Actor::default());
+    tx.upsert_group(GroupInput::new("staff")).unwrap();
+    tx.commit().unwrap();
+
+    let id = import(&rec, row("Ann", &["staff"]), &how).id();
+    let head = rec.store().head().unwrap();
+    assert!(unchanged(&import(&rec, row("Ann", &["staff"]), &how)));
+    assert_eq!(rec.store().head().unwrap(), head, "a no-op writes nothing");
+
+    // Another source changes a field the row sets: the row restores it.
+    let mut tx = rec.begin(Source::Scim, Actor::default());
+    let existing = tx.user(id).unwrap().unwrap();
+    tx.update_user(existing, row("Annie", &["staff"]), &how)
+        .unwrap();
+    tx.commit().unwrap();
+    let again = import(&rec, row("Ann", &["staff"]), &how);
+    assert!(
+        matches!(&again, Outcome::Updated(_, f) if f == &["firstName", "source"]),
+        "{again:?}"
+    );
+    assert!(unchanged(&import(&rec, row("Ann", &["staff"]), &how)));
+
+    // A folder option that changes the result is part of the input.
+    let inactive = UserWrite {
+        end_state: Some(Status::Inactive),
+        ..UserWrite::default()
+    };
+    assert!(!unchanged(&import(&rec, row("Ann", &["staff"]), &inactive)));
+    assert!(!unchanged(&import(&rec, row("Ann", &["staff"]), &how)));
+
+    // The group is deleted: the user loses it, and the row, naming a
+    // group that no longer exists, is refused as before; a row without
+    // groups finds nothing to change.
+    let mut tx = rec.begin(Source::Api, Actor::default());
+    let staff = tx.lookup(Index::GroupName, "staff").unwrap().unwrap();
+    tx.delete_group(staff).unwrap();
+    tx.commit().unwrap();
+    let mut tx = rec.begin(Source::Csv, Actor::default());
+    assert!(tx.upsert_user(row("Ann", &["staff"]), &how).is_err());
+    drop(tx);
+    assert!(unchanged(&import(&rec, row("Ann", &[]), &how)));
+    assert!(rec
+        .store()
+        .object::<User>(Kind::User, id)
+        .unwrap()
+        .unwrap()
+        .groups
+        .is_empty());
+
+    // The mail's entry still finds the user, digest or not.
+    assert_eq!(
+        rec.store().lookup(Index::UserMail, "ann@x.org").unwrap(),
+        Some(id)
+    );
+}
+
+// ---- helpers of the tests below ----
+
+/// Run `f` in one transaction of `rec` and commit it; `f`'s result.
+fn in_tx<T>(rec: &Reconciler, f: impl FnOnce(&mut Tx<'_>) -> T) -> T {
+    let mut tx = rec.begin(Source::Api, Actor::default());
+    let out = f(&mut tx);
+    tx.commit().unwrap();
+    out
+}
+
+/// A user with only what is mandatory stated.
+fn person(mail: &str) -> UserInput {
+    UserInput::new(Status::Active, mail, "Lee")
+}
+
+/// Create user `mail` in groups `groups`; its id.
+fn add_user(rec: &Reconciler, mail: &str, groups: &[&str]) -> Uuid {
+    let mut input = person(mail);
+    if !groups.is_empty() {
+        input.groups = Field::Set(groups.iter().map(|g| g.to_string()).collect());
+    }
+    in_tx(rec, |tx| tx.create_user(input, &UserWrite::default()))
+        .unwrap()
+        .id()
+}
+
+/// Create group `name`; its id.
+fn add_group(rec: &Reconciler, name: &str) -> Uuid {
+    in_tx(rec, |tx| tx.create_group(GroupInput::new(name)))
+        .unwrap()
+        .id()
+}
+
+fn stored_user(rec: &Reconciler, id: Uuid) -> Option<User> {
+    rec.store().object::<User>(Kind::User, id).unwrap()
+}
+
+fn stored_group(rec: &Reconciler, id: Uuid) -> Option<Group> {
+    rec.store().object::<Group>(Kind::Group, id).unwrap()
+}
+
+/// The change events after `after`, in order.
+fn events_after(rec: &Reconciler, after: u64) -> Vec<ChangeEvent> {
+    let mut events = rec.store().changes(after, 1000).unwrap();
+    events.retain(|e| e.seq > after);
+    events
+}
+
+/// The one change event after `after`.
+fn only_event_after(rec: &Reconciler, after: u64) -> ChangeEvent {
+    let mut events = events_after(rec, after);
+    assert_eq!(events.len(), 1, "{events:?}");
+    events.remove(0)
+}
+
+fn members(rec: &Reconciler, group: Uuid) -> BTreeSet<Uuid> {
+    rec.store().members(group).unwrap().into_iter().collect()
+}
+
+/// Asserts `result` is a refusal of `attribute` by `rule`.
+fn assert_refused(result: Result<Outcome, WriteError>, attribute: &str, rule: Rule) {
+    match result {
+        Err(WriteError::Rejected(v)) => {
+            assert_eq!((v.attribute.as_str(), v.rule), (attribute, rule))
+        }
+        other => panic!("expected {attribute} refused, got {other:?}"),
+    }
+}
+
+// ---- create conflicts ----
+
+#[test]
+fn create_user_with_a_used_mail_login_or_external_id_is_refused_and_writes_nothing() {
+    let (_dir, rec) = fresh();
+    let mut ann = person("ann@x.org");
+    ann.login_name = Field::Set("ann".into());
+    ann.external_id = Field::Set("e-1".into());
+    in_tx(&rec, |tx| tx.create_user(ann, &UserWrite::default())).unwrap();
+    let head = rec.store().head().unwrap();
+
+    let mut same_mail = person("ANN@x.org");
+    same_mail.login_name = Field::Set("bob".into());
+    let mut same_login = person("bob@x.org");
+    same_login.login_name = Field::Set("Ann".into());
+    let mut same_ext = person("bob@x.org");
+    same_ext.external_id = Field::Set("e-1".into());
+    for (input, attribute) in [
+        (same_mail, "mail"),
+        (same_login, "loginName"),
+        (same_ext, "externalId"),
+    ] {
+        let mut tx = rec.begin(Source::Scim, Actor::default());
+        assert_refused(
+            tx.create_user(input, &UserWrite::default()),
+            attribute,
+            Rule::NotUnique,
+        );
+        assert_eq!((tx.queued_writes(), tx.pending_events()), (0, 0));
+        assert_eq!(tx.commit().unwrap().events, 0);
+    }
+    assert_eq!(rec.store().head().unwrap(), head, "no event");
+    assert_eq!(rec.store().count(Kind::User).unwrap(), 1);
+    assert_eq!(
+        rec.store().lookup(Index::UserMail, "bob@x.org").unwrap(),
+        None
+    );
+    assert_eq!(rec.store().lookup(Index::UserLogin, "bob").unwrap(), None);
+}
+
+#[test]
+fn create_group_with_a_used_display_name_or_external_id_is_refused_and_writes_nothing() {
+    let (_dir, rec) = fresh();
+    let mut staff = GroupInput::new("staff");
+    staff.external_id = Field::Set("g-1".into());
+    in_tx(&rec, |tx| tx.create_group(staff)).unwrap();
+    let head = rec.store().head().unwrap();
+
+    let mut same_ext = GroupInput::new("other");
+    same_ext.external_id = Field::Set("g-1".into());
+    for (input, attribute) in [
+        (GroupInput::new("Staff"), "displayName"),
+        (same_ext, "externalId"),
+    ] {
+        let mut tx = rec.begin(Source::Scim, Actor::default());
+        assert_refused(tx.create_group(input), attribute, Rule::NotUnique);
+        assert_eq!((tx.queued_writes(), tx.pending_events()), (0, 0));
+        tx.commit().unwrap();
+    }
+    assert_eq!(rec.store().head().unwrap(), head, "no event");
+    assert_eq!(rec.store().count(Kind::Group).unwrap(), 1);
+    assert_eq!(rec.store().lookup(Index::GroupName, "other").unwrap(), None);
+}
+
+// ---- renames and no-ops ----
+
+#[test]
+fn update_user_with_a_new_mail_moves_the_mail_index() {
+    let (_dir, rec) = fresh();
+    let id = add_user(&rec, "ann@x.org", &[]);
+    let head = rec.store().head().unwrap();
+
+    let out = in_tx(&rec, |tx| {
+        let existing = tx.user(id).unwrap().unwrap();
+        tx.update_user(existing, person("anne@x.org"), &UserWrite::default())
+    })
+    .unwrap();
+    assert_eq!(out, Outcome::Updated(id, vec!["mail".to_string()]));
+
+    let store = rec.store();
+    assert_eq!(store.lookup(Index::UserMail, "ann@x.org").unwrap(), None);
+    assert_eq!(
+        store.lookup(Index::UserMail, "anne@x.org").unwrap(),
+        Some(id)
+    );
+    let user = stored_user(&rec, id).unwrap();
+    assert_eq!((user.mail.as_str(), user.meta.version), ("anne@x.org", 2));
+    let e = only_event_after(&rec, head);
+    assert_eq!(
+        (e.kind, e.id, e.operation, e.version),
+        (Kind::User, id, Operation::Updated, 2)
+    );
+    assert_eq!(e.changed, ["mail"]);
+    // The old mail is free for another user.
+    let other = add_user(&rec, "ann@x.org", &[]);
+    assert_ne!(other, id);
+}
+
+#[test]
+fn an_upsert_or_update_that_changes_nothing_writes_nothing() {
+    let (_dir, rec) = fresh();
+    let gid = add_group(&rec, "staff");
+    let uid = add_user(&rec, "ann@x.org", &["staff"]);
+    let head = rec.store().head().unwrap();
+    let group_before = stored_group(&rec, gid).unwrap();
+    let user_before = stored_user(&rec, uid).unwrap();
+
+    let mut tx = rec.begin(Source::Api, Actor::default());
+    // No digest to short-cut these: the objects are compared.
+    assert_eq!(
+        tx.upsert_group(GroupInput::new("staff")).unwrap(),
+        Outcome::Unchanged(gid)
+    );
+    let existing = tx.user(uid).unwrap().unwrap();
+    let mut same = person("ann@x.org");
+    same.groups = Field::Set(vec!["staff".into()]);
+    assert_eq!(
+        tx.update_user(existing, same, &UserWrite::default())
+            .unwrap(),
+        Outcome::Unchanged(uid)
+    );
+    assert_eq!((tx.queued_writes(), tx.pending_events()), (0, 0));
+    assert_eq!(tx.commit().unwrap(), Committed { events: 0, head });
+
+    assert_eq!(rec.store().head().unwrap(), head);
+    assert_eq!(stored_group(&rec, gid).unwrap(), group_before);
+    assert_eq!(stored_user(&rec, uid).unwrap(), user_before);
+}
+
+// ---- deletes ----
+
+#[test]
+fn delete_user_removes_the_object_its_indexes_and_memberships() {
+    let (_dir, rec) = fresh();
+    let gid = add_group(&rec, "staff");
+    let mut ann = person("ann@x.org");
+    ann.login_name = Field::Set("ann".into());
+    ann.external_id = Field::Set("e-1".into());
+    ann.groups = Field::Set(vec!["staff".into()]);
+    let id = in_tx(&rec, |tx| tx.create_user(ann, &UserWrite::default()))
+        .unwrap()
+        .id();
+    assert_eq!(members(&rec, gid), BTreeSet::from([id]));
+    let head = rec.store().head().unwrap();
+
+    assert!(in_tx(&rec, |tx| tx.delete_user(id)).unwrap());
+
+    let store = rec.store();
+    assert!(stored_user(&rec, id).is_none());
+    assert_eq!(store.lookup(Index::UserMail, "ann@x.org").unwrap(), None);
+    assert_eq!(store.lookup(Index::UserLogin, "ann").unwrap(), None);
+    assert_eq!(store.lookup(Index::UserExternalId, "e-1").unwrap(), None);
+    assert!(members(&rec, gid).is_empty());
+    let e = only_event_after(&rec, head);
+    assert_eq!(
+        (e.kind, e.id, e.operation, e.version),
+        (Kind::User, id, Operation::Deleted, 2)
+    );
+
+    // Nothing left to delete: nothing happens.
+    assert!(!in_tx(&rec, |tx| tx.delete_user(id)).unwrap());
+    assert_eq!(rec.store().head().unwrap(), head + 1);
+}
+
+#[test]
+fn delete_group_with_members_lets_them_leave_first() {
+    let (_dir, rec) = fresh();
+    let staff = add_group(&rec, "staff");
+    add_group(&rec, "ops");
+    let ann = add_user(&rec, "ann@x.org", &["staff", "ops"]);
+    let bob = add_user(&rec, "bob@x.org", &["staff"]);
+    let head = rec.store().head().unwrap();
+
+    assert!(in_tx(&rec, |tx| tx.delete_group(staff)).unwrap());
+
+    assert!(stored_group(&rec, staff).is_none());
+    assert_eq!(rec.store().lookup(Index::GroupName, "staff").unwrap(), None);
+    assert!(members(&rec, staff).is_empty());
+    let ops = rec
+        .store()
+        .lookup(Index::GroupName, "ops")
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored_user(&rec, ann).unwrap().groups, [ops]);
+    assert!(stored_user(&rec, bob).unwrap().groups.is_empty());
+    assert_eq!(members(&rec, ops), BTreeSet::from([ann]));
+
+    // The members' events first, then the group's.
+    let events = events_after(&rec, head);
+    assert_eq!(events.len(), 3);
+    let (left, deleted) = events.split_at(2);
+    assert_eq!(
+        left.iter().map(|e| e.id).collect::<BTreeSet<_>>(),
+        BTreeSet::from([ann, bob])
+    );
+    assert!(left
+        .iter()
+        .all(|e| e.operation == Operation::Updated && e.changed == ["groups"]));
+    assert_eq!(
+        (deleted[0].id, deleted[0].operation),
+        (staff, Operation::Deleted)
+    );
+}
+
+// ---- change_members ----
+
+#[test]
+fn change_members_adds_and_removes_only_the_users_named() {
+    let (_dir, rec) = fresh();
+    let gid = add_group(&rec, "staff");
+    let ann = add_user(&rec, "ann@x.org", &["staff"]);
+    let bob = add_user(&rec, "bob@x.org", &["staff"]);
+    let carl = add_user(&rec, "carl@x.org", &[]);
+    let ann_before = stored_user(&rec, ann).unwrap();
+    let group_before = stored_group(&rec, gid).unwrap();
+    let head = rec.store().head().unwrap();
+
+    let changed = in_tx(&rec, |tx| {
+        let group = tx.group(gid).unwrap().unwrap();
+        tx.change_members(&group, &[carl], &[bob])
+    })
+    .unwrap();
+
+    assert!(changed);
+    assert_eq!(members(&rec, gid), BTreeSet::from([ann, carl]));
+    assert_eq!(stored_user(&rec, carl).unwrap().groups, [gid]);
+    assert!(stored_user(&rec, bob).unwrap().groups.is_empty());
+    assert_eq!(
+        stored_user(&rec, ann).unwrap(),
+        ann_before,
+        "others untouched"
+    );
+    let group = stored_group(&rec, gid).unwrap();
+    assert_eq!(group.meta.version, group_before.meta.version + 1);
+    let events = events_after(&rec, head);
+    let summary: Vec<_> = events.iter().map(|e| (e.id, e.operation)).collect();
+    assert_eq!(
+        summary,
+        [
+            (carl, Operation::Updated),
+            (bob, Operation::Updated),
+            (gid, Operation::Updated)
+        ]
+    );
+    assert_eq!(events[2].changed, ["members"]);
+    assert_eq!(events[2].version, group.meta.version);
+
+    // Adding a member again changes nothing.
+    let again = in_tx(&rec, |tx| {
+        let group = tx.group(gid).unwrap().unwrap();
+        tx.change_members(&group, &[ann], &[])
+    })
+    .unwrap();
+    assert!(!again);
+    assert_eq!(rec.store().head().unwrap(), head + 3);
+}
+
+#[test]
+fn change_members_refuses_an_unknown_user_before_queuing_anything() {
+    let (_dir, rec) = fresh();
+    let gid = add_group(&rec, "staff");
+    let ann = add_user(&rec, "ann@x.org", &["staff"]);
+    let carl = add_user(&rec, "carl@x.org", &[]);
+    let head = rec.store().head().unwrap();
+
+    let mut tx = rec.begin(Source::Scim, Actor::default());
+    let group = tx.group(gid).unwrap().unwrap();
+    let unknown = Uuid::now_v7();
+    let result = tx
+        .change_members(&group, &[carl, unknown], &[ann])
+        .map(|_| Outcome::Unchanged(gid));
+    assert_refused(result, "members", Rule::UnknownMember);
+    assert_eq!((tx.queued_writes(), tx.pending_events()), (0, 0));
+    tx.commit().unwrap();
+
+    assert_eq!(rec.store().head().unwrap(), head);
+    assert_eq!(members(&rec, gid), BTreeSet::from([ann]));
+}
+
+// ---- savepoints ----
+
+#[test]
+fn rolling_back_to_a_savepoint_keeps_the_change_log_gap_free() {
+    let (_dir, rec) = fresh();
+    let head = rec.store().head().unwrap();
+
+    let mut tx = rec.begin(Source::Api, Actor::default());
+    let a = tx.create_group(GroupInput::new("a")).unwrap().id();
+    let sp = tx.savepoint();
+    tx.create_group(GroupInput::new("b")).unwrap();
+    let group_a = tx.group(a).unwrap().unwrap();
+    let mut renamed = GroupInput::new("a2");
+    renamed.description = Field::Set("changed".into());
+    tx.update_group(group_a, renamed).unwrap();
+    assert_eq!(tx.pending_events(), 3);
+    tx.rollback_to(sp);
+    assert_eq!(tx.pending_events(), 1);
+    let c = tx.create_group(GroupInput::new("c")).unwrap().id();
+    assert_eq!(
+        tx.commit().unwrap(),
+        Committed {
+            events: 2,
+            head: head + 2
+        }
+    );
+
+    let events = events_after(&rec, head);
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [head + 1, head + 2], "no gap where b was");
+    assert_eq!((events[0].id, events[1].id), (a, c));
+    let store = rec.store();
+    assert_eq!(store.lookup(Index::GroupName, "b").unwrap(), None);
+    assert_eq!(store.lookup(Index::GroupName, "a2").unwrap(), None);
+    assert_eq!(store.lookup(Index::GroupName, "a").unwrap(), Some(a));
+    let a_stored = stored_group(&rec, a).unwrap();
+    assert_eq!((a_stored.meta.version, a_stored.description), (1, None));
+    assert_eq!(store.count(Kind::Group).unwrap(), 2);
+}
