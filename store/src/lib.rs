@@ -67,7 +67,7 @@ use uuid::Uuid;
 
 pub use changelog::{Actor, ChangeEvent};
 use engine::Engine;
-pub use engine::{EngineError, EngineKind, EngineOptions};
+pub use engine::{EngineError, EngineKind, EngineOptions, Entry};
 pub use idsync_schema::Operation;
 use keys::Index;
 
@@ -218,7 +218,7 @@ impl Store {
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<Entry>, StoreError> {
         Ok(self.engine.scan_prefix(prefix, after, limit)?)
     }
 
