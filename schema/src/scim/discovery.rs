@@ -77,243 +77,226 @@ pub fn resource_types(cfg: &Advertised) -> Vec<Value> {
     ]
 }
 
-/// One attribute definition (RFC 7643 §7).
-fn attr(
-    name: &str,
-    kind: &str,
-    multi: bool,
-    required: bool,
-    case_exact: bool,
-    mutability: &str,
-    uniqueness: &str,
-) -> Value {
-    json!({
-        "name": name,
-        "type": kind,
-        "multiValued": multi,
-        "description": name,
-        "required": required,
-        "caseExact": case_exact,
-        "mutability": mutability,
-        "returned": "default",
-        "uniqueness": uniqueness,
-    })
+/// One attribute definition (RFC 7643 §7). Most of idsync's attributes are
+/// optional, single-valued, case-insensitive, read-write strings, so a
+/// definition starts there and names only what differs.
+struct Attr(Value);
+
+impl Attr {
+    fn new(name: &str) -> Self {
+        Attr(json!({
+            "name": name,
+            "type": "string",
+            "multiValued": false,
+            "description": name,
+            "required": false,
+            "caseExact": false,
+            "mutability": "readWrite",
+            "returned": "default",
+            "uniqueness": "none",
+        }))
+    }
+
+    /// A complex attribute made of `subs`.
+    fn complex(name: &str, subs: Vec<Attr>) -> Self {
+        let mut a = Attr::new(name).set("type", "complex");
+        a.0["subAttributes"] = subs.into_iter().map(|s| s.0).collect();
+        a
+    }
+
+    fn set(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.0[key] = value.into();
+        self
+    }
+
+    fn boolean(self) -> Self {
+        self.set("type", "boolean")
+    }
+
+    fn reference(self) -> Self {
+        self.set("type", "reference")
+    }
+
+    fn multi(self) -> Self {
+        self.set("multiValued", true)
+    }
+
+    fn required(self) -> Self {
+        self.set("required", true)
+    }
+
+    fn case_exact(self) -> Self {
+        self.set("caseExact", true)
+    }
+
+    fn read_only(self) -> Self {
+        self.set("mutability", "readOnly")
+    }
+
+    fn immutable(self) -> Self {
+        self.set("mutability", "immutable")
+    }
+
+    /// Unique across the server (RFC 7643 §2.2 `uniqueness`).
+    fn unique(self) -> Self {
+        self.set("uniqueness", "server")
+    }
+
+    fn described(self, description: &str) -> Self {
+        self.set("description", description)
+    }
 }
 
-fn s(name: &str) -> Value {
-    attr(name, "string", false, false, false, "readWrite", "none")
+/// Attributes that are plain strings, the common case.
+fn strings(names: &[&str]) -> Vec<Attr> {
+    names.iter().map(|n| Attr::new(n)).collect()
 }
 
-fn ro(name: &str) -> Value {
-    attr(name, "string", false, false, false, "readOnly", "none")
+/// A user's `groups` and a group's `members`: references to other resources.
+fn references(name: &str) -> Attr {
+    Attr::complex(
+        name,
+        vec![
+            Attr::new("value").case_exact().immutable(),
+            Attr::new("$ref").reference().case_exact().immutable(),
+            Attr::new("display").read_only(),
+            Attr::new("type").immutable(),
+        ],
+    )
+    .multi()
 }
 
-fn complex(name: &str, multi: bool, mutability: &str, subs: Vec<Value>) -> Value {
-    let mut a = attr(name, "complex", multi, false, false, mutability, "none");
-    a["subAttributes"] = Value::Array(subs);
-    a
+/// `externalId`, the same on users and groups.
+fn external_id() -> Attr {
+    Attr::new("externalId")
+        .case_exact()
+        .unique()
+        .described("the identity provider's id")
 }
 
-fn schema(cfg: &Advertised, id: &str, name: &str, attributes: Vec<Value>) -> Value {
+fn schema(cfg: &Advertised, id: &str, name: &str, attributes: Vec<Attr>) -> Value {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
         "id": id,
         "name": name,
         "description": name,
-        "attributes": attributes,
+        "attributes": attributes.into_iter().map(|a| a.0).collect::<Vec<_>>(),
         "meta": {"resourceType": "Schema", "location": format!("{}/Schemas/{id}", cfg.base_path)},
     })
 }
 
-/// Every schema.
+fn user_schema(cfg: &Advertised) -> Value {
+    let name = Attr::complex(
+        "name",
+        vec![Attr::new("givenName"), Attr::new("familyName").required()],
+    );
+    let emails = Attr::complex(
+        "emails",
+        vec![
+            Attr::new("value").required().unique(),
+            Attr::new("type"),
+            Attr::new("primary").boolean(),
+        ],
+    )
+    .multi();
+    let attributes = vec![
+        Attr::new("userName")
+            .required()
+            .unique()
+            .described("idsync's loginName"),
+        external_id(),
+        name,
+        Attr::new("displayName"),
+        Attr::new("active").boolean(),
+        Attr::new("preferredLanguage"),
+        Attr::new("locale"),
+        emails,
+        references("groups").read_only(),
+    ];
+    schema(cfg, USER_SCHEMA, "User", attributes)
+}
+
+fn enterprise_user_schema(cfg: &Advertised) -> Value {
+    let mut attributes = strings(&[
+        "employeeNumber",
+        "costCenter",
+        "organization",
+        "division",
+        "department",
+    ]);
+    attributes.push(Attr::complex(
+        "manager",
+        vec![
+            Attr::new("value"),
+            Attr::new("$ref"),
+            Attr::new("displayName").read_only(),
+        ],
+    ));
+    schema(cfg, ENTERPRISE_SCHEMA, "EnterpriseUser", attributes)
+}
+
+fn idsync_user_schema(cfg: &Advertised) -> Value {
+    let mut attributes = strings(&[
+        "validFrom",
+        "validTo",
+        "spCustomAttribute1",
+        "spCustomAttribute2",
+        "spCustomAttribute3",
+        "spCustomAttribute4",
+        "spCustomAttribute5",
+    ]);
+    attributes.extend([
+        Attr::new("roles").multi().read_only(),
+        Attr::new("applications").multi().read_only(),
+        Attr::new("source").read_only(),
+        Attr::new("activationMail").read_only(),
+    ]);
+    schema(cfg, IDSYNC_USER_SCHEMA, "IdsyncUser", attributes)
+}
+
+fn group_schema(cfg: &Advertised) -> Value {
+    let attributes = vec![
+        Attr::new("displayName").required().unique(),
+        external_id(),
+        references("members"),
+    ];
+    schema(cfg, GROUP_SCHEMA, "Group", attributes)
+}
+
+fn idsync_group_schema(cfg: &Advertised) -> Value {
+    let attributes = vec![Attr::new("description"), Attr::new("source").read_only()];
+    schema(cfg, IDSYNC_GROUP_SCHEMA, "IdsyncGroup", attributes)
+}
+
+fn asset_schema(cfg: &Advertised) -> Value {
+    let mut attributes = vec![Attr::new("name").required().unique()];
+    attributes.extend(strings(&[
+        "description",
+        "type",
+        "owner",
+        "certificateProfile",
+        "organization",
+        "country",
+    ]));
+    attributes.extend([
+        Attr::new("dnsNames").multi(),
+        Attr::new("ipAddresses").multi(),
+        Attr::new("sid"),
+        Attr::new("state").read_only(),
+        Attr::new("source").read_only(),
+    ]);
+    schema(cfg, ASSET_SCHEMA, "Asset", attributes)
+}
+
+/// Every schema, in the order `/Schemas` lists them.
 pub fn schemas(cfg: &Advertised) -> Vec<Value> {
-    let reference = |name: &str, multi: bool, mutability: &str| {
-        complex(
-            name,
-            multi,
-            mutability,
-            vec![
-                attr("value", "string", false, false, true, "immutable", "none"),
-                attr("$ref", "reference", false, false, true, "immutable", "none"),
-                attr("display", "string", false, false, false, "readOnly", "none"),
-                attr("type", "string", false, false, false, "immutable", "none"),
-            ],
-        )
-    };
-    let mut user_name = attr(
-        "userName",
-        "string",
-        false,
-        true,
-        false,
-        "readWrite",
-        "server",
-    );
-    user_name["description"] = json!("idsync's loginName");
-    let mut external = attr(
-        "externalId",
-        "string",
-        false,
-        false,
-        true,
-        "readWrite",
-        "server",
-    );
-    external["description"] = json!("the identity provider's id");
     vec![
-        schema(
-            cfg,
-            USER_SCHEMA,
-            "User",
-            vec![
-                user_name,
-                external.clone(),
-                complex(
-                    "name",
-                    false,
-                    "readWrite",
-                    vec![s("givenName"), {
-                        let mut f = s("familyName");
-                        f["required"] = json!(true);
-                        f
-                    }],
-                ),
-                s("displayName"),
-                attr(
-                    "active",
-                    "boolean",
-                    false,
-                    false,
-                    false,
-                    "readWrite",
-                    "none",
-                ),
-                s("preferredLanguage"),
-                s("locale"),
-                complex(
-                    "emails",
-                    true,
-                    "readWrite",
-                    vec![
-                        attr("value", "string", false, true, false, "readWrite", "server"),
-                        s("type"),
-                        attr(
-                            "primary",
-                            "boolean",
-                            false,
-                            false,
-                            false,
-                            "readWrite",
-                            "none",
-                        ),
-                    ],
-                ),
-                reference("groups", true, "readOnly"),
-            ],
-        ),
-        schema(
-            cfg,
-            ENTERPRISE_SCHEMA,
-            "EnterpriseUser",
-            vec![
-                s("employeeNumber"),
-                s("costCenter"),
-                s("organization"),
-                s("division"),
-                s("department"),
-                complex(
-                    "manager",
-                    false,
-                    "readWrite",
-                    vec![s("value"), s("$ref"), ro("displayName")],
-                ),
-            ],
-        ),
-        schema(
-            cfg,
-            IDSYNC_USER_SCHEMA,
-            "IdsyncUser",
-            vec![
-                s("validFrom"),
-                s("validTo"),
-                s("spCustomAttribute1"),
-                s("spCustomAttribute2"),
-                s("spCustomAttribute3"),
-                s("spCustomAttribute4"),
-                s("spCustomAttribute5"),
-                attr("roles", "string", true, false, false, "readOnly", "none"),
-                attr(
-                    "applications",
-                    "string",
-                    true,
-                    false,
-                    false,
-                    "readOnly",
-                    "none",
-                ),
-                ro("source"),
-                ro("activationMail"),
-            ],
-        ),
-        schema(
-            cfg,
-            GROUP_SCHEMA,
-            "Group",
-            vec![
-                attr(
-                    "displayName",
-                    "string",
-                    false,
-                    true,
-                    false,
-                    "readWrite",
-                    "server",
-                ),
-                external,
-                reference("members", true, "readWrite"),
-            ],
-        ),
-        schema(
-            cfg,
-            IDSYNC_GROUP_SCHEMA,
-            "IdsyncGroup",
-            vec![s("description"), ro("source")],
-        ),
-        schema(
-            cfg,
-            ASSET_SCHEMA,
-            "Asset",
-            vec![
-                attr("name", "string", false, true, false, "readWrite", "server"),
-                s("description"),
-                s("type"),
-                s("owner"),
-                s("certificateProfile"),
-                s("organization"),
-                s("country"),
-                attr(
-                    "dnsNames",
-                    "string",
-                    true,
-                    false,
-                    false,
-                    "readWrite",
-                    "none",
-                ),
-                attr(
-                    "ipAddresses",
-                    "string",
-                    true,
-                    false,
-                    false,
-                    "readWrite",
-                    "none",
-                ),
-                s("sid"),
-                ro("state"),
-                ro("source"),
-            ],
-        ),
+        user_schema(cfg),
+        enterprise_user_schema(cfg),
+        idsync_user_schema(cfg),
+        group_schema(cfg),
+        idsync_group_schema(cfg),
+        asset_schema(cfg),
     ]
 }
 
