@@ -75,7 +75,8 @@ impl IpRange {
         Ok(IpRange { addr, prefix })
     }
 
-    /// The mask of the prefix over 128 bits (IPv4 uses the low 32).
+    /// The address as a 128-bit number and its width in bits (IPv4 uses
+    /// the low 32), so both families share one arithmetic.
     fn bits(addr: IpAddr) -> (u128, u8) {
         match addr {
             IpAddr::V4(a) => (u32::from(a) as u128, 32),
