@@ -282,87 +282,121 @@ pub fn apply(
     };
     let key = key_ci(obj, &path.attr.attr);
     let value = operation.value.clone();
+    match (&path.filter, &path.attr.sub) {
+        (Some(filter), _) => {
+            let items = multi_valued(obj, key, &path.attr.attr)?;
+            let sub = path.sub_after_filter.as_deref();
+            apply_filtered(items, filter, sub, operation.op, value)
+        }
+        (None, Some(sub)) => apply_to_sub(obj, key, &path.attr.attr, sub, operation.op, value),
+        (None, None) => {
+            apply_to_attribute(obj, key, operation.op, value);
+            Ok(())
+        }
+    }
+}
 
-    let Some(filter) = &path.filter else {
-        match (&path.attr.sub, operation.op) {
-            (None, Op::Add) => match obj.get_mut(&key) {
-                Some(existing) if !existing.is_null() => {
-                    merge_values(existing, value.expect("checked"))
-                }
-                _ => {
-                    obj.insert(key, value.expect("checked"));
-                }
-            },
-            (None, Op::Replace) => {
-                let v = value.expect("checked");
-                match obj.get_mut(&key) {
-                    // Replacing a complex attribute's sub-attributes keeps
-                    // the others (RFC 7644 §3.5.2.3).
-                    Some(existing @ Value::Object(_)) if v.is_object() => merge_values(existing, v),
-                    _ => {
-                        obj.insert(key, v);
-                    }
-                }
+/// `attr`: the whole attribute.
+fn apply_to_attribute(obj: &mut Map<String, Value>, key: String, op: Op, value: Option<Value>) {
+    match op {
+        Op::Add => match obj.get_mut(&key) {
+            Some(existing) if !existing.is_null() => {
+                merge_values(existing, value.expect("checked"))
             }
-            (None, Op::Remove) => match (obj.get_mut(&key), value) {
-                // Entra: remove members with a value array.
-                (Some(Value::Array(items)), Some(Value::Array(gone))) => {
-                    let ids: Vec<&Value> = gone.iter().filter_map(|g| get_ci(g, "value")).collect();
-                    items.retain(|i| !get_ci(i, "value").is_some_and(|v| ids.contains(&v)));
-                }
+            _ => {
+                obj.insert(key, value.expect("checked"));
+            }
+        },
+        Op::Replace => {
+            let v = value.expect("checked");
+            match obj.get_mut(&key) {
+                // Replacing a complex attribute's sub-attributes keeps
+                // the others (RFC 7644 §3.5.2.3).
+                Some(existing @ Value::Object(_)) if v.is_object() => merge_values(existing, v),
                 _ => {
-                    obj.remove(&key);
-                }
-            },
-            (Some(sub), op) => {
-                let parent = obj.entry(key).or_insert_with(|| Value::Object(Map::new()));
-                if let Value::Array(items) = parent {
-                    // `emails.value`: every element.
-                    for item in items.iter_mut().filter_map(Value::as_object_mut) {
-                        let k = key_ci(item, sub);
-                        match op {
-                            Op::Remove => {
-                                item.remove(&k);
-                            }
-                            _ => {
-                                item.insert(k, value.clone().expect("checked"));
-                            }
-                        }
-                    }
-                    return Ok(());
-                }
-                let Some(parent) = parent.as_object_mut() else {
-                    return Err(invalid_path(format!("{} is not complex", path.attr.attr)));
-                };
-                let k = key_ci(parent, sub);
-                match op {
-                    Op::Remove => {
-                        parent.remove(&k);
-                    }
-                    _ => {
-                        parent.insert(k, value.expect("checked"));
-                    }
+                    obj.insert(key, v);
                 }
             }
         }
-        return Ok(());
-    };
+        Op::Remove => match (obj.get_mut(&key), value) {
+            // Entra: remove members with a value array.
+            (Some(Value::Array(items)), Some(Value::Array(gone))) => {
+                let ids: Vec<&Value> = gone.iter().filter_map(|g| get_ci(g, "value")).collect();
+                items.retain(|i| !get_ci(i, "value").is_some_and(|v| ids.contains(&v)));
+            }
+            _ => {
+                obj.remove(&key);
+            }
+        },
+    }
+}
 
-    // attr[filter] or attr[filter].sub
+/// `attr.sub`: one sub-attribute of a complex attribute, or of every
+/// element of a multi-valued one (`emails.value`).
+fn apply_to_sub(
+    obj: &mut Map<String, Value>,
+    key: String,
+    attr: &str,
+    sub: &str,
+    op: Op,
+    value: Option<Value>,
+) -> Result<(), ScimError> {
+    let parent = obj.entry(key).or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Array(items) = parent {
+        for item in items.iter_mut().filter_map(Value::as_object_mut) {
+            set_or_remove(item, sub, op, || value.clone().expect("checked"));
+        }
+        return Ok(());
+    }
+    let Some(parent) = parent.as_object_mut() else {
+        return Err(invalid_path(format!("{attr} is not complex")));
+    };
+    set_or_remove(parent, sub, op, || value.expect("checked"));
+    Ok(())
+}
+
+/// Remove `sub` from `obj`, or set it to `value()` (called only to set).
+fn set_or_remove(obj: &mut Map<String, Value>, sub: &str, op: Op, value: impl FnOnce() -> Value) {
+    let k = key_ci(obj, sub);
+    match op {
+        Op::Remove => {
+            obj.remove(&k);
+        }
+        _ => {
+            obj.insert(k, value());
+        }
+    }
+}
+
+/// The elements of the multi-valued attribute at `key` (created empty when
+/// absent or null), which a value filter selects from.
+fn multi_valued<'o>(
+    obj: &'o mut Map<String, Value>,
+    key: String,
+    attr: &str,
+) -> Result<&'o mut Vec<Value>, ScimError> {
     let items = obj.entry(key).or_insert_with(|| Value::Array(Vec::new()));
     if items.is_null() {
         *items = Value::Array(Vec::new());
     }
-    let Value::Array(items) = items else {
-        return Err(invalid_path(format!(
-            "{} is not multi-valued",
-            path.attr.attr
-        )));
-    };
+    match items {
+        Value::Array(items) => Ok(items),
+        _ => Err(invalid_path(format!("{attr} is not multi-valued"))),
+    }
+}
+
+/// `attr[filter]` or `attr[filter].sub`: the elements the filter matches.
+fn apply_filtered(
+    items: &mut Vec<Value>,
+    filter: &Filter,
+    sub: Option<&str>,
+    op: Op,
+    value: Option<Value>,
+) -> Result<(), ScimError> {
     let matching: Vec<usize> = (0..items.len())
         .filter(|i| filter.matches(&items[*i]))
         .collect();
-    match (operation.op, &path.sub_after_filter) {
+    match (op, sub) {
         (Op::Remove, None) => {
             let mut i = 0;
             items.retain(|_| {
@@ -382,27 +416,13 @@ pub fn apply(
         (_, sub) => {
             let v = value.expect("checked");
             if matching.is_empty() {
-                if operation.op == Op::Replace && sub.is_none() {
+                if op == Op::Replace && sub.is_none() {
                     return Err(ScimError::bad(
                         ScimType::NoTarget,
                         "no value matches the path's filter",
                     ));
                 }
-                // Entra and Okta set `emails[type eq "work"].value` on users
-                // that have no work address yet: make one.
-                let mut element = Map::new();
-                element_from_filter(filter, &mut element);
-                match sub {
-                    Some(s) => {
-                        element.insert(s.clone(), v);
-                    }
-                    None => {
-                        if let Value::Object(o) = v {
-                            element.extend(o);
-                        }
-                    }
-                }
-                items.push(Value::Object(element));
+                items.push(new_element(filter, sub, v));
                 return Ok(());
             }
             for i in matching {
@@ -419,6 +439,25 @@ pub fn apply(
         }
     }
     Ok(())
+}
+
+/// The element an add to `attr[filter]` makes when nothing matches: Entra
+/// and Okta set `emails[type eq "work"].value` on users that have no work
+/// address yet.
+fn new_element(filter: &Filter, sub: Option<&str>, value: Value) -> Value {
+    let mut element = Map::new();
+    element_from_filter(filter, &mut element);
+    match sub {
+        Some(s) => {
+            element.insert(s.to_owned(), value);
+        }
+        None => {
+            if let Value::Object(o) = value {
+                element.extend(o);
+            }
+        }
+    }
+    Value::Object(element)
 }
 
 /// Member changes of a group PATCH, as ids named by `value`.
