@@ -3,9 +3,9 @@
 //! graceful shutdown) and its bearer tokens ([`crate::infra::auth::Auth`]): the
 //! `read` role for queries, `write` for changes.
 //!
-//! It only turns HTTP into a [`handlers::Request`] and a
-//! [`handlers::Response`] back into HTTP; everything SCIM is in
-//! [`handlers`].
+//! It only turns HTTP into a [`routes::Request`] and a
+//! [`routes::Response`] back into HTTP; everything SCIM is behind
+//! [`routes::dispatch`].
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -29,7 +29,8 @@ use tokio_rustls::TlsAcceptor;
 use anyhow::Context as _;
 
 use super::error::{ScimError, ScimType};
-use super::handlers::{self, State};
+use super::routes;
+use super::state::State;
 use super::ScimConfig;
 use crate::infra::auth::{Auth, Denied, Role};
 use crate::infra::metrics::Metrics;
@@ -84,7 +85,7 @@ pub async fn start(
 /// Serve SCIM on `listener` (over TLS when `tls` is given) until
 /// `shutdown` becomes true, then let the requests in flight finish (at most
 /// a few seconds) and return.
-pub async fn serve_scim(
+pub(crate) async fn serve_scim(
     listener: TcpListener,
     state: Arc<State>,
     auth: Arc<Auth>,
@@ -213,7 +214,7 @@ fn decode(s: &str) -> String {
 }
 
 /// The query string as a map (a repeated parameter keeps its last value).
-pub fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+pub(crate) fn parse_query(q: Option<&str>) -> HashMap<String, String> {
     q.unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())
@@ -261,7 +262,7 @@ async fn handle(
     };
     let path = path.to_owned();
     let method = req.method().clone();
-    let needed = if handlers::is_read(&method, &path) {
+    let needed = if routes::is_read(&method, &path) {
         Role::Read
     } else {
         Role::Write
@@ -314,7 +315,7 @@ async fn handle(
             }
         }
     };
-    let request = handlers::Request {
+    let request = routes::Request {
         method,
         path,
         query,
@@ -323,7 +324,7 @@ async fn handle(
         body,
         token: token.as_str().to_owned(),
     };
-    match handlers::dispatch(state, request).await {
+    match routes::dispatch(state, request).await {
         Ok(r) => {
             let mut resp = json_response(r.status, r.body.as_ref());
             let h = resp.headers_mut();
