@@ -232,6 +232,19 @@ fn header_text(req: &Request<Incoming>, name: header::HeaderName) -> Option<Stri
         .map(str::to_owned)
 }
 
+/// 413 for a body over `max` bytes; the connection closes, as the rest of
+/// the body is not read.
+fn too_large(max: usize) -> Response<Body> {
+    let mut r = error_response(&ScimError::typed(
+        413,
+        ScimType::TooMany,
+        format!("the body is larger than {max} bytes"),
+    ));
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 async fn handle(
     state: &Arc<State>,
     auth: &Auth,
@@ -239,18 +252,8 @@ async fn handle(
     peer: SocketAddr,
 ) -> Response<Body> {
     let max = state.cfg.max_body_bytes;
-    let too_large = || {
-        let mut r = error_response(&ScimError::typed(
-            413,
-            ScimType::TooMany,
-            format!("the body is larger than {max} bytes"),
-        ));
-        r.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        r
-    };
     if req.body().size_hint().lower() > max as u64 {
-        return too_large();
+        return too_large(max);
     }
     let base = state.cfg.base();
     let full_path = req.uri().path().to_owned();
@@ -277,43 +280,9 @@ async fn handle(
     let query = parse_query(req.uri().query());
     let if_match = header_text(&req, header::IF_MATCH);
     let if_none_match = header_text(&req, header::IF_NONE_MATCH);
-    let content_type = header_text(&req, header::CONTENT_TYPE);
-    let body = match tokio::time::timeout(
-        BODY_READ_TIMEOUT,
-        Limited::new(req.into_body(), max).collect(),
-    )
-    .await
-    {
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => return too_large(),
-        Ok(Err(_)) | Err(_) => {
-            return error_response(&ScimError::bad(
-                ScimType::InvalidSyntax,
-                "the body could not be read",
-            ))
-        }
-    };
-    let body = if body.is_empty() || method == Method::GET || method == Method::DELETE {
-        None
-    } else {
-        if content_type
-            .as_deref()
-            .is_some_and(|ct| !ct.to_ascii_lowercase().contains("json"))
-        {
-            return error_response(&ScimError::status(
-                415,
-                "send application/scim+json or application/json",
-            ));
-        }
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                return error_response(&ScimError::bad(
-                    ScimType::InvalidSyntax,
-                    format!("the body is not JSON: {e}"),
-                ))
-            }
-        }
+    let body = match json_body(req, max).await {
+        Ok(b) => b,
+        Err(refused) => return refused,
     };
     let request = routes::Request {
         method,
@@ -325,27 +294,73 @@ async fn handle(
         token: token.as_str().to_owned(),
     };
     match routes::dispatch(state, request).await {
-        Ok(r) => {
-            let mut resp = json_response(r.status, r.body.as_ref());
-            let h = resp.headers_mut();
-            if let Some(e) = r
-                .etag
-                .as_deref()
-                .and_then(|e| HeaderValue::from_str(e).ok())
-            {
-                h.insert(header::ETAG, e);
-            }
-            if let Some(l) = r
-                .location
-                .as_deref()
-                .and_then(|l| HeaderValue::from_str(l).ok())
-            {
-                h.insert(header::LOCATION, l);
-            }
-            resp
-        }
+        Ok(r) => to_http(&r),
         Err(e) => error_response(&e),
     }
+}
+
+/// The request's body as JSON (none for GET and DELETE, or when empty),
+/// read within [`BODY_READ_TIMEOUT`] and `max` bytes; or the answer that
+/// refuses it.
+async fn json_body(req: Request<Incoming>, max: usize) -> Result<Option<Value>, Response<Body>> {
+    let method = req.method().clone();
+    let content_type = header_text(&req, header::CONTENT_TYPE);
+    let body = match tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(req.into_body(), max).collect(),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(too_large(max)),
+        Ok(Err(_)) | Err(_) => {
+            return Err(error_response(&ScimError::bad(
+                ScimType::InvalidSyntax,
+                "the body could not be read",
+            )))
+        }
+    };
+    if body.is_empty() || method == Method::GET || method == Method::DELETE {
+        return Ok(None);
+    }
+    if content_type
+        .as_deref()
+        .is_some_and(|ct| !ct.to_ascii_lowercase().contains("json"))
+    {
+        return Err(error_response(&ScimError::status(
+            415,
+            "send application/scim+json or application/json",
+        )));
+    }
+    serde_json::from_slice::<Value>(&body)
+        .map(Some)
+        .map_err(|e| {
+            error_response(&ScimError::bad(
+                ScimType::InvalidSyntax,
+                format!("the body is not JSON: {e}"),
+            ))
+        })
+}
+
+/// An answer as HTTP: its status and body, with ETag and Location headers.
+fn to_http(r: &routes::Response) -> Response<Body> {
+    let mut resp = json_response(r.status, r.body.as_ref());
+    let h = resp.headers_mut();
+    if let Some(e) = r
+        .etag
+        .as_deref()
+        .and_then(|e| HeaderValue::from_str(e).ok())
+    {
+        h.insert(header::ETAG, e);
+    }
+    if let Some(l) = r
+        .location
+        .as_deref()
+        .and_then(|l| HeaderValue::from_str(l).ok())
+    {
+        h.insert(header::LOCATION, l);
+    }
+    resp
 }
 
 #[cfg(test)]

@@ -65,8 +65,16 @@ fn member_diff(
 }
 
 /// Apply `changes` to the members of group `gid`: a replace first, then
-/// the adds and removes (an id both added and removed stays).
-pub(crate) fn change(tx: &mut Tx<'_>, gid: Uuid, changes: &MemberChanges) -> Result<(), ScimError> {
+/// the adds and removes (an id both added and removed stays). `None`: the
+/// request says nothing of members (as for every kind but groups).
+pub(crate) fn change(
+    tx: &mut Tx<'_>,
+    gid: Uuid,
+    changes: Option<&MemberChanges>,
+) -> Result<(), ScimError> {
+    let Some(changes) = changes else {
+        return Ok(());
+    };
     let (mut add, mut remove) = match (&changes.replace, changes.remove_all) {
         (Some(values), _) => {
             let wanted = known_users(tx, &member_ids(values), values.len())?;

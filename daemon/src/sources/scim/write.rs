@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use idsync_schema::scim::filter::get_ci;
 use idsync_schema::scim::mapping;
-use idsync_schema::scim::patch;
+use idsync_schema::scim::patch::{self, MemberChanges};
 use idsync_schema::{Source, UserRules};
 use idsync_store::reconcile::Tx;
 use idsync_store::Actor;
@@ -72,16 +72,14 @@ pub(crate) async fn create<R: Resource>(
     state: &Arc<State>,
     req: &Request,
 ) -> Result<Response, ScimError> {
-    let body = req.body()?.clone();
-    mapping::require_schema(&body, R::SCHEMA)?;
-    let input = R::input(&body, None)?;
+    let body = req.body()?;
+    mapping::require_schema(body, R::SCHEMA)?;
+    let input = R::input(body, None)?;
     R::validate(&input, &rules(state))?;
-    let members = R::stated_members(&body);
+    let members = R::stated_members(body);
     let id = run(state, req, move |tx| {
         let id = R::create(tx, input)?;
-        if let Some(m) = &members {
-            members::change(tx, id, m)?;
-        }
+        members::change(tx, id, members.as_ref())?;
         Ok(id)
     })
     .await?;
@@ -94,23 +92,16 @@ pub(crate) async fn replace<R: Resource>(
     id: Uuid,
     req: &Request,
 ) -> Result<Response, ScimError> {
-    let body = req.body()?.clone();
-    mapping::require_schema(&body, R::SCHEMA)?;
-    check_body_id(&body, id)?;
-    let input = R::input(&body, Some(id))?;
+    let body = req.body()?;
+    mapping::require_schema(body, R::SCHEMA)?;
+    check_body_id(body, id)?;
+    let input = R::input(body, Some(id))?;
     R::validate(&input, &rules(state))?;
-    let members = R::stated_members(&body);
-    let if_match = req.if_match.clone();
-    run(state, req, move |tx| {
-        let existing = load_matching::<R>(tx, id, if_match.as_deref())?;
-        R::update(tx, existing, input)?;
-        if let Some(m) = &members {
-            members::change(tx, id, m)?;
-        }
-        Ok(())
+    let members = R::stated_members(body);
+    rewrite::<R, _>(state, id, req, members, move |tx, existing| {
+        R::update(tx, existing, input)
     })
-    .await?;
-    written::<R>(state, id, 200, req)
+    .await
 }
 
 /// PATCH: apply the operations to object `id`'s JSON, then write it as a
@@ -126,24 +117,42 @@ pub(crate) async fn patch<R: Resource>(
     // A group PATCH that only names members leaves the group itself alone.
     let touches_object = members.is_none() || !ops.is_empty();
     let rules = rules(state);
-    let if_match = req.if_match.clone();
     let base = state.base().to_owned();
+    rewrite::<R, _>(state, id, req, members, move |tx, existing| {
+        if !touches_object {
+            return Ok(());
+        }
+        let mut v = existing.bare(&base);
+        for o in &ops {
+            patch::apply(&mut v, o, depth)?;
+        }
+        check_body_id(&v, id)?;
+        let input = R::input(&v, Some(id))?;
+        R::validate(&input, &rules)?;
+        R::update(tx, existing, input)
+    })
+    .await
+}
+
+/// PUT and PATCH: in the transaction, `edit` object `id` (at the version
+/// `If-Match` names), change the members the request names, and answer
+/// with the object as committed.
+async fn rewrite<R, F>(
+    state: &Arc<State>,
+    id: Uuid,
+    req: &Request,
+    members: Option<MemberChanges>,
+    edit: F,
+) -> Result<Response, ScimError>
+where
+    R: Resource,
+    F: FnOnce(&mut Tx<'_>, R) -> Result<(), ScimError> + Send + 'static,
+{
+    let if_match = req.if_match.clone();
     run(state, req, move |tx| {
         let existing = load_matching::<R>(tx, id, if_match.as_deref())?;
-        if touches_object {
-            let mut v = existing.bare(&base);
-            for o in &ops {
-                patch::apply(&mut v, o, depth)?;
-            }
-            check_body_id(&v, id)?;
-            let input = R::input(&v, Some(id))?;
-            R::validate(&input, &rules)?;
-            R::update(tx, existing, input)?;
-        }
-        if let Some(m) = &members {
-            members::change(tx, id, m)?;
-        }
-        Ok(())
+        edit(tx, existing)?;
+        members::change(tx, id, members.as_ref())
     })
     .await?;
     written::<R>(state, id, 200, req)
