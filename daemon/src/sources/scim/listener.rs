@@ -3,9 +3,9 @@
 //! graceful shutdown) and its bearer tokens ([`crate::infra::auth::Auth`]): the
 //! `read` role for queries, `write` for changes.
 //!
-//! It only turns HTTP into a [`routes::Request`] and a
-//! [`routes::Response`] back into HTTP; everything SCIM is behind
-//! [`routes::dispatch`].
+//! It only turns HTTP into a `routes::Request` and a
+//! `routes::Response` back into HTTP; everything SCIM is behind
+//! `routes::dispatch`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -6,19 +6,19 @@
 //!   language, PATCH paths, the mapping of idsync's objects and the
 //!   discovery documents — pure functions over JSON, tested (and fuzzable)
 //!   on their own;
-//! - [`error`]: that error body plus what the store and writer report;
-//! - [`routes`]: a request in, a response out, dispatched by method and
-//!   path; [`state`]: what every operation shares;
-//! - [`resource`]: what differs between users, groups and assets, behind
+//! - `error`: that error body plus what the store and writer report;
+//! - `routes`: a request in, a response out, dispatched by method and
+//!   path; `state`: what every operation shares;
+//! - `resource`: what differs between users, groups and assets, behind
 //!   one trait, so that the operations are written once:
-//!   - reads: [`read`] (one resource), [`query`] and [`projection`] (the
-//!     parameters), [`list`] (filter, sort, page), [`index`] (filters
-//!     answered from indexes), [`paging`] (totals and page anchors);
-//!   - writes: [`write`] (POST, PUT, PATCH, DELETE through the
+//!   - reads: `read` (one resource), `query` and `projection` (the
+//!     parameters), `list` (filter, sort, page), `index` (filters
+//!     answered from indexes), `paging` (totals and page anchors);
+//!   - writes: `write` (POST, PUT, PATCH, DELETE through the
 //!     group-commit `idsync_store::writer`, into the reconciler, the one
-//!     write path), [`members`] (group memberships), [`etag`]
-//!     (conditional requests), [`bulk`];
-//! - [`listener`] and [`tls`]: HTTP (hyper), optional TLS (rustls),
+//!     write path), `members` (group memberships), `etag`
+//!     (conditional requests), `bulk`;
+//! - `listener` and `tls`: HTTP (hyper), optional TLS (rustls),
 //!   authentication, limits, shutdown.
 
 mod bulk;
