@@ -3,9 +3,9 @@
 //! graceful shutdown) and its bearer tokens ([`crate::infra::auth::Auth`]): the
 //! `read` role for queries, `write` for changes.
 //!
-//! It only turns HTTP into a [`handlers::Request`] and a
-//! [`handlers::Response`] back into HTTP; everything SCIM is in
-//! [`handlers`].
+//! It only turns HTTP into a `routes::Request` and a
+//! `routes::Response` back into HTTP; everything SCIM is behind
+//! `routes::dispatch`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -29,7 +29,8 @@ use tokio_rustls::TlsAcceptor;
 use anyhow::Context as _;
 
 use super::error::{ScimError, ScimType};
-use super::handlers::{self, State};
+use super::routes;
+use super::state::State;
 use super::ScimConfig;
 use crate::infra::auth::{Auth, Denied, Role};
 use crate::infra::metrics::Metrics;
@@ -84,7 +85,7 @@ pub async fn start(
 /// Serve SCIM on `listener` (over TLS when `tls` is given) until
 /// `shutdown` becomes true, then let the requests in flight finish (at most
 /// a few seconds) and return.
-pub async fn serve_scim(
+pub(crate) async fn serve_scim(
     listener: TcpListener,
     state: Arc<State>,
     auth: Arc<Auth>,
@@ -213,7 +214,7 @@ fn decode(s: &str) -> String {
 }
 
 /// The query string as a map (a repeated parameter keeps its last value).
-pub fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+pub(crate) fn parse_query(q: Option<&str>) -> HashMap<String, String> {
     q.unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())
@@ -231,6 +232,19 @@ fn header_text(req: &Request<Incoming>, name: header::HeaderName) -> Option<Stri
         .map(str::to_owned)
 }
 
+/// 413 for a body over `max` bytes; the connection closes, as the rest of
+/// the body is not read.
+fn too_large(max: usize) -> Response<Body> {
+    let mut r = error_response(&ScimError::typed(
+        413,
+        ScimType::TooMany,
+        format!("the body is larger than {max} bytes"),
+    ));
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 async fn handle(
     state: &Arc<State>,
     auth: &Auth,
@@ -238,18 +252,8 @@ async fn handle(
     peer: SocketAddr,
 ) -> Response<Body> {
     let max = state.cfg.max_body_bytes;
-    let too_large = || {
-        let mut r = error_response(&ScimError::typed(
-            413,
-            ScimType::TooMany,
-            format!("the body is larger than {max} bytes"),
-        ));
-        r.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        r
-    };
     if req.body().size_hint().lower() > max as u64 {
-        return too_large();
+        return too_large(max);
     }
     let base = state.cfg.base();
     let full_path = req.uri().path().to_owned();
@@ -261,7 +265,7 @@ async fn handle(
     };
     let path = path.to_owned();
     let method = req.method().clone();
-    let needed = if handlers::is_read(&method, &path) {
+    let needed = if routes::is_read(&method, &path) {
         Role::Read
     } else {
         Role::Write
@@ -276,45 +280,11 @@ async fn handle(
     let query = parse_query(req.uri().query());
     let if_match = header_text(&req, header::IF_MATCH);
     let if_none_match = header_text(&req, header::IF_NONE_MATCH);
-    let content_type = header_text(&req, header::CONTENT_TYPE);
-    let body = match tokio::time::timeout(
-        BODY_READ_TIMEOUT,
-        Limited::new(req.into_body(), max).collect(),
-    )
-    .await
-    {
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => return too_large(),
-        Ok(Err(_)) | Err(_) => {
-            return error_response(&ScimError::bad(
-                ScimType::InvalidSyntax,
-                "the body could not be read",
-            ))
-        }
+    let body = match json_body(req, max).await {
+        Ok(b) => b,
+        Err(refused) => return refused,
     };
-    let body = if body.is_empty() || method == Method::GET || method == Method::DELETE {
-        None
-    } else {
-        if content_type
-            .as_deref()
-            .is_some_and(|ct| !ct.to_ascii_lowercase().contains("json"))
-        {
-            return error_response(&ScimError::status(
-                415,
-                "send application/scim+json or application/json",
-            ));
-        }
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                return error_response(&ScimError::bad(
-                    ScimType::InvalidSyntax,
-                    format!("the body is not JSON: {e}"),
-                ))
-            }
-        }
-    };
-    let request = handlers::Request {
+    let request = routes::Request {
         method,
         path,
         query,
@@ -323,28 +293,74 @@ async fn handle(
         body,
         token: token.as_str().to_owned(),
     };
-    match handlers::dispatch(state, request).await {
-        Ok(r) => {
-            let mut resp = json_response(r.status, r.body.as_ref());
-            let h = resp.headers_mut();
-            if let Some(e) = r
-                .etag
-                .as_deref()
-                .and_then(|e| HeaderValue::from_str(e).ok())
-            {
-                h.insert(header::ETAG, e);
-            }
-            if let Some(l) = r
-                .location
-                .as_deref()
-                .and_then(|l| HeaderValue::from_str(l).ok())
-            {
-                h.insert(header::LOCATION, l);
-            }
-            resp
-        }
+    match routes::dispatch(state, request).await {
+        Ok(r) => to_http(&r),
         Err(e) => error_response(&e),
     }
+}
+
+/// The request's body as JSON (none for GET and DELETE, or when empty),
+/// read within [`BODY_READ_TIMEOUT`] and `max` bytes; or the answer that
+/// refuses it.
+async fn json_body(req: Request<Incoming>, max: usize) -> Result<Option<Value>, Response<Body>> {
+    let method = req.method().clone();
+    let content_type = header_text(&req, header::CONTENT_TYPE);
+    let body = match tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(req.into_body(), max).collect(),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(too_large(max)),
+        Ok(Err(_)) | Err(_) => {
+            return Err(error_response(&ScimError::bad(
+                ScimType::InvalidSyntax,
+                "the body could not be read",
+            )))
+        }
+    };
+    if body.is_empty() || method == Method::GET || method == Method::DELETE {
+        return Ok(None);
+    }
+    if content_type
+        .as_deref()
+        .is_some_and(|ct| !ct.to_ascii_lowercase().contains("json"))
+    {
+        return Err(error_response(&ScimError::status(
+            415,
+            "send application/scim+json or application/json",
+        )));
+    }
+    serde_json::from_slice::<Value>(&body)
+        .map(Some)
+        .map_err(|e| {
+            error_response(&ScimError::bad(
+                ScimType::InvalidSyntax,
+                format!("the body is not JSON: {e}"),
+            ))
+        })
+}
+
+/// An answer as HTTP: its status and body, with ETag and Location headers.
+fn to_http(r: &routes::Response) -> Response<Body> {
+    let mut resp = json_response(r.status, r.body.as_ref());
+    let h = resp.headers_mut();
+    if let Some(e) = r
+        .etag
+        .as_deref()
+        .and_then(|e| HeaderValue::from_str(e).ok())
+    {
+        h.insert(header::ETAG, e);
+    }
+    if let Some(l) = r
+        .location
+        .as_deref()
+        .and_then(|l| HeaderValue::from_str(l).ok())
+    {
+        h.insert(header::LOCATION, l);
+    }
+    resp
 }
 
 #[cfg(test)]

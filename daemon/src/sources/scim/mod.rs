@@ -1,22 +1,42 @@
 //! The SCIM 2.0 server (RFC 7643, RFC 7644) that identity providers push
-//! users, groups and assets to.
+//! users, groups and assets to, and its `[scim]` configuration.
 //!
 //! Kept in layers, the protocol apart from the server:
 //! - `idsync_schema::scim`: the protocol itself — error bodies, the filter
 //!   language, PATCH paths, the mapping of idsync's objects and the
 //!   discovery documents — pure functions over JSON, tested (and fuzzable)
 //!   on their own;
-//! - [`error`]: that error body plus what the store and writer report;
-//! - writes go through `idsync_store::writer`: group commit into the
-//!   reconciler, the one write path;
-//! - [`handlers`]: the operations (CRUD, queries, PATCH, Bulk, ETags);
-//! - [`listener`] and [`tls`]: HTTP (hyper), optional TLS (rustls),
+//! - `error`: that error body plus what the store and writer report;
+//! - `routes`: a request in, a response out, dispatched by method and
+//!   path; `state`: what every operation shares;
+//! - `resource`: what differs between users, groups and assets, behind
+//!   one trait, so that the operations are written once:
+//!   - reads: `read` (one resource), `query` and `projection` (the
+//!     parameters), `list` (filter, sort, page), `index` (filters
+//!     answered from indexes), `paging` (totals and page anchors);
+//!   - writes: `write` (POST, PUT, PATCH, DELETE through the
+//!     group-commit `idsync_store::writer`, into the reconciler, the one
+//!     write path), `members` (group memberships), `etag`
+//!     (conditional requests), `bulk`;
+//! - `listener` and `tls`: HTTP (hyper), optional TLS (rustls),
 //!   authentication, limits, shutdown.
 
-pub mod error;
-pub mod handlers;
+mod bulk;
+mod error;
+mod etag;
+mod index;
+mod list;
 pub mod listener;
-pub mod tls;
+mod members;
+mod paging;
+mod projection;
+mod query;
+mod read;
+mod resource;
+mod routes;
+mod state;
+mod tls;
+mod write;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,42 @@
+//! What every SCIM operation shares: the configuration, the reconciler
+//! (its store for reads), the group-commit writer, and the caches that
+//! keep listing cheap. One per listener, behind an `Arc`.
+
+use std::sync::Arc;
+
+use idsync_store::reconcile::Reconciler;
+use idsync_store::writer::Writer;
+use idsync_store::Store;
+
+use super::paging::ListCache;
+use super::ScimConfig;
+
+/// What the operations work with.
+pub(crate) struct State {
+    pub(crate) cfg: ScimConfig,
+    pub(crate) rec: Arc<Reconciler>,
+    pub(crate) writer: Writer,
+    /// Totals and page anchors, valid while the change log stands still.
+    pub(crate) lists: ListCache,
+}
+
+impl State {
+    pub(crate) fn new(cfg: ScimConfig, rec: Arc<Reconciler>, writer: Writer) -> Self {
+        Self {
+            cfg,
+            rec,
+            writer,
+            lists: ListCache::default(),
+        }
+    }
+
+    /// Reads go straight to the store: a write is answered only after its
+    /// commit, so a client reads its own writes.
+    pub(crate) fn store(&self) -> &Store {
+        self.rec.store()
+    }
+
+    pub(crate) fn base(&self) -> &str {
+        self.cfg.base()
+    }
+}
