@@ -67,19 +67,25 @@ pub(super) fn run(
             }
         };
         let mut apply = Apply::new(job, header, spool, resume, columns);
-        match apply.all(rx_rows, on_progress)? {
-            Flow::Go(tx) => apply.conclude(tx),
-            Flow::Refused(m) => refuse_file(apply.header, m, job.work_dir, job.report),
+        match apply.all(rx_rows, on_progress) {
+            Ok(tx) => apply.conclude(tx),
+            Err(Stop::Refused(m)) => refuse_file(apply.header, m, job.work_dir, job.report),
+            Err(Stop::Failed(e)) => Err(e),
         }
     })
 }
 
-/// Whether the rows so far leave the import going.
-enum Flow<'r> {
-    /// Carry on with this transaction.
-    Go(Tx<'r>),
+/// Why applying stopped before the last row.
+enum Stop {
     /// The whole file is refused (nothing of it applied); the reason.
     Refused(String),
+    Failed(ImportError),
+}
+
+impl<E: Into<ImportError>> From<E> for Stop {
+    fn from(e: E) -> Self {
+        Stop::Failed(e.into())
+    }
 }
 
 /// The apply thread's state: the counts and spools of the report, and how
@@ -138,7 +144,7 @@ impl<'j, 'a> Apply<'j, 'a> {
         &mut self,
         rx: mpsc::Receiver<Msg>,
         on_progress: &mut dyn FnMut(u64),
-    ) -> Result<Flow<'a>, ImportError> {
+    ) -> Result<Tx<'a>, Stop> {
         let mut tx = self.job.rec.begin(Source::Csv, self.actor.clone());
         for msg in rx {
             let (rows, bytes, records) = match msg {
@@ -153,23 +159,15 @@ impl<'j, 'a> Apply<'j, 'a> {
                 }
                 Msg::Ready { .. } => continue,
             };
-            tx = match self.chunk(tx, rows, records)? {
-                Flow::Go(tx) => tx,
-                refused => return Ok(refused),
-            };
+            tx = self.chunk(tx, rows, records)?;
             on_progress(bytes);
         }
-        Ok(Flow::Go(tx))
+        Ok(tx)
     }
 
     /// Apply one chunk, committing wherever a batch fills; `records` is
     /// the count of records consumed up to its last row.
-    fn chunk(
-        &mut self,
-        mut tx: Tx<'a>,
-        rows: Vec<Parsed>,
-        records: u64,
-    ) -> Result<Flow<'a>, ImportError> {
+    fn chunk(&mut self, mut tx: Tx<'a>, rows: Vec<Parsed>, records: u64) -> Result<Tx<'a>, Stop> {
         let opts = self.job.opts;
         let rows_last_line = rows.last().map(|r| r.line);
         let first_record = records - rows.len() as u64;
@@ -180,7 +178,7 @@ impl<'j, 'a> Apply<'j, 'a> {
             self.rows_in_tx += 1;
             if self.one_tx && self.rows_in_tx > opts.atomic_max_rows {
                 drop(tx);
-                return Ok(Flow::Refused(format!(
+                return Err(Stop::Refused(format!(
                     "an atomic or dry-run import holds at most {} rows (import.atomic_max_rows); nothing applied",
                     opts.atomic_max_rows
                 )));
@@ -197,13 +195,13 @@ impl<'j, 'a> Apply<'j, 'a> {
                 {
                     // Dropping the Tx waits for the batch just handed over.
                     drop(tx);
-                    return Err(ImportError::Interrupted(self.last_line));
+                    return Err(ImportError::Interrupted(self.last_line).into());
                 }
             }
         }
         self.records_done = records;
         self.last_line = rows_last_line.unwrap_or(self.last_line);
-        Ok(Flow::Go(tx))
+        Ok(tx)
     }
 
     /// Apply one row and note its fate in the counts and the spools.

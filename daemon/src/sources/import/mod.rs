@@ -27,17 +27,17 @@ use idsync_schema::csv_format::Blanks;
 use idsync_schema::{Kind, Status};
 use time::OffsetDateTime;
 
-pub(crate) use finish::refuse;
-use finish::{finish, new_header, refuse_file, verdict};
 use idsync_store::reconcile::{Reconciler, UserMatch};
 use idsync_store::StoreError;
+
+pub(crate) use finish::refuse;
+use finish::{finish, new_header, refuse_file, verdict};
 pub(crate) use progress::forget_progress;
-// Public: `Config` and `Metrics` hand these out.
-pub(crate) use report::ReportFiles;
-pub use report::{FileOutcome, Summary};
+// Public, with what `import_file` takes and returns: `Config`, `Metrics`
+// and daemon/tests/writer_fairness.rs use them.
+pub use report::{FileOutcome, ReportFiles, Summary};
 
 /// How one file is imported (per folder in the daemon, per run on the CLI).
-/// Public: `Config` makes them.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
     pub kind: Kind,
@@ -87,7 +87,7 @@ impl ImportOptions {
 
 /// How an import ended.
 #[derive(Debug, Clone)]
-pub(crate) struct ImportResult {
+pub struct ImportResult {
     pub outcome: FileOutcome,
     pub summary: Summary,
     pub report: ReportFiles,
@@ -102,7 +102,7 @@ pub(crate) struct ImportResult {
 /// or the disk failed). A refused file is not an error: it is an
 /// [`ImportResult`] with [`FileOutcome::Rejected`].
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ImportError {
+pub enum ImportError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("writing the import report: {0}")]
@@ -115,7 +115,7 @@ pub(crate) enum ImportError {
 /// Import `path`. Reports go to `report` (`BASE.report.json` and `.csv`);
 /// spools and progress live under `work_dir`. `on_progress` hears the
 /// bytes read so far.
-pub(crate) fn import_file(
+pub fn import_file(
     rec: &Reconciler,
     path: &Path,
     opts: &ImportOptions,
