@@ -6,6 +6,10 @@
 //! A P12 password is read from a file (`--password-file`) or asked for at
 //! the terminal without echo, never taken from an argument: arguments are
 //! visible to every user in `ps`.
+//!
+//! Exception to the ~600-line guide: the file is a little over it because
+//! the clap definitions of the five command groups (a third of it) are the
+//! commands' help text, kept beside the functions that run them.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -232,19 +236,14 @@ async fn profiles(api: &Api<'_>, c: ProfilesCommand) -> anyhow::Result<u8> {
     match c {
         ProfilesCommand::List => {
             let a = api.ok(Method::GET, "profiles", None).await?;
-            for p in a.json().as_array().into_iter().flatten() {
-                println!(
-                    "{}\t{}\t{}\t{}",
+            print_rows(&a.json(), |p| {
+                vec![
                     text(&p["name"]),
                     text(&p["protocol"]),
                     text(&p["state"]),
-                    if p["requires_approval"] == true {
-                        "approval"
-                    } else {
-                        "-"
-                    }
-                );
-            }
+                    flag(p["requires_approval"] == true, "approval"),
+                ]
+            });
             Ok(0)
         }
         ProfilesCommand::Show { name } => print_json(
@@ -285,7 +284,15 @@ async fn assets(api: &Api<'_>, c: AssetsCommand) -> anyhow::Result<u8> {
         }
         AssetsCommand::Certificates { asset } => {
             let path = format!("assets/{}/certificates", seg(&asset));
-            print_certificates(&api.ok(Method::GET, &path, None).await?.json());
+            print_rows(&api.ok(Method::GET, &path, None).await?.json(), |c| {
+                vec![
+                    text(&c["id"]),
+                    text(&c["serial"]),
+                    text(&c["subject"]),
+                    text(&c["notAfter"]),
+                    flag(c["installed"].is_string(), "installed"),
+                ]
+            });
             Ok(0)
         }
     }
@@ -345,17 +352,14 @@ async fn upload_csr(api: &Api<'_>, target: &TargetArgs, csr: &Path) -> anyhow::R
         let body = json!({"asset": target.asset, "profile": target.profile, "csr": pem});
         return api.call(Method::POST, "enroll/p10", Some(body)).await;
     }
-    let mut q = Vec::new();
-    if let Some(a) = &target.asset {
-        q.push(format!("asset={}", seg(a)));
-    }
-    if let Some(p) = &target.profile {
-        q.push(format!("profile={}", seg(p)));
-    }
+    let q = query(&[
+        ("asset", target.asset.as_deref()),
+        ("profile", target.profile.as_deref()),
+    ]);
     api.0
         .call(
             Method::POST,
-            &format!("{PREFIX}enroll/p10?{}", q.join("&")),
+            &format!("{PREFIX}enroll/p10?{q}"),
             Some("application/pkcs10"),
             csr_bytes,
         )
@@ -375,24 +379,26 @@ async fn requests(
             requester,
             json,
         } => {
-            let mut q = Vec::new();
-            for (k, v) in [
-                ("status", status),
-                ("asset", asset),
-                ("profile", profile),
-                ("requester", requester),
-            ] {
-                if let Some(v) = v {
-                    q.push(format!("{k}={}", seg(&v)));
-                }
-            }
-            let a = api
-                .ok(Method::GET, &format!("requests?{}", q.join("&")), None)
-                .await?;
+            let q = query(&[
+                ("status", status.as_deref()),
+                ("asset", asset.as_deref()),
+                ("profile", profile.as_deref()),
+                ("requester", requester.as_deref()),
+            ]);
+            let a = api.ok(Method::GET, &format!("requests?{q}"), None).await?;
             if json {
                 return print_json(&a);
             }
-            print_requests(&a.json());
+            print_rows(&a.json(), |r| {
+                vec![
+                    text(&r["id"]),
+                    text(&r["status"]),
+                    text(&r["protocol"]),
+                    text(&r["profile"]),
+                    text(&r["requester"]),
+                    text(&r["data"]["name"]),
+                ]
+            });
             Ok(0)
         }
         RequestsCommand::Show { id } => print_json(
@@ -518,35 +524,16 @@ fn print_json(a: &Answer) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn print_requests(v: &Value) {
-    for r in v.as_array().into_iter().flatten() {
-        println!(
-            "{}\t{}\t{}\t{}\t{}\t{}",
-            text(&r["id"]),
-            text(&r["status"]),
-            text(&r["protocol"]),
-            text(&r["profile"]),
-            text(&r["requester"]),
-            text(&r["data"]["name"]),
-        );
+/// Print a JSON array as lines of tab-separated cells, one per element.
+fn print_rows(v: &Value, cells: impl Fn(&Value) -> Vec<String>) {
+    for x in v.as_array().into_iter().flatten() {
+        println!("{}", cells(x).join("\t"));
     }
 }
 
-fn print_certificates(v: &Value) {
-    for c in v.as_array().into_iter().flatten() {
-        println!(
-            "{}\t{}\t{}\t{}\t{}",
-            text(&c["id"]),
-            text(&c["serial"]),
-            text(&c["subject"]),
-            text(&c["notAfter"]),
-            if c["installed"].is_string() {
-                "installed"
-            } else {
-                "-"
-            }
-        );
-    }
+/// `word` when `set`, else `-`.
+fn flag(set: bool, word: &str) -> String {
+    if set { word } else { "-" }.to_owned()
 }
 
 fn text(v: &Value) -> String {
@@ -568,6 +555,14 @@ fn seg(s: &str) -> String {
         }
     }
     out
+}
+
+/// `k=v&…` of the pairs that have a value, the values percent-encoded.
+fn query(pairs: &[(&str, Option<&str>)]) -> String {
+    let set = pairs
+        .iter()
+        .filter_map(|(k, v)| Some(format!("{k}={}", seg((*v)?))));
+    set.collect::<Vec<_>>().join("&")
 }
 
 fn strip_nulls(v: Value) -> Value {

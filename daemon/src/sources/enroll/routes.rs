@@ -14,8 +14,10 @@
 //! | `POST /api/v1/requests/ID/p12` | operator (the requester, or admin) |
 //! | `GET /api/v1/certificates/ID`, `…/pem`; `POST …/installed` | operator |
 //!
-//! The admin role may do everything. Bodies are bounded by
-//! `admin.max_body_bytes` before they reach this module.
+//! Each route is one line of the route table ([`endpoint`]), which gives
+//! its roles with it; the table above is its summary. The admin role may
+//! do everything. Bodies are bounded by `admin.max_body_bytes` before they
+//! reach this module.
 
 use bytes::Bytes;
 use http_body_util::Full;
