@@ -14,8 +14,10 @@
 //! | `POST /api/v1/requests/ID/p12` | operator (the requester, or admin) |
 //! | `GET /api/v1/certificates/ID`, `…/pem`; `POST …/installed` | operator |
 //!
-//! The admin role may do everything. Bodies are bounded by
-//! `admin.max_body_bytes` before they reach this module.
+//! Each route is one line of the route table ([`endpoint`]), which gives
+//! its roles with it; the table above is its summary. The admin role may
+//! do everything. Bodies are bounded by `admin.max_body_bytes` before they
+//! reach this module.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -32,7 +34,7 @@ use crate::infra::auth::Role;
 use crate::infra::http::{respond, respond_json};
 
 /// Media type of a PEM chain (RFC 8555 §9.1).
-pub const PEM_CHAIN_TYPE: &str = "application/pem-certificate-chain";
+pub(crate) const PEM_CHAIN_TYPE: &str = "application/pem-certificate-chain";
 
 const OPERATOR: &[Role] = &[Role::Operator];
 const APPROVER: &[Role] = &[Role::Approver];
@@ -40,17 +42,75 @@ const READERS: &[Role] = &[Role::Operator, Role::Approver];
 const ADMIN: &[Role] = &[Role::Admin];
 
 /// Whether `path` belongs to this module.
-pub fn is_api_route(path: &str) -> bool {
+pub(crate) fn is_api_route(path: &str) -> bool {
     path.starts_with(PREFIX) || path == "/api/v1"
 }
 
+/// One route of the API, with what its path names.
+#[derive(Debug, PartialEq, Eq)]
+enum Endpoint<'p> {
+    Ca,
+    Profiles,
+    Profile(&'p str),
+    PutProfile(&'p str),
+    DeleteProfile(&'p str),
+    AssignProfile(&'p str),
+    AssetCertificates(&'p str),
+    EnrollP10,
+    EnrollP12,
+    Requests,
+    Request(&'p str),
+    Approve(&'p str),
+    Reject(&'p str),
+    DownloadP12(&'p str),
+    Certificate(&'p str),
+    CertificatePem(&'p str),
+    ConfirmInstalled(&'p str),
+}
+
+/// The route table: each route and the roles that may call it (any one
+/// suffices; admin may call everything). A route exists only as a line
+/// here, so it cannot be added without its roles.
+fn endpoint<'p>(method: &Method, parts: &[&'p str]) -> Option<(&'static [Role], Endpoint<'p>)> {
+    use Endpoint as E;
+    let route = match (method, parts) {
+        (&Method::GET, ["ca"]) => (READERS, E::Ca),
+        (&Method::GET, ["profiles"]) => (READERS, E::Profiles),
+        (&Method::GET, ["profiles", name]) => (READERS, E::Profile(name)),
+        (&Method::PUT, ["profiles", name]) => (ADMIN, E::PutProfile(name)),
+        (&Method::DELETE, ["profiles", name]) => (ADMIN, E::DeleteProfile(name)),
+        (&Method::PUT, ["assets", a, "profile"]) => (OPERATOR, E::AssignProfile(a)),
+        (&Method::GET, ["assets", a, "certificates"]) => (OPERATOR, E::AssetCertificates(a)),
+        (&Method::POST, ["enroll", "p10"]) => (OPERATOR, E::EnrollP10),
+        (&Method::POST, ["enroll", "p12"]) => (OPERATOR, E::EnrollP12),
+        (&Method::GET, ["requests"]) => (READERS, E::Requests),
+        (&Method::GET, ["requests", id]) => (READERS, E::Request(id)),
+        (&Method::POST, ["requests", id, "approve"]) => (APPROVER, E::Approve(id)),
+        (&Method::POST, ["requests", id, "reject"]) => (APPROVER, E::Reject(id)),
+        (&Method::POST, ["requests", id, "p12"]) => (OPERATOR, E::DownloadP12(id)),
+        (&Method::GET, ["certificates", id]) => (OPERATOR, E::Certificate(id)),
+        (&Method::GET, ["certificates", id, "pem"]) => (OPERATOR, E::CertificatePem(id)),
+        (&Method::POST, ["certificates", id, "installed"]) => (OPERATOR, E::ConfirmInstalled(id)),
+        _ => return None,
+    };
+    Some(route)
+}
+
 /// The roles that may call `method path` (any one suffices).
-pub fn roles_for(method: &Method, path: &str) -> &'static [Role] {
+pub(crate) fn roles_for(method: &Method, path: &str) -> &'static [Role] {
     let decoded = segments(path);
     let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
-    match (method, parts.as_slice()) {
-        (&Method::PUT | &Method::DELETE, ["profiles", _]) => ADMIN,
-        (&Method::POST, ["requests", _, "approve" | "reject"]) => APPROVER,
+    match endpoint(method, &parts) {
+        Some((roles, _)) => roles,
+        None => unrouted_roles(method, &parts),
+    }
+}
+
+/// Who is told that no route serves a path (404 rather than 403): a
+/// `GET` under the parts of the API approvers read, approvers too;
+/// anything else, operators.
+fn unrouted_roles(method: &Method, parts: &[&str]) -> &'static [Role] {
+    match (method, parts) {
         (&Method::GET, ["ca" | "profiles" | "requests", ..]) => READERS,
         _ => OPERATOR,
     }
@@ -167,7 +227,7 @@ struct AssignBody {
 
 /// One request of the API. `who` is the authenticated token; `is_admin`
 /// whether it has the admin role.
-pub struct Call<'a> {
+pub(crate) struct Call<'a> {
     pub who: &'a str,
     pub is_admin: bool,
     pub method: &'a Method,
@@ -178,7 +238,7 @@ pub struct Call<'a> {
 }
 
 /// Serve one call of the enrollment API.
-pub async fn route(svc: Option<&Enrollment>, call: Call<'_>) -> Response<Full<Bytes>> {
+pub(crate) async fn route(svc: Option<&Enrollment>, call: Call<'_>) -> Response<Full<Bytes>> {
     let Some(svc) = svc else {
         return error_response(&EnrollError::Unavailable(
             "enrollment is not running in this process".into(),
@@ -197,93 +257,66 @@ pub async fn route(svc: Option<&Enrollment>, call: Call<'_>) -> Response<Full<By
 }
 
 async fn dispatch(svc: &Enrollment, call: &Call<'_>) -> Result<Response<Full<Bytes>>, EnrollError> {
-    let who = call.who;
     let decoded = segments(call.path);
     let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let Some((_, endpoint)) = endpoint(call.method, &parts) else {
+        return Err(EnrollError::NotFound(format!(
+            "no route {} {}",
+            call.method, call.path
+        )));
+    };
+    serve(svc, call, endpoint).await
+}
+
+/// Answer a call of `endpoint` (its roles are checked already).
+async fn serve(
+    svc: &Enrollment,
+    call: &Call<'_>,
+    endpoint: Endpoint<'_>,
+) -> Result<Response<Full<Bytes>>, EnrollError> {
+    let who = call.who;
     let ok = |v: Value| Ok(respond_json(StatusCode::OK, &v));
-    match (call.method, parts.as_slice()) {
-        (&Method::GET, ["ca"]) => Ok(respond(StatusCode::OK, PEM_CHAIN_TYPE, svc.ca_chain())),
-        (&Method::GET, ["profiles"]) => ok(to_json(&svc.profiles()?)),
-        (&Method::GET, ["profiles", name]) => ok(to_json(&svc.profile(name)?)),
-        (&Method::PUT, ["profiles", name]) => {
-            let mut v: serde_json::Map<String, Value> = parse_json(&call.body)?;
-            match v.get("name") {
-                Some(Value::String(n)) if n != name => {
-                    return Err(bad_request(format!(
-                        "the body names profile {n:?}, the path {name:?}"
-                    )))
-                }
-                Some(_) => {}
-                None => {
-                    v.insert("name".into(), Value::String((*name).to_owned()));
-                }
-            }
-            let settings: ProfileSettings = serde_json::from_value(Value::Object(v))
-                .map_err(|e| bad_request(format!("the profile: {e}")))?;
-            let (created, profile) = svc.put_profile(who, settings).await?;
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok(respond_json(status, &to_json(&profile)))
-        }
-        (&Method::DELETE, ["profiles", name]) => {
+    match endpoint {
+        Endpoint::Ca => Ok(respond(StatusCode::OK, PEM_CHAIN_TYPE, svc.ca_chain())),
+        Endpoint::Profiles => ok(to_json(&svc.profiles()?)),
+        Endpoint::Profile(name) => ok(to_json(&svc.profile(name)?)),
+        Endpoint::PutProfile(name) => put_profile(svc, call, name).await,
+        Endpoint::DeleteProfile(name) => {
             svc.delete_profile(who, name).await?;
             Ok(respond(StatusCode::NO_CONTENT, "text/plain", ""))
         }
-        (&Method::PUT, ["assets", asset, "profile"]) => {
+        Endpoint::AssignProfile(asset) => {
             let body: AssignBody = parse_json(&call.body)?;
             ok(to_json(
                 &svc.assign_profile(who, asset, &body.profile).await?,
             ))
         }
-        (&Method::GET, ["assets", asset, "certificates"]) => {
-            ok(to_json(&svc.certificates_of(asset)?))
-        }
-        (&Method::POST, ["enroll", "p10"]) => {
+        Endpoint::AssetCertificates(asset) => ok(to_json(&svc.certificates_of(asset)?)),
+        Endpoint::EnrollP10 => {
             let (target, csr) = p10_input(call)?;
             let done = svc.enroll_p10(who, &target, &csr).await?;
             Ok(enrolled_response(&done))
         }
-        (&Method::POST, ["enroll", "p12"]) => {
-            let body: P12Body = parse_json(&call.body)?;
-            let password = body.password.map(Password::new).transpose()?;
-            let target = Target {
-                asset: body.asset,
-                profile: body.profile,
-            };
-            let done = svc
-                .enroll_p12(who, &target, body.data, body.key_type, password)
-                .await?;
-            Ok(enrolled_response(&done))
-        }
-        (&Method::GET, ["requests"]) => {
+        Endpoint::EnrollP12 => enroll_p12(svc, call).await,
+        Endpoint::Requests => {
             let filter = request_filter(call.query)?;
             ok(to_json(&svc.requests(&filter)?))
         }
-        (&Method::GET, ["requests", id]) => ok(to_json(&svc.request(parse_id(id)?)?)),
-        (&Method::POST, ["requests", id, "approve"]) => {
+        Endpoint::Request(id) => ok(to_json(&svc.request(parse_id(id)?)?)),
+        Endpoint::Approve(id) => {
             let body: DecisionBody = parse_json(&call.body)?;
             let done = svc.approve(who, parse_id(id)?, body.comment).await?;
             Ok(enrolled_response(&done))
         }
-        (&Method::POST, ["requests", id, "reject"]) => {
+        Endpoint::Reject(id) => {
             let body: DecisionBody = parse_json(&call.body)?;
             ok(to_json(
                 &svc.reject(who, parse_id(id)?, body.comment).await?,
             ))
         }
-        (&Method::POST, ["requests", id, "p12"]) => {
-            let body: PasswordBody = parse_json(&call.body)?;
-            let password = Password::new(body.password)?;
-            let done = svc
-                .download_p12(who, call.is_admin, parse_id(id)?, password)
-                .await?;
-            Ok(enrolled_response(&done))
-        }
-        (&Method::GET, ["certificates", id]) => ok(to_json(&svc.certificate(parse_id(id)?)?)),
-        (&Method::GET, ["certificates", id, "pem"]) => {
+        Endpoint::DownloadP12(id) => download_p12(svc, call, id).await,
+        Endpoint::Certificate(id) => ok(to_json(&svc.certificate(parse_id(id)?)?)),
+        Endpoint::CertificatePem(id) => {
             let c = svc.certificate(parse_id(id)?)?;
             Ok(respond(
                 StatusCode::OK,
@@ -291,14 +324,69 @@ async fn dispatch(svc: &Enrollment, call: &Call<'_>) -> Result<Response<Full<Byt
                 format!("{}{}", c.pem, c.chain),
             ))
         }
-        (&Method::POST, ["certificates", id, "installed"]) => {
+        Endpoint::ConfirmInstalled(id) => {
             ok(to_json(&svc.confirm_installed(who, parse_id(id)?).await?))
         }
-        _ => Err(EnrollError::NotFound(format!(
-            "no route {} {}",
-            call.method, call.path
-        ))),
     }
+}
+
+/// `PUT /profiles/NAME`: the body may name the profile, but only as the
+/// path does.
+async fn put_profile(
+    svc: &Enrollment,
+    call: &Call<'_>,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, EnrollError> {
+    let mut v: serde_json::Map<String, Value> = parse_json(&call.body)?;
+    match v.get("name") {
+        Some(Value::String(n)) if n != name => {
+            return Err(bad_request(format!(
+                "the body names profile {n:?}, the path {name:?}"
+            )))
+        }
+        Some(_) => {}
+        None => {
+            v.insert("name".into(), Value::String(name.to_owned()));
+        }
+    }
+    let settings: ProfileSettings = serde_json::from_value(Value::Object(v))
+        .map_err(|e| bad_request(format!("the profile: {e}")))?;
+    let (created, profile) = svc.put_profile(call.who, settings).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(respond_json(status, &to_json(&profile)))
+}
+
+async fn enroll_p12(
+    svc: &Enrollment,
+    call: &Call<'_>,
+) -> Result<Response<Full<Bytes>>, EnrollError> {
+    let body: P12Body = parse_json(&call.body)?;
+    let password = body.password.map(Password::new).transpose()?;
+    let target = Target {
+        asset: body.asset,
+        profile: body.profile,
+    };
+    let done = svc
+        .enroll_p12(call.who, &target, body.data, body.key_type, password)
+        .await?;
+    Ok(enrolled_response(&done))
+}
+
+async fn download_p12(
+    svc: &Enrollment,
+    call: &Call<'_>,
+    id: &str,
+) -> Result<Response<Full<Bytes>>, EnrollError> {
+    let body: PasswordBody = parse_json(&call.body)?;
+    let password = Password::new(body.password)?;
+    let done = svc
+        .download_p12(call.who, call.is_admin, parse_id(id)?, password)
+        .await?;
+    Ok(enrolled_response(&done))
 }
 
 /// A P10 upload: JSON `{asset, profile, csr}`, or the CSR itself (PEM or
@@ -397,6 +485,43 @@ mod tests {
         assert_eq!(roles_for(&Method::POST, "/api/v1/requests/1/p12"), OPERATOR);
         assert_eq!(roles_for(&Method::POST, "/api/v1/enroll/p10"), OPERATOR);
         assert_eq!(roles_for(&Method::GET, "/api/v1/requests"), READERS);
+    }
+
+    /// The roles of every route, as the table in the module's comment
+    /// gives them, and of paths no route serves.
+    #[test]
+    fn every_route_has_its_roles() {
+        let cases: &[(Method, &str, &[Role])] = &[
+            (Method::GET, "ca", READERS),
+            (Method::GET, "profiles", READERS),
+            (Method::GET, "profiles/Server%20P10", READERS),
+            (Method::PUT, "profiles/x", ADMIN),
+            (Method::DELETE, "profiles/x", ADMIN),
+            (Method::PUT, "assets/web/profile", OPERATOR),
+            (Method::GET, "assets/web/certificates", OPERATOR),
+            (Method::POST, "enroll/p10", OPERATOR),
+            (Method::POST, "enroll/p12", OPERATOR),
+            (Method::GET, "requests", READERS),
+            (Method::GET, "requests/1", READERS),
+            (Method::POST, "requests/1/approve", APPROVER),
+            (Method::POST, "requests/1/reject", APPROVER),
+            (Method::POST, "requests/1/p12", OPERATOR),
+            (Method::GET, "certificates/1", OPERATOR),
+            (Method::GET, "certificates/1/pem", OPERATOR),
+            (Method::POST, "certificates/1/installed", OPERATOR),
+            // No route: approvers hear 404 for what they read, else 403.
+            (Method::GET, "requests/1/x", READERS),
+            (Method::GET, "ca/x", READERS),
+            (Method::PUT, "profiles", OPERATOR),
+            (Method::POST, "requests/1/approve/x", OPERATOR),
+            (Method::GET, "assets", OPERATOR),
+            (Method::DELETE, "", OPERATOR),
+        ];
+        for (method, path, roles) in cases {
+            let path = format!("{PREFIX}{path}");
+            assert_eq!(roles_for(method, &path), *roles, "{method} {path}");
+        }
+        assert_eq!(roles_for(&Method::GET, "/api/v1"), OPERATOR);
     }
 
     #[test]

@@ -1,0 +1,52 @@
+//! Issued certificates: reading them (one, or an asset's) and the last
+//! step of an enrollment, confirming the installation.
+
+use idsync_schema::{Certificate, Kind};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{EnrollError, Enrollment};
+
+impl Enrollment {
+    /// One certificate.
+    pub(crate) fn certificate(&self, id: Uuid) -> Result<Certificate, EnrollError> {
+        self.store()
+            .object::<Certificate>(Kind::Certificate, id)?
+            .ok_or_else(|| EnrollError::NotFound(format!("no certificate {id}")))
+    }
+
+    /// The certificates issued for an asset (by name or id), oldest first.
+    pub(crate) fn certificates_of(&self, asset: &str) -> Result<Vec<Certificate>, EnrollError> {
+        let asset = self.asset(asset)?;
+        let mut ids = Vec::new();
+        self.store().scan(
+            &idsync_store::keys::certificates_of_asset_prefix(asset.id),
+            |k, _| {
+                ids.extend(idsync_store::keys::trailing_id(k));
+                Ok(true)
+            },
+        )?;
+        ids.into_iter().map(|id| self.certificate(id)).collect()
+    }
+
+    /// The "confirm installation" step of a P12 enrollment (seed 002).
+    pub(crate) async fn confirm_installed(
+        &self,
+        who: &str,
+        id: Uuid,
+    ) -> Result<Certificate, EnrollError> {
+        let mut cert = self.certificate(id)?;
+        if cert.installed.is_some() {
+            return Ok(cert);
+        }
+        cert.installed = Some(OffsetDateTime::now_utc());
+        let c = cert.clone();
+        self.write(who, move |tx| {
+            tx.put_certificate(c)?;
+            Ok(())
+        })
+        .await?;
+        tracing::info!(target: "idsync::audit", certificate = %id, by = who, "certificate installation confirmed");
+        Ok(cert)
+    }
+}

@@ -1,0 +1,83 @@
+//! The enrollment service against a real store and CA: the races the
+//! compare-and-set transitions exist for.
+
+use std::sync::Arc;
+
+use idsync_schema::{Certificate, CertificateData, Kind, ProfileSettings, Protocol, RequestStatus};
+
+use super::*;
+use crate::config::Config;
+
+/// A service over a fresh store with one P12 profile that needs
+/// approval, and a runtime to drive it.
+fn service(dir: &std::path::Path) -> (Arc<Enrollment>, tokio::runtime::Runtime) {
+    let mut cfg = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
+    let mut p = ProfileSettings::new("Vault", Protocol::P12);
+    p.requires_approval = true;
+    cfg.profiles = vec![p];
+    let rec = crate::app::open(&cfg).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let svc = rt.block_on(async {
+        start(&cfg, &rec, &Arc::new(crate::infra::metrics::Metrics::new())).unwrap()
+    });
+    (svc, rt)
+}
+
+fn password() -> Password {
+    Password::new("a-long-enough-password".into()).unwrap()
+}
+
+/// Two downloads of one approved P12 request racing each other: one
+/// file is made, the other is refused, one certificate is stored.
+#[test]
+fn racing_downloads_make_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, rt) = service(dir.path());
+    rt.block_on(async {
+        let target = Target {
+            asset: None,
+            profile: Some("Vault".into()),
+        };
+        let data = CertificateData {
+            name: Some("vault.example.org".into()),
+            ..Default::default()
+        };
+        let made = svc
+            .enroll_p12("ops", &target, data, None, None)
+            .await
+            .unwrap();
+        let id = made.request.id;
+        assert_eq!(made.request.status, RequestStatus::PendingApproval);
+        assert!(matches!(
+            svc.approve("ops", id, None).await,
+            Err(EnrollError::Forbidden(_))
+        ));
+        svc.approve("boss", id, None).await.unwrap();
+        let (a, b) = tokio::join!(
+            svc.download_p12("ops", false, id, password()),
+            svc.download_p12("ops", false, id, password())
+        );
+        let won = [&a, &b].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(won, 1, "{a:?} {b:?}");
+        let lost = if a.is_err() { a } else { b };
+        assert!(matches!(lost, Err(EnrollError::Conflict(_))), "{lost:?}");
+        let stored = svc.request(id).unwrap();
+        assert_eq!(stored.status, RequestStatus::Issued);
+        assert_eq!(stored.decided_by.as_deref(), Some("boss"));
+        let mut certs = 0;
+        svc.store()
+            .for_each::<Certificate>(Kind::Certificate, |_| {
+                certs += 1;
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(certs, 1);
+    });
+}

@@ -1,0 +1,120 @@
+//! Resuming an import: the progress record each committed batch saves, and
+//! how a run picks up where a crashed or stopped one left off.
+//!
+//! Why it is kept apart from the apply loop: the record is the contract
+//! between two runs of idsync (possibly two versions of it), so what it
+//! holds and how it is read back are one thing to review.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use idsync_schema::Source;
+use idsync_store::reconcile::Reconciler;
+use idsync_store::{Actor, StoreError};
+
+use super::report::{ReportHeader, Spool, SpoolOffsets, Summary};
+use super::ImportOptions;
+
+/// Saved with every committed batch.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Progress {
+    pub file: String,
+    /// Records consumed, header included.
+    pub records_done: u64,
+    /// The line of the last record committed.
+    pub last_line: u64,
+    pub summary: Summary,
+    pub spool: SpoolOffsets,
+    /// Set by the last batch; the report is being written.
+    pub complete: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started: OffsetDateTime,
+}
+
+/// Where an import starts: from scratch, or after the last committed batch
+/// of an earlier run.
+#[derive(Debug, Default)]
+pub(super) struct Resume {
+    pub summary: Summary,
+    /// Records the parser skips (their keys still count for uniqueness).
+    pub records_done: u64,
+    pub last_line: u64,
+}
+
+/// The progress an earlier run of the file with `digest` saved. Atomic and
+/// dry-run imports commit nothing before their end, so never resume.
+pub(super) fn saved(
+    rec: &Reconciler,
+    opts: &ImportOptions,
+    digest: &str,
+) -> Result<Option<Progress>, StoreError> {
+    if opts.dry_run || opts.atomic {
+        return Ok(None);
+    }
+    rec.store().import_progress(digest)
+}
+
+/// The report spools: a fresh directory for a dry run (it must not disturb
+/// a real import of the same file), else the file's own, cut back to the
+/// lengths `saved` recorded.
+pub(super) fn open_spool(
+    work_dir: &Path,
+    opts: &ImportOptions,
+    digest: &str,
+    saved: Option<&Progress>,
+    header: &mut ReportHeader,
+) -> std::io::Result<Spool> {
+    let spool_dir = if opts.dry_run {
+        work_dir.join(format!("dry-run-{}", uuid::Uuid::now_v7()))
+    } else {
+        work_dir.join(digest)
+    };
+    let spool = Spool::open(&spool_dir, saved.map(|p| p.spool))?;
+    if !spool.complete {
+        header.warnings.push(
+            "rows applied before an interruption of the machine are missing from the row lists \
+             (the store and the summary are complete)"
+                .into(),
+        );
+    }
+    Ok(spool)
+}
+
+/// Where to start, and the report's note of it.
+pub(super) fn resume(saved: Option<&Progress>, header: &mut ReportHeader) -> Resume {
+    let Some(p) = saved else {
+        return Resume::default();
+    };
+    header.resumed_after_line = Some(p.last_line);
+    header.started = p.started;
+    Resume {
+        summary: p.summary,
+        records_done: p.records_done,
+        last_line: p.last_line,
+    }
+}
+
+/// Forget the progress record of the file with `digest`, if any (the
+/// daemon's recovery, when a report was written but the record not yet
+/// removed).
+pub(crate) fn forget_progress(rec: &Reconciler, digest: &str) -> Result<(), StoreError> {
+    if rec
+        .store()
+        .import_progress::<serde_json::Value>(digest)?
+        .is_some()
+    {
+        forget(rec, digest)?;
+    }
+    Ok(())
+}
+
+/// Remove the progress record of `digest` (its report is written).
+pub(super) fn forget(rec: &Reconciler, digest: &str) -> Result<(), StoreError> {
+    let mut tx = rec.begin(Source::Csv, Actor::default());
+    tx.forget_import_progress(digest);
+    tx.commit()?;
+    Ok(())
+}
