@@ -496,7 +496,8 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::connector::{ConnectorConfig, Remote, ViewError};
+    use crate::connector::{Remote, ViewError};
+    use crate::registry::ConnectorConfig;
 
     /// The store, as far as a webhook reads it.
     #[derive(Default)]
