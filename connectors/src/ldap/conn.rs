@@ -15,7 +15,7 @@ use ldap3::{
 };
 
 use super::config::LdapConfig;
-use super::mapping::{Current, ModAction, Op};
+use super::ops::{Current, ModAction, Op};
 
 /// Permissive Modify (Active Directory's OID, honoured by OpenLDAP): adding a
 /// value that is there or deleting one that is not succeeds, which keeps a
