@@ -15,7 +15,7 @@ use ldap3::{
 };
 
 use super::config::LdapConfig;
-use super::ops::{Current, ModAction, Op};
+use super::ops::{Current, ModAction, ModSpec, Op};
 
 /// Permissive Modify (Active Directory's OID, honoured by OpenLDAP): adding a
 /// value that is there or deleting one that is not succeeds, which keeps a
@@ -192,63 +192,10 @@ impl Conn {
         let (generation, mut ldap) = self.get().await?;
         let t = self.timeout();
         match op {
-            Op::Add { dn, attrs } => {
-                if self.assign_uuid.load(Ordering::Relaxed) {
-                    let uuid = add_uuid.unwrap_or_else(uuid::Uuid::now_v7).to_string();
-                    let r = self.add(generation, &ldap, dn, attrs, Some(&uuid)).await?;
-                    match r.rc {
-                        0 => return Ok(Exec::Done(Some(uuid))),
-                        68 => return Ok(Exec::Exists),
-                        rc if transient_rc(rc) => return Err(refused("add", dn, &r)),
-                        // Refused: for the entry, or for the relaxed rule?
-                        // The portable add below tells.
-                        _ => {
-                            let done = self.add_reading_uuid(generation, &ldap, dn, attrs).await;
-                            // Several adds may find out at once: one says so.
-                            if matches!(done, Ok(Exec::Done(_)))
-                                && self.assign_uuid.swap(false, Ordering::Relaxed)
-                            {
-                                tracing::warn!(
-                                    "{}: the server will not take an entryUUID from idsync ({}); new entries' entryUUIDs are read back with the Post-Read control from now on",
-                                    self.cfg.url,
-                                    refused("add", dn, &r)
-                                );
-                            }
-                            return done;
-                        }
-                    }
-                }
-                self.add_reading_uuid(generation, &ldap, dn, attrs).await
-            }
+            Op::Add { dn, attrs } => self.exec_add(generation, &ldap, dn, attrs, add_uuid).await,
             Op::Modify { dn, mods } => {
-                let mods: Vec<Mod<&str>> = mods
-                    .iter()
-                    .map(|m| {
-                        let v: HashSet<&str> = m.values.iter().map(String::as_str).collect();
-                        match m.action {
-                            ModAction::Add => Mod::Add(m.attr.as_str(), v),
-                            ModAction::Delete => Mod::Delete(m.attr.as_str(), v),
-                            ModAction::Replace => Mod::Replace(m.attr.as_str(), v),
-                        }
-                    })
-                    .collect();
-                if permissive {
-                    ldap.with_controls(RawControl {
-                        ctype: PERMISSIVE_MODIFY.into(),
-                        crit: false,
-                        val: None,
-                    });
-                }
-                let r = ldap.with_timeout(t).modify(dn, mods).await;
-                let r = match r {
-                    Ok(r) => r,
-                    Err(e) => return Err(self.lost(generation, &format!("modify {dn}"), e).await),
-                };
-                match r.rc {
-                    0 => Ok(Exec::Done(None)),
-                    32 => Ok(Exec::Missing),
-                    _ => Err(refused("modify", dn, &r)),
-                }
+                self.exec_modify(generation, ldap, dn, mods, permissive)
+                    .await
             }
             Op::Rename {
                 dn,
@@ -282,6 +229,84 @@ impl Conn {
                     _ => Err(refused("delete", dn, &r)),
                 }
             }
+        }
+    }
+
+    /// An add, giving the entry `add_uuid` (else a fresh one) while the
+    /// server takes an `entryUUID` from idsync, else reading the server's
+    /// back.
+    async fn exec_add(
+        &self,
+        generation: u64,
+        ldap: &Ldap,
+        dn: &str,
+        attrs: &[(String, Vec<String>)],
+        add_uuid: Option<uuid::Uuid>,
+    ) -> Result<Exec, OpError> {
+        if self.assign_uuid.load(Ordering::Relaxed) {
+            let uuid = add_uuid.unwrap_or_else(uuid::Uuid::now_v7).to_string();
+            let r = self.add(generation, ldap, dn, attrs, Some(&uuid)).await?;
+            match r.rc {
+                0 => return Ok(Exec::Done(Some(uuid))),
+                68 => return Ok(Exec::Exists),
+                rc if transient_rc(rc) => return Err(refused("add", dn, &r)),
+                // Refused: for the entry, or for the relaxed rule?
+                // The portable add below tells.
+                _ => {
+                    let done = self.add_reading_uuid(generation, ldap, dn, attrs).await;
+                    // Several adds may find out at once: one says so.
+                    if matches!(done, Ok(Exec::Done(_)))
+                        && self.assign_uuid.swap(false, Ordering::Relaxed)
+                    {
+                        tracing::warn!(
+                            "{}: the server will not take an entryUUID from idsync ({}); new entries' entryUUIDs are read back with the Post-Read control from now on",
+                            self.cfg.url,
+                            refused("add", dn, &r)
+                        );
+                    }
+                    return done;
+                }
+            }
+        }
+        self.add_reading_uuid(generation, ldap, dn, attrs).await
+    }
+
+    /// A modify; `permissive`: with the Permissive Modify control.
+    async fn exec_modify(
+        &self,
+        generation: u64,
+        mut ldap: Ldap,
+        dn: &str,
+        mods: &[ModSpec],
+        permissive: bool,
+    ) -> Result<Exec, OpError> {
+        let mods: Vec<Mod<&str>> = mods
+            .iter()
+            .map(|m| {
+                let v: HashSet<&str> = m.values.iter().map(String::as_str).collect();
+                match m.action {
+                    ModAction::Add => Mod::Add(m.attr.as_str(), v),
+                    ModAction::Delete => Mod::Delete(m.attr.as_str(), v),
+                    ModAction::Replace => Mod::Replace(m.attr.as_str(), v),
+                }
+            })
+            .collect();
+        if permissive {
+            ldap.with_controls(RawControl {
+                ctype: PERMISSIVE_MODIFY.into(),
+                crit: false,
+                val: None,
+            });
+        }
+        let r = ldap.with_timeout(self.timeout()).modify(dn, mods).await;
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => return Err(self.lost(generation, &format!("modify {dn}"), e).await),
+        };
+        match r.rc {
+            0 => Ok(Exec::Done(None)),
+            32 => Ok(Exec::Missing),
+            _ => Err(refused("modify", dn, &r)),
         }
     }
 
