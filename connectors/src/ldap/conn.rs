@@ -110,6 +110,20 @@ impl Conn {
         transport(what, e)
     }
 
+    /// `r`, or, when the request failed on the connection, that connection
+    /// dropped and the error mapped (`what` names the request).
+    async fn answered<T>(
+        &self,
+        generation: u64,
+        what: impl FnOnce() -> String,
+        r: Result<T, ldap3::LdapError>,
+    ) -> Result<T, OpError> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.lost(generation, &what(), e).await),
+        }
+    }
+
     async fn connect(&self) -> Result<Ldap, OpError> {
         let timeout = Duration::from_millis(self.cfg.timeout_ms);
         let mut settings = LdapConnSettings::new()
@@ -206,10 +220,9 @@ impl Conn {
                     .with_timeout(t)
                     .modifydn(dn, new_rdn, true, new_superior.as_deref())
                     .await;
-                let r = match r {
-                    Ok(r) => r,
-                    Err(e) => return Err(self.lost(generation, &format!("rename {dn}"), e).await),
-                };
+                let r = self
+                    .answered(generation, || format!("rename {dn}"), r)
+                    .await?;
                 match r.rc {
                     0 => Ok(Exec::Done(None)),
                     32 => Ok(Exec::Missing),
@@ -219,10 +232,9 @@ impl Conn {
             }
             Op::Delete { dn } => {
                 let r = ldap.with_timeout(t).delete(dn).await;
-                let r = match r {
-                    Ok(r) => r,
-                    Err(e) => return Err(self.lost(generation, &format!("delete {dn}"), e).await),
-                };
+                let r = self
+                    .answered(generation, || format!("delete {dn}"), r)
+                    .await?;
                 match r.rc {
                     0 => Ok(Exec::Done(None)),
                     32 => Ok(Exec::Missing),
@@ -299,10 +311,9 @@ impl Conn {
             });
         }
         let r = ldap.with_timeout(self.timeout()).modify(dn, mods).await;
-        let r = match r {
-            Ok(r) => r,
-            Err(e) => return Err(self.lost(generation, &format!("modify {dn}"), e).await),
-        };
+        let r = self
+            .answered(generation, || format!("modify {dn}"), r)
+            .await?;
         match r.rc {
             0 => Ok(Exec::Done(None)),
             32 => Ok(Exec::Missing),
@@ -338,10 +349,8 @@ impl Conn {
                 ldap.with_controls(PostRead::new(vec!["entryUUID"]));
             }
         }
-        match ldap.with_timeout(self.timeout()).add(dn, attrs).await {
-            Ok(r) => Ok(r),
-            Err(e) => Err(self.lost(generation, &format!("add {dn}"), e).await),
-        }
+        let r = ldap.with_timeout(self.timeout()).add(dn, attrs).await;
+        self.answered(generation, || format!("add {dn}"), r).await
     }
 
     /// An add with the Post-Read control: the `entryUUID` the server gave.
@@ -388,10 +397,9 @@ impl Conn {
             .with_timeout(self.timeout())
             .search(base, scope, filter, attrs)
             .await;
-        let r = match r {
-            Ok(r) => r,
-            Err(e) => return Err(self.lost(generation, &format!("search {base}"), e).await),
-        };
+        let r = self
+            .answered(generation, || format!("search {base}"), r)
+            .await?;
         match r.1.rc {
             0 => Ok(r
                 .0
@@ -445,10 +453,9 @@ impl Conn {
             .with_timeout(self.timeout())
             .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs)
             .await;
-        let mut stream = match stream {
-            Ok(s) => s,
-            Err(e) => return Err(self.lost(generation, &format!("search {base}"), e).await),
-        };
+        let mut stream = self
+            .answered(generation, || format!("search {base}"), stream)
+            .await?;
         let mut out = Vec::new();
         loop {
             match stream.next().await {

@@ -274,18 +274,12 @@ pub fn add_uuid(name: &str, id: Uuid, first_seq: u64) -> Uuid {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ldap::config::test_config;
     use serde_json::json;
-
-    fn cfg() -> LdapConfig {
-        LdapConfig {
-            name: "t".into(),
-            ..LdapConfig::default()
-        }
-    }
 
     #[test]
     fn kind_keys_left_out_keep_their_defaults() {
-        let mut c = cfg();
+        let mut c = test_config();
         c.users = KindConfig {
             dn: "uid={loginName},ou=staff,{base_dn}".into(),
             ..KindConfig::default()
@@ -301,7 +295,7 @@ mod tests {
     fn user_maps_to_inet_org_person() {
         let obj =
             json!({"loginName": "j,doe", "mail": "j@x.org", "lastName": "Doe", "status": "active"});
-        let d = desired(&cfg(), Kind::User, Uuid::nil(), &obj, vec![])
+        let d = desired(&test_config(), Kind::User, Uuid::nil(), &obj, vec![])
             .unwrap()
             .unwrap();
         assert_eq!(d.dn, "uid=j\\2cdoe,ou=people,dc=example,dc=org");
@@ -313,7 +307,7 @@ mod tests {
 
     #[test]
     fn list_fields_are_multi_valued() {
-        let mut c = cfg();
+        let mut c = test_config();
         c.users
             .attributes
             .insert("businessCategory".into(), "{roles}".into());
@@ -341,7 +335,7 @@ mod tests {
     fn inactive_users_move_or_vanish_per_policy() {
         let obj =
             json!({"loginName": "jd", "mail": "j@x.org", "lastName": "D", "status": "inactive"});
-        let mut c = cfg();
+        let mut c = test_config();
         c.inactive_users.action = InactiveAction::Move;
         let d = desired(&c, Kind::User, Uuid::nil(), &obj, vec![])
             .unwrap()

@@ -278,22 +278,15 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::ldap::config::LdapConfig;
+    use crate::ldap::config::test_config;
     use crate::ldap::ldif::ldif;
     use crate::ldap::mapping::{desired, empty_member, managed};
-
-    fn cfg() -> LdapConfig {
-        LdapConfig {
-            name: "t".into(),
-            ..LdapConfig::default()
-        }
-    }
 
     #[test]
     fn diff_writes_only_the_difference() {
         let obj =
             json!({"loginName": "jd", "mail": "j@x.org", "lastName": "Doe", "status": "active"});
-        let c = cfg();
+        let c = test_config();
         let d = desired(&c, Kind::User, Uuid::nil(), &obj, vec![])
             .unwrap()
             .unwrap();
@@ -317,7 +310,7 @@ mod tests {
 
     #[test]
     fn empty_groups_get_the_placeholder_and_renames_are_modrdn() {
-        let c = cfg();
+        let c = test_config();
         let d = desired(
             &c,
             Kind::Group,

@@ -254,17 +254,11 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::ldap::config::test_config;
     use crate::ldap::config::DeletedAction;
 
     const NOW: i64 = 1_700_000_000;
     const DAY: i64 = 86_400;
-
-    fn cfg() -> LdapConfig {
-        LdapConfig {
-            name: "t".into(),
-            ..LdapConfig::default()
-        }
-    }
 
     /// The user `login` as idsync wants it (object id from the name).
     fn user(cfg: &LdapConfig, login: &str) -> Desired {
@@ -316,7 +310,7 @@ mod tests {
 
     #[test]
     fn an_object_without_an_entry_is_created() {
-        let c = cfg();
+        let c = test_config();
         let alice = user(&c, "alice");
         let store = Store {
             wanted: vec![alice.clone()],
@@ -337,7 +331,7 @@ mod tests {
 
     #[test]
     fn an_owned_entry_is_updated_where_it_differs_only() {
-        let c = cfg();
+        let c = test_config();
         let alice = user(&c, "alice");
         let mut store = Store {
             wanted: vec![alice.clone()],
@@ -400,7 +394,7 @@ mod tests {
 
     #[test]
     fn entries_not_ours_are_left_alone() {
-        let mut c = cfg();
+        let mut c = test_config();
         let alice = user(&c, "alice");
         let store = Store {
             wanted: vec![alice.clone()],
@@ -463,7 +457,7 @@ mod tests {
 
     #[test]
     fn the_entry_of_an_object_gone_is_retired_per_policy() {
-        let mut c = cfg();
+        let mut c = test_config();
         c.deletion_threshold.percent = 100.0;
         let bob = user(&c, "bob");
         let rec = remote(&bob.dn, "u-b");
@@ -518,7 +512,7 @@ mod tests {
 
     #[test]
     fn a_plan_over_the_deletion_threshold_is_refused() {
-        let mut c = cfg();
+        let mut c = test_config();
         // 3 of 10 owned entries deleted: 30 %, over the default 20 %.
         let mut store = Store::default();
         let mut dir = Directory::default();
