@@ -103,6 +103,24 @@ fn norm(attr: &str, v: &str) -> String {
     }
 }
 
+/// The values of `want` that `have` lacks, and those of `have` not in
+/// `want`, compared as the directory compares values of `attr`.
+fn differing(attr: &str, want: &[&String], have: &[&String]) -> (Vec<String>, Vec<String>) {
+    let want_n: BTreeMap<String, &String> = want.iter().map(|v| (norm(attr, v), *v)).collect();
+    let have_n: BTreeMap<String, &String> = have.iter().map(|v| (norm(attr, v), *v)).collect();
+    let missing = want_n
+        .iter()
+        .filter(|(k, _)| !have_n.contains_key(*k))
+        .map(|(_, v)| (*v).clone())
+        .collect();
+    let extra = have_n
+        .iter()
+        .filter(|(k, _)| !want_n.contains_key(*k))
+        .map(|(_, v)| (*v).clone())
+        .collect();
+    (missing, extra)
+}
+
 /// The modifications that turn `current` into `desired` for the managed
 /// attributes: nothing when they agree (compare before modify), `Add` and
 /// `Delete` of single values for multi-valued attributes, `Replace` for a
@@ -128,18 +146,7 @@ pub fn diff(desired: &Desired, current: &Current, managed: &BTreeSet<String>) ->
             .get(&lower)
             .map(|v| v.iter().collect())
             .unwrap_or_default();
-        let want_n: BTreeMap<String, &String> = want.iter().map(|v| (norm(&name, v), *v)).collect();
-        let have_n: BTreeMap<String, &String> = have.iter().map(|v| (norm(&name, v), *v)).collect();
-        let missing: Vec<String> = want_n
-            .iter()
-            .filter(|(k, _)| !have_n.contains_key(*k))
-            .map(|(_, v)| (*v).clone())
-            .collect();
-        let extra: Vec<String> = have_n
-            .iter()
-            .filter(|(k, _)| !want_n.contains_key(*k))
-            .map(|(_, v)| (*v).clone())
-            .collect();
+        let (missing, extra) = differing(&name, &want, &have);
         if lower == "objectclass" {
             if !missing.is_empty() {
                 mods.push(ModSpec {
