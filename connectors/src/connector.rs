@@ -1,22 +1,24 @@
-//! The one shape every peer has: a config, a healthcheck, delivery of a
-//! batch of change events with an outcome per event, and a full reconcile
-//! split in two (`plan`, then `apply` of that very plan) so that a dry run
-//! prints exactly what the real run executes.
+//! The one shape every change-log consumer has: a config, a healthcheck,
+//! delivery of a batch of change events with an outcome per event, and a
+//! full reconcile split in two (`plan`, then `apply` of that very plan) so
+//! that a dry run prints exactly what the real run executes.
+//!
+//! This module names no concrete connector: which ones exist, and how a
+//! configuration entry becomes one, is [`crate::registry`]'s business. The
+//! CA backends ([`crate::ca`]) have another shape and do not implement
+//! this trait.
 //!
 //! Futures are boxed by hand ([`BoxFuture`]) so that the daemon can hold
 //! every connector as `Arc<dyn Connector>` without an extra macro crate.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use idsync_schema::Kind;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::event::Event;
-use crate::ldap::{LdapConfig, LdapConnector};
-use crate::webhook::{WebhookConfig, WebhookConnector};
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -172,84 +174,5 @@ impl Default for DeliveryConfig {
             backoff_max_ms: 30_000,
             reconcile_every_s: 86_400,
         }
-    }
-}
-
-/// One `[[connectors]]` entry, by `type`.
-// Read once at start and kept in a short list: the size of the LDAP
-// variant costs nothing worth a `Box` and its `**` at every use.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum ConnectorConfig {
-    Ldap(LdapConfig),
-    /// An HTTP POST per change (approvers' notification).
-    Webhook(WebhookConfig),
-}
-
-impl ConnectorConfig {
-    /// The connector's name.
-    pub fn name(&self) -> &str {
-        match self {
-            ConnectorConfig::Ldap(c) => &c.name,
-            ConnectorConfig::Webhook(c) => &c.name,
-        }
-    }
-
-    /// The checks serde cannot express.
-    pub fn check(&self) -> Result<(), ConnectorError> {
-        let name = self.name();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(ConnectorError::Config(format!(
-                "connector name {name:?} must be letters, digits, `-` or `_`"
-            )));
-        }
-        match self {
-            ConnectorConfig::Ldap(c) => c.check(),
-            ConnectorConfig::Webhook(c) => c.check(),
-        }
-    }
-
-    /// Build the connector.
-    pub fn build(&self) -> Result<Arc<dyn Connector>, ConnectorError> {
-        self.check()?;
-        match self {
-            ConnectorConfig::Ldap(c) => Ok(Arc::new(LdapConnector::new(c.clone())?)),
-            ConnectorConfig::Webhook(c) => Ok(Arc::new(WebhookConnector::new(c.clone())?)),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn configs_are_checked() {
-        let ok: ConnectorConfig = serde_json::from_value(serde_json::json!({
-            "type": "ldap", "name": "corp", "url": "ldap://127.0.0.1:389",
-            "deleted": {"action": "disable", "delete_after_days": 7}
-        }))
-        .unwrap();
-        assert_eq!(ok.name(), "corp");
-        assert!(ok.build().is_ok());
-        let typo = serde_json::from_value::<ConnectorConfig>(serde_json::json!({
-            "type": "ldap", "name": "corp", "bind_pw": "x"
-        }));
-        assert!(typo.is_err(), "unknown keys are refused");
-        let bad: ConnectorConfig = serde_json::from_value(serde_json::json!({
-            "type": "ldap", "name": "a/b", "url": "ldap://x"
-        }))
-        .unwrap();
-        assert!(bad.check().is_err());
-        let bad: ConnectorConfig = serde_json::from_value(serde_json::json!({
-            "type": "ldap", "name": "a", "url": "http://x"
-        }))
-        .unwrap();
-        assert!(bad.check().is_err());
     }
 }

@@ -1,23 +1,34 @@
-//! What idsync pushes its change log to: the [`Connector`] trait that every
-//! peer implements, and one module per peer (LDAP first, then a webhook).
+//! The peers idsync talks to, in two shapes:
 //!
-//! Why a crate of its own: connectors are consumers of the change log and
-//! nothing else. This crate does not depend on the daemon; the daemon hands
-//! it [`Event`]s and a read-only [`View`] of the store, and persists what a
-//! connector reports back (outcomes and the remote ids it learned). Data
-//! flows one way: a connector never writes an object.
+//! - **Change-log consumers** ([`Connector`]): one module per peer (LDAP,
+//!   then a webhook), each fed batches of [`Event`]s by the daemon's runner
+//!   and reconciled against a read-only [`View`] of the store. The daemon
+//!   persists what a connector reports back (outcomes and the remote ids it
+//!   learned); data flows one way: a connector never writes an object.
+//!   [`registry`] is the one place that names them all.
+//! - **CA backends** ([`ca`]): request/response, called synchronously by
+//!   enrollment to issue a certificate (the local CA, PKCS#12 files). They
+//!   see no change log, no runner and no `View`; they live here because
+//!   they are the other kind of outside party idsync's data reaches, and
+//!   share this crate's wall (nothing here depends on the daemon).
+//!
+//! Why a crate of its own: the daemon hands these peers what they need and
+//! nothing more, and a peer cannot reach into the store or the daemon's
+//! state.
 
 pub mod ca;
 pub mod connector;
 pub mod event;
 pub mod ldap;
+pub mod registry;
 pub mod webhook;
 
 pub use connector::{
-    Applied, BoxFuture, Connector, ConnectorConfig, ConnectorError, Delivery, DeliveryConfig,
-    Outcome, Plan, Remote, View, ViewError,
+    Applied, BoxFuture, Connector, ConnectorError, Delivery, DeliveryConfig, Outcome, Plan, Remote,
+    View, ViewError,
 };
 pub use event::{Event, Operation};
+pub use registry::ConnectorConfig;
 
 /// Install the process-wide rustls crypto provider (ring) once, before the
 /// first TLS connection: with two providers in the dependency tree, rustls

@@ -1,8 +1,16 @@
-//! The certificate-authority side of enrollment: parse and check a PKCS#10
-//! request ([`parse_csr`]), issue a certificate for its public key with
-//! fields decided by the daemon ([`CaBackend::issue`]), and, for PKCS#12
-//! enrollment, generate the key and wrap key, certificate and chain in a
-//! password-protected file ([`generate_key`], [`build_p12`]).
+//! The certificate-authority side of enrollment. Not a change-log consumer:
+//! the other shape this crate holds (see the crate's top comment). A CA
+//! backend is request/response: enrollment calls it in the course of one
+//! request, with a CSR and the fields it decided, and gets a certificate
+//! back or an error it shows the client. There is no change log, cursor,
+//! retry, runner or [`View`](crate::View) here, and nothing in this module
+//! implements [`Connector`](crate::Connector).
+//!
+//! What it does: parse and check a PKCS#10 request ([`parse_csr`]), issue
+//! a certificate for its public key with fields decided by the daemon
+//! ([`CaBackend::issue`]), and, for PKCS#12 enrollment, generate the key
+//! and wrap key, certificate and chain in a password-protected file
+//! ([`generate_key`], [`build_p12`]).
 //!
 //! One backend exists now, the [`LocalCa`]: a CA whose key idsync holds.
 //! ACME and SCEP backends come later and take the same [`Csr`] and

@@ -256,6 +256,15 @@ impl KindConfig {
     }
 }
 
+/// The defaults, under the name `t`: what the LDAP unit tests start from.
+#[cfg(test)]
+pub(crate) fn test_config() -> LdapConfig {
+    LdapConfig {
+        name: "t".into(),
+        ..LdapConfig::default()
+    }
+}
+
 impl LdapConfig {
     /// The configuration with every per-kind key left out filled from the
     /// kind's defaults.

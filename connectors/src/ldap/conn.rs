@@ -15,7 +15,7 @@ use ldap3::{
 };
 
 use super::config::LdapConfig;
-use super::mapping::{Current, ModAction, Op};
+use super::ops::{Current, ModAction, ModSpec, Op};
 
 /// Permissive Modify (Active Directory's OID, honoured by OpenLDAP): adding a
 /// value that is there or deleting one that is not succeeds, which keeps a
@@ -110,6 +110,20 @@ impl Conn {
         transport(what, e)
     }
 
+    /// `r`, or, when the request failed on the connection, that connection
+    /// dropped and the error mapped (`what` names the request).
+    async fn answered<T>(
+        &self,
+        generation: u64,
+        what: impl FnOnce() -> String,
+        r: Result<T, ldap3::LdapError>,
+    ) -> Result<T, OpError> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.lost(generation, &what(), e).await),
+        }
+    }
+
     async fn connect(&self) -> Result<Ldap, OpError> {
         let timeout = Duration::from_millis(self.cfg.timeout_ms);
         let mut settings = LdapConnSettings::new()
@@ -192,63 +206,10 @@ impl Conn {
         let (generation, mut ldap) = self.get().await?;
         let t = self.timeout();
         match op {
-            Op::Add { dn, attrs } => {
-                if self.assign_uuid.load(Ordering::Relaxed) {
-                    let uuid = add_uuid.unwrap_or_else(uuid::Uuid::now_v7).to_string();
-                    let r = self.add(generation, &ldap, dn, attrs, Some(&uuid)).await?;
-                    match r.rc {
-                        0 => return Ok(Exec::Done(Some(uuid))),
-                        68 => return Ok(Exec::Exists),
-                        rc if transient_rc(rc) => return Err(refused("add", dn, &r)),
-                        // Refused: for the entry, or for the relaxed rule?
-                        // The portable add below tells.
-                        _ => {
-                            let done = self.add_reading_uuid(generation, &ldap, dn, attrs).await;
-                            // Several adds may find out at once: one says so.
-                            if matches!(done, Ok(Exec::Done(_)))
-                                && self.assign_uuid.swap(false, Ordering::Relaxed)
-                            {
-                                tracing::warn!(
-                                    "{}: the server will not take an entryUUID from idsync ({}); new entries' entryUUIDs are read back with the Post-Read control from now on",
-                                    self.cfg.url,
-                                    refused("add", dn, &r)
-                                );
-                            }
-                            return done;
-                        }
-                    }
-                }
-                self.add_reading_uuid(generation, &ldap, dn, attrs).await
-            }
+            Op::Add { dn, attrs } => self.exec_add(generation, &ldap, dn, attrs, add_uuid).await,
             Op::Modify { dn, mods } => {
-                let mods: Vec<Mod<&str>> = mods
-                    .iter()
-                    .map(|m| {
-                        let v: HashSet<&str> = m.values.iter().map(String::as_str).collect();
-                        match m.action {
-                            ModAction::Add => Mod::Add(m.attr.as_str(), v),
-                            ModAction::Delete => Mod::Delete(m.attr.as_str(), v),
-                            ModAction::Replace => Mod::Replace(m.attr.as_str(), v),
-                        }
-                    })
-                    .collect();
-                if permissive {
-                    ldap.with_controls(RawControl {
-                        ctype: PERMISSIVE_MODIFY.into(),
-                        crit: false,
-                        val: None,
-                    });
-                }
-                let r = ldap.with_timeout(t).modify(dn, mods).await;
-                let r = match r {
-                    Ok(r) => r,
-                    Err(e) => return Err(self.lost(generation, &format!("modify {dn}"), e).await),
-                };
-                match r.rc {
-                    0 => Ok(Exec::Done(None)),
-                    32 => Ok(Exec::Missing),
-                    _ => Err(refused("modify", dn, &r)),
-                }
+                self.exec_modify(generation, ldap, dn, mods, permissive)
+                    .await
             }
             Op::Rename {
                 dn,
@@ -259,10 +220,9 @@ impl Conn {
                     .with_timeout(t)
                     .modifydn(dn, new_rdn, true, new_superior.as_deref())
                     .await;
-                let r = match r {
-                    Ok(r) => r,
-                    Err(e) => return Err(self.lost(generation, &format!("rename {dn}"), e).await),
-                };
+                let r = self
+                    .answered(generation, || format!("rename {dn}"), r)
+                    .await?;
                 match r.rc {
                     0 => Ok(Exec::Done(None)),
                     32 => Ok(Exec::Missing),
@@ -272,16 +232,92 @@ impl Conn {
             }
             Op::Delete { dn } => {
                 let r = ldap.with_timeout(t).delete(dn).await;
-                let r = match r {
-                    Ok(r) => r,
-                    Err(e) => return Err(self.lost(generation, &format!("delete {dn}"), e).await),
-                };
+                let r = self
+                    .answered(generation, || format!("delete {dn}"), r)
+                    .await?;
                 match r.rc {
                     0 => Ok(Exec::Done(None)),
                     32 => Ok(Exec::Missing),
                     _ => Err(refused("delete", dn, &r)),
                 }
             }
+        }
+    }
+
+    /// An add, giving the entry `add_uuid` (else a fresh one) while the
+    /// server takes an `entryUUID` from idsync, else reading the server's
+    /// back.
+    async fn exec_add(
+        &self,
+        generation: u64,
+        ldap: &Ldap,
+        dn: &str,
+        attrs: &[(String, Vec<String>)],
+        add_uuid: Option<uuid::Uuid>,
+    ) -> Result<Exec, OpError> {
+        if self.assign_uuid.load(Ordering::Relaxed) {
+            let uuid = add_uuid.unwrap_or_else(uuid::Uuid::now_v7).to_string();
+            let r = self.add(generation, ldap, dn, attrs, Some(&uuid)).await?;
+            match r.rc {
+                0 => return Ok(Exec::Done(Some(uuid))),
+                68 => return Ok(Exec::Exists),
+                rc if transient_rc(rc) => return Err(refused("add", dn, &r)),
+                // Refused: for the entry, or for the relaxed rule?
+                // The portable add below tells.
+                _ => {
+                    let done = self.add_reading_uuid(generation, ldap, dn, attrs).await;
+                    // Several adds may find out at once: one says so.
+                    if matches!(done, Ok(Exec::Done(_)))
+                        && self.assign_uuid.swap(false, Ordering::Relaxed)
+                    {
+                        tracing::warn!(
+                            "{}: the server will not take an entryUUID from idsync ({}); new entries' entryUUIDs are read back with the Post-Read control from now on",
+                            self.cfg.url,
+                            refused("add", dn, &r)
+                        );
+                    }
+                    return done;
+                }
+            }
+        }
+        self.add_reading_uuid(generation, ldap, dn, attrs).await
+    }
+
+    /// A modify; `permissive`: with the Permissive Modify control.
+    async fn exec_modify(
+        &self,
+        generation: u64,
+        mut ldap: Ldap,
+        dn: &str,
+        mods: &[ModSpec],
+        permissive: bool,
+    ) -> Result<Exec, OpError> {
+        let mods: Vec<Mod<&str>> = mods
+            .iter()
+            .map(|m| {
+                let v: HashSet<&str> = m.values.iter().map(String::as_str).collect();
+                match m.action {
+                    ModAction::Add => Mod::Add(m.attr.as_str(), v),
+                    ModAction::Delete => Mod::Delete(m.attr.as_str(), v),
+                    ModAction::Replace => Mod::Replace(m.attr.as_str(), v),
+                }
+            })
+            .collect();
+        if permissive {
+            ldap.with_controls(RawControl {
+                ctype: PERMISSIVE_MODIFY.into(),
+                crit: false,
+                val: None,
+            });
+        }
+        let r = ldap.with_timeout(self.timeout()).modify(dn, mods).await;
+        let r = self
+            .answered(generation, || format!("modify {dn}"), r)
+            .await?;
+        match r.rc {
+            0 => Ok(Exec::Done(None)),
+            32 => Ok(Exec::Missing),
+            _ => Err(refused("modify", dn, &r)),
         }
     }
 
@@ -313,10 +349,8 @@ impl Conn {
                 ldap.with_controls(PostRead::new(vec!["entryUUID"]));
             }
         }
-        match ldap.with_timeout(self.timeout()).add(dn, attrs).await {
-            Ok(r) => Ok(r),
-            Err(e) => Err(self.lost(generation, &format!("add {dn}"), e).await),
-        }
+        let r = ldap.with_timeout(self.timeout()).add(dn, attrs).await;
+        self.answered(generation, || format!("add {dn}"), r).await
     }
 
     /// An add with the Post-Read control: the `entryUUID` the server gave.
@@ -363,10 +397,9 @@ impl Conn {
             .with_timeout(self.timeout())
             .search(base, scope, filter, attrs)
             .await;
-        let r = match r {
-            Ok(r) => r,
-            Err(e) => return Err(self.lost(generation, &format!("search {base}"), e).await),
-        };
+        let r = self
+            .answered(generation, || format!("search {base}"), r)
+            .await?;
         match r.1.rc {
             0 => Ok(r
                 .0
@@ -420,10 +453,9 @@ impl Conn {
             .with_timeout(self.timeout())
             .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs)
             .await;
-        let mut stream = match stream {
-            Ok(s) => s,
-            Err(e) => return Err(self.lost(generation, &format!("search {base}"), e).await),
-        };
+        let mut stream = self
+            .answered(generation, || format!("search {base}"), stream)
+            .await?;
         let mut out = Vec::new();
         loop {
             match stream.next().await {

@@ -1,13 +1,13 @@
-//! From an idsync object to the LDAP entry it should be, and from the entry
-//! that is to the operations that make it so. Pure functions: the delivery
-//! path and the reconcile share them, which is what makes a dry run print
-//! exactly what a real run does.
+//! From an idsync object to the LDAP entry it should be ([`Desired`]):
+//! which kinds are synced, which attributes idsync manages, the DN and
+//! attribute templates, the inactive-user policy, and how DNs compare.
+//! Pure functions, shared by delivery and the reconcile; what it takes to
+//! turn an entry as it is into the desired one is [`super::ops`]'s.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use idsync_schema::Kind;
 use ldap3::dn_escape;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -27,68 +27,6 @@ pub struct Desired {
     /// The DN without its RDN.
     pub parent: String,
     pub attrs: Attrs,
-}
-
-/// One change of a modify.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModSpec {
-    pub action: ModAction,
-    pub attr: String,
-    pub values: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModAction {
-    Add,
-    Delete,
-    Replace,
-}
-
-/// One LDAP write.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
-pub enum Op {
-    Add {
-        dn: String,
-        attrs: Vec<(String, Vec<String>)>,
-    },
-    Modify {
-        dn: String,
-        mods: Vec<ModSpec>,
-    },
-    Rename {
-        dn: String,
-        new_rdn: String,
-        new_superior: Option<String>,
-    },
-    Delete {
-        dn: String,
-    },
-}
-
-/// An entry as read from LDAP, attribute names lower-cased.
-#[derive(Debug, Clone, Default)]
-pub struct Current {
-    pub dn: String,
-    pub entry_uuid: Option<String>,
-    pub attrs: HashMap<String, Vec<String>>,
-}
-
-impl Current {
-    /// From a search entry.
-    pub fn from_entry(e: ldap3::SearchEntry) -> Self {
-        let mut attrs: HashMap<String, Vec<String>> = HashMap::new();
-        for (k, v) in e.attrs {
-            attrs.entry(k.to_ascii_lowercase()).or_default().extend(v);
-        }
-        let entry_uuid = attrs.remove("entryuuid").and_then(|v| v.into_iter().next());
-        Self {
-            dn: e.dn,
-            entry_uuid,
-            attrs,
-        }
-    }
 }
 
 /// The settings of `kind`.
@@ -317,109 +255,6 @@ pub fn empty_member(cfg: &LdapConfig) -> String {
     cfg.empty_group_member.replace("{base_dn}", &cfg.base_dn)
 }
 
-/// Whether values of `attr` compare without case (object classes, DNs).
-fn folds(attr: &str) -> bool {
-    attr.eq_ignore_ascii_case("objectClass") || attr.eq_ignore_ascii_case("member")
-}
-
-fn norm(attr: &str, v: &str) -> String {
-    if attr.eq_ignore_ascii_case("member") {
-        dn_key(v)
-    } else if folds(attr) {
-        v.to_ascii_lowercase()
-    } else {
-        v.to_owned()
-    }
-}
-
-/// The modifications that turn `current` into `desired` for the managed
-/// attributes: nothing when they agree (compare before modify), `Add` and
-/// `Delete` of single values for multi-valued attributes, `Replace` for a
-/// single value. Object classes are only ever added.
-pub fn diff(desired: &Desired, current: &Current, managed: &BTreeSet<String>) -> Vec<ModSpec> {
-    let mut mods = Vec::new();
-    let mut names: BTreeMap<String, String> = managed
-        .iter()
-        .map(|a| (a.to_ascii_lowercase(), a.clone()))
-        .collect();
-    for a in desired.attrs.keys() {
-        names.insert(a.to_ascii_lowercase(), a.clone());
-    }
-    for (lower, name) in names {
-        let want: Vec<&String> = desired
-            .attrs
-            .iter()
-            .find(|(a, _)| a.to_ascii_lowercase() == lower)
-            .map(|(_, v)| v.iter().collect())
-            .unwrap_or_default();
-        let have: Vec<&String> = current
-            .attrs
-            .get(&lower)
-            .map(|v| v.iter().collect())
-            .unwrap_or_default();
-        let want_n: BTreeMap<String, &String> = want.iter().map(|v| (norm(&name, v), *v)).collect();
-        let have_n: BTreeMap<String, &String> = have.iter().map(|v| (norm(&name, v), *v)).collect();
-        let missing: Vec<String> = want_n
-            .iter()
-            .filter(|(k, _)| !have_n.contains_key(*k))
-            .map(|(_, v)| (*v).clone())
-            .collect();
-        let extra: Vec<String> = have_n
-            .iter()
-            .filter(|(k, _)| !want_n.contains_key(*k))
-            .map(|(_, v)| (*v).clone())
-            .collect();
-        if lower == "objectclass" {
-            if !missing.is_empty() {
-                mods.push(ModSpec {
-                    action: ModAction::Add,
-                    attr: name,
-                    values: missing,
-                });
-            }
-            continue;
-        }
-        if missing.is_empty() && extra.is_empty() {
-            continue;
-        }
-        if want.is_empty() {
-            mods.push(ModSpec {
-                action: ModAction::Delete,
-                attr: name,
-                values: Vec::new(),
-            });
-        } else if have.is_empty() || (want.len() == 1 && have.len() == 1) {
-            let values = want.iter().map(|v| (*v).clone()).collect();
-            let action = if have.is_empty() {
-                ModAction::Add
-            } else {
-                ModAction::Replace
-            };
-            mods.push(ModSpec {
-                action,
-                attr: name,
-                values,
-            });
-        } else {
-            if !extra.is_empty() {
-                mods.push(ModSpec {
-                    action: ModAction::Delete,
-                    attr: name.clone(),
-                    values: extra,
-                });
-            }
-            if !missing.is_empty() {
-                mods.push(ModSpec {
-                    action: ModAction::Add,
-                    attr: name,
-                    values: missing,
-                });
-            }
-        }
-    }
-    mods
-}
-
 /// The `entryUUID` idsync gives the entry it adds for object `id` when it
 /// delivers the object's events from `first_seq` on (connector `name`): a
 /// UUID (version 8) made from a SHA-256 of the three, so the same delivery
@@ -436,144 +271,15 @@ pub fn add_uuid(name: &str, id: Uuid, first_seq: u64) -> Uuid {
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
-/// The operations that make `current` (if any) into `desired`: an add, or
-/// a rename when the DN changed and a modify when attributes differ.
-pub fn entry_ops(
-    desired: &Desired,
-    current: Option<&Current>,
-    managed: &BTreeSet<String>,
-) -> Vec<Op> {
-    let Some(cur) = current else {
-        return vec![Op::Add {
-            dn: desired.dn.clone(),
-            attrs: desired
-                .attrs
-                .iter()
-                .map(|(a, v)| (a.clone(), v.iter().cloned().collect()))
-                .collect(),
-        }];
-    };
-    let mut ops = Vec::new();
-    let mut dn = cur.dn.clone();
-    if dn_key(&cur.dn) != dn_key(&desired.dn) {
-        let (_, cur_parent) = split_dn(&cur.dn);
-        let new_superior =
-            (dn_key(cur_parent) != dn_key(&desired.parent)).then(|| desired.parent.clone());
-        ops.push(Op::Rename {
-            dn: cur.dn.clone(),
-            new_rdn: desired.rdn.clone(),
-            new_superior,
-        });
-        dn = desired.dn.clone();
-    }
-    let mods = diff(desired, cur, managed);
-    if !mods.is_empty() {
-        ops.push(Op::Modify { dn, mods });
-    }
-    ops
-}
-
-/// `ops` as LDIF change records (RFC 2849), one block per operation.
-pub fn ldif(ops: &[Op]) -> String {
-    let mut out = String::new();
-    for op in ops {
-        match op {
-            Op::Add { dn, attrs } => {
-                line(&mut out, "dn", dn);
-                out.push_str("changetype: add\n");
-                for (a, vs) in attrs {
-                    for v in vs {
-                        line(&mut out, a, v);
-                    }
-                }
-            }
-            Op::Modify { dn, mods } => {
-                line(&mut out, "dn", dn);
-                out.push_str("changetype: modify\n");
-                for m in mods {
-                    let verb = match m.action {
-                        ModAction::Add => "add",
-                        ModAction::Delete => "delete",
-                        ModAction::Replace => "replace",
-                    };
-                    out.push_str(&format!("{verb}: {}\n", m.attr));
-                    for v in &m.values {
-                        line(&mut out, &m.attr, v);
-                    }
-                    out.push_str("-\n");
-                }
-            }
-            Op::Rename {
-                dn,
-                new_rdn,
-                new_superior,
-            } => {
-                line(&mut out, "dn", dn);
-                out.push_str("changetype: modrdn\n");
-                line(&mut out, "newrdn", new_rdn);
-                out.push_str("deleteoldrdn: 1\n");
-                if let Some(s) = new_superior {
-                    line(&mut out, "newsuperior", s);
-                }
-            }
-            Op::Delete { dn } => {
-                line(&mut out, "dn", dn);
-                out.push_str("changetype: delete\n");
-            }
-        }
-        out.push('\n');
-    }
-    out
-}
-
-/// `name: value`, or `name:: base64` when the value is not safe as is.
-fn line(out: &mut String, name: &str, value: &str) {
-    let safe = value.bytes().all(|b| (0x20..0x7f).contains(&b))
-        && !value.starts_with([' ', ':', '<'])
-        && !value.ends_with(' ');
-    if safe {
-        out.push_str(&format!("{name}: {value}\n"));
-    } else {
-        out.push_str(&format!("{name}:: {}\n", base64(value.as_bytes())));
-    }
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ldap::config::test_config;
     use serde_json::json;
-
-    fn cfg() -> LdapConfig {
-        LdapConfig {
-            name: "t".into(),
-            ..LdapConfig::default()
-        }
-    }
 
     #[test]
     fn kind_keys_left_out_keep_their_defaults() {
-        let mut c = cfg();
+        let mut c = test_config();
         c.users = KindConfig {
             dn: "uid={loginName},ou=staff,{base_dn}".into(),
             ..KindConfig::default()
@@ -589,7 +295,7 @@ mod tests {
     fn user_maps_to_inet_org_person() {
         let obj =
             json!({"loginName": "j,doe", "mail": "j@x.org", "lastName": "Doe", "status": "active"});
-        let d = desired(&cfg(), Kind::User, Uuid::nil(), &obj, vec![])
+        let d = desired(&test_config(), Kind::User, Uuid::nil(), &obj, vec![])
             .unwrap()
             .unwrap();
         assert_eq!(d.dn, "uid=j\\2cdoe,ou=people,dc=example,dc=org");
@@ -601,7 +307,7 @@ mod tests {
 
     #[test]
     fn list_fields_are_multi_valued() {
-        let mut c = cfg();
+        let mut c = test_config();
         c.users
             .attributes
             .insert("businessCategory".into(), "{roles}".into());
@@ -626,59 +332,10 @@ mod tests {
     }
 
     #[test]
-    fn diff_writes_only_the_difference() {
-        let obj =
-            json!({"loginName": "jd", "mail": "j@x.org", "lastName": "Doe", "status": "active"});
-        let c = cfg();
-        let d = desired(&c, Kind::User, Uuid::nil(), &obj, vec![])
-            .unwrap()
-            .unwrap();
-        let mut cur = Current {
-            dn: "UID=jd, ou=people,dc=example,dc=org".into(),
-            ..Default::default()
-        };
-        for (a, v) in &d.attrs {
-            cur.attrs
-                .insert(a.to_ascii_lowercase(), v.iter().cloned().collect());
-        }
-        let m = managed(&c, Kind::User);
-        assert!(entry_ops(&d, Some(&cur), &m).is_empty());
-        cur.attrs.insert("sn".into(), vec!["Old".into()]);
-        cur.attrs.insert("givenname".into(), vec!["X".into()]);
-        let ops = entry_ops(&d, Some(&cur), &m);
-        let text = ldif(&ops);
-        assert!(text.contains("replace: sn\nsn: Doe\n-\n"), "{text}");
-        assert!(text.contains("delete: givenName\n-\n"), "{text}");
-    }
-
-    #[test]
-    fn empty_groups_get_the_placeholder_and_renames_are_modrdn() {
-        let c = cfg();
-        let d = desired(
-            &c,
-            Kind::Group,
-            Uuid::nil(),
-            &json!({"displayName": "Ops"}),
-            vec![],
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(d.attrs["member"], BTreeSet::from([empty_member(&c)]));
-        let cur = Current {
-            dn: "cn=Old,ou=groups,dc=example,dc=org".into(),
-            ..Default::default()
-        };
-        let ops = entry_ops(&d, Some(&cur), &managed(&c, Kind::Group));
-        assert!(
-            matches!(&ops[0], Op::Rename { new_rdn, new_superior: None, .. } if new_rdn == "cn=Ops")
-        );
-    }
-
-    #[test]
     fn inactive_users_move_or_vanish_per_policy() {
         let obj =
             json!({"loginName": "jd", "mail": "j@x.org", "lastName": "D", "status": "inactive"});
-        let mut c = cfg();
+        let mut c = test_config();
         c.inactive_users.action = InactiveAction::Move;
         let d = desired(&c, Kind::User, Uuid::nil(), &obj, vec![])
             .unwrap()
@@ -700,15 +357,5 @@ mod tests {
         // A missing DN field is an error the runner reports, not a panic.
         let no_name = json!({"displayName": null});
         assert!(desired(&c, Kind::Group, Uuid::nil(), &no_name, vec![]).is_err());
-    }
-
-    #[test]
-    fn ldif_encodes_unsafe_values() {
-        let text = ldif(&[Op::Add {
-            dn: "cn=é,dc=x".into(),
-            attrs: vec![("cn".into(), vec!["é".into()])],
-        }]);
-        assert!(text.starts_with("dn:: Y249w6ksZGM9eA==\n"), "{text}");
-        assert_eq!(base64(b"ab"), "YWI=");
     }
 }
