@@ -16,6 +16,7 @@ use idsync_schema::{ProfileSettings, Status, UserRules};
 use serde::{Deserialize, Serialize};
 
 pub use crate::infra::auth::TokenConfig;
+pub use crate::sources::enroll::EnrollmentConfig;
 use crate::sources::import::ImportOptions;
 use idsync_store::reconcile::{Settings, UserMatch};
 use idsync_store::{EngineKind, EngineOptions};
@@ -160,31 +161,6 @@ impl Default for ImportConfig {
             atomic_max_rows: o.atomic_max_rows,
             end_state: EndState::FromFile,
             max_file_bytes: o.max_file_bytes,
-        }
-    }
-}
-
-/// `[enrollment]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EnrollmentConfig {
-    /// Threads that generate P12 keys at most at once (RSA takes up to a
-    /// second per key: more would starve the rest of the daemon).
-    pub keygen_threads: usize,
-    /// Enrollment requests listed at most per `requests list` answer.
-    pub max_listed: usize,
-    /// PBKDF2 iterations protecting a P12 (key, certificates and MAC).
-    /// 2048 is OpenSSL 3's default; each costs CPU per file, and guessing
-    /// a password costs an attacker the same per try.
-    pub p12_iterations: u32,
-}
-
-impl Default for EnrollmentConfig {
-    fn default() -> Self {
-        Self {
-            keygen_threads: 2,
-            max_listed: 1000,
-            p12_iterations: idsync_connectors::ca::P12_KDF_ITERATIONS,
         }
     }
 }
@@ -438,6 +414,19 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// What the enrollment service takes of this configuration.
+    pub fn enrollment_settings<'a>(
+        &'a self,
+        ca_dir: &'a Path,
+    ) -> crate::sources::enroll::Settings<'a> {
+        crate::sources::enroll::Settings {
+            enrollment: &self.enrollment,
+            ca: &self.ca,
+            ca_dir,
+            profiles: &self.profiles,
+        }
     }
 
     /// The configured CSV delimiter (`None`: detect).

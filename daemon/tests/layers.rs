@@ -51,13 +51,13 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The file's code without its test module (by convention the last item,
-/// `#[cfg(test)] mod tests`), and nothing of a `tests.rs` file.
+/// The file's code without its inline test module (by convention the last
+/// item, `#[cfg(test)] mod tests { … }`), and nothing of a `tests.rs` file.
 fn non_test_code(rel: &str, text: &str) -> String {
     if rel.ends_with("/tests.rs") {
         return String::new();
     }
-    match text.find("#[cfg(test)]\nmod tests") {
+    match text.find("#[cfg(test)]\nmod tests {") {
         Some(i) => text[..i].to_owned(),
         None => text.to_owned(),
     }
@@ -176,4 +176,7 @@ fn the_scanner_sees_every_form_of_import() {
         non_test_code("x.rs", "a\n#[cfg(test)]\nmod tests {crate::cli}"),
         "a\n"
     );
+    // A declaration of a test file is not the end of the code.
+    let declared = "#[cfg(test)]\nmod tests;\nuse crate::cli;";
+    assert_eq!(non_test_code("x.rs", declared), declared);
 }

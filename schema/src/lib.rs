@@ -11,6 +11,7 @@ pub mod cert;
 pub mod csv_format;
 pub mod input;
 pub mod model;
+pub mod report;
 pub mod rules;
 pub mod scim;
 

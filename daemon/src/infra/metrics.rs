@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::infra::connector_stats::ConnectorStats;
-use crate::sources::import::{FileOutcome, Summary};
+use idsync_schema::report::{FileOutcome, Summary};
 
 /// Upper bounds (seconds) of the import-duration histogram buckets.
 pub const DURATION_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0];

@@ -150,7 +150,11 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
     // an import.
     let connectors = crate::connect::start(crate::connect::build(&cfg.connectors)?, &rec);
     metrics.set_connectors(connectors.connectors.stats());
-    let enrollment = crate::sources::enroll::start(&cfg, &rec, &metrics)?;
+    let enrollment = crate::sources::enroll::start(
+        cfg.enrollment_settings(&cfg.data_dir.join("ca")),
+        &rec,
+        &metrics,
+    )?;
     let auth = Arc::new(Auth::load(&cfg.tokens, &cfg.data_dir).context("loading the API tokens")?);
     let listen: std::net::SocketAddr = cfg.admin.listen.parse().context("admin.listen")?;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -291,7 +295,7 @@ impl Daemon {
                 if let Err(e) = crate::app::sync_profiles(&self.rec, &new) {
                     tracing::error!("configuration reload: certificate profiles: {e:#}");
                 }
-                self.enrollment.set_file_profiles(&new);
+                self.enrollment.set_file_profiles(&new.profiles);
                 let new_root = new.folders_root();
                 if new_root != self.root {
                     let _ = watcher.unwatch(&self.root);

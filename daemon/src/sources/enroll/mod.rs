@@ -38,7 +38,8 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use idsync_connectors::ca::{self, CaBackend};
-use idsync_schema::{Certificate, EnrollmentRequest, RequestStatus, Source};
+use idsync_schema::{Certificate, EnrollmentRequest, ProfileSettings, RequestStatus, Source};
+use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use idsync_store::reconcile::{Reconciler, Tx};
@@ -100,15 +101,51 @@ impl fmt::Debug for Enrollment {
     }
 }
 
-/// Open the local CA (created on first start in `DATA_DIR/ca`) and start
-/// the enrollment service with its own group-commit writer.
+/// `[enrollment]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnrollmentConfig {
+    /// Threads that generate P12 keys at most at once (RSA takes up to a
+    /// second per key: more would starve the rest of the daemon).
+    pub keygen_threads: usize,
+    /// Enrollment requests listed at most per `requests list` answer.
+    pub max_listed: usize,
+    /// PBKDF2 iterations protecting a P12 (key, certificates and MAC).
+    /// 2048 is OpenSSL 3's default; each costs CPU per file, and guessing
+    /// a password costs an attacker the same per try.
+    pub p12_iterations: u32,
+}
+
+impl Default for EnrollmentConfig {
+    fn default() -> Self {
+        Self {
+            keygen_threads: 2,
+            max_listed: 1000,
+            p12_iterations: idsync_connectors::ca::P12_KDF_ITERATIONS,
+        }
+    }
+}
+
+/// What enrollment takes from the configuration: its own section, the
+/// CA's, where the CA lives (`DATA_DIR/ca`) and the profiles the file
+/// defines.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings<'a> {
+    pub enrollment: &'a EnrollmentConfig,
+    pub ca: &'a ca::LocalCaConfig,
+    pub ca_dir: &'a std::path::Path,
+    pub profiles: &'a [ProfileSettings],
+}
+
+/// Open the local CA (created on first start in `ca_dir`) and start the
+/// enrollment service with its own group-commit writer.
 pub fn start(
-    cfg: &crate::config::Config,
+    settings: Settings<'_>,
     rec: &Arc<Reconciler>,
     metrics: &Arc<crate::infra::metrics::Metrics>,
 ) -> anyhow::Result<Arc<Enrollment>> {
     use anyhow::Context as _;
-    let ca = ca::LocalCa::open(&cfg.ca, &cfg.data_dir.join("ca")).context("opening the CA")?;
+    let ca = ca::LocalCa::open(settings.ca, settings.ca_dir).context("opening the CA")?;
     tracing::info!(key = %ca.key_type(), "local CA ready");
     let (writer, _thread) = Writer::start(
         "enrollment",
@@ -124,7 +161,8 @@ pub fn start(
         Arc::clone(rec),
         writer,
         Arc::new(ca),
-        cfg,
+        settings.enrollment,
+        settings.profiles,
     )))
 }
 
@@ -134,28 +172,29 @@ impl Enrollment {
         rec: Arc<Reconciler>,
         writer: Writer,
         ca: Arc<dyn CaBackend>,
-        cfg: &crate::config::Config,
+        cfg: &EnrollmentConfig,
+        profiles: &[ProfileSettings],
     ) -> Self {
         let svc = Self {
             rec,
             writer,
             ca,
-            keygen: Arc::new(Semaphore::new(cfg.enrollment.keygen_threads.max(1))),
+            keygen: Arc::new(Semaphore::new(cfg.keygen_threads.max(1))),
             file_profiles: RwLock::new(BTreeSet::new()),
-            max_listed: cfg.enrollment.max_listed,
-            p12_iterations: cfg.enrollment.p12_iterations,
+            max_listed: cfg.max_listed,
+            p12_iterations: cfg.p12_iterations,
         };
-        svc.set_file_profiles(cfg);
+        svc.set_file_profiles(profiles);
         svc
     }
 
     /// Note which profiles the (re)loaded configuration defines.
-    pub(crate) fn set_file_profiles(&self, cfg: &crate::config::Config) {
+    pub(crate) fn set_file_profiles(&self, profiles: &[ProfileSettings]) {
         *self
             .file_profiles
             .write()
             .unwrap_or_else(|p| p.into_inner()) =
-            cfg.profiles.iter().map(|p| p.name.to_lowercase()).collect();
+            profiles.iter().map(|p| p.name.to_lowercase()).collect();
     }
 
     fn store(&self) -> &Store {

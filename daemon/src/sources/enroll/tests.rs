@@ -25,7 +25,12 @@ fn service(dir: &std::path::Path) -> (Arc<Enrollment>, tokio::runtime::Runtime) 
         .build()
         .unwrap();
     let svc = rt.block_on(async {
-        start(&cfg, &rec, &Arc::new(crate::infra::metrics::Metrics::new())).unwrap()
+        start(
+            cfg.enrollment_settings(&cfg.data_dir.join("ca")),
+            &rec,
+            &Arc::new(crate::infra::metrics::Metrics::new()),
+        )
+        .unwrap()
     });
     (svc, rt)
 }

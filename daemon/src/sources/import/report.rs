@@ -11,24 +11,9 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use idsync_schema::csv_format::RowError;
+pub use idsync_schema::report::{FileOutcome, Summary};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-/// Counts of a whole import.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Summary {
-    pub created: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-    pub rejected: u64,
-}
-
-impl Summary {
-    /// Rows decided so far.
-    pub fn rows(&self) -> u64 {
-        self.created + self.updated + self.unchanged + self.rejected
-    }
-}
 
 /// Lengths of the spools at a commit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,19 +48,6 @@ struct RejectedRow {
     value: String,
     rule: String,
     message: String,
-}
-
-/// How the file as a whole ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FileOutcome {
-    /// Every row accepted.
-    Accepted,
-    /// Some rows rejected, the others applied.
-    Partial,
-    /// Nothing applied: the file itself was refused, or an atomic import
-    /// had a rejected row.
-    Rejected,
 }
 
 /// Everything a report says besides its rows.
