@@ -80,6 +80,16 @@ pub enum EngineKind {
     Sled,
 }
 
+impl EngineKind {
+    /// The name as the configuration writes it (`redb`, `sled`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Redb => "redb",
+            EngineKind::Sled => "sled",
+        }
+    }
+}
+
 /// Engine options from the config's `[store]` table.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {

@@ -468,3 +468,52 @@ fn check_config_explains_errors() {
     let ok = Env::new().run(&["check-config"]);
     assert!(ok.status.success());
 }
+
+/// The first hour's rough edges of the one-shot commands: a table has a
+/// header, a cut list says so, times are RFC 3339, `import` offers only
+/// the kinds a CSV file can hold, and check-config names the engine as the
+/// configuration writes it.
+#[test]
+fn the_one_shot_commands_say_what_they_print() {
+    let env = Env::new();
+    let users = env.file(
+        "u.csv",
+        "status,mail,lastName\nactive,a@example.org,A\nactive,b@example.org,B\nactive,c@example.org,C\n",
+    );
+    assert_eq!(env.import("users", &users, &[]).0, 0);
+
+    let out = env.run(&["list", "users"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let mut lines = table.lines();
+    assert_eq!(
+        lines.next(),
+        Some("id\tmail\tloginName\tlastName\tstatus"),
+        "{table}"
+    );
+    assert_eq!(lines.count(), 3, "{table}");
+
+    let out = env.run(&["changes", "--limit", "2"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("2 events shown") && err.contains("--after 2") && err.contains("1 more"),
+        "{err}"
+    );
+    let out = env.run(&["changes"]);
+    assert!(out.stderr.is_empty(), "nothing cut, nothing said");
+
+    let out = env.run(&["import", "profiles", users.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("users, groups, assets"));
+    let help = env.run(&["import", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        !help.contains("profiles") && help.contains("The CSV file"),
+        "{help}"
+    );
+
+    let out = env.run(&["check-config"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("store.engine=redb,"), "{said}");
+}

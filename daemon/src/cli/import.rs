@@ -5,21 +5,42 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use clap::Args;
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
 use idsync_schema::csv_format::Blanks;
 use idsync_schema::{Kind, Status};
 use idsync_store::reconcile::Reconciler;
 
-use super::{EndStateArg, KindArg, ReportFormat, EXIT_FILE_REJECTED, EXIT_ROWS_REJECTED};
+use super::{EndStateArg, ReportFormat, EXIT_FILE_REJECTED, EXIT_ROWS_REJECTED};
 use crate::app::open;
 use crate::config::{parse_delimiter, Config};
 use crate::sources::import::{import_file, FileOutcome, ImportResult, ReportFiles};
 
+/// What a CSV file can hold (profiles, requests and certificates come
+/// from the configuration and the admin API, not from files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportKind {
+    Users,
+    Groups,
+    Assets,
+}
+
+impl From<ImportKind> for Kind {
+    fn from(k: ImportKind) -> Self {
+        match k {
+            ImportKind::Users => Kind::User,
+            ImportKind::Groups => Kind::Group,
+            ImportKind::Assets => Kind::Asset,
+        }
+    }
+}
+
 /// The arguments of `idsync import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    pub kind: KindArg,
+    /// What the file holds.
+    pub kind: ImportKind,
+    /// The CSV file (docs/formats.md: its columns, rules and report).
     pub file: PathBuf,
     /// The application the users are imported for.
     #[arg(long)]
@@ -51,12 +72,6 @@ pub struct ImportArgs {
 /// Run `idsync import`; the exit status.
 pub fn run(cfg: &Config, args: &ImportArgs) -> Result<u8> {
     let kind = Kind::from(args.kind);
-    if !matches!(kind, Kind::User | Kind::Group | Kind::Asset) {
-        bail!(
-            "only users, groups and assets come from CSV files ({} come from the configuration and the admin API)",
-            kind.plural()
-        );
-    }
     let mut opts = cfg.import_options(kind);
     opts.application = args.application.clone();
     opts.dry_run = args.dry_run;

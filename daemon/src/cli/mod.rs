@@ -226,9 +226,9 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::CheckConfig => {
             println!(
-                "configuration is valid: data_dir={}, store.engine={:?}, {} certificate profiles",
+                "configuration is valid: data_dir={}, store.engine={}, {} certificate profiles",
                 cfg.data_dir.display(),
-                cfg.store.engine,
+                cfg.store.engine.as_str(),
                 cfg.profiles.len()
             );
             Ok(0)

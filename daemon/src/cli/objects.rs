@@ -53,10 +53,23 @@ pub fn show(store: &Store, kind: Kind, key: &str) -> Result<u8> {
 }
 
 /// `idsync changes`: change-log events after `after`, one JSON line each.
+/// When `limit` cut the list short, stderr says so and how to go on
+/// (stdout stays JSON lines only).
 pub fn changes(store: &Store, after: u64, limit: usize) -> Result<u8> {
     let mut out = std::io::stdout().lock();
-    for e in store.changes(after, limit)? {
-        writeln!(out, "{}", serde_json::to_string(&e)?)?;
+    let events = store.changes(after, limit)?;
+    for e in &events {
+        writeln!(out, "{}", serde_json::to_string(e)?)?;
+    }
+    out.flush()?;
+    let last = events.last().map_or(after, |e| e.seq);
+    let head = store.head()?;
+    if last < head {
+        eprintln!(
+            "idsync: {} events shown (--limit {limit}); {} more: idsync changes --after {last}",
+            events.len(),
+            head - last
+        );
     }
     Ok(0)
 }
@@ -65,8 +78,9 @@ pub fn changes(store: &Store, after: u64, limit: usize) -> Result<u8> {
 pub fn list(store: &Store, kind: Kind, format: Format) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut first = true;
-    if format == Format::Json {
-        write!(out, "[")?;
+    match format {
+        Format::Json => write!(out, "[")?,
+        Format::Table => writeln!(out, "{}", table_header(kind))?,
     }
     macro_rules! each {
         ($t:ty, $row:expr) => {
@@ -118,7 +132,7 @@ pub fn list(store: &Store, kind: Kind, format: Format) -> Result<()> {
             c.id,
             c.serial,
             c.subject,
-            c.not_after,
+            rfc3339(c.not_after),
             if c.installed.is_some() {
                 "installed"
             } else {
@@ -131,4 +145,32 @@ pub fn list(store: &Store, kind: Kind, format: Format) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// The column names of `list`'s table, tab-separated like its rows.
+fn table_header(kind: Kind) -> &'static str {
+    match kind {
+        Kind::User => "id\tmail\tloginName\tlastName\tstatus",
+        Kind::Group => "id\tdisplayName",
+        Kind::Asset => "id\tname\tcertificateProfile\tstate",
+        Kind::Profile => "id\tname\tprotocol\tstate",
+        Kind::Request => "id\tstatus\tprotocol\tprofile\trequester",
+        Kind::Certificate => "id\tserial\tsubject\tnotAfter\tinstalled",
+    }
+}
+
+/// A time as every output of idsync prints it (RFC 3339, UTC).
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_print_as_rfc3339_in_utc() {
+        let t = time::macros::datetime!(2027-03-03 06:12:21 +02:00);
+        assert_eq!(super::rfc3339(t), "2027-03-03T04:12:21Z");
+    }
 }
