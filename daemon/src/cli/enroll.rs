@@ -584,10 +584,7 @@ fn read_profile_file(path: &Path) -> anyhow::Result<Value> {
         return serde_json::from_str(&text)
             .with_context(|| format!("{}: not JSON", path.display()));
     }
-    config::Config::builder()
-        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
-        .build()
-        .and_then(|c| c.try_deserialize::<Value>())
+    toml::from_str::<Value>(&text)
         .with_context(|| format!("{}: not a TOML profile", path.display()))
 }
 

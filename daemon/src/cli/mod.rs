@@ -184,10 +184,8 @@ fn init_logging(cfg: &Config, daemon: bool) {
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
-    let mut cfg = Config::load(cli.config.as_deref()).with_context(|| match &cli.config {
-        Some(p) => format!("configuration {}", p.display()),
-        None => "configuration (defaults and IDSYNC_* variables)".to_owned(),
-    })?;
+    // The errors name the file, line and column, or the variable.
+    let mut cfg = Config::load(cli.config.as_deref()).context("configuration")?;
     cfg.resolve_data_dir(cli.data_dir.as_deref())
         .context("resolving the data dir")?;
     Ok(cfg)

@@ -1,11 +1,13 @@
 //! The configuration: one TOML file layered with `IDSYNC_*` environment
-//! variables (`IDSYNC_STORE__ENGINE=sled` sets `store.engine`), read with
-//! the `config` crate. Every key has a default, so idsync runs without a
+//! variables (`IDSYNC_STORE__ENGINE=sled` sets `store.engine`), read
+//! strictly by [`load`]. Every key has a default, so idsync runs without a
 //! file; `config/idsync.toml` documents each one.
 //!
 //! Unknown keys are errors, not silently ignored: a typo in a security or
 //! sync setting must not pass unnoticed. `idsync check-config` explains
 //! every problem.
+
+mod load;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -246,10 +248,37 @@ impl Default for AdminConfig {
 /// Why a configuration is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{0}")]
-    Load(#[from] config::ConfigError),
+    /// The file cannot be read.
+    #[error("{}: {message}", path.display())]
+    Read { path: PathBuf, message: String },
+    /// The file is not valid TOML, or a key or value is wrong there.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    File {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// An `IDSYNC_*` variable names no key or has a wrong value.
+    #[error("{var}: {message}")]
+    Variable { var: String, message: String },
+    /// A value of the right type that breaks a rule.
     #[error("{key}: {message}")]
     Invalid { key: &'static str, message: String },
+    /// Several of the above, one a line.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Many(Vec<ConfigError>),
+}
+
+impl ConfigError {
+    /// One problem as itself, several as [`ConfigError::Many`].
+    fn all(mut problems: Vec<ConfigError>) -> ConfigError {
+        if problems.len() == 1 {
+            problems.remove(0)
+        } else {
+            ConfigError::Many(problems)
+        }
+    }
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -263,26 +292,7 @@ impl Config {
     /// Load `file` (when given; it must exist) layered with `IDSYNC_*`
     /// variables, then check it.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut builder = config::Config::builder();
-        if let Some(file) = file {
-            builder = builder.add_source(
-                config::File::from(file)
-                    .format(config::FileFormat::Toml)
-                    .required(true),
-            );
-        }
-        // CLI_VARIABLES belong to the command line, not to the file's keys.
-        let vars: config::Map<String, String> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("IDSYNC_") && !CLI_VARIABLES.contains(&k.as_str()))
-            .collect();
-        builder = builder.add_source(
-            config::Environment::with_prefix("IDSYNC")
-                .prefix_separator("_")
-                .separator("__")
-                .try_parsing(true)
-                .source(Some(vars)),
-        );
-        let cfg: Config = builder.build()?.try_deserialize()?;
+        let cfg = load::load(file, std::env::vars())?;
         cfg.check()?;
         Ok(cfg)
     }
@@ -300,42 +310,71 @@ impl Config {
 
     /// The checks serde cannot express.
     pub fn check(&self) -> Result<(), ConfigError> {
-        if self.users.group_separator.chars().count() != 1 {
-            return Err(invalid(
+        let mut problems = self.check_values();
+        problems.extend(
+            [
+                self.delimiter().map(drop),
+                self.check_profiles(),
+                self.check_folder_options(),
+                self.scim
+                    .check()
+                    .map_err(|(key, message)| invalid(key, message)),
+                self.check_connectors(),
+                self.admin
+                    .listen
+                    .parse::<std::net::SocketAddr>()
+                    .map(drop)
+                    .map_err(|e| invalid("admin.listen", format!("`{}`: {e}", self.admin.listen))),
+                self.check_tokens(),
+            ]
+            .into_iter()
+            .filter_map(Result::err),
+        );
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::all(problems))
+        }
+    }
+
+    /// Single values with bounds serde cannot express, every one broken.
+    fn check_values(&self) -> Vec<ConfigError> {
+        [
+            (
+                self.users.group_separator.chars().count() != 1,
                 "users.group_separator",
                 "must be exactly one character",
-            ));
-        }
-        self.delimiter()?;
-        if self.import.batch_rows == 0 {
-            return Err(invalid("import.batch_rows", "must be at least 1"));
-        }
-        if self.store.cache_mb == 0 {
-            return Err(invalid("store.cache_mb", "must be at least 1"));
-        }
-        self.check_profiles()?;
-        if self.enrollment.p12_iterations < 1000 {
-            return Err(invalid(
+            ),
+            (
+                self.import.batch_rows == 0,
+                "import.batch_rows",
+                "must be at least 1",
+            ),
+            (
+                self.store.cache_mb == 0,
+                "store.cache_mb",
+                "must be at least 1",
+            ),
+            (
+                self.enrollment.p12_iterations < 1000,
                 "enrollment.p12_iterations",
                 "must be at least 1000 (NIST SP 800-132)",
-            ));
-        }
-        if self.enrollment.keygen_threads == 0 {
-            return Err(invalid("enrollment.keygen_threads", "must be at least 1"));
-        }
-        if !["text", "json"].contains(&self.log.format.as_str()) {
-            return Err(invalid("log.format", "must be `text` or `json`"));
-        }
-        self.check_folder_options()?;
-        self.scim
-            .check()
-            .map_err(|(key, message)| invalid(key, message))?;
-        self.check_connectors()?;
-        self.admin
-            .listen
-            .parse::<std::net::SocketAddr>()
-            .map_err(|e| invalid("admin.listen", format!("`{}`: {e}", self.admin.listen)))?;
-        self.check_tokens()
+            ),
+            (
+                self.enrollment.keygen_threads == 0,
+                "enrollment.keygen_threads",
+                "must be at least 1",
+            ),
+            (
+                !["text", "json"].contains(&self.log.format.as_str()),
+                "log.format",
+                "must be `text` or `json`",
+            ),
+        ]
+        .into_iter()
+        .filter(|(broken, _, _)| *broken)
+        .map(|(_, key, message)| invalid(key, message))
+        .collect()
     }
 
     /// Every profile valid, no name twice (names compare case-blind).
