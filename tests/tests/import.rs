@@ -516,4 +516,20 @@ fn the_one_shot_commands_say_what_they_print() {
     let out = env.run(&["check-config"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("store.engine=redb,"), "{said}");
+
+    // JSON keeps the group ids and adds their names, in the same order.
+    let groups = env.file("g.csv", "displayName\nStaff\nOps\n");
+    assert_eq!(env.import("groups", &groups, &[]).0, 0);
+    let member = env.file(
+        "m.csv",
+        "status,mail,lastName,groups\nactive,a@example.org,A,Ops|Staff\n",
+    );
+    assert_eq!(env.import("users", &member, &[]).0, 0);
+    let a = env
+        .list("users")
+        .into_iter()
+        .find(|u| u["mail"] == "a@example.org")
+        .unwrap();
+    assert_eq!(a["groups"].as_array().unwrap().len(), 2, "{a}");
+    assert_eq!(a["groupNames"], serde_json::json!(["Ops", "Staff"]), "{a}");
 }

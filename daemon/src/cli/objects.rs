@@ -1,6 +1,7 @@
 //! `idsync list|show|changes`: reading the store directly (the daemon
 //! stopped), as a table or JSON for people and scripts.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use anyhow::{bail, Result};
@@ -78,6 +79,7 @@ pub fn changes(store: &Store, after: u64, limit: usize) -> Result<u8> {
 pub fn list(store: &Store, kind: Kind, format: Format) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut first = true;
+    let mut group_names = HashMap::new();
     match format {
         Format::Json => write!(out, "[")?,
         Format::Table => writeln!(out, "{}", table_header(kind))?,
@@ -89,12 +91,11 @@ pub fn list(store: &Store, kind: Kind, format: Format) -> Result<()> {
                     Format::Json => {
                         let sep = if first { "" } else { "," };
                         first = false;
-                        write!(
-                            out,
-                            "{sep}{}",
-                            serde_json::to_string(&obj).expect("serialises")
-                        )
-                        .is_ok()
+                        let mut v = serde_json::to_value(&obj).expect("serialises");
+                        if kind == Kind::User {
+                            add_group_names(&mut v, store, &mut group_names)?;
+                        }
+                        write!(out, "{sep}{v}").is_ok()
                     }
                     Format::Table => writeln!(out, "{}", $row(&obj)).is_ok(),
                 };
@@ -144,6 +145,34 @@ pub fn list(store: &Store, kind: Kind, format: Format) -> Result<()> {
         writeln!(out, "]")?;
     }
     out.flush()?;
+    Ok(())
+}
+
+/// A user's JSON with `groupNames` beside its `groups` ids, in the same
+/// order (a person reads names; scripts keep the ids). Each group is read
+/// once per listing.
+fn add_group_names(
+    user: &mut serde_json::Value,
+    store: &Store,
+    names: &mut HashMap<String, String>,
+) -> Result<(), idsync_store::StoreError> {
+    let ids: Vec<String> = user["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g.as_str().map(str::to_owned))
+        .collect();
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !names.contains_key(&id) {
+            let name = store
+                .find::<Group>(Kind::Group, &id)?
+                .map_or_else(String::new, |g| g.display_name);
+            names.insert(id.clone(), name);
+        }
+        found.push(serde_json::Value::String(names[&id].clone()));
+    }
+    user["groupNames"] = serde_json::Value::Array(found);
     Ok(())
 }
 
