@@ -51,6 +51,16 @@ fn a_renamed_in_file_is_imported_and_moved_with_its_reports() {
         serde_json::from_slice(&std::fs::read(format!("{}.report.json", done.display())).unwrap())
             .unwrap();
     assert_eq!(report["summary"]["created"], 3);
+    // The report names the file as dropped and where it went, not the
+    // `.work/` path that was read.
+    let dropped = env.inbox().join("users").join("roster.csv");
+    assert_eq!(report["file"], dropped.display().to_string(), "{report}");
+    assert_eq!(report["movedTo"], done.display().to_string(), "{report}");
+    let bad = &env.finished("assets", "rejected")[0];
+    let refused: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{}.report.json", bad.display())).unwrap())
+            .unwrap();
+    assert_eq!(refused["movedTo"], bad.display().to_string(), "{refused}");
     assert!(std::path::Path::new(&format!("{}.report.csv", done.display())).exists());
     assert!(
         std::fs::read_dir(env.inbox().join("users"))

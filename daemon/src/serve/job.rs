@@ -64,7 +64,8 @@ impl JobContext {
     }
 
     fn refuse(&self, folder: &Folder, claimed: &Path, reason: String) -> Result<()> {
-        let opts = self.cfg.folder_import_options(folder.kind, &folder.name);
+        let mut opts = self.cfg.folder_import_options(folder.kind, &folder.name);
+        opts.dropped = Some(inbox::dropped(&self.root, folder, claimed));
         let report = ReportFiles::beside(claimed);
         let started = Instant::now();
         let result = import::refuse(
@@ -85,6 +86,7 @@ impl JobContext {
         let mut opts = self.cfg.folder_import_options(folder.kind, &folder.name);
         opts.application = folder.application.clone();
         opts.stop = Some(Arc::clone(&self.stop));
+        opts.dropped = Some(inbox::dropped(&self.root, folder, claimed));
         let report = ReportFiles::beside(claimed);
         let started = Instant::now();
         match import::import_file(

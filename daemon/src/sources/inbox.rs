@@ -148,10 +148,50 @@ pub fn claim(root: &Path, folder: &Folder, path: &Path) -> std::io::Result<PathB
     let mut n = 1;
     while target.exists() {
         n += 1;
-        target = work.join(format!("{}-{n}-{name}", stamp()));
+        target = work.join(format!("{}.{n}-{name}", stamp()));
     }
     fs::rename(path, &target)?;
     Ok(target)
+}
+
+/// What the report of claimed file `claimed` says of it: the path it was
+/// dropped at (the claim's stamp taken off its name) and where it goes.
+pub fn dropped(root: &Path, folder: &Folder, claimed: &Path) -> crate::sources::import::Dropped {
+    let claimed_name = claimed
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = unstamped(&claimed_name);
+    let dir = folder.dir(root);
+    crate::sources::import::Dropped {
+        name: dir.join(name),
+        processed: dir.join(PROCESSED).join(&claimed_name),
+        rejected: dir.join(REJECTED).join(&claimed_name),
+    }
+}
+
+/// A claimed name without the stamp [`claim`] put in front
+/// (`STAMP-NAME`, or `STAMP.N-NAME` after a collision).
+fn unstamped(claimed: &str) -> &str {
+    let Some((prefix, name)) = claimed.split_once('-') else {
+        return claimed;
+    };
+    let (stamp, n) = prefix.split_once('.').map_or((prefix, ""), |(s, rest)| {
+        // The stamp has a `.` of its own before its fraction.
+        match rest.split_once('.') {
+            Some((fraction, n)) => (&prefix[..s.len() + 1 + fraction.len()], n),
+            None => (prefix, ""),
+        }
+    });
+    let is_stamp = stamp.len() == 23
+        && stamp.ends_with('Z')
+        && stamp.as_bytes()[8] == b'T'
+        && stamp.as_bytes()[15] == b'.';
+    if is_stamp && n.bytes().all(|b| b.is_ascii_digit()) {
+        name
+    } else {
+        claimed
+    }
 }
 
 /// Move a claimed file and its reports to `processed/` or `rejected/`.
@@ -267,6 +307,20 @@ pub fn waiting(root: &Path, folder: &Folder) -> Vec<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_claimed_name_gives_back_the_dropped_one() {
+        use super::unstamped;
+        assert_eq!(unstamped("20261203T090000.123456Z-users.csv"), "users.csv");
+        assert_eq!(
+            unstamped("20261203T090000.123456Z.2-2024-users.csv"),
+            "2024-users.csv"
+        );
+        assert_eq!(unstamped("20261203T090000.123456Z-a-b.csv"), "a-b.csv");
+        assert_eq!(unstamped("plain-name.csv"), "plain-name.csv");
+        let stamped = format!("{}-x.csv", super::stamp());
+        assert_eq!(unstamped(&stamped), "x.csv");
+    }
+
     use super::*;
 
     #[test]

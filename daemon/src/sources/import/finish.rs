@@ -37,7 +37,14 @@ pub(super) fn new_header(
     started: OffsetDateTime,
 ) -> ReportHeader {
     ReportHeader {
-        file: path.display().to_string(),
+        file: opts
+            .dropped
+            .as_ref()
+            .map_or(path, |d| d.name.as_path())
+            .display()
+            .to_string(),
+        moved_to: None,
+        dropped: opts.dropped.clone(),
         digest: String::new(),
         kind: opts.kind.plural().to_owned(),
         application: opts.application.clone(),
@@ -80,7 +87,7 @@ pub(super) fn refuse_file(
     header.error = Some(error);
     let dir: PathBuf = work_dir.join(format!("refused-{}", uuid::Uuid::now_v7()));
     let spool = Spool::open(&dir, None)?;
-    header.finished = OffsetDateTime::now_utc();
+    header.close();
     spool.finish(&header, report)?;
     Ok(result_of(&header, report))
 }
@@ -104,7 +111,7 @@ pub(super) fn finish(
     report: &ReportFiles,
     progress_of: Option<&str>,
 ) -> Result<ImportResult, ImportError> {
-    header.finished = OffsetDateTime::now_utc();
+    header.close();
     spool.finish(&header, report)?;
     if let Some(digest) = progress_of {
         progress::forget(rec, digest)?;

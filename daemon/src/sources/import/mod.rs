@@ -19,7 +19,7 @@ pub(crate) mod reader;
 pub(crate) mod report;
 mod seen;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -63,6 +63,21 @@ pub struct ImportOptions {
     /// Set by the daemon on SIGTERM: the import stops after the batch being
     /// committed, and resumes from there on the next run.
     pub stop: Option<Arc<AtomicBool>>,
+    /// For a file of a drop folder: the name it was dropped as and where
+    /// it ends, for the report (the path read is a `.work/` file that is
+    /// gone by the time anyone reads the report).
+    pub dropped: Option<Dropped>,
+}
+
+/// A dropped file's names, as the report gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    /// The path it was dropped at (`…/inbox/users/payroll.csv`).
+    pub name: PathBuf,
+    /// Where it goes when accepted (`processed/`) and when refused
+    /// (`rejected/`).
+    pub processed: PathBuf,
+    pub rejected: PathBuf,
 }
 
 impl ImportOptions {
@@ -81,6 +96,7 @@ impl ImportOptions {
             atomic_max_rows: 100_000,
             max_file_bytes: 2 << 30,
             stop: None,
+            dropped: None,
         }
     }
 }

@@ -54,7 +54,11 @@ struct RejectedRow {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportHeader {
+    /// The file as it was given (the CLI) or dropped (a drop folder).
     pub file: String,
+    /// Where a dropped file was moved once this report was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<String>,
     pub digest: String,
     pub kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,6 +83,24 @@ pub struct ReportHeader {
     pub error: Option<String>,
     pub warnings: Vec<String>,
     pub summary: Summary,
+    /// The drop folder's names of the file, when it came from one.
+    #[serde(skip)]
+    pub dropped: Option<super::Dropped>,
+}
+
+impl ReportHeader {
+    /// The end of the import: the time, and where a dropped file goes
+    /// (`rejected/` when the whole file is refused, `processed/` else).
+    pub fn close(&mut self) {
+        self.finished = time::OffsetDateTime::now_utc();
+        self.moved_to = self.dropped.as_ref().map(|d| {
+            let to = match self.outcome {
+                FileOutcome::Rejected => &d.rejected,
+                FileOutcome::Accepted | FileOutcome::Partial => &d.processed,
+            };
+            to.display().to_string()
+        });
+    }
 }
 
 /// Where a finished report was written.
@@ -401,6 +423,8 @@ mod tests {
         s.rejected(4, "x@example.org", &err).unwrap();
         let header = ReportHeader {
             file: "f.csv".into(),
+            moved_to: None,
+            dropped: None,
             digest: "d".into(),
             kind: "users".into(),
             application: None,
