@@ -308,6 +308,30 @@ fn sighup_with_a_broken_config_keeps_the_running_one() {
     assert_eq!(env.show("users", "user0").unwrap()["status"], "active");
 }
 
+/// A dropped file's name cannot forge a log line or reach the terminal
+/// raw: newlines and escape sequences are written escaped.
+#[test]
+fn file_names_cannot_forge_log_lines() {
+    let (env, _) = daemon_env("");
+    let d = env.serve(&[]);
+    wait_until("the daemon is ready", WAIT, || watching(&d));
+    let forged =
+        "2026-12-03T00:00:00.000000Z  INFO idsync::serve: imported file=payroll.csv created=5000";
+    env.drop_file("users", &format!("x\n{forged}\n.csv"), users_csv(0, 1));
+    env.drop_file("users", "esc\u{1b}[2J.csv", users_csv(1, 2));
+    wait_until("both taken", Duration::from_secs(20), || {
+        env.finished("users", "processed").len() + env.finished("users", "rejected").len() == 2
+    });
+    let log = d.log();
+    assert!(
+        !log.lines().any(|l| l.starts_with(forged)),
+        "a forged line:\n{log}"
+    );
+    assert!(log.contains("\\n2026-12-03T00:00:00.000000Z"), "{log}");
+    assert!(!log.contains('\u{1b}'), "a raw escape sequence:\n{log}");
+    assert!(log.contains("\\u{1b}[2J"), "{log}");
+}
+
 /// `[[tokens]]` follow SIGHUP: a removed token is refused at once, an
 /// added one accepted, without a restart.
 #[test]

@@ -176,10 +176,16 @@ fn init_logging(cfg: &Config, daemon: bool) {
         .with_ansi(std::io::stderr().is_terminal());
     // journald stamps every line itself.
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    // User-supplied text reaches the log escaped (crate::infra::log).
     let _ = match (cfg.log.format.as_str(), under_journald) {
         ("json", _) => builder.json().try_init(),
-        (_, true) => builder.without_time().try_init(),
-        _ => builder.try_init(),
+        (_, true) => builder
+            .fmt_fields(crate::infra::log::escaping_fields())
+            .without_time()
+            .try_init(),
+        _ => builder
+            .fmt_fields(crate::infra::log::escaping_fields())
+            .try_init(),
     };
 }
 

@@ -7,5 +7,6 @@
 pub mod auth;
 pub mod connector_stats;
 pub mod http;
+pub mod log;
 pub mod metrics;
 pub mod sd_notify;
