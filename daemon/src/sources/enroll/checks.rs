@@ -112,25 +112,66 @@ pub(super) fn complete(data: CertificateData, asset: Option<&Asset>) -> Certific
 /// A rendered subject: attribute, value.
 pub(super) type Subject = Vec<(String, String)>;
 
-/// Check every name of `data` against the profile and render the subject;
-/// a common name that is a host name is a requested name too.
+/// Check every name of `data` against the profile and render the subject.
+/// No value may hold a control character. Under a domain policy the
+/// common name is a name the certificate asserts too: it must be a host
+/// name (or an address) inside the policy, compared in the one form a
+/// verifier uses (no trailing dot, lower case), and it is written in that
+/// form.
 pub(super) fn check_data(
     profile: &CertificateProfile,
     data: &CertificateData,
 ) -> Result<(Subject, Vec<IpAddr>), EnrollError> {
     let ips = cert::check_names(profile, &data.dns_names, &data.ip_addresses)
         .map_err(|e| EnrollError::Invalid(e.to_string()))?;
-    let subject =
+    let mut subject =
         render_subject(&profile.subject, data).map_err(|e| EnrollError::Invalid(e.to_string()))?;
-    for (attr, value) in &subject {
-        let looks_like_host = value.contains('.') && cert::check_dns_name(value).is_ok();
-        if attr == "CN" && looks_like_host && !profile.domain_policy.allows_dns(value) {
-            return Err(EnrollError::Invalid(
-                cert::NameError::OutsidePolicy(value.clone(), profile.name.clone()).to_string(),
-            ));
+    for (attr, value) in &mut subject {
+        if value.chars().any(char::is_control) {
+            return Err(EnrollError::Invalid(format!(
+                "{attr} {value:?} holds a control character"
+            )));
+        }
+        if attr == "CN" {
+            *value = check_common_name(profile, value)?;
         }
     }
     Ok((subject, ips))
+}
+
+/// The common name as the certificate will carry it. A host name loses
+/// its trailing dots and is lower-cased, then must be inside the policy;
+/// with a policy, a CN that is neither a host name nor an allowed address
+/// is refused (a verifier falls back to the CN when there is no SAN).
+fn check_common_name(profile: &CertificateProfile, cn: &str) -> Result<String, EnrollError> {
+    let policy = &profile.domain_policy;
+    let host = cn.trim_end_matches('.').to_ascii_lowercase();
+    let outside = || {
+        EnrollError::Invalid(
+            cert::NameError::OutsidePolicy(cn.to_owned(), profile.name.clone()).to_string(),
+        )
+    };
+    if host.contains('.') && cert::check_dns_name(&host).is_ok() {
+        return if policy.allows_dns(&host) {
+            Ok(host)
+        } else {
+            Err(outside())
+        };
+    }
+    if let Ok(addr) = cn.parse::<IpAddr>() {
+        return if policy.allows_ip(addr) {
+            Ok(cn.to_owned())
+        } else {
+            Err(outside())
+        };
+    }
+    if policy.is_empty() {
+        return Ok(cn.to_owned());
+    }
+    Err(EnrollError::Invalid(format!(
+        "CN {cn:?} is not a host name: profile {:?} has a domain policy, so its common name must be a name inside it",
+        profile.name
+    )))
 }
 
 /// The subject fields of a CSR as certificate data: CN as the name, O, C.
@@ -173,4 +214,51 @@ pub(super) fn recheck(tx: &Tx<'_>, request: &EnrollmentRequest) -> Result<(), En
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use idsync_schema::{CertificateProfile, Meta, ProfileSettings, Protocol, Source};
+
+    use super::*;
+
+    fn profile(policy: &[&str]) -> CertificateProfile {
+        let mut settings = ProfileSettings::new("Web", Protocol::P10);
+        settings.subject = "CN={name}".into();
+        settings.domain_policy.names = policy.iter().map(|s| s.to_string()).collect();
+        CertificateProfile {
+            id: uuid::Uuid::nil(),
+            settings,
+            source: Source::Api,
+            meta: Meta::new(time::OffsetDateTime::UNIX_EPOCH),
+        }
+    }
+
+    fn cn(profile: &CertificateProfile, name: &str) -> Result<String, String> {
+        let data = CertificateData {
+            name: Some(name.into()),
+            ..Default::default()
+        };
+        check_data(profile, &data)
+            .map(|(subject, _)| subject[0].1.clone())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_common_name_cannot_leave_the_domain_policy() {
+        let p = profile(&["*.example.org"]);
+        assert_eq!(cn(&p, "web1.example.org").unwrap(), "web1.example.org");
+        assert_eq!(cn(&p, "WEB1.Example.org.").unwrap(), "web1.example.org");
+        for evil in ["evil.com.", "evil.com", "*.evil.com.", "evil", "Web server"] {
+            assert!(cn(&p, evil).is_err(), "{evil} issued");
+        }
+        for control in ["a.example.org\nevil", "www.bank.com\u{0}.example.org"] {
+            let e = cn(&p, control).unwrap_err();
+            assert!(e.contains("control character"), "{control:?}: {e}");
+        }
+        // Without a policy a CN is free text, but never a control character.
+        let open = profile(&[]);
+        assert_eq!(cn(&open, "Web server").unwrap(), "Web server");
+        assert!(cn(&open, "a\u{1b}[2J").is_err());
+    }
 }
