@@ -102,12 +102,8 @@ fn setup(dir: &std::path::Path, p12_iterations: u32) -> (Arc<Enrollment>, tokio:
         .build()
         .expect("runtime");
     let enrollment = runtime.block_on(async {
-        idsync::sources::enroll::start(
-            cfg.enrollment_settings(&cfg.data_dir.join("ca")),
-            &rec,
-            &Arc::new(Metrics::new()),
-        )
-        .expect("enrollment")
+        idsync::sources::enroll::start(cfg.enrollment_settings(), &rec, &Arc::new(Metrics::new()))
+            .expect("enrollment")
     });
     (enrollment, runtime)
 }

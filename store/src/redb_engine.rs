@@ -15,7 +15,7 @@ use std::path::Path;
 use redb::{Database, Durability, ReadableDatabase, TableDefinition, WriteTransaction};
 
 use super::engine::{
-    scan_start, take_prefix, Batch, Engine, EngineError, EngineOptions, Op, Reader,
+    scan_start, take_prefix, Batch, Engine, EngineError, EngineOptions, Entry, Op, Reader,
 };
 
 /// The single table holding idsync's keyspace.
@@ -167,7 +167,7 @@ impl Engine for RedbEngine {
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, EngineError> {
+    ) -> Result<Vec<Entry>, EngineError> {
         let txn = self.db.begin_read().map_err(io_err)?;
         let table = txn.open_table(KV).map_err(io_err)?;
         let range = table

@@ -20,7 +20,7 @@ use std::path::Path;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::engine::{
-    scan_start, take_prefix, Batch, Engine, EngineError, EngineOptions, Op, Reader,
+    scan_start, take_prefix, Batch, Engine, EngineError, EngineOptions, Entry, Op, Reader,
 };
 
 /// Name reported by [`Engine::name`] and used in error messages.
@@ -153,7 +153,7 @@ impl Engine for SledEngine {
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, EngineError> {
+    ) -> Result<Vec<Entry>, EngineError> {
         let range = self
             .db
             .range::<&[u8], _>((scan_start(prefix, start_after), Bound::Unbounded));

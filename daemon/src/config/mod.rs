@@ -455,15 +455,13 @@ impl Config {
         Ok(())
     }
 
-    /// What the enrollment service takes of this configuration.
-    pub fn enrollment_settings<'a>(
-        &'a self,
-        ca_dir: &'a Path,
-    ) -> crate::sources::enroll::Settings<'a> {
+    /// What the enrollment service takes of this configuration; the CA
+    /// lives in `DATA_DIR/ca`.
+    pub fn enrollment_settings(&self) -> crate::sources::enroll::Settings<'_> {
         crate::sources::enroll::Settings {
             enrollment: &self.enrollment,
             ca: &self.ca,
-            ca_dir,
+            ca_dir: self.data_dir.join("ca"),
             profiles: &self.profiles,
         }
     }

@@ -10,9 +10,9 @@
 //! output; token names do (they exist to be shown).
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write as _};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -191,7 +191,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> AuthError + '_ {
 }
 
 /// One accepted token.
-#[derive(Clone)]
 struct Entry {
     name: String,
     digest: [u8; 32],
@@ -334,7 +333,8 @@ impl Auth {
         header: Option<&HeaderValue>,
         roles: &[Role],
     ) -> Result<Granted, Denied> {
-        let e = self.identify(header)?;
+        let (entries, index) = self.identify(header)?;
+        let e = &entries[index];
         let token = TokenName(e.name.clone());
         match roles.iter().find(|r| e.roles.grants(**r)) {
             Some(_) => Ok(Granted {
@@ -354,8 +354,9 @@ impl Auth {
         self.check_any(header, &[needed]).map(|g| g.token)
     }
 
-    /// The entry of the bearer token of `header`.
-    fn identify(&self, header: Option<&HeaderValue>) -> Result<Entry, Denied> {
+    /// The tokens in force and the index of the bearer token of `header`
+    /// among them.
+    fn identify(&self, header: Option<&HeaderValue>) -> Result<(Arc<Vec<Entry>>, usize), Denied> {
         let value = header.ok_or(Denied::MissingHeader)?;
         // Non-ASCII bytes cannot be a token of ours.
         let value = value.to_str().map_err(|_| Denied::Malformed)?;
@@ -383,7 +384,7 @@ impl Auth {
         if !bool::from(found) {
             return Err(Denied::UnknownToken);
         }
-        Ok(entries[index as usize].clone())
+        Ok((entries, index as usize))
     }
 }
 
@@ -421,23 +422,6 @@ fn read_token_file(path: &Path) -> Result<TokenFile, AuthError> {
     })
 }
 
-/// Create `path` with `contents`, readable by this user only from the very
-/// first moment (`create_new` + mode 0600: no window where it is
-/// world-readable, and never through an existing file or symlink).
-fn write_private_new(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    let written = f.write_all(contents).and_then(|()| f.sync_all());
-    if written.is_err() {
-        // A half-written token or token file is worse than none.
-        let _ = std::fs::remove_file(path);
-    }
-    written
-}
-
 /// Replace `tokens.json` atomically (write aside, then rename), so that a
 /// crash leaves either the old or the new list.
 fn write_token_file(data_dir: &Path, file: &TokenFile) -> Result<(), AuthError> {
@@ -451,7 +435,7 @@ fn write_token_file(data_dir: &Path, file: &TokenFile) -> Result<(), AuthError> 
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(&tmp)(e)),
     }
-    write_private_new(&tmp, &json).map_err(io_err(&tmp))?;
+    crate::infra::private_file::create(&tmp, &json).map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
     File::open(data_dir)
         .and_then(|d| d.sync_all())
@@ -469,7 +453,7 @@ fn generate_admin_token(data_dir: &Path, mut stored: TokenFile) -> Result<Entry,
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
 
     let token_path = data_dir.join(ADMIN_TOKEN_FILE);
-    match write_private_new(&token_path, format!("{token}\n").as_bytes()) {
+    match crate::infra::private_file::create(&token_path, format!("{token}\n").as_bytes()) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             return Err(AuthError::StaleAdminToken { path: token_path });

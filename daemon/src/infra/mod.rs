@@ -9,4 +9,5 @@ pub mod connector_stats;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod private_file;
 pub mod sd_notify;

@@ -150,11 +150,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
     // an import.
     let connectors = crate::connect::start(crate::connect::build(&cfg.connectors)?, &rec);
     metrics.set_connectors(connectors.connectors.stats());
-    let enrollment = crate::sources::enroll::start(
-        cfg.enrollment_settings(&cfg.data_dir.join("ca")),
-        &rec,
-        &metrics,
-    )?;
+    let enrollment = crate::sources::enroll::start(cfg.enrollment_settings(), &rec, &metrics)?;
     let auth = Arc::new(Auth::load(&cfg.tokens, &cfg.data_dir).context("loading the API tokens")?);
     let listen: std::net::SocketAddr = cfg.admin.listen.parse().context("admin.listen")?;
     let listener = tokio::net::TcpListener::bind(listen)

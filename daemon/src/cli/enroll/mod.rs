@@ -457,15 +457,7 @@ fn refuse_existing(out: &Path) -> anyhow::Result<()> {
 
 /// Write a file holding a private key: created new, 0600.
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
+    crate::infra::private_file::create(path, bytes)
         .with_context(|| format!("writing {}", path.display()))
 }
 

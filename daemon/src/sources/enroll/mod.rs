@@ -129,11 +129,11 @@ impl Default for EnrollmentConfig {
 /// What enrollment takes from the configuration: its own section, the
 /// CA's, where the CA lives (`DATA_DIR/ca`) and the profiles the file
 /// defines.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings<'a> {
     pub enrollment: &'a EnrollmentConfig,
     pub ca: &'a ca::LocalCaConfig,
-    pub ca_dir: &'a std::path::Path,
+    pub ca_dir: std::path::PathBuf,
     pub profiles: &'a [ProfileSettings],
 }
 
@@ -145,7 +145,7 @@ pub fn start(
     metrics: &Arc<crate::infra::metrics::Metrics>,
 ) -> anyhow::Result<Arc<Enrollment>> {
     use anyhow::Context as _;
-    let ca = ca::LocalCa::open(settings.ca, settings.ca_dir).context("opening the CA")?;
+    let ca = ca::LocalCa::open(settings.ca, &settings.ca_dir).context("opening the CA")?;
     tracing::info!(key = %ca.key_type(), "local CA ready");
     let (writer, _thread) = Writer::start(
         "enrollment",

@@ -26,7 +26,7 @@ fn service(dir: &std::path::Path) -> (Arc<Enrollment>, tokio::runtime::Runtime) 
         .unwrap();
     let svc = rt.block_on(async {
         start(
-            cfg.enrollment_settings(&cfg.data_dir.join("ca")),
+            cfg.enrollment_settings(),
             &rec,
             &Arc::new(crate::infra::metrics::Metrics::new()),
         )
