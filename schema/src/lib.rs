@@ -9,11 +9,13 @@
 
 pub mod cert;
 pub mod csv_format;
+pub mod csv_quotes;
 pub mod input;
 pub mod model;
 pub mod report;
 pub mod rules;
 pub mod scim;
+pub mod text;
 
 pub use cert::{
     Certificate, CertificateData, CertificateProfile, DomainPolicy, EnrollmentRequest, KeyType,

@@ -73,6 +73,8 @@ pub struct ImportArgs {
 pub fn run(cfg: &Config, args: &ImportArgs) -> Result<u8> {
     let kind = Kind::from(args.kind);
     let mut opts = cfg.import_options(kind);
+    // The file its user names, through a link if it is one.
+    opts.follow_symlinks = true;
     opts.application = args.application.clone();
     opts.dry_run = args.dry_run;
     opts.atomic |= args.atomic;

@@ -200,6 +200,11 @@ pub struct FoldersConfig {
     /// A file that did not arrive by rename is read once its size and
     /// modification time have not changed for this many milliseconds.
     pub stable_ms: u64,
+    /// A file written in place is read once its writer closes it (and it
+    /// then stays unchanged for `stable_ms`). A file whose writer was seen
+    /// writing but never closing it is read anyway once it has not changed
+    /// for this many milliseconds, with a warning.
+    pub unclosed_ms: u64,
     /// Options per folder, keyed by its path under the root: `users`,
     /// `users/portal`, `groups`, `assets`. Unset options take `[import]`'s.
     pub options: BTreeMap<String, FolderOptions>,
@@ -210,6 +215,7 @@ impl Default for FoldersConfig {
         Self {
             root: PathBuf::from("inbox"),
             stable_ms: 1000,
+            unclosed_ms: 600_000,
             options: BTreeMap::new(),
         }
     }
@@ -349,6 +355,11 @@ impl Config {
                 self.import.batch_rows == 0,
                 "import.batch_rows",
                 "must be at least 1",
+            ),
+            (
+                self.folders.unclosed_ms < self.folders.stable_ms,
+                "folders.unclosed_ms",
+                "must be at least folders.stable_ms",
             ),
             (
                 self.store.cache_mb == 0,

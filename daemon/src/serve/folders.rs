@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
-use notify::event::{ModifyKind, RenameMode};
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::job::JobContext;
@@ -24,6 +24,10 @@ pub(super) enum Job {
     Recovered { folder: Folder, recovery: Recovery },
 }
 
+/// Passed-over entries remembered for logging once; past this the memory
+/// is cleared (and a still-present entry is logged once more).
+const PASSED_OVER_REMEMBERED: usize = 10_000;
+
 /// A file seen in an inbox, not yet stable.
 #[derive(Debug)]
 pub(super) struct Waiting {
@@ -31,6 +35,38 @@ pub(super) struct Waiting {
     size: u64,
     modified: Option<SystemTime>,
     since: Instant,
+    /// A writer was seen creating or writing the file and has not closed
+    /// it since: the file is not taken, however long the writer pauses
+    /// (up to `folders.unclosed_ms`).
+    writing: bool,
+}
+
+/// What the watcher learnt about a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Seen {
+    /// It arrived by rename: complete, take it now.
+    RenamedIn,
+    /// A writer created or wrote it (it has it open).
+    Written,
+    /// A writer closed it.
+    Closed,
+    /// It is there (found by a scan, or its metadata changed).
+    Present,
+}
+
+impl Seen {
+    fn of(kind: &EventKind) -> Option<Seen> {
+        Some(match kind {
+            EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => {
+                Seen::RenamedIn
+            }
+            EventKind::Create(CreateKind::File | CreateKind::Any)
+            | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => Seen::Written,
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => Seen::Closed,
+            EventKind::Access(_) | EventKind::Other => return None,
+            _ => Seen::Present,
+        })
+    }
 }
 
 impl Daemon {
@@ -80,13 +116,49 @@ impl Daemon {
 
     pub(super) fn scan_inbox(&mut self, folder: &Folder) {
         for path in inbox::waiting(&self.root, folder) {
-            self.saw(folder.clone(), path, false);
+            self.saw(folder.clone(), path, Seen::Present);
+        }
+        self.note_passed_over(&folder.dir(&self.root));
+    }
+
+    /// Log, once per entry, what in `dir` is never taken and why.
+    fn note_passed_over(&mut self, dir: &std::path::Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            self.pass_over(&path);
         }
     }
 
+    /// When `path` (in a drop folder) is never taken, say so once: a
+    /// name the watcher ignores, or a directory that is no inbox. True
+    /// when it is passed over.
+    fn pass_over(&mut self, path: &std::path::Path) -> bool {
+        let why = if path.is_dir() {
+            inbox::is_stray_dir(&self.root, path)
+                .then_some("a directory here is not an inbox: its files are never read")
+        } else {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(inbox::ignored_because)
+        };
+        let Some(why) = why else {
+            return false;
+        };
+        if self.passed_over.len() > PASSED_OVER_REMEMBERED {
+            self.passed_over.clear();
+        }
+        if self.passed_over.insert(path.to_owned()) {
+            tracing::info!(path = %path.display(), "passed over: {why}");
+        }
+        true
+    }
+
     /// A file appeared or changed: queue it at once when it arrived by
-    /// rename (its writer is done), otherwise wait for it to be stable.
-    pub(super) fn saw(&mut self, folder: Folder, path: PathBuf, renamed_in: bool) {
+    /// rename (its writer is done), otherwise wait until its writer closed
+    /// it and it stayed unchanged for `folders.stable_ms`.
+    pub(super) fn saw(&mut self, folder: Folder, path: PathBuf, seen: Seen) {
         if self.queued.contains(&path) {
             return;
         }
@@ -95,13 +167,18 @@ impl Daemon {
             return;
         };
         let (size, modified) = (meta.len(), meta.modified().ok());
-        // Already unchanged for the stability window (a file found at
-        // start-up, say): it keeps its place in the order at once.
+        let writing = match (seen, self.waiting.get(&path)) {
+            (Seen::Written, _) => true,
+            (Seen::Closed | Seen::RenamedIn, _) => false,
+            (Seen::Present, w) => w.is_some_and(|w| w.writing),
+        };
+        // Already unchanged for the stability window, with no writer seen
+        // (a file found at start-up, say): it keeps its place at once.
         let stable = Duration::from_millis(self.cfg.folders.stable_ms);
         let settled = modified
             .and_then(|m| m.elapsed().ok())
             .is_some_and(|age| age >= stable);
-        if renamed_in || settled || meta.file_type().is_symlink() {
+        if seen == Seen::RenamedIn || (settled && !writing) || !meta.is_file() {
             self.waiting.remove(&path);
             self.enqueue(folder, path);
             return;
@@ -111,11 +188,11 @@ impl Daemon {
             size,
             modified,
             since: Instant::now(),
+            writing,
         });
-        if entry.size != size || entry.modified != modified {
-            entry.size = size;
-            entry.modified = modified;
-        }
+        entry.size = size;
+        entry.modified = modified;
+        entry.writing = writing;
         entry.since = Instant::now();
     }
 
@@ -125,19 +202,31 @@ impl Daemon {
         }
     }
 
-    pub(super) fn next_stability_deadline(&self) -> Option<Instant> {
-        let stable = Duration::from_millis(self.cfg.folders.stable_ms);
-        self.waiting.values().map(|w| w.since + stable).min()
+    /// How long `w` must stay unchanged before it is taken.
+    fn quiet_needed(&self, w: &Waiting) -> Duration {
+        let ms = if w.writing {
+            self.cfg.folders.unclosed_ms
+        } else {
+            self.cfg.folders.stable_ms
+        };
+        Duration::from_millis(ms)
     }
 
-    /// Queue every waiting file whose size and time stayed put.
+    pub(super) fn next_stability_deadline(&self) -> Option<Instant> {
+        self.waiting
+            .values()
+            .map(|w| w.since + self.quiet_needed(w))
+            .min()
+    }
+
+    /// Queue every waiting file whose size and time stayed put (and whose
+    /// writer closed it, or has not touched it for `folders.unclosed_ms`).
     pub(super) fn check_waiting(&mut self) {
-        let stable = Duration::from_millis(self.cfg.folders.stable_ms);
         let now = Instant::now();
         let due: Vec<PathBuf> = self
             .waiting
             .iter()
-            .filter(|(_, w)| now >= w.since + stable)
+            .filter(|(_, w)| now >= w.since + self.quiet_needed(w))
             .map(|(p, _)| p.clone())
             .collect();
         let mut ready = Vec::new();
@@ -146,6 +235,9 @@ impl Daemon {
             match std::fs::symlink_metadata(&path) {
                 Ok(m) if m.len() == w.size && m.modified().ok() == w.modified => {
                     let w = self.waiting.remove(&path).expect("listed above");
+                    if w.writing {
+                        tracing::warn!(file = %path.display(), "taken although its writer never closed it: it has not changed for folders.unclosed_ms");
+                    }
                     ready.push((w.modified, path, w.folder));
                 }
                 Ok(m) => {
@@ -190,13 +282,11 @@ impl Daemon {
                 }
                 return;
             }
-            EventKind::Access(_) | EventKind::Other => return,
             _ => event.paths.clone(),
         };
-        let renamed_in = matches!(
-            event.kind,
-            EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
-        );
+        let Some(seen) = Seen::of(&event.kind) else {
+            return;
+        };
         for path in paths {
             if path.is_dir() {
                 // A new application folder (made, or moved in with files).
@@ -206,18 +296,16 @@ impl Daemon {
                     }
                     tracing::info!(folder = %folder.name, "watching a new folder");
                     self.scan_inbox(&folder);
+                } else {
+                    self.pass_over(&path);
                 }
                 continue;
             }
             let Some(folder) = inbox::folder_of(&self.root, &path) else {
                 continue;
             };
-            let ignored = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(inbox::is_ignored);
-            if !ignored {
-                self.saw(folder, path, renamed_in);
+            if !self.pass_over(&path) {
+                self.saw(folder, path, seen);
             }
         }
         self.publish_status();

@@ -3,9 +3,9 @@
 //! on beside its reports.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -29,21 +29,17 @@ impl JobContext {
     pub(super) fn run(&self, job: Job) -> Result<()> {
         match job {
             Job::Dropped { folder, path } => {
-                if !path.exists() && std::fs::symlink_metadata(&path).is_err() {
+                if std::fs::symlink_metadata(&path).is_err() {
                     return Ok(()); // gone before its turn
                 }
-                let refusal = inbox::refusal(&path);
                 let claimed = inbox::claim(&self.root, &folder, &path)
                     .with_context(|| format!("claiming {}", path.display()))?;
-                match refusal {
-                    Some(reason) => self.refuse(&folder, &claimed, reason),
-                    None => self.import(&folder, &claimed),
-                }
+                self.take(&folder, &claimed)
             }
             Job::Recovered {
                 folder,
                 recovery: Recovery::Import(claimed),
-            } => self.import(&folder, &claimed),
+            } => self.take(&folder, &claimed),
             Job::Recovered {
                 folder,
                 recovery:
@@ -60,6 +56,15 @@ impl JobContext {
                 tracing::info!(file = %claimed.display(), "finished a file interrupted after its import");
                 Ok(())
             }
+        }
+    }
+
+    /// A claimed file, just claimed or found in `.work/` after a crash:
+    /// the same checks and the same import either way.
+    fn take(&self, folder: &Folder, claimed: &Path) -> Result<()> {
+        match inbox::name_refusal(claimed) {
+            Some(reason) => self.refuse(folder, claimed, reason.to_owned()),
+            None => self.import(folder, claimed),
         }
     }
 
@@ -89,14 +94,34 @@ impl JobContext {
         opts.dropped = Some(inbox::dropped(&self.root, folder, claimed));
         let report = ReportFiles::beside(claimed);
         let started = Instant::now();
-        match import::import_file(
-            &self.rec,
-            claimed,
-            &opts,
-            &self.cfg.imports_dir(),
-            &report,
-            &mut |_| {},
-        ) {
+        let mut tries = 0;
+        let result = loop {
+            tries += 1;
+            match import::import_file(
+                &self.rec,
+                claimed,
+                &opts,
+                &self.cfg.imports_dir(),
+                &report,
+                &mut |_| {},
+            ) {
+                Err(ImportError::Changed) if tries < CHANGED_TRIES => {
+                    tracing::warn!(file = %claimed.display(), "the file changed while it was imported; importing it again once its writer is done");
+                    if !self.settled(claimed) {
+                        return Ok(()); // stopping: the next start imports it
+                    }
+                }
+                Err(ImportError::Changed) => {
+                    let reason = format!(
+                        "the file changed during each of {CHANGED_TRIES} imports: its writer must close it, \
+                         or write it elsewhere and rename it in, before idsync reads it"
+                    );
+                    return self.refuse(folder, claimed, reason);
+                }
+                other => break other,
+            }
+        };
+        match result {
             Ok(result) => {
                 let rejected = result.outcome == FileOutcome::Rejected;
                 let dest = inbox::finish(&self.root, folder, claimed, rejected)?;
@@ -130,4 +155,32 @@ impl JobContext {
             }),
         }
     }
+
+    /// Wait until `claimed` has not changed for `folders.stable_ms`; false
+    /// when the daemon is stopping first.
+    fn settled(&self, claimed: &Path) -> bool {
+        let stable = Duration::from_millis(self.cfg.folders.stable_ms);
+        let look = || {
+            std::fs::symlink_metadata(claimed)
+                .ok()
+                .map(|m| (m.len(), m.modified().ok()))
+        };
+        let mut last = look();
+        let mut since = Instant::now();
+        while since.elapsed() < stable {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50).min(stable));
+            let now = look();
+            if now != last {
+                (last, since) = (now, Instant::now());
+            }
+        }
+        true
+    }
 }
+
+/// Imports of one file that may find it changed under them before it is
+/// refused: a writer that keeps appending is not waited for forever.
+const CHANGED_TRIES: u32 = 5;

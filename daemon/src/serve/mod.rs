@@ -76,6 +76,9 @@ struct Daemon {
     queue: VecDeque<Job>,
     queued: HashSet<PathBuf>,
     waiting: HashMap<PathBuf, Waiting>,
+    /// Entries of the drop folders already logged as passed over (so each
+    /// is logged once, not at every event).
+    passed_over: HashSet<PathBuf>,
     running: Option<JoinHandle<()>>,
     /// The queued path of the running job, forgotten when it ends (so a
     /// new drop under the same name is taken again).
@@ -97,6 +100,15 @@ async fn serve(source: ConfigSource, cfg: Config) -> Result<()> {
     })
     .context("starting the file watcher")?;
     d.watch(&mut watcher)?;
+    // No import runs yet: what crashed ones left behind can go.
+    match crate::sources::import::sweep_spools(&d.rec, &d.cfg.imports_dir()) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            removed = n,
+            "removed the spools of finished or abandoned imports"
+        ),
+        Err(e) => tracing::warn!("cannot clean the import spools: {e}"),
+    }
     d.recover_and_scan();
     d.metrics.set_ready(true);
     d.metrics.heartbeat();
@@ -188,6 +200,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         queue: VecDeque::new(),
         queued: HashSet::new(),
         waiting: HashMap::new(),
+        passed_over: HashSet::new(),
         running: None,
         queued_forget_later: None,
     };

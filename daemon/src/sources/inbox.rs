@@ -10,9 +10,15 @@
 //! crosses a file system. A file is only ever read from `.work/`, after the
 //! claim: a writer still holding the inbox name can never be read early.
 //! After a crash, [`recover`] looks at what is in `.work/` and finishes each
-//! file from where it stood: reports present means the import ended, so the
-//! file is moved on; otherwise it is imported again, which resumes from its
-//! last committed batch.
+//! file from where it stood. The JSON report is the last thing an import
+//! writes, so a JSON report means the import and both reports are done and
+//! the file is moved on; otherwise it is imported again, which resumes from
+//! its last committed batch or, when every row was in, writes the reports
+//! again. Half-written reports (`*.tmp`) are removed.
+//!
+//! Whatever it finds, `.work/` included, a file is read only through
+//! [`crate::sources::import::reader::open_regular`], so a symbolic link or a
+//! FIFO is refused the same way at run time and after a crash.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -49,56 +55,95 @@ impl Folder {
     }
 }
 
-/// Why a dropped file is refused without being read.
-pub fn refusal(path: &Path) -> Option<String> {
+/// Why a dropped (or claimed) file is refused for its name alone. What the
+/// file is (a link, a FIFO) is checked when it is opened.
+pub fn name_refusal(path: &Path) -> Option<&'static str> {
     let Some(name) = path.file_name() else {
-        return Some("the file has no name".into());
+        return Some("the file has no name");
     };
     let Some(name) = name.to_str() else {
-        return Some("the file name is not UTF-8".into());
+        return Some("the file name is not UTF-8");
     };
     if name
         .chars()
         .any(|c| c.is_control() || matches!(c, '\\' | '\u{7f}'))
     {
-        return Some("the file name contains control characters or a backslash".into());
+        return Some("the file name contains control characters or a backslash");
     }
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => Some("symbolic links are not followed".into()),
-        Ok(m) if !m.is_file() => Some("not a regular file".into()),
-        _ => None,
+    None
+}
+
+/// Why the watcher leaves a name alone, if it does: dotfiles, the names
+/// editors and copy tools use while writing, and the reports' names.
+pub fn ignored_because(name: &str) -> Option<&'static str> {
+    if name.starts_with('.') {
+        Some("hidden files are never taken")
+    } else if [".tmp", ".part", ".swp", "~"]
+        .iter()
+        .any(|end| name.ends_with(end))
+    {
+        Some("a name ending in .tmp, .part, .swp or ~ is taken as still being written: rename it when complete")
+    } else if name.contains(".report.") {
+        Some("names containing .report. are reserved for import reports")
+    } else {
+        None
     }
 }
 
-/// Whether a name is one the watcher leaves alone: dotfiles and the names
-/// editors and copy tools use while writing.
+/// Whether a name is one the watcher leaves alone ([`ignored_because`]).
 pub fn is_ignored(name: &str) -> bool {
-    name.starts_with('.')
-        || name.ends_with(".tmp")
-        || name.ends_with(".part")
-        || name.ends_with(".swp")
-        || name.ends_with('~')
-        || name.contains(".report.")
+    ignored_because(name).is_some()
 }
 
 /// Where `path` sits: the inbox it was dropped in, or None for anything
-/// else (work files, processed files, deeper paths, the root itself).
+/// else (work files, processed files, deeper paths, the root itself). The
+/// folders' names must be UTF-8; the file's own name need not be (such a
+/// file is refused with a report, not passed over).
 pub fn folder_of(root: &Path, path: &Path) -> Option<Folder> {
     let rel = path.strip_prefix(root).ok()?;
-    let parts: Vec<&str> = rel.iter().map(|p| p.to_str()).collect::<Option<_>>()?;
+    rel.file_name()?;
+    let parts: Vec<&str> = rel
+        .parent()?
+        .iter()
+        .map(|p| p.to_str())
+        .collect::<Option<_>>()?;
     let kind_of = |s: &str| Folder::kinds().into_iter().find(|f| f.name == s);
     match parts.as_slice() {
-        [kind, _file] => kind_of(kind),
-        ["users", app, _file]
-            if !matches!(*app, WORK | PROCESSED | REJECTED) && !app.starts_with('.') =>
-        {
-            Some(Folder {
-                name: format!("users/{app}"),
-                kind: Kind::User,
-                application: Some((*app).to_owned()),
-            })
-        }
+        [kind] => kind_of(kind),
+        ["users", app] if !is_reserved(app) => Some(Folder {
+            name: format!("users/{app}"),
+            kind: Kind::User,
+            application: Some((*app).to_owned()),
+        }),
         _ => None,
+    }
+}
+
+/// Names a folder keeps for itself under `users/`.
+fn is_reserved(name: &str) -> bool {
+    matches!(name, WORK | PROCESSED | REJECTED) || name.starts_with('.')
+}
+
+/// Whether `dir`, a directory, sits where files are dropped but is no
+/// inbox: a folder inside `groups/`, `assets/` or an application folder.
+/// Its files are never read; the daemon says so.
+pub fn is_stray_dir(root: &Path, dir: &Path) -> bool {
+    let Some(rel) = dir.strip_prefix(root).ok() else {
+        return false;
+    };
+    let parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    match parts
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["groups" | "assets", sub] => !is_reserved(sub),
+        ["users", app, sub] => !is_reserved(app) && !is_reserved(sub),
+        _ => false,
     }
 }
 
@@ -141,14 +186,21 @@ pub fn stamp() -> String {
 /// Claim `path` by renaming it into its folder's `.work/` with a stamp, so
 /// two drops of the same name never collide. Returns the claimed path.
 pub fn claim(root: &Path, folder: &Folder, path: &Path) -> std::io::Result<PathBuf> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let name = path.file_name().unwrap_or(std::ffi::OsStr::new("file"));
     let work = folder.dir(root).join(WORK);
     fs::create_dir_all(&work)?;
-    let mut target = work.join(format!("{}-{name}", stamp()));
+    // The dropped name's own bytes follow the stamp: a name refused for
+    // being odd is still refused once claimed (after a crash, say).
+    let named = |prefix: String| {
+        let mut n = std::ffi::OsString::from(prefix);
+        n.push(name);
+        work.join(n)
+    };
+    let mut target = named(format!("{}-", stamp()));
     let mut n = 1;
     while target.exists() {
         n += 1;
-        target = work.join(format!("{}.{n}-{name}", stamp()));
+        target = named(format!("{}.{n}-", stamp()));
     }
     fs::rename(path, &target)?;
     Ok(target)
@@ -233,8 +285,18 @@ pub enum Recovery {
     },
 }
 
+/// What a JSON report found in `.work/` or beside a finished file says:
+/// whether the file was refused, and its digest. None when there is no
+/// complete report (it is the last thing an import writes).
 fn report_verdict(json: &Path) -> Option<(bool, Option<String>)> {
-    let v: serde_json::Value = serde_json::from_slice(&fs::read(json).ok()?).ok()?;
+    use std::io::Read as _;
+    // Read like any dropped file: never through a link, never blocking on
+    // a FIFO someone named like a report.
+    let file = crate::sources::import::reader::open_regular(json, false).ok()?;
+    let mut text = Vec::new();
+    file.take(REPORT_HEAD_MAX).read_to_end(&mut text).ok()?;
+    let head = report_head(&text)?;
+    let v: serde_json::Value = serde_json::from_slice(&head).ok()?;
     let rejected = v.get("outcome")?.as_str()? == "rejected";
     let digest = v
         .get("digest")
@@ -244,23 +306,41 @@ fn report_verdict(json: &Path) -> Option<(bool, Option<String>)> {
     Some((rejected, digest))
 }
 
-/// What is left in `folder`'s `.work/`, oldest first.
+/// How much of a report is read to learn its verdict: its header comes
+/// first and is small; the rows that follow can be millions.
+const REPORT_HEAD_MAX: u64 = 1 << 20;
+
+/// The report's header: the report up to its row lists (`,"created":[`),
+/// which is a JSON object once closed. (Reports are renamed into place
+/// whole, so one that exists is complete.)
+fn report_head(text: &[u8]) -> Option<Vec<u8>> {
+    let rows = b",\"created\":[";
+    let at = text.windows(rows.len()).position(|w| w == rows)?;
+    let mut head = text[..at].to_vec();
+    head.push(b'}');
+    Some(head)
+}
+
+/// What is left in `folder`'s `.work/`, oldest first. Reports that were
+/// being written when the daemon stopped (`*.report.*.tmp`) are removed:
+/// the import that wrote them runs again and writes them whole.
 pub fn recover(root: &Path, folder: &Folder) -> std::io::Result<Vec<Recovery>> {
     let dir = folder.dir(root);
     let work = dir.join(WORK);
-    let mut files: Vec<PathBuf> = match fs::read_dir(&work) {
-        Ok(entries) => entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| !n.contains(".report."))
-            })
-            .collect(),
+    let entries = match fs::read_dir(&work) {
+        Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
+    let mut files = Vec::new();
+    for path in entries.flatten().map(|e| e.path()) {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        match name.as_deref() {
+            Some(n) if n.contains(".report.") && n.ends_with(".tmp") => fs::remove_file(&path)?,
+            Some(n) if n.contains(".report.") => {}
+            _ => files.push(path),
+        }
+    }
     files.sort();
     let mut plan = Vec::new();
     for claimed in files {
@@ -373,17 +453,38 @@ mod tests {
     }
 
     #[test]
-    fn symlinks_and_odd_names_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("outside.csv");
-        fs::write(&target, "x").unwrap();
-        let link = dir.path().join("link.csv");
-        std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(refusal(&link).unwrap().contains("symbolic"));
-        let odd = dir.path().join("a\nb.csv");
-        fs::write(&odd, "x").unwrap();
-        assert!(refusal(&odd).unwrap().contains("control"));
-        assert_eq!(refusal(&target), None);
+    fn odd_names_are_refused_dropped_or_claimed() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let dir = Path::new("/srv/inbox/users");
+        assert!(name_refusal(&dir.join("a\nb.csv"))
+            .unwrap()
+            .contains("control"));
+        let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9.csv");
+        assert!(name_refusal(&dir.join(latin1)).unwrap().contains("UTF-8"));
+        assert_eq!(name_refusal(&dir.join("roster.csv")), None);
+
+        // A claim keeps the name's own bytes, so the refusal still holds.
+        let tmp = tempfile::tempdir().unwrap();
+        let users = Folder::kinds()[0].clone();
+        prepare(tmp.path(), &users).unwrap();
+        let dropped = users.dir(tmp.path()).join(latin1);
+        fs::write(&dropped, "x").unwrap();
+        assert_eq!(folder_of(tmp.path(), &dropped), Some(users.clone()));
+        let claimed = claim(tmp.path(), &users, &dropped).unwrap();
+        assert!(name_refusal(&claimed).unwrap().contains("UTF-8"));
+    }
+
+    #[test]
+    fn directories_in_kind_folders_are_strays() {
+        let root = Path::new("/srv/inbox");
+        assert!(is_stray_dir(root, &root.join("groups/2024")));
+        assert!(is_stray_dir(root, &root.join("users/portal/old")));
+        assert!(
+            !is_stray_dir(root, &root.join("users/portal")),
+            "an application"
+        );
+        assert!(!is_stray_dir(root, &root.join("groups/.work")));
+        assert!(!is_stray_dir(root, &root.join("assets/processed")));
     }
 
     #[test]
@@ -399,9 +500,17 @@ mod tests {
         let claimed_b = claim(root, &users, &a).unwrap();
         assert_ne!(claimed_a, claimed_b, "two drops of one name never collide");
 
-        // a: reports written before the crash; b: import never finished.
+        // a: reports written before the crash; b: import never finished,
+        // a CSV report of its half written.
         let reports = crate::sources::import::ReportFiles::beside(&claimed_a);
-        fs::write(&reports.json, r#"{"outcome":"partial","digest":"abc"}"#).unwrap();
+        fs::write(
+            &reports.json,
+            r#"{"outcome":"partial","digest":"abc","created":[]}"#,
+        )
+        .unwrap();
+        let half = crate::sources::import::ReportFiles::beside(&claimed_b);
+        let half_csv = format!("{}.tmp", half.csv.display());
+        fs::write(&half_csv, "outcome,line").unwrap();
         let plan = recover(root, &users).unwrap();
         assert_eq!(
             plan,
@@ -413,6 +522,10 @@ mod tests {
                 },
                 Recovery::Import(claimed_b.clone()),
             ]
+        );
+        assert!(
+            !Path::new(&half_csv).exists(),
+            "half-written reports are removed"
         );
         let dest = finish(root, &users, &claimed_a, false).unwrap();
         assert!(dest.starts_with(users.dir(root).join(PROCESSED)));

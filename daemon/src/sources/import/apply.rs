@@ -22,7 +22,7 @@ use idsync_store::{Actor, StoreError};
 use super::finish::{finish, refuse_file, verdict};
 use super::parse::{parse_file, Input, Msg, Parsed};
 use super::progress::{Progress, Resume};
-use super::reader::CsvReader;
+use super::reader::{CsvReader, Prepared};
 use super::report::{FileOutcome, ReportFiles, ReportHeader, Spool, Summary};
 use super::{ImportError, ImportOptions, ImportResult};
 
@@ -35,7 +35,10 @@ pub(super) struct Job<'a> {
     pub work_dir: &'a Path,
     pub report: &'a ReportFiles,
     pub file_name: String,
-    pub file_size: u64,
+    /// The file being read, and what its first pass found: checked at the
+    /// end, so a file that changed meanwhile is never reported as read.
+    pub file: &'a std::fs::File,
+    pub prepared: &'a Prepared,
 }
 
 /// Run the parser thread over `csv` and apply what it sends, from where
@@ -52,7 +55,7 @@ pub(super) fn run(
     std::thread::scope(|scope| -> Result<ImportResult, ImportError> {
         let (tx_rows, rx_rows) = mpsc::sync_channel(8);
         let (kind, blanks, skip) = (job.opts.kind, job.opts.blanks, resume.records_done);
-        let (rules, size) = (&rules, job.file_size);
+        let (rules, size) = (&rules, job.prepared.size);
         scope.spawn(move || parse_file(csv, kind, rules, blanks, skip, size, tx_rows));
 
         let columns = match rx_rows.recv() {
@@ -286,10 +289,28 @@ impl<'j, 'a> Apply<'j, 'a> {
         Ok(tx)
     }
 
+    /// Give up on a file that changed while it was read: its spools and
+    /// progress describe bytes that are no longer the file's.
+    fn abandon(self) -> ImportError {
+        if let Err(e) = self.spool.discard() {
+            return e.into();
+        }
+        if !self.one_tx {
+            if let Err(e) = super::progress::forget_progress(self.job.rec, self.job.digest) {
+                return e.into();
+            }
+        }
+        ImportError::Changed
+    }
+
     /// Every row is read: drop a dry run or a failed atomic import, else
     /// commit the last batch; then write the report.
     fn conclude(mut self, mut tx: Tx<'a>) -> Result<ImportResult, ImportError> {
         let (job, summary) = (self.job, self.summary);
+        if job.prepared.changed(job.file)? {
+            drop(tx);
+            return Err(self.abandon());
+        }
         self.header.summary = summary;
         let stopped = self.header.error.is_some();
         if job.opts.dry_run {

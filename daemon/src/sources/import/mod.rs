@@ -32,7 +32,7 @@ use idsync_store::StoreError;
 
 pub(crate) use finish::refuse;
 use finish::{finish, new_header, refuse_file, verdict};
-pub(crate) use progress::forget_progress;
+pub(crate) use progress::{forget_progress, sweep_spools};
 // Public, with what `import_file` takes and returns: `Config`, `Metrics`
 // and daemon/tests/writer_fairness.rs use them.
 pub use report::{FileOutcome, ReportFiles, Summary};
@@ -60,6 +60,9 @@ pub struct ImportOptions {
     /// transaction.
     pub atomic_max_rows: u64,
     pub max_file_bytes: u64,
+    /// Follow a symbolic link given as the file: the CLI follows the links
+    /// its user names; a drop folder never does.
+    pub follow_symlinks: bool,
     /// Set by the daemon on SIGTERM: the import stops after the batch being
     /// committed, and resumes from there on the next run.
     pub stop: Option<Arc<AtomicBool>>,
@@ -95,6 +98,7 @@ impl ImportOptions {
             batch_rows: 1000,
             atomic_max_rows: 100_000,
             max_file_bytes: 2 << 30,
+            follow_symlinks: false,
             stop: None,
             dropped: None,
         }
@@ -126,6 +130,12 @@ pub enum ImportError {
     /// Stopped on request after a committed batch; run again to resume.
     #[error("interrupted after line {0}; the next run resumes there")]
     Interrupted(u64),
+    /// A writer changed the file while it was read: the rows read are not
+    /// the file's, so no report says they are. Rows committed in batches
+    /// before this was seen stay applied; import the file again once its
+    /// writer is done.
+    #[error("the file changed while it was imported (its writer had not finished)")]
+    Changed,
 }
 
 /// Import `path`. Reports go to `report` (`BASE.report.json` and `.csv`);
@@ -145,8 +155,13 @@ pub fn import_file(
     );
     let mut header = new_header(path, opts, OffsetDateTime::now_utc());
 
-    let prepared = match reader::prepare(path, opts.delimiter, opts.max_file_bytes) {
+    let file = match reader::open_regular(path, opts.follow_symlinks) {
+        Ok(f) => f,
+        Err(e) => return refuse_file(header, e.to_string(), work_dir, report),
+    };
+    let prepared = match reader::prepare(&file, opts.delimiter, opts.max_file_bytes) {
         Ok(p) => p,
+        Err(reader::FileError::Changed) => return Err(ImportError::Changed),
         Err(e) => return refuse_file(header, e.to_string(), work_dir, report),
     };
     header.digest = prepared.digest.clone();
@@ -163,7 +178,7 @@ pub fn import_file(
     }
     let resume = progress::resume(saved.as_ref(), &mut header);
 
-    let csv = match reader::open(path, &prepared) {
+    let csv = match reader::open(&file, &prepared) {
         Ok(r) => r,
         Err(e) => return refuse_file(header, e.to_string(), work_dir, report),
     };
@@ -174,7 +189,8 @@ pub fn import_file(
         work_dir,
         report,
         file_name,
-        file_size: prepared.size,
+        file: &file,
+        prepared: &prepared,
     };
     apply::run(&job, header, spool, resume, csv, on_progress)
 }

@@ -118,3 +118,31 @@ pub(super) fn forget(rec: &Reconciler, digest: &str) -> Result<(), StoreError> {
     tx.commit()?;
     Ok(())
 }
+
+/// Remove what interrupted imports left under `work_dir`: the spools of
+/// imports that have no progress record (their report was written, or
+/// their file changed and was imported again under another digest) and
+/// the scratch spools of refusals and dry runs. The spools of imports that
+/// will resume stay. Only run while no import runs (at the daemon's start);
+/// the count removed.
+pub(crate) fn sweep_spools(rec: &Reconciler, work_dir: &Path) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(work_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let resumes = rec
+            .store()
+            .import_progress::<serde_json::Value>(&name)
+            .map_err(std::io::Error::other)?
+            .is_some();
+        if !resumes && entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

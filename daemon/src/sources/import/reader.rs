@@ -1,25 +1,40 @@
-//! Reading a CSV file as a stream: one pass for the digest, the size bound
-//! and the UTF-8 check, then a `csv` reader that never holds more than one
-//! record.
+//! Reading a CSV file as a stream: one pass for the digest, the size bound,
+//! the UTF-8 check and the quoting check, then a `csv` reader that never
+//! holds more than one record.
 //!
-//! Why a first pass: a file that is not UTF-8 is refused whole, before any
-//! row is applied, and the digest identifies the file for resuming after a
-//! crash. Hashing and validating run at memory speed, so the pass costs a
-//! fraction of the import.
+//! Why a first pass: a file that is not UTF-8, or whose quote never closes,
+//! is refused whole, before any row is applied, and the digest identifies
+//! the file for resuming after a crash. Hashing and validating run at
+//! memory speed, so the pass costs a fraction of the import.
+//!
+//! Both passes read one open file ([`open_regular`]), never the path again:
+//! what was checked is what is read. The second pass stops at the size the
+//! first one hashed, and [`Prepared::changed`] tells whether a writer
+//! touched the file since, so bytes that were never hashed are never
+//! imported under that digest.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::Path;
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
+use idsync_schema::csv_quotes::QuoteScan;
+
 const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Bytes of the first line looked at to detect the delimiter.
+const FIRST_LINE_MAX: usize = 64 * 1024;
 
 /// Why a file is refused before its rows are read.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     #[error("cannot read the file: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}: only regular files are imported")]
+    NotRegular(&'static str),
     #[error(
         "the file is {size} bytes, more than the {limit} bytes allowed (import.max_file_bytes)"
     )]
@@ -30,6 +45,56 @@ pub enum FileError {
         column: usize,
         offset: u64,
     },
+    #[error(
+        "line {line}, column {column}: a quoted value opens here and is never closed; \
+         the rest of the file would be read as that one value"
+    )]
+    UnclosedQuote { line: u64, column: usize },
+    #[error("the file changed while it was read (a writer still has it open)")]
+    Changed,
+}
+
+/// Open `path` for reading only if it is a regular file. A symbolic link
+/// is refused unless `follow` (the CLI follows the links its user names;
+/// the drop folders never do), and a FIFO or device is refused without
+/// blocking on it (`O_NONBLOCK`).
+///
+/// Why one function: the drop folders' runtime path and their recovery
+/// after a crash must refuse the same entries, and the checks must be made
+/// on the handle that is then read, not on a path that can change.
+pub fn open_regular(path: &Path, follow: bool) -> Result<File, FileError> {
+    let mut flags = libc::O_NONBLOCK;
+    if !follow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+    {
+        Ok(f) => f,
+        // O_NOFOLLOW on a link fails with ELOOP.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(FileError::NotRegular("a symbolic link"))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        Ok(file)
+    } else {
+        Err(FileError::NotRegular(if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        }))
+    }
 }
 
 /// What the first pass learnt about a file.
@@ -38,70 +103,123 @@ pub struct Prepared {
     /// SHA-256 of the whole file, hex.
     pub digest: String,
     pub size: u64,
+    /// The file's modification time when it was hashed.
+    pub modified: Option<SystemTime>,
     pub delimiter: u8,
     /// Whether a UTF-8 byte-order mark opens the file (it is skipped).
     pub bom: bool,
 }
 
-/// Hash and validate `path`; pick the delimiter (`delimiter`, or detected
+impl Prepared {
+    /// Whether `file` is no longer what was hashed: its size or its time
+    /// moved (a writer still had it open, or wrote it again).
+    pub fn changed(&self, file: &File) -> std::io::Result<bool> {
+        let m = file.metadata()?;
+        Ok(m.len() != self.size || m.modified().ok() != self.modified)
+    }
+}
+
+/// Hash and validate `file`; pick the delimiter (`delimiter`, or detected
 /// from the first line: `;` when it has more of them than `,`).
-pub fn prepare(path: &Path, delimiter: Option<u8>, max_bytes: u64) -> Result<Prepared, FileError> {
-    let mut file = File::open(path)?;
-    let size = file.metadata()?.len();
+pub fn prepare(file: &File, delimiter: Option<u8>, max_bytes: u64) -> Result<Prepared, FileError> {
+    let meta = file.metadata()?;
+    let (size, modified) = (meta.len(), meta.modified().ok());
     if size > max_bytes {
         return Err(FileError::TooLarge {
             size,
             limit: max_bytes,
         });
     }
-    let mut hasher = Sha256::new();
+    let mut input = file.try_clone()?;
+    input.seek(SeekFrom::Start(0))?;
+    let mut input = input.take(size);
     let mut buf = vec![0u8; 256 * 1024];
-    // Bytes of a UTF-8 sequence cut by the end of the previous chunk.
-    let mut carry: Vec<u8> = Vec::with_capacity(4);
-    let mut offset: u64 = 0; // of the first byte of `carry`
-    let mut first_line: Vec<u8> = Vec::new();
-    let mut first_line_done = false;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            if !carry.is_empty() {
-                return Err(locate_bad_utf8(path, offset, delimiter.unwrap_or(b',')));
-            }
-            break;
+    let first = read_first_line(&mut input, &mut buf)?;
+    let bom = buf[..first].starts_with(BOM);
+    let line_end = buf[..first]
+        .iter()
+        .position(|c| *c == b'\n')
+        .unwrap_or(first)
+        .min(FIRST_LINE_MAX);
+    let delimiter = delimiter.unwrap_or_else(|| detect_delimiter(&buf[..line_end]));
+
+    let mut hasher = Sha256::new();
+    let mut utf8 = Utf8Check::default();
+    let mut quotes = QuoteScan::new(delimiter);
+    let mut n = first;
+    let mut skip = if bom { BOM.len() } else { 0 };
+    while n > 0 {
+        let chunk = &buf[..n];
+        hasher.update(chunk);
+        if let Err(bad) = utf8.feed(chunk) {
+            return Err(locate_bad_utf8(file, bad, delimiter));
         }
-        hasher.update(&buf[..n]);
-        if !first_line_done {
-            let end = memchr_newline(&buf[..n]);
-            first_line.extend_from_slice(&buf[..end.unwrap_or(n)]);
-            first_line_done = end.is_some() || first_line.len() > 64 * 1024;
-        }
-        let mut chunk = std::mem::take(&mut carry);
-        chunk.extend_from_slice(&buf[..n]);
-        match std::str::from_utf8(&chunk) {
-            Ok(_) => offset += chunk.len() as u64,
-            Err(e) if e.error_len().is_none() => {
-                let good = e.valid_up_to();
-                carry.extend_from_slice(&chunk[good..]);
-                offset += good as u64;
-            }
-            Err(e) => {
-                let bad = offset + e.valid_up_to() as u64;
-                return Err(locate_bad_utf8(path, bad, delimiter.unwrap_or(b',')));
-            }
-        }
+        quotes.feed(&chunk[skip..]);
+        skip = 0;
+        n = input.read(&mut buf)?;
     }
-    let bom = first_line.starts_with(BOM);
-    let delimiter = delimiter.unwrap_or_else(|| detect_delimiter(&first_line));
-    Ok(Prepared {
+    if let Some(bad) = utf8.end() {
+        return Err(locate_bad_utf8(file, bad, delimiter));
+    }
+    if let Some((line, column)) = quotes.unclosed() {
+        return Err(FileError::UnclosedQuote { line, column });
+    }
+    let prepared = Prepared {
         digest: hex::encode(hasher.finalize()),
         size,
+        modified,
         delimiter,
         bom,
-    })
+    };
+    if prepared.changed(file)? {
+        return Err(FileError::Changed);
+    }
+    Ok(prepared)
 }
 
-fn memchr_newline(b: &[u8]) -> Option<usize> {
-    b.iter().position(|c| *c == b'\n')
+/// Fill `buf` until it holds the first line (or is full, or the file
+/// ends); the bytes read.
+fn read_first_line(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() && !buf[..n].contains(&b'\n') {
+        match input.read(&mut buf[n..])? {
+            0 => break,
+            read => n += read,
+        }
+    }
+    Ok(n)
+}
+
+/// UTF-8 validation across chunk boundaries.
+#[derive(Default)]
+struct Utf8Check {
+    /// Bytes of a sequence cut by the end of the previous chunk.
+    carry: Vec<u8>,
+    /// Offset of the first byte of `carry`.
+    offset: u64,
+}
+
+impl Utf8Check {
+    /// Check the next chunk; the offset of the first bad byte.
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), u64> {
+        let mut chunk = std::mem::take(&mut self.carry);
+        chunk.extend_from_slice(bytes);
+        match std::str::from_utf8(&chunk) {
+            Ok(_) => self.offset += chunk.len() as u64,
+            Err(e) if e.error_len().is_none() => {
+                let good = e.valid_up_to();
+                self.carry.extend_from_slice(&chunk[good..]);
+                self.offset += good as u64;
+            }
+            Err(e) => return Err(self.offset + e.valid_up_to() as u64),
+        }
+        Ok(())
+    }
+
+    /// The offset of a sequence the file's end cut, if any.
+    fn end(&self) -> Option<u64> {
+        (!self.carry.is_empty()).then_some(self.offset)
+    }
 }
 
 /// `;` when the first line has more `;` than `,` outside quotes, else `,`.
@@ -124,15 +242,19 @@ fn detect_delimiter(line: &[u8]) -> u8 {
 
 /// Find the line and column of the bad byte at `offset` by parsing up to it
 /// (only ever run on a file that is being refused).
-fn locate_bad_utf8(path: &Path, offset: u64, delimiter: u8) -> FileError {
+fn locate_bad_utf8(file: &File, offset: u64, delimiter: u8) -> FileError {
     let fallback = FileError::NotUtf8 {
         line: 0,
         column: 0,
         offset,
     };
-    let Ok(mut reader) = File::open(path).map(|f| csv_reader(BufReader::new(f), delimiter)) else {
+    let Ok(mut input) = file.try_clone() else {
         return fallback;
     };
+    if input.seek(SeekFrom::Start(0)).is_err() {
+        return fallback;
+    }
+    let mut reader = csv_reader(BufReader::new(input), delimiter);
     let mut record = csv::ByteRecord::new();
     loop {
         let start = reader.position().clone();
@@ -169,18 +291,18 @@ fn csv_reader<R: Read>(inner: R, delimiter: u8) -> csv::Reader<R> {
 }
 
 /// The record reader of an import.
-pub type CsvReader = csv::Reader<BufReader<File>>;
+pub type CsvReader = csv::Reader<BufReader<std::io::Take<File>>>;
 
-/// A `csv` reader positioned after the byte-order mark. Headers are the
-/// caller's to interpret, so the reader treats every record alike; pass
-/// each record through [`normalise`].
-pub fn open(path: &Path, prepared: &Prepared) -> Result<CsvReader, FileError> {
-    let mut file = File::open(path)?;
-    if prepared.bom {
-        file.seek(SeekFrom::Start(BOM.len() as u64))?;
-    }
+/// A `csv` reader over `file`, positioned after the byte-order mark and
+/// ending where the hashed bytes end. Headers are the caller's to
+/// interpret, so the reader treats every record alike; pass each record
+/// through [`normalise`].
+pub fn open(file: &File, prepared: &Prepared) -> Result<CsvReader, FileError> {
+    let mut input = file.try_clone()?;
+    let start = if prepared.bom { BOM.len() as u64 } else { 0 };
+    input.seek(SeekFrom::Start(start))?;
     Ok(csv_reader(
-        BufReader::with_capacity(256 * 1024, file),
+        BufReader::with_capacity(256 * 1024, input.take(prepared.size - start)),
         prepared.delimiter,
     ))
 }
@@ -218,9 +340,9 @@ mod tests {
     #[test]
     fn detects_semicolons_and_the_bom() {
         let f = file(b"\xEF\xBB\xBFstatus;mail;lastName\r\nactive;a@x.org;\"Smith, Jr\"\r\n");
-        let p = prepare(f.path(), None, u64::MAX).unwrap();
+        let p = prepare(f.as_file(), None, u64::MAX).unwrap();
         assert_eq!((p.delimiter, p.bom), (b';', true));
-        let mut r = open(f.path(), &p).unwrap();
+        let mut r = open(f.as_file(), &p).unwrap();
         let rows: Vec<csv::StringRecord> = r
             .records()
             .map(Result::unwrap)
@@ -233,8 +355,8 @@ mod tests {
     #[test]
     fn lines_are_counted_right_with_crlf_quoted_newlines_and_blank_lines() {
         let f = file(b"h1;h2\r\na;\"x\r\ny\"\r\n\r\nc;d\r\ne;f");
-        let p = prepare(f.path(), None, u64::MAX).unwrap();
-        let mut r = open(f.path(), &p).unwrap();
+        let p = prepare(f.as_file(), None, u64::MAX).unwrap();
+        let mut r = open(f.as_file(), &p).unwrap();
         let mut record = csv::StringRecord::new();
         let mut seen = Vec::new();
         while r.read_record(&mut record).unwrap() {
@@ -263,7 +385,7 @@ mod tests {
     #[test]
     fn invalid_utf8_names_line_and_column() {
         let f = file(b"status,mail,lastName\nactive,a@x.org,Sm\xFFith\n");
-        match prepare(f.path(), None, u64::MAX).unwrap_err() {
+        match prepare(f.as_file(), None, u64::MAX).unwrap_err() {
             FileError::NotUtf8 { line, column, .. } => assert_eq!((line, column), (2, 3)),
             e => panic!("{e}"),
         }
@@ -274,19 +396,64 @@ mod tests {
         let mut bytes = vec![b'a'; 256 * 1024 - 1];
         bytes.extend_from_slice("é\n".as_bytes());
         let f = file(&bytes);
-        assert!(prepare(f.path(), None, u64::MAX).is_ok());
+        assert!(prepare(f.as_file(), None, u64::MAX).is_ok());
         let f = file(&bytes[..bytes.len() - 2]); // cut inside the é
         assert!(matches!(
-            prepare(f.path(), None, u64::MAX),
+            prepare(f.as_file(), None, u64::MAX),
             Err(FileError::NotUtf8 { .. })
         ));
+    }
+
+    #[test]
+    fn only_regular_files_are_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("outside.csv");
+        std::fs::write(&target, "a\n").unwrap();
+        let link = dir.path().join("link.csv");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let refused = |p: &Path, follow| match open_regular(p, follow) {
+            Err(FileError::NotRegular(what)) => what,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(refused(&link, false), "a symbolic link");
+        assert!(open_regular(&link, true).is_ok(), "the CLI follows links");
+        assert_eq!(refused(dir.path(), false), "a directory");
+        let fifo = dir.path().join("pipe.csv");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert_eq!(refused(&fifo, false), "a FIFO", "refused without blocking");
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_refused_before_any_row() {
+        let f = file(b"name;description\nops;\"Operations\nsec;Security\n");
+        match prepare(f.as_file(), None, u64::MAX).unwrap_err() {
+            FileError::UnclosedQuote { line, column } => assert_eq!((line, column), (2, 2)),
+            e => panic!("{e}"),
+        }
+        let f = file(b"\xEF\xBB\xBF\"name\"\n\"ops\"\n");
+        assert!(prepare(f.as_file(), None, u64::MAX).is_ok(), "after a BOM");
+    }
+
+    #[test]
+    fn a_file_changed_after_hashing_is_noticed_and_read_no_further() {
+        let mut f = file(b"name\nops\n");
+        let p = prepare(f.as_file(), None, u64::MAX).unwrap();
+        assert!(!p.changed(f.as_file()).unwrap());
+        f.write_all(b"late\n").unwrap();
+        f.flush().unwrap();
+        assert!(p.changed(f.as_file()).unwrap());
+        let mut r = open(f.as_file(), &p).unwrap();
+        let rows: Vec<String> = r.records().map(|rec| rec.unwrap()[0].to_owned()).collect();
+        assert_eq!(rows, ["name", "ops"], "only the bytes that were hashed");
     }
 
     #[test]
     fn the_size_is_bounded() {
         let f = file(b"0123456789");
         assert!(matches!(
-            prepare(f.path(), None, 5),
+            prepare(f.as_file(), None, 5),
             Err(FileError::TooLarge { size: 10, limit: 5 })
         ));
     }

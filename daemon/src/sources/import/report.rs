@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use idsync_schema::csv_format::RowError;
 pub use idsync_schema::report::{FileOutcome, Summary};
+use idsync_schema::text::shown;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -91,8 +92,12 @@ pub struct ReportHeader {
 impl ReportHeader {
     /// The end of the import: the time, and where a dropped file goes
     /// (`rejected/` when the whole file is refused, `processed/` else).
+    /// Its texts are bounded and escaped here, once: an error or warning
+    /// can repeat a value of the file.
     pub fn close(&mut self) {
         self.finished = time::OffsetDateTime::now_utc();
+        self.error = self.error.as_deref().map(shown);
+        self.warnings = self.warnings.iter().map(|w| shown(w)).collect();
         self.moved_to = self.dropped.as_ref().map(|d| {
             let to = match self.outcome {
                 FileOutcome::Rejected => &d.rejected,
@@ -212,7 +217,7 @@ impl Spool {
     pub fn created(&mut self, line: u64, key: &str, id: Uuid) -> std::io::Result<()> {
         let row = AppliedRow {
             line,
-            key: key.to_owned(),
+            key: shown(key),
             id,
             changed: Vec::new(),
         };
@@ -229,7 +234,7 @@ impl Spool {
     ) -> std::io::Result<()> {
         let row = AppliedRow {
             line,
-            key: key.to_owned(),
+            key: shown(key),
             id,
             changed,
         };
@@ -245,12 +250,12 @@ impl Spool {
             .unwrap_or_default();
         let row = RejectedRow {
             line,
-            key: key.to_owned(),
+            key: shown(key),
             column: err.column,
             attribute: v.attribute.clone(),
-            value: v.value.clone(),
+            value: shown(&v.value),
             rule,
-            message: v.to_string(),
+            message: shown(&v.to_string()),
         };
         Self::append(&mut self.rejected, &mut self.at.rejected, &row)
     }
@@ -269,13 +274,22 @@ impl Spool {
         Ok(self.at)
     }
 
-    /// Write the JSON and CSV reports, then remove the spools.
+    /// Remove the spools without writing a report.
+    pub fn discard(self) -> std::io::Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        fs::remove_dir_all(dir)
+    }
+
+    /// Write the CSV and then the JSON report, then remove the spools. The
+    /// JSON report is written last, so that its presence means both are
+    /// complete (what the drop folders' recovery relies on).
     pub fn finish(mut self, header: &ReportHeader, out: &ReportFiles) -> std::io::Result<()> {
         for w in [&mut self.created, &mut self.updated, &mut self.rejected] {
             w.flush()?;
         }
-        write_json(&self.dir, header, &out.json)?;
         write_csv(&self.dir, &out.csv)?;
+        write_json(&self.dir, header, &out.json)?;
         drop(self.created);
         drop(self.updated);
         drop(self.rejected);
