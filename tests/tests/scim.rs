@@ -200,13 +200,13 @@ fn user_lifecycle_with_etags_and_errors() {
         &[("If-Match", "W/\"1\"")],
     );
     assert_eq!(r.status, 412);
+    // `id` is read-only: a PUT's other id is ignored (RFC 7644 §3.5.1).
     let mut wrong_id = put.clone();
     wrong_id["id"] = json!("0190a000-0000-7000-8000-000000000000");
     let r = s.put(&format!("/Users/{id}"), wrong_id);
-    assert_eq!(
-        (r.status, r.body["scimType"].as_str()),
-        (400, Some("mutability"))
-    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["id"], id.as_str(), "the URL names the object");
+    assert_eq!(r.etag.as_deref(), Some("W/\"2\""), "nothing else changed");
 
     // PATCH: 200 with the resource.
     let r = s.patch(
@@ -1135,4 +1135,42 @@ fn deep_pages_are_exact_in_id_order() {
         .map(|u| u["userName"].as_str().unwrap())
         .collect();
     assert_eq!(got, ["p2499", "zz"]);
+}
+
+/// RFC 7644 corner cases a generic client meets (issue 14): the
+/// unsupported `/Me` and root search answer 501, a PATCH needs at least
+/// one operation, and a PATCH whose path is a bare extension URN sets the
+/// extension's attributes.
+#[test]
+fn rfc_7644_unsupported_endpoints_and_patch_forms() {
+    let s = Scim::start("", "");
+    let r = s.get("/Me");
+    assert_eq!(r.status, 501, "{}", r.body);
+    let r = s.post(
+        "/.search",
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}),
+    );
+    assert_eq!(r.status, 501, "{}", r.body);
+
+    let g = s.post(
+        "/Groups",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Ops"}),
+    );
+    let gid = g.body["id"].as_str().unwrap().to_owned();
+    let r = s.patch(&format!("/Groups/{gid}"), json!([]));
+    assert_eq!(
+        (r.status, r.body["scimType"].as_str()),
+        (400, Some("invalidSyntax")),
+        "{}",
+        r.body
+    );
+    let ext = "urn:idsync:params:scim:schemas:extension:idsync:2.0:Group";
+    let r = s.patch(
+        &format!("/Groups/{gid}"),
+        json!([{"op": "add", "path": ext, "value": {"description": "On call"}}]),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body[ext]["description"], "On call", "{}", r.body);
+    let r = s.get(&format!("/Groups/{gid}"));
+    assert_eq!(r.body[ext]["description"], "On call", "stored: {}", r.body);
 }

@@ -111,6 +111,10 @@ pub fn parse(body: &Value, max_depth: usize) -> Result<Vec<Operation>, ScimError
     let ops = get_ci(body, "Operations")
         .and_then(Value::as_array)
         .ok_or_else(|| syntax("a PATCH body needs an Operations array"))?;
+    if ops.is_empty() {
+        // RFC 7644 §3.5.2: "an array of one or more patch operations".
+        return Err(syntax("a PATCH body needs at least one operation"));
+    }
     let mut out = Vec::with_capacity(ops.len());
     for o in ops {
         let op = match get_ci(o, "op")
@@ -126,13 +130,24 @@ pub fn parse(body: &Value, max_depth: usize) -> Result<Vec<Operation>, ScimError
                 )))
             }
         };
+        let mut value = get_ci(o, "value").cloned();
         let path = match get_ci(o, "path") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.trim().is_empty() => None,
+            // A bare extension URN names the extension's object: the
+            // operation is a no-path one on `{URN: value}`.
+            Some(Value::String(s)) if is_schema_urn(s) => {
+                if op == Op::Remove {
+                    return Err(invalid_path(
+                        "remove an extension's attributes by their paths (URN:attribute)",
+                    ));
+                }
+                value = value.map(|v| Value::Object(Map::from_iter([(s.clone(), v)])));
+                None
+            }
             Some(Value::String(s)) => Some(Path::parse(s, max_depth)?),
             Some(_) => return Err(invalid_path("`path` must be a string")),
         };
-        let value = get_ci(o, "value").cloned();
         if op != Op::Remove && value.is_none() {
             return Err(ScimError::bad(
                 ScimType::InvalidValue,
@@ -182,6 +197,12 @@ pub fn expand_no_path(
         }
     }
     Ok(out)
+}
+
+/// Whether `path` is a schema's URN alone (`urn:…:2.0:User`), not a path
+/// into one.
+fn is_schema_urn(path: &str) -> bool {
+    path.len() > 4 && path[..4].eq_ignore_ascii_case("urn:") && looks_like_schema(path)
 }
 
 /// Whether a URN names a schema (its last segment is a resource name such
@@ -662,6 +683,42 @@ mod tests {
         assert_eq!(
             apply(&mut u, &o[0], 10).unwrap_err().scim_type,
             Some(ScimType::NoTarget)
+        );
+    }
+
+    #[test]
+    fn a_bare_extension_urn_path_patches_the_extension() {
+        let urn = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+        let mut u = user();
+        patch(
+            &mut u,
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "add", "path": urn, "value": {"department": "IT", "costCenter": "42"}}]}),
+        );
+        let ext = u
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(urn))
+            .map(|(_, v)| v.clone())
+            .expect("the extension is set");
+        assert_eq!(ext["department"], "IT");
+        assert_eq!(ext["costCenter"], "42");
+        let remove = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "remove", "path": urn}]});
+        assert_eq!(
+            parse(&remove, 10).unwrap_err().scim_type,
+            Some(ScimType::InvalidPath)
+        );
+    }
+
+    #[test]
+    fn an_empty_operations_list_is_refused() {
+        let empty =
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": []});
+        assert_eq!(
+            parse(&empty, 10).unwrap_err().scim_type,
+            Some(ScimType::InvalidSyntax)
         );
     }
 

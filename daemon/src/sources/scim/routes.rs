@@ -148,6 +148,18 @@ pub(crate) async fn dispatch(state: &Arc<State>, req: Request) -> Result<Respons
             Err(method_not_allowed(&req.method, &req.path))
         }
         ["Bulk"] if req.method == Method::POST => bulk::bulk(state, req).await,
+        // RFC 7644 §3.11: a server without `/Me` answers 501. idsync's
+        // clients authenticate with tokens that are not users.
+        ["Me", ..] => Err(ScimError::status(
+            501,
+            "/Me is not supported: idsync's bearer tokens do not stand for a user",
+        )),
+        // RFC 7644 §3.4.3: a search across resource types at the root; 501
+        // when not supported.
+        [".search"] if req.method == Method::POST => Err(ScimError::status(
+            501,
+            "a search across resource types is not supported: POST /Users/.search, /Groups/.search or /Assets/.search",
+        )),
         _ => resource_op(state, &req).await,
     }
 }

@@ -94,7 +94,9 @@ pub(crate) async fn replace<R: Resource>(
 ) -> Result<Response, ScimError> {
     let body = req.body()?;
     mapping::require_schema(body, R::SCHEMA)?;
-    check_body_id(body, id)?;
+    // `id` is read-only, and RFC 7644 §3.5.1 says read-only values in a
+    // PUT "SHALL be ignored": the URL names the object, whatever the body
+    // says. (A PATCH that changes `id` is refused: it asks for a change.)
     let input = R::input(body, Some(id))?;
     R::validate(&input, &rules(state))?;
     let members = R::stated_members(body);
