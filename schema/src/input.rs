@@ -268,6 +268,7 @@ pub struct AssetInput {
     pub dns_names: Field<Vec<String>>,
     pub ip_addresses: Field<Vec<String>>,
     pub sid: Field<String>,
+    pub external_id: Field<String>,
 }
 
 impl AssetInput {
@@ -285,6 +286,7 @@ impl AssetInput {
             dns_names: Field::Absent,
             ip_addresses: Field::Absent,
             sid: Field::Absent,
+            external_id: Field::Absent,
         }
     }
 
@@ -312,6 +314,7 @@ impl AssetInput {
             }
         }
         check_long("sid", &self.sid)?;
+        check_field("externalId", &self.external_id, &none)?;
         Ok(())
     }
 
@@ -329,6 +332,7 @@ impl AssetInput {
         self.dns_names.apply_list(&mut asset.dns_names);
         self.ip_addresses.apply_list(&mut asset.ip_addresses);
         self.sid.apply(&mut asset.sid);
+        self.external_id.apply(&mut asset.external_id);
     }
 }
 

@@ -214,6 +214,9 @@ pub struct Asset {
     pub ip_addresses: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// The id a SCIM client gave it (RFC 7643 §3.1, on every resource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
     pub state: AssetState,
     pub source: Source,
     pub meta: Meta,

@@ -104,7 +104,8 @@ fn user_lifecycle_with_etags_and_errors() {
     assert_eq!(created.body["meta"]["version"], "W/\"1\"");
     assert_eq!(
         created.location.as_deref(),
-        Some(format!("/scim/v2/Users/{id}").as_str())
+        Some(format!("{}/Users/{id}", s.base).as_str()),
+        "an absolute URI"
     );
     let ext = &created.body["urn:idsync:params:scim:schemas:extension:idsync:2.0:User"];
     assert_eq!(ext["source"], "SCIM");
@@ -496,7 +497,7 @@ fn groups_members_and_patch_forms() {
     );
     assert_eq!(
         g.body["members"][0]["$ref"],
-        format!("/scim/v2/Users/{}", users[0])
+        format!("{}/Users/{}", s.base, users[0])
     );
     assert_eq!(s.post("/Groups", json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "admins"})).status, 409);
     // The user shows its group (read-only).
@@ -667,6 +668,51 @@ fn bulk_with_references_and_limits() {
     }));
     assert_eq!(r.body["Operations"].as_array().unwrap().len(), 1);
     assert_eq!(r.body["Operations"][0]["status"], "404");
+    // A group may name a user posted after it (RFC 7644 §3.7.1); answers
+    // come in the request's order.
+    let r = s.post("/Bulk", json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "POST", "path": "/Groups", "bulkId": "g2", "data": {
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Later",
+                "members": [{"value": "bulkId:u3"}]}},
+            {"method": "POST", "path": "/Users", "bulkId": "u3", "data": user("bk3", "bk3@example.org", "B")}
+        ]
+    }));
+    let ops = r.body["Operations"].as_array().unwrap();
+    let answered: Vec<(&str, &str)> = ops
+        .iter()
+        .map(|o| (o["bulkId"].as_str().unwrap(), o["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(answered, [("g2", "201"), ("u3", "201")], "{}", r.body);
+    let g = s.get(
+        ops[0]["location"]
+            .as_str()
+            .unwrap()
+            .strip_prefix(&s.base)
+            .unwrap(),
+    );
+    assert_eq!(g.body["members"][0]["display"], "bk3", "{}", g.body);
+    // Groups that name each other as members: a circle, 409 for both.
+    let group = |name: &str, other: &str| {
+        json!({"method": "POST", "path": "/Groups", "bulkId": name, "data": {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name,
+            "members": [{"value": format!("bulkId:{other}")}]}})
+    };
+    let r = s.post(
+        "/Bulk",
+        json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+            "Operations": [group("ca", "cb"), group("cb", "ca")]
+        }),
+    );
+    let statuses: Vec<&str> = r.body["Operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["409", "409"], "{}", r.body);
     // Too many operations: 413.
     let op = json!({"method": "DELETE", "path": "/Users/x"});
     let r = s.post("/Bulk", json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": [op, op, op, op, op]}));
@@ -987,7 +1033,10 @@ fn limits_base_path_and_sigterm() {
     assert!(s.base.ends_with("/idp/scim"));
     let r = s.post("/Users", user("ann", "ann@example.org", "A"));
     assert_eq!(r.status, 201);
-    assert!(r.location.unwrap().starts_with("/idp/scim/Users/"));
+    assert!(r
+        .location
+        .unwrap()
+        .starts_with(&format!("{}/Users/", s.base)));
     let other = s.base.replace("/idp/scim", "/scim/v2");
     let r = ureq::get(&format!("{other}/Users"))
         .set("Authorization", &format!("Bearer {}", scim_env::WRITER))
@@ -1173,4 +1222,85 @@ fn rfc_7644_unsupported_endpoints_and_patch_forms() {
     assert_eq!(r.body[ext]["description"], "On call", "{}", r.body);
     let r = s.get(&format!("/Groups/{gid}"));
     assert_eq!(r.body[ext]["description"], "On call", "stored: {}", r.body);
+}
+
+/// Issue 14: locations are absolute URIs (from `scim.public_url` when
+/// set), references say what they point to, assets carry `externalId` and
+/// answer to their schema's URN, and Entra ID's
+/// `emails[type eq "work"].value eq "…"` finds its user.
+#[test]
+fn absolute_locations_reference_types_assets_and_entra_filters() {
+    let s = Scim::start("public_url = \"https://idp.example.org\"", "");
+    let r = s.post("/Users", user("ann", "ann@example.org", "Smith"));
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let want = format!("https://idp.example.org/scim/v2/Users/{id}");
+    assert_eq!(r.location.as_deref(), Some(want.as_str()));
+    assert_eq!(r.body["meta"]["location"], want.as_str());
+    let sp = s.get("/ServiceProviderConfig");
+    assert_eq!(
+        sp.body["meta"]["location"],
+        "https://idp.example.org/scim/v2/ServiceProviderConfig"
+    );
+
+    let schemas = s.get("/Schemas");
+    let ref_types = |schema: &str, attr: &str| -> Value {
+        let all = schemas.body["Resources"].as_array().unwrap();
+        let sch = all.iter().find(|x| x["id"] == schema).unwrap();
+        let a = sch["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == attr)
+            .unwrap();
+        a["subAttributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == "$ref")
+            .unwrap()["referenceTypes"]
+            .clone()
+    };
+    assert_eq!(
+        ref_types("urn:ietf:params:scim:schemas:core:2.0:Group", "members"),
+        json!(["User", "Group"])
+    );
+    assert_eq!(
+        ref_types("urn:ietf:params:scim:schemas:core:2.0:User", "groups"),
+        json!(["Group"])
+    );
+
+    let urn = "urn:idsync:params:scim:schemas:core:2.0:Asset";
+    let a = s.post(
+        "/Assets",
+        json!({"schemas": [urn], "name": "srv1.example.org", "externalId": "cmdb-17", "country": "DE"}),
+    );
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(a.body["externalId"], "cmdb-17");
+    let found = s.filter("Assets", r#"externalId eq "cmdb-17""#);
+    assert_eq!(found.body["totalResults"], 1, "{}", found.body);
+    let found = s.filter("Assets", &format!(r#"{urn}:name eq "srv1.example.org""#));
+    assert_eq!(found.body["totalResults"], 1, "{}", found.body);
+    let projected = s.get(&format!(
+        "/Assets/{}?attributes={urn}:country",
+        a.body["id"].as_str().unwrap()
+    ));
+    assert_eq!(projected.body["country"], "DE", "{}", projected.body);
+    assert!(
+        projected.body.get("externalId").is_none(),
+        "{}",
+        projected.body
+    );
+
+    let found = s.filter(
+        "Users",
+        r#"emails[type eq "work"].value eq "ann@example.org""#,
+    );
+    assert_eq!(found.status, 200, "{}", found.body);
+    assert_eq!(found.body["totalResults"], 1, "{}", found.body);
+    assert_eq!(found.body["Resources"][0]["id"], id.as_str());
+    let none = s.filter(
+        "Users",
+        r#"emails[type eq "home"].value eq "ann@example.org""#,
+    );
+    assert_eq!(none.body["totalResults"], 0, "{}", none.body);
 }

@@ -33,7 +33,7 @@ pub fn service_provider_config(cfg: &Advertised) -> Value {
             "description": "A bearer token from the idsync configuration ([[tokens]]) with the read role (queries) or the write role (changes).",
             "primary": true,
         }],
-        "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{}/ServiceProviderConfig", cfg.base_path)},
+        "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{}/ServiceProviderConfig", cfg.url_base)},
     })
 }
 
@@ -52,7 +52,7 @@ fn resource_type(
         "description": name,
         "schema": schema,
         "schemaExtensions": extensions.iter().map(|(s, r)| json!({"schema": s, "required": r})).collect::<Vec<_>>(),
-        "meta": {"resourceType": "ResourceType", "location": format!("{}/ResourceTypes/{name}", cfg.base_path)},
+        "meta": {"resourceType": "ResourceType", "location": format!("{}/ResourceTypes/{name}", cfg.url_base)},
     })
 }
 
@@ -152,13 +152,18 @@ fn strings(names: &[&str]) -> Vec<Attr> {
     names.iter().map(|n| Attr::new(n)).collect()
 }
 
-/// A user's `groups` and a group's `members`: references to other resources.
-fn references(name: &str) -> Attr {
+/// A user's `groups` and a group's `members`: references to resources of
+/// the types `to` (RFC 7643 §7 `referenceTypes`).
+fn references(name: &str, to: &[&str]) -> Attr {
     Attr::complex(
         name,
         vec![
             Attr::new("value").case_exact().immutable(),
-            Attr::new("$ref").reference().case_exact().immutable(),
+            Attr::new("$ref")
+                .reference()
+                .set("referenceTypes", json!(to))
+                .case_exact()
+                .immutable(),
             Attr::new("display").read_only(),
             Attr::new("type").immutable(),
         ],
@@ -181,7 +186,7 @@ fn schema(cfg: &Advertised, id: &str, name: &str, attributes: Vec<Attr>) -> Valu
         "name": name,
         "description": name,
         "attributes": attributes.into_iter().map(|a| a.0).collect::<Vec<_>>(),
-        "meta": {"resourceType": "Schema", "location": format!("{}/Schemas/{id}", cfg.base_path)},
+        "meta": {"resourceType": "Schema", "location": format!("{}/Schemas/{id}", cfg.url_base)},
     })
 }
 
@@ -211,7 +216,7 @@ fn user_schema(cfg: &Advertised) -> Value {
         Attr::new("preferredLanguage"),
         Attr::new("locale"),
         emails,
-        references("groups").read_only(),
+        references("groups", &["Group"]).read_only(),
     ];
     schema(cfg, USER_SCHEMA, "User", attributes)
 }
@@ -228,7 +233,9 @@ fn enterprise_user_schema(cfg: &Advertised) -> Value {
         "manager",
         vec![
             Attr::new("value"),
-            Attr::new("$ref"),
+            Attr::new("$ref")
+                .reference()
+                .set("referenceTypes", json!(["User"])),
             Attr::new("displayName").read_only(),
         ],
     ));
@@ -258,7 +265,7 @@ fn group_schema(cfg: &Advertised) -> Value {
     let attributes = vec![
         Attr::new("displayName").required().unique(),
         external_id(),
-        references("members"),
+        references("members", &["User", "Group"]),
     ];
     schema(cfg, GROUP_SCHEMA, "Group", attributes)
 }
@@ -269,7 +276,11 @@ fn idsync_group_schema(cfg: &Advertised) -> Value {
 }
 
 fn asset_schema(cfg: &Advertised) -> Value {
-    let mut attributes = vec![Attr::new("name").required().unique()];
+    // Not unique, unlike the users' and groups': nothing is matched by it.
+    let external_id = Attr::new("externalId")
+        .case_exact()
+        .described("the identity provider's id");
+    let mut attributes = vec![Attr::new("name").required().unique(), external_id];
     attributes.extend(strings(&[
         "description",
         "type",
@@ -316,7 +327,7 @@ mod tests {
     use super::*;
 
     const CFG: Advertised = Advertised {
-        base_path: "/scim/v2",
+        url_base: "/scim/v2",
         bulk_max_operations: 1000,
         max_body_bytes: 1 << 20,
         max_results: 200,
@@ -353,7 +364,7 @@ mod tests {
         User.emails.primary boolean 0 0 0 readWrite default none
         User.groups complex 1 0 0 readOnly default none
         User.groups.value string 0 0 1 immutable default none
-        User.groups.$ref reference 0 0 1 immutable default none
+        User.groups.$ref reference 0 0 1 immutable default none to=Group
         User.groups.display string 0 0 0 readOnly default none
         User.groups.type string 0 0 0 immutable default none
         EnterpriseUser urn:ietf:params:scim:schemas:extension:enterprise:2.0:User /scim/v2/Schemas/urn:ietf:params:scim:schemas:extension:enterprise:2.0:User
@@ -364,7 +375,7 @@ mod tests {
         EnterpriseUser.department string 0 0 0 readWrite default none
         EnterpriseUser.manager complex 0 0 0 readWrite default none
         EnterpriseUser.manager.value string 0 0 0 readWrite default none
-        EnterpriseUser.manager.$ref string 0 0 0 readWrite default none
+        EnterpriseUser.manager.$ref reference 0 0 0 readWrite default none to=User
         EnterpriseUser.manager.displayName string 0 0 0 readOnly default none
         IdsyncUser urn:idsync:params:scim:schemas:extension:idsync:2.0:User /scim/v2/Schemas/urn:idsync:params:scim:schemas:extension:idsync:2.0:User
         IdsyncUser.validFrom string 0 0 0 readWrite default none
@@ -383,7 +394,7 @@ mod tests {
         Group.externalId string 0 0 1 readWrite default server "the identity provider's id"
         Group.members complex 1 0 0 readWrite default none
         Group.members.value string 0 0 1 immutable default none
-        Group.members.$ref reference 0 0 1 immutable default none
+        Group.members.$ref reference 0 0 1 immutable default none to=User,Group
         Group.members.display string 0 0 0 readOnly default none
         Group.members.type string 0 0 0 immutable default none
         IdsyncGroup urn:idsync:params:scim:schemas:extension:idsync:2.0:Group /scim/v2/Schemas/urn:idsync:params:scim:schemas:extension:idsync:2.0:Group
@@ -391,6 +402,7 @@ mod tests {
         IdsyncGroup.source string 0 0 0 readOnly default none
         Asset urn:idsync:params:scim:schemas:core:2.0:Asset /scim/v2/Schemas/urn:idsync:params:scim:schemas:core:2.0:Asset
         Asset.name string 0 1 0 readWrite default server
+        Asset.externalId string 0 0 1 readWrite default none "the identity provider's id"
         Asset.description string 0 0 0 readWrite default none
         Asset.type string 0 0 0 readWrite default none
         Asset.owner string 0 0 0 readWrite default none
@@ -412,7 +424,7 @@ mod tests {
         for a in attrs.as_array().expect("attributes") {
             let mut keys: Vec<&str> = a.as_object().unwrap().keys().map(String::as_str).collect();
             let subs = a.get("subAttributes");
-            keys.retain(|k| *k != "subAttributes");
+            keys.retain(|k| *k != "subAttributes" && *k != "referenceTypes");
             keys.sort_unstable();
             assert_eq!(keys, ATTR_KEYS, "{prefix}: {a}");
             let name = a["name"].as_str().unwrap();
@@ -428,6 +440,15 @@ mod tests {
                 text("returned"),
                 text("uniqueness"),
             );
+            if let Some(types) = a.get("referenceTypes") {
+                let types: Vec<&str> = types
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_str().unwrap())
+                    .collect();
+                line += &format!(" to={}", types.join(","));
+            }
             if text("description") != name {
                 line += &format!(" {:?}", text("description"));
             }
@@ -468,7 +489,7 @@ mod tests {
         let text = serde_json::to_string(&all).unwrap();
         assert_eq!(
             (text.len(), fingerprint(&text)),
-            (12697, 0x4b9b_18f0_fd65_bee8)
+            (12988, 0xadd1_0daa_79f5_899e)
         );
     }
 }

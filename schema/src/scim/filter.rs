@@ -13,9 +13,11 @@ use super::error::{ScimError, ScimType};
 
 /// The core schema URNs: a path prefixed with one of them names a core
 /// attribute.
-pub const CORE_URNS: [&str; 2] = [
+pub const CORE_URNS: [&str; 3] = [
     "urn:ietf:params:scim:schemas:core:2.0:user",
     "urn:ietf:params:scim:schemas:core:2.0:group",
+    // idsync's own resource type: its schema is the Asset's core schema.
+    "urn:idsync:params:scim:schemas:core:2.0:asset",
 ];
 
 /// An attribute path: `[urn:]attr[.sub]`.
@@ -268,8 +270,30 @@ impl Parser {
                 return Err(invalid("missing `]`"));
             }
             self.depth -= 1;
+            // `emails[type eq "work"].value eq "x"` (Entra ID's shape, not
+            // RFC 7644 grammar): an element that matches the brackets and
+            // whose `value` compares.
+            if let Some(Token::Word(w)) = self.peek() {
+                if let Some(sub) = w.strip_prefix('.') {
+                    let sub = AttrPath::parse(sub).map_err(invalid)?;
+                    if sub.urn.is_some() || sub.sub.is_some() {
+                        return Err(invalid("after `]`, name one sub-attribute"));
+                    }
+                    self.pos += 1;
+                    let then = self.comparison(sub)?;
+                    return Ok(Filter::Complex(
+                        path,
+                        Box::new(Filter::And(Box::new(inner), Box::new(then))),
+                    ));
+                }
+            }
             return Ok(Filter::Complex(path, Box::new(inner)));
         }
+        self.comparison(path)
+    }
+
+    /// `path pr` or `path op value`, after the path.
+    fn comparison(&mut self, path: AttrPath) -> Result<Filter, ScimError> {
         let op = match self.next() {
             Some(Token::Word(w)) if w.eq_ignore_ascii_case("pr") => {
                 return Ok(Filter::Present(path))
@@ -549,6 +573,16 @@ mod tests {
         ] {
             assert_eq!(p(f).matches(&u), want, "{f}");
         }
+    }
+
+    #[test]
+    fn entra_value_path_then_sub_attribute() {
+        let u = user();
+        let f = p(r#"emails[type eq "work"].value eq "ann@example.org""#);
+        assert!(f.matches(&u));
+        assert!(!p(r#"emails[type eq "home"].value eq "ann@example.org""#).matches(&u));
+        assert!(p(r#"emails[type eq "work"].value pr"#).matches(&u));
+        assert!(parse(r#"emails[type eq "work"].value.x eq "a""#, 10).is_err());
     }
 
     #[test]

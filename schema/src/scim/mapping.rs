@@ -138,6 +138,7 @@ pub fn asset_to_json(a: &Asset, base: &str) -> Value {
     v.insert("dnsNames".into(), json!(a.dns_names));
     v.insert("ipAddresses".into(), json!(a.ip_addresses));
     put_opt(&mut v, "sid", &a.sid);
+    put_opt(&mut v, "externalId", &a.external_id);
     v.insert("state".into(), json!(a.state));
     v.insert("source".into(), json!(a.source.as_str()));
     v.insert(
@@ -334,6 +335,7 @@ pub fn asset_input(body: &Value, id: Option<Uuid>) -> Result<AssetInput, ScimErr
     input.dns_names = strings(body, "dnsNames")?;
     input.ip_addresses = strings(body, "ipAddresses")?;
     input.sid = text(Some(body), "sid")?;
+    input.external_id = text(Some(body), "externalId")?;
     Ok(input)
 }
 

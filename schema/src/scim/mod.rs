@@ -22,8 +22,9 @@ pub mod patch;
 /// and where it lives.
 #[derive(Debug, Clone, Copy)]
 pub struct Advertised<'a> {
-    /// Where the endpoints live (`/scim/v2`).
-    pub base_path: &'a str,
+    /// The absolute URL of the endpoints (`https://idp.example.org/scim/v2`):
+    /// what `meta.location` and `$ref` values start with.
+    pub url_base: &'a str,
     /// Most operations in one Bulk request.
     pub bulk_max_operations: usize,
     /// Largest request body, in bytes.

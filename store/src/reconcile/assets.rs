@@ -39,6 +39,7 @@ impl Tx<'_> {
             dns_names: Vec::new(),
             ip_addresses: Vec::new(),
             sid: None,
+            external_id: None,
             state: AssetState::Pending,
             source: self.source,
             meta: Meta::new(self.now),

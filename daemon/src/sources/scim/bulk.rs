@@ -1,9 +1,15 @@
-//! Bulk (RFC 7644 §3.7): a list of writes, each served as its own request
-//! in order, with `bulkId:x` references resolved to the ids that earlier
-//! operations of the same request created. No transaction spans them: an
-//! operation that fails does not undo the ones before it.
+//! Bulk (RFC 7644 §3.7): a list of writes, each served as its own request,
+//! with `bulkId:x` references resolved to the ids that other operations of
+//! the same request created. No transaction spans them: an operation that
+//! fails does not undo the others.
+//!
+//! Operations run in the order given, except that one referring to a
+//! `bulkId` whose operation has not run yet waits for it (RFC 7644 §3.7.1:
+//! a group may name a user posted after it). Operations that wait on each
+//! other in a circle answer 409; the response lists every operation in the
+//! request's order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use hyper::Method;
@@ -67,29 +73,109 @@ pub(crate) async fn bulk(state: &Arc<State>, req: Request) -> Result<Response, S
         ));
     }
     let fail_on_errors = get_ci(body, "failOnErrors").and_then(Value::as_u64);
+    let declared: HashMap<String, usize> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| Some((bulk_id_of(op)?, i)))
+        .collect();
     let mut ids = BulkIds::new();
-    let mut results = Vec::new();
+    let mut results: Vec<Option<Value>> = vec![None; ops.len()];
     let mut errors = 0u64;
-    for op in ops {
-        let method_text = get_ci(op, "method")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_ascii_uppercase();
-        let bulk_id = get_ci(op, "bulkId")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let outcome = one(state, &req, op, &method_text, bulk_id.is_some(), &ids).await;
-        if outcome.is_err() {
-            errors += 1;
+    'passes: loop {
+        let mut ran = false;
+        for (i, op) in ops.iter().enumerate() {
+            let waits = referenced(op).into_iter().any(|r| {
+                declared
+                    .get(&r)
+                    .is_some_and(|&j| j != i && results[j].is_none())
+            });
+            if results[i].is_some() || waits {
+                continue;
+            }
+            ran = true;
+            let method_text = get_ci(op, "method")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            let bulk_id = bulk_id_of(op);
+            let outcome = one(state, &req, op, &method_text, bulk_id.is_some(), &ids).await;
+            if outcome.is_err() {
+                errors += 1;
+            }
+            results[i] = Some(entry(&method_text, bulk_id, outcome, &mut ids));
+            if fail_on_errors.is_some_and(|max| errors >= max) {
+                break 'passes;
+            }
         }
-        results.push(entry(&method_text, bulk_id, outcome, &mut ids));
-        if fail_on_errors.is_some_and(|max| errors >= max) {
+        if !ran {
             break;
         }
     }
+    let stopped = fail_on_errors.is_some_and(|max| errors >= max);
+    let results: Vec<Value> = ops
+        .iter()
+        .zip(results)
+        .filter_map(|(op, done)| match done {
+            Some(entry) => Some(entry),
+            // Not run: after failOnErrors, left out; else it waits on a
+            // circle of references.
+            None if stopped => None,
+            None => Some(circular(op)),
+        })
+        .collect();
     Ok(Response::ok(
         json!({"schemas": [BULK_RESPONSE], "Operations": results}),
     ))
+}
+
+fn bulk_id_of(op: &Value) -> Option<String> {
+    get_ci(op, "bulkId")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// The bulkIds an operation refers to (`bulkId:x` in its path or data).
+fn referenced(op: &Value) -> BTreeSet<String> {
+    fn walk(v: &Value, out: &mut BTreeSet<String>) {
+        match v {
+            Value::String(s) => {
+                let mut rest = s.as_str();
+                while let Some(at) = rest.find("bulkId:") {
+                    rest = &rest[at + 7..];
+                    let end = rest.find(['/', '"', ' ']).unwrap_or(rest.len());
+                    out.insert(rest[..end].to_owned());
+                    rest = &rest[end..];
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|i| walk(i, out)),
+            Value::Object(o) => o.values().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = BTreeSet::new();
+    for key in ["path", "data"] {
+        if let Some(v) = get_ci(op, key) {
+            walk(v, &mut out);
+        }
+    }
+    out
+}
+
+/// The entry of an operation whose references wait on each other.
+fn circular(op: &Value) -> Value {
+    let mut entry = json!({
+        "method": get_ci(op, "method").and_then(Value::as_str).unwrap_or("").to_ascii_uppercase(),
+    });
+    if let Some(b) = bulk_id_of(op) {
+        entry["bulkId"] = json!(b);
+    }
+    let e = ScimError::status(
+        409,
+        "the bulkIds this operation refers to form a circle: none of them can be created first",
+    );
+    entry["status"] = json!("409");
+    entry["response"] = e.to_json();
+    entry
 }
 
 /// Serve one operation of a Bulk request as a request of its own.

@@ -3,7 +3,7 @@
 //! of every object. The filter is still evaluated on each candidate, so a
 //! plan may be generous but never short.
 
-use idsync_schema::scim::filter::Filter;
+use idsync_schema::scim::filter::{AttrPath, Filter};
 use idsync_store::Store;
 use uuid::Uuid;
 
@@ -28,6 +28,26 @@ pub(crate) fn plan<R: Resource>(store: &Store, f: &Filter) -> Result<Option<Vec<
                         .collect::<Vec<_>>(),
                 );
                 Ok(Some(x))
+            }
+            _ => Ok(None),
+        },
+        // `emails[type eq "work" and value eq "x"]` (or Entra's
+        // `emails[type eq "work"].value eq "x"`): `emails.value eq "x"`
+        // narrows it.
+        Filter::Complex(outer, inner) => match inner.as_ref() {
+            Filter::And(a, b) => {
+                match plan::<R>(store, &Filter::Complex(outer.clone(), a.clone()))? {
+                    Some(ids) => Ok(Some(ids)),
+                    None => plan::<R>(store, &Filter::Complex(outer.clone(), b.clone())),
+                }
+            }
+            Filter::Compare(p, op, v) if p.urn.is_none() && p.sub.is_none() => {
+                let within = AttrPath {
+                    urn: outer.urn.clone(),
+                    attr: outer.attr.clone(),
+                    sub: Some(p.attr.clone()),
+                };
+                equality::<R>(store, &Filter::Compare(within, *op, v.clone()))
             }
             _ => Ok(None),
         },

@@ -51,6 +51,11 @@ pub struct ScimConfig {
     pub listen: String,
     /// Where the endpoints live: `{base_path}/Users`, …
     pub base_path: String,
+    /// The URL clients reach the listener at, when it is not
+    /// `http(s)://{listen}` (behind a proxy, or listening on all
+    /// addresses): `Location`, `meta.location` and `$ref` are absolute
+    /// URIs that start with it and `base_path`.
+    pub public_url: Option<String>,
     /// Largest request body (also the Bulk `maxPayloadSize`), in bytes.
     pub max_body_bytes: usize,
     /// Longest `filter` accepted, in characters.
@@ -82,6 +87,7 @@ impl Default for ScimConfig {
             enabled: false,
             listen: "127.0.0.1:9478".into(),
             base_path: "/scim/v2".into(),
+            public_url: None,
             max_body_bytes: 1024 * 1024,
             max_filter_chars: 4096,
             max_filter_depth: 16,
@@ -110,6 +116,15 @@ impl ScimConfig {
                 format!("`{bp}` must start with `/` and not end with one"),
             ));
         }
+        if let Some(url) = &self.public_url {
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            if !scheme_ok || url.ends_with('/') || url.contains(['?', '#', ' ']) {
+                return Err((
+                    "scim.public_url",
+                    format!("`{url}` must be an http:// or https:// URL with no path end `/`, query or fragment"),
+                ));
+            }
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err((
                 "scim.tls_cert",
@@ -132,10 +147,11 @@ impl ScimConfig {
         Ok(())
     }
 
-    /// What the discovery documents advertise of this configuration.
-    pub fn advertised(&self) -> idsync_schema::scim::Advertised<'_> {
+    /// What the discovery documents advertise of this configuration;
+    /// `url_base` is [`ScimConfig::url_base`]'s.
+    pub fn advertised<'a>(&'a self, url_base: &'a str) -> idsync_schema::scim::Advertised<'a> {
         idsync_schema::scim::Advertised {
-            base_path: &self.base_path,
+            url_base,
             bulk_max_operations: self.bulk_max_operations,
             max_body_bytes: self.max_body_bytes,
             max_results: self.max_results,
@@ -145,5 +161,21 @@ impl ScimConfig {
     /// The base path without a trailing `/` (`/` becomes empty).
     pub fn base(&self) -> &str {
         self.base_path.trim_end_matches('/')
+    }
+
+    /// The absolute URL of the endpoints: `public_url` (or
+    /// `http(s)://{listen}`) and the base path.
+    pub fn url_base(&self) -> String {
+        match &self.public_url {
+            Some(url) => format!("{url}{}", self.base()),
+            None => {
+                let scheme = if self.tls_cert.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{}{}", self.listen, self.base())
+            }
+        }
     }
 }

@@ -123,7 +123,7 @@ fn segments(path: &str) -> Vec<&str> {
 /// Serve one request.
 pub(crate) async fn dispatch(state: &Arc<State>, req: Request) -> Result<Response, ScimError> {
     let get = is_get(&req.method);
-    let advertised = || state.cfg.advertised();
+    let advertised = || state.advertised();
     match segments(&req.path).as_slice() {
         ["ServiceProviderConfig"] if get => Ok(Response::ok(discovery::service_provider_config(
             &advertised(),

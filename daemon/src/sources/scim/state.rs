@@ -18,11 +18,14 @@ pub(crate) struct State {
     pub(crate) writer: Writer,
     /// Totals and page anchors, valid while the change log stands still.
     pub(crate) lists: ListCache,
+    /// [`ScimConfig::url_base`], computed once.
+    url_base: String,
 }
 
 impl State {
     pub(crate) fn new(cfg: ScimConfig, rec: Arc<Reconciler>, writer: Writer) -> Self {
         Self {
+            url_base: cfg.url_base(),
             cfg,
             rec,
             writer,
@@ -36,7 +39,13 @@ impl State {
         self.rec.store()
     }
 
+    /// The absolute URL locations and references start with.
     pub(crate) fn base(&self) -> &str {
-        self.cfg.base()
+        &self.url_base
+    }
+
+    /// What discovery documents advertise.
+    pub(crate) fn advertised(&self) -> idsync_schema::scim::Advertised<'_> {
+        self.cfg.advertised(&self.url_base)
     }
 }
