@@ -240,6 +240,14 @@ pub struct AdminConfig {
     pub listen: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Connections served at once. Probes and a scraper need a handful; the
+    /// cap keeps clients from taking the file descriptors the watcher and
+    /// the store need.
+    pub max_connections: usize,
+    /// Connections one peer address may hold.
+    pub max_connections_per_peer: usize,
+    /// Milliseconds a new connection has to send its first byte.
+    pub first_byte_timeout_ms: u64,
 }
 
 impl Default for AdminConfig {
@@ -247,6 +255,20 @@ impl Default for AdminConfig {
         Self {
             listen: "127.0.0.1:9477".into(),
             max_body_bytes: 1024 * 1024,
+            max_connections: 64,
+            max_connections_per_peer: 32,
+            first_byte_timeout_ms: 3000,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The listener's connection limits.
+    pub fn limits(&self) -> crate::infra::conn_limit::Limits {
+        crate::infra::conn_limit::Limits {
+            max_connections: self.max_connections,
+            max_per_peer: self.max_connections_per_peer,
+            first_byte_timeout: std::time::Duration::from_millis(self.first_byte_timeout_ms),
         }
     }
 }
@@ -375,6 +397,21 @@ impl Config {
                 self.enrollment.keygen_threads == 0,
                 "enrollment.keygen_threads",
                 "must be at least 1",
+            ),
+            (
+                self.admin.max_connections == 0,
+                "admin.max_connections",
+                "must be at least 1",
+            ),
+            (
+                self.admin.max_connections_per_peer == 0,
+                "admin.max_connections_per_peer",
+                "must be at least 1",
+            ),
+            (
+                self.admin.first_byte_timeout_ms < 100,
+                "admin.first_byte_timeout_ms",
+                "must be at least 100",
             ),
             (
                 !["text", "json"].contains(&self.log.format.as_str()),

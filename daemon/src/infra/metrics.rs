@@ -1,5 +1,5 @@
 //! What the running daemon knows about itself, shared by the watcher (which
-//! updates it), the admin listener (`/metrics`, `/readyz`), the systemd
+//! updates it), the HTTP listeners (their connection counts), the admin listener (`/metrics`, `/readyz`), the systemd
 //! notifier (`STATUS=`, `WATCHDOG=1`) and `idsync status`.
 //!
 //! Plain atomics: updates happen once per file or per loop turn, readers
@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::infra::conn_limit::ListenerStats;
 use crate::infra::connector_stats::ConnectorStats;
 use idsync_schema::report::{FileOutcome, Summary};
 
@@ -37,6 +38,8 @@ pub struct Metrics {
     /// Each connector's figures, set once at start (its runner updates them).
     connectors:
         std::sync::OnceLock<Vec<std::sync::Arc<crate::infra::connector_stats::ConnectorStats>>>,
+    /// Each HTTP listener's connection figures, added as it starts.
+    listeners: std::sync::Mutex<Vec<std::sync::Arc<ListenerStats>>>,
 }
 
 impl Default for Metrics {
@@ -70,6 +73,7 @@ impl Metrics {
             duration_buckets: Default::default(),
             duration_sum_us: AtomicU64::new(0),
             connectors: std::sync::OnceLock::new(),
+            listeners: std::sync::Mutex::default(),
         }
     }
 
@@ -106,6 +110,18 @@ impl Metrics {
     /// The connectors' figures, shown from now on (set once at start).
     pub fn set_connectors(&self, stats: Vec<std::sync::Arc<ConnectorStats>>) {
         let _ = self.connectors.set(stats);
+    }
+
+    /// The connection figures of the listener `name` (`admin`, `scim`),
+    /// shown from now on.
+    pub fn listener_stats(&self, name: &'static str) -> std::sync::Arc<ListenerStats> {
+        let mut all = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = all.iter().find(|s| s.name == name) {
+            return std::sync::Arc::clone(s);
+        }
+        let s = std::sync::Arc::new(ListenerStats::new(name));
+        all.push(std::sync::Arc::clone(&s));
+        s
     }
 
     /// Each connector's figures for `/status`.
@@ -161,6 +177,7 @@ impl Metrics {
         let mut out = String::new();
         self.write_daemon_metrics(&mut out);
         self.write_connector_metrics(&mut out);
+        self.write_listener_metrics(&mut out);
         self.write_import_histogram(&mut out);
         out
     }
@@ -261,6 +278,59 @@ impl Metrics {
         }
     }
 
+    /// Each HTTP listener's open, refused and closed connections.
+    fn write_listener_metrics(&self, out: &mut String) {
+        let all = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let l = |a: &AtomicU64| a.load(Relaxed);
+        let per = |reasons: &[(&str, Field)]| -> Vec<(String, u64)> {
+            let mut samples = Vec::new();
+            for s in &all {
+                for (reason, field) in reasons {
+                    let labels = if reason.is_empty() {
+                        format!("{{listener=\"{}\"}}", s.name)
+                    } else {
+                        format!("{{listener=\"{}\",reason=\"{reason}\"}}", s.name)
+                    };
+                    samples.push((labels, l(field(s))));
+                }
+            }
+            samples
+        };
+        for (name, kind, help, samples) in [
+            (
+                "idsync_listener_connections",
+                "gauge",
+                "Open connections of the HTTP listener.",
+                per(&[("", |s| &s.open)]),
+            ),
+            (
+                "idsync_listener_connections_refused_total",
+                "counter",
+                "Connections refused at once: the cap reached and every connection in the way busy.",
+                per(&[
+                    ("max_connections", |s| &s.refused_max_connections),
+                    ("max_connections_per_peer", |s| &s.refused_per_peer),
+                ]),
+            ),
+            (
+                "idsync_listener_connections_closed_total",
+                "counter",
+                "Connections closed by the listener: idle ones to make room (evicted), new ones silent past the first-byte timeout.",
+                per(&[
+                    ("evicted", |s| &s.evicted),
+                    ("first_byte_timeout", |s| &s.first_byte_timeout),
+                ]),
+            ),
+        ] {
+            let samples: Vec<(&str, u64)> = samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+            metric(out, name, kind, help, &samples);
+        }
+    }
+
     /// The histogram of import durations.
     fn write_import_histogram(&self, out: &mut String) {
         let l = |a: &AtomicU64| a.load(Relaxed);
@@ -282,6 +352,9 @@ impl Metrics {
         let _ = writeln!(out, "{name}_count {count}");
     }
 }
+
+/// One figure of a listener's [`ListenerStats`].
+type Field = fn(&ListenerStats) -> &AtomicU64;
 
 /// One metric in the text exposition format: HELP, TYPE, its samples.
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
@@ -320,5 +393,25 @@ mod tests {
         assert!(text.contains("idsync_import_duration_seconds_bucket{le=\"5\"} 2"));
         assert!(text.contains("idsync_import_duration_seconds_count 2"));
         assert!(m.status_line().contains("1 partial"));
+    }
+
+    #[test]
+    fn listener_connections_are_shown_per_listener() {
+        let m = Metrics::new();
+        let admin = m.listener_stats("admin");
+        admin.evicted.fetch_add(3, Relaxed);
+        assert!(std::sync::Arc::ptr_eq(&admin, &m.listener_stats("admin")));
+        m.listener_stats("scim")
+            .refused_per_peer
+            .fetch_add(2, Relaxed);
+        let text = m.render_prometheus();
+        for line in [
+            "idsync_listener_connections{listener=\"admin\"} 0",
+            "idsync_listener_connections_closed_total{listener=\"admin\",reason=\"evicted\"} 3",
+            "idsync_listener_connections_refused_total{listener=\"scim\",reason=\"max_connections_per_peer\"} 2",
+            "idsync_listener_connections_closed_total{listener=\"scim\",reason=\"first_byte_timeout\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
     }
 }

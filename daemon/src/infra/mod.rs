@@ -1,10 +1,12 @@
 //! What every part of the daemon shares and no feature owns: bearer-token
-//! authentication, serving one HTTP connection, the metrics, sd_notify.
+//! authentication, the HTTP listeners' accept loop, connection limits and
+//! connection serving, the metrics, sd_notify.
 //!
 //! Infrastructure imports no feature (`sources`, `connect`, `serve`,
 //! `cli`): features report into it, never the other way round.
 
 pub mod auth;
+pub mod conn_limit;
 pub mod connector_stats;
 pub mod http;
 pub mod log;

@@ -6,13 +6,13 @@
 //! Every route needs a bearer token with the right role (see
 //! [`crate::infra::auth`]); health and metrics need the monitor role.
 //! The listener is small on purpose: HTTP/1.1 only, bodies bounded, headers
-//! bounded in time, connections bounded in number (they share the daemon's
-//! file descriptors with the folder watcher and the store).
+//! bounded in time, connections bounded in number, in all and per peer (they
+//! share the daemon's file descriptors with the folder watcher and the
+//! store; see [`crate::infra::conn_limit`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,9 +25,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::infra::auth::{Auth, Denied, Role};
+use crate::infra::conn_limit::{Limiter, Limits, Slot};
 use crate::infra::http::respond;
 use crate::infra::metrics::Metrics;
 
@@ -35,15 +35,6 @@ use crate::infra::metrics::Metrics;
 pub const HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(60);
 /// A client must send a request's body within this time.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more are closed at once. Probes and a
-/// scraper need a handful; the cap keeps a misbehaving client from taking
-/// the file descriptors the watcher and the store need.
-const MAX_CONNECTIONS: usize = 64;
-/// After an accept error (typically out of file descriptors), wait this
-/// long rather than spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// On shutdown, requests in flight get this long to finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const PROMETHEUS: &str = "text/plain; version=0.0.4";
@@ -61,73 +52,39 @@ pub struct AdminState {
     pub connectors: Option<Arc<crate::connect::Connectors>>,
     /// Certificate enrollment (`/api/v1/…`, see [`crate::sources::enroll::routes`]).
     pub enrollment: Option<Arc<crate::sources::enroll::Enrollment>>,
+    /// Connections in all and per peer, first-byte timeout (`[admin]`).
+    pub limits: Limits,
 }
 
 /// Serve the admin routes on `listener` until `shutdown` becomes true;
-/// then stop accepting, let requests in flight finish (for at most
-/// [`SHUTDOWN_GRACE`]) and return.
+/// then stop accepting, let requests in flight finish (for at most a few
+/// seconds) and return.
 pub async fn serve_admin(
     listener: TcpListener,
     state: Arc<AdminState>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let mut stop = pin!(crate::infra::http::stopped(shutdown.clone()));
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut stop => break,
-            Some(done) = conns.join_next(), if !conns.is_empty() => log_task_end(done),
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    if conns.len() >= MAX_CONNECTIONS {
-                        tracing::warn!(%peer, "admin listener: too many connections, closing this one");
-                        continue;
-                    }
-                    conns.spawn(serve_connection(stream, peer, state.clone(), shutdown.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin listener: accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
-        }
-    }
-    // New connections are refused from here on.
-    drop(listener);
-    let drain = async {
-        while let Some(done) = conns.join_next().await {
-            log_task_end(done);
-        }
-    };
-    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
-        tracing::warn!(
-            connections = conns.len(),
-            "admin listener: closing connections still busy after the grace period"
-        );
-        conns.shutdown().await;
-    }
-}
-
-fn log_task_end(done: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = done {
-        if e.is_panic() {
-            tracing::error!(error = %e, "admin listener: a connection task panicked");
-        }
-    }
+    let limiter = Limiter::new("admin", state.limits, state.metrics.listener_stats("admin"));
+    let serve =
+        |stream, peer, slot| serve_connection(stream, peer, slot, state.clone(), shutdown.clone());
+    crate::infra::http::serve_listener(listener, limiter, shutdown.clone(), serve).await;
 }
 
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    slot: Slot,
     state: Arc<AdminState>,
     shutdown: watch::Receiver<bool>,
 ) {
+    if !crate::infra::http::first_byte(&stream, &slot).await {
+        return;
+    }
     let service = service_fn(move |req| {
         let state = state.clone();
         async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
     });
-    crate::infra::http::serve_connection(stream, service, peer, shutdown, "admin").await;
+    crate::infra::http::serve_connection(stream, service, peer, slot, shutdown, "admin").await;
 }
 
 async fn handle(
@@ -386,6 +343,7 @@ mod tests {
             max_body_bytes: MAX_BODY,
             connectors: None,
             enrollment: None,
+            limits: crate::config::AdminConfig::default().limits(),
         });
         let (stop, rx) = watch::channel(false);
         let task = tokio::spawn(serve_admin(listener, state, rx));

@@ -177,6 +177,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
             max_body_bytes: cfg.admin.max_body_bytes,
             connectors: Some(Arc::clone(&connectors.connectors)),
             enrollment: Some(Arc::clone(&enrollment)),
+            limits: cfg.admin.limits(),
         }),
         shutdown_rx.clone(),
     ));
@@ -278,7 +279,11 @@ impl Daemon {
                         new.store.engine != self.cfg.store.engine
                             || new.store.cache_mb != self.cfg.store.cache_mb,
                     ),
-                    ("admin", new.admin.listen != self.cfg.admin.listen),
+                    (
+                        "admin",
+                        serde_json::to_value(&new.admin).ok()
+                            != serde_json::to_value(&self.cfg.admin).ok(),
+                    ),
                     (
                         "connectors",
                         serde_json::to_value(&new.connectors).ok()

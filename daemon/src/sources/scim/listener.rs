@@ -1,6 +1,7 @@
 //! The SCIM HTTP listener: hyper 1.x, HTTP/1.1 with keep-alive, the admin
-//! listener's discipline (bounded connections, header and body timeouts,
-//! graceful shutdown) and its bearer tokens ([`crate::infra::auth::Auth`]): the
+//! listener's discipline (its accept loop and connection limits in
+//! [`crate::infra::http`] and [`crate::infra::conn_limit`], header and body
+//! timeouts, graceful shutdown) and its bearer tokens ([`crate::infra::auth::Auth`]): the
 //! `read` role for queries, `write` for changes.
 //!
 //! It only turns HTTP into a `routes::Request` and a
@@ -10,7 +11,6 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +21,8 @@ use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use anyhow::Context as _;
@@ -33,13 +32,12 @@ use super::routes;
 use super::state::State;
 use super::ScimConfig;
 use crate::infra::auth::{Auth, Denied, Role};
+use crate::infra::conn_limit::{Limiter, Slot};
 use crate::infra::metrics::Metrics;
 use idsync_store::reconcile::Reconciler;
 use idsync_store::writer::Writer;
 
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const SCIM_JSON: &str = "application/scim+json";
 
 type Body = Full<Bytes>;
@@ -61,6 +59,7 @@ pub async fn start(
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the SCIM listener on {listen}"))?;
+    let limiter = Limiter::new("SCIM", cfg.limits(), metrics.listener_stats("scim"));
     let (writer, thread) = Writer::start(
         "scim",
         Arc::clone(&rec),
@@ -75,7 +74,7 @@ pub async fn start(
     let state = Arc::new(State::new(cfg.clone(), rec, writer));
     tracing::info!(%listen, base_path = %cfg.base(), tls = tls.is_some(), "SCIM listener started");
     Ok(Some(tokio::spawn(async move {
-        serve_scim(listener, state, auth, tls, shutdown).await;
+        serve_scim(listener, limiter, state, auth, tls, shutdown).await;
         // The last handle on the writer went with the state: its thread
         // finishes the queue and ends.
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -87,58 +86,48 @@ pub async fn start(
 /// a few seconds) and return.
 pub(crate) async fn serve_scim(
     listener: TcpListener,
+    limiter: Arc<Limiter>,
     state: Arc<State>,
     auth: Arc<Auth>,
     tls: Option<TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let mut stop = pin!(crate::infra::http::stopped(shutdown.clone()));
-    let mut conns = JoinSet::new();
-    let max = state.cfg.max_connections;
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut stop => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    if conns.len() >= max {
-                        tracing::warn!(%peer, "SCIM listener: too many connections, closing this one");
-                        continue;
-                    }
-                    let _ = stream.set_nodelay(true);
-                    let (state, auth, shutdown) = (state.clone(), auth.clone(), shutdown.clone());
-                    match tls.clone() {
-                        None => { conns.spawn(connection(stream, peer, state, auth, shutdown)); }
-                        Some(acceptor) => {
-                            conns.spawn(async move {
-                                // The handshake is bounded like the headers.
-                                match tokio::time::timeout(crate::infra::http::HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
-                                    Ok(Ok(tls)) => connection(tls, peer, state, auth, shutdown).await,
-                                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "SCIM TLS handshake failed"),
-                                    Err(_) => tracing::debug!(%peer, "SCIM TLS handshake timed out"),
-                                }
-                            });
-                        }
-                    }
+    let serve = |stream: TcpStream, peer: SocketAddr, slot: Slot| {
+        let (state, auth, shutdown, tls) =
+            (state.clone(), auth.clone(), shutdown.clone(), tls.clone());
+        async move {
+            let Some(acceptor) = tls else {
+                if crate::infra::http::first_byte(&stream, &slot).await {
+                    connection(stream, peer, slot, state, auth, shutdown).await;
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "SCIM listener: accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                return;
+            };
+            // The first byte and the whole handshake within the first-byte
+            // timeout: a client that has not finished it holds no place
+            // for long.
+            let handshake = async {
+                if !crate::infra::http::sending(&stream, &slot).await {
+                    return None;
                 }
-            },
+                Some(acceptor.accept(stream).await)
+            };
+            match slot.before_first_byte(handshake).await {
+                Some(Some(Ok(tls))) => connection(tls, peer, slot, state, auth, shutdown).await,
+                Some(Some(Err(e))) => {
+                    tracing::debug!(%peer, error = %e, "SCIM TLS handshake failed")
+                }
+                Some(None) => {}
+                None => tracing::debug!(%peer, "SCIM TLS handshake unfinished, connection closed"),
+            }
         }
-    }
-    drop(listener);
-    let drain = async { while conns.join_next().await.is_some() {} };
-    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
-        conns.shutdown().await;
-    }
+    };
+    crate::infra::http::serve_listener(listener, limiter, shutdown.clone(), serve).await;
 }
 
 async fn connection<IO>(
     stream: IO,
     peer: SocketAddr,
+    slot: Slot,
     state: Arc<State>,
     auth: Arc<Auth>,
     shutdown: watch::Receiver<bool>,
@@ -150,7 +139,7 @@ async fn connection<IO>(
         let auth = auth.clone();
         async move { Ok::<_, Infallible>(handle(&state, &auth, req, peer).await) }
     });
-    crate::infra::http::serve_connection(stream, service, peer, shutdown, "SCIM").await;
+    crate::infra::http::serve_connection(stream, service, peer, slot, shutdown, "SCIM").await;
 }
 
 fn json_response(status: u16, body: Option<&Value>) -> Response<Body> {

@@ -73,8 +73,13 @@ pub struct ScimConfig {
     pub bulk_max_operations: usize,
     /// Most write requests that share one commit.
     pub max_batch: usize,
-    /// Connections served at once; more are closed at once.
+    /// Connections served at once.
     pub max_connections: usize,
+    /// Connections one peer address may hold.
+    pub max_connections_per_peer: usize,
+    /// Milliseconds a new connection has to send its first byte (over TLS:
+    /// to finish its handshake).
+    pub first_byte_timeout_ms: u64,
     /// PEM certificate chain (leaf first): serve HTTPS. Needs `tls_key`.
     pub tls_cert: Option<std::path::PathBuf>,
     /// PEM private key of `tls_cert`.
@@ -97,6 +102,8 @@ impl Default for ScimConfig {
             bulk_max_operations: 1000,
             max_batch: 512,
             max_connections: 1024,
+            max_connections_per_peer: 32,
+            first_byte_timeout_ms: 3000,
             tls_cert: None,
             tls_key: None,
         }
@@ -139,12 +146,28 @@ impl ScimConfig {
             ("scim.bulk_max_operations", self.bulk_max_operations),
             ("scim.max_batch", self.max_batch),
             ("scim.max_connections", self.max_connections),
+            (
+                "scim.max_connections_per_peer",
+                self.max_connections_per_peer,
+            ),
         ] {
             if v == 0 {
                 return Err((key, "must be at least 1".into()));
             }
         }
+        if self.first_byte_timeout_ms < 100 {
+            return Err(("scim.first_byte_timeout_ms", "must be at least 100".into()));
+        }
         Ok(())
+    }
+
+    /// The listener's connection limits.
+    pub fn limits(&self) -> crate::infra::conn_limit::Limits {
+        crate::infra::conn_limit::Limits {
+            max_connections: self.max_connections,
+            max_per_peer: self.max_connections_per_peer,
+            first_byte_timeout: std::time::Duration::from_millis(self.first_byte_timeout_ms),
+        }
     }
 
     /// What the discovery documents advertise of this configuration;
