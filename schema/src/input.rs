@@ -111,6 +111,9 @@ pub struct UserInput {
     /// Group display names; the reconciler resolves them to ids.
     pub groups: Field<Vec<String>>,
     pub external_id: Field<String>,
+    /// The SCIM attributes kept as sent ([`crate::User::scim`]): stated
+    /// whole by a SCIM body, absent from a CSV row.
+    pub scim: Field<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Names of the custom attributes, in order.
@@ -138,6 +141,7 @@ impl UserInput {
             sp_custom_attributes: Default::default(),
             groups: Field::Absent,
             external_id: Field::Absent,
+            scim: Field::Absent,
         }
     }
 
@@ -201,6 +205,11 @@ impl UserInput {
         self.valid_from.apply(&mut user.valid_from);
         self.valid_to.apply(&mut user.valid_to);
         self.external_id.apply(&mut user.external_id);
+        match self.scim {
+            Field::Absent => {}
+            Field::Clear => user.scim.clear(),
+            Field::Set(kept) => user.scim = kept,
+        }
         for (field, slot) in self
             .sp_custom_attributes
             .into_iter()
@@ -414,6 +423,7 @@ mod tests {
             source: Source::Csv,
             activation_mail: Default::default(),
             external_id: None,
+            scim: Default::default(),
             meta: Meta::new(now),
         };
         let mut input = UserInput::new(Status::Inactive, "ANN@example.org", "Smith");

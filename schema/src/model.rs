@@ -164,6 +164,11 @@ pub struct User {
     pub activation_mail: ActivationMail,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
+    /// What a SCIM client sent beyond the typed fields (`title`,
+    /// `phoneNumbers`, the enterprise extension, …), checked against the
+    /// schema ([`crate::scim::attributes`]) and kept as sent.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub scim: serde_json::Map<String, serde_json::Value>,
     pub meta: Meta,
 }
 

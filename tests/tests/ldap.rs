@@ -495,3 +495,68 @@ fn a_backlog_survives_slapd_going_away() {
     let dead = store.delivery("ldap").dead_letters().unwrap().len();
     assert_eq!(dead, 0, "the dead-letter list is empty");
 }
+
+/// Issue 14: what an identity provider sends over SCIM beyond idsync's own
+/// fields reaches LDAP through the default mapping: the title, phone
+/// numbers, the enterprise department and employee number, the address,
+/// and the manager as the DN of the manager's entry.
+#[test]
+fn scim_attributes_and_the_manager_reach_ldap() {
+    let slapd = Slapd::start(false);
+    let secret = "scim-ldap-test-token";
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(secret.as_bytes()));
+    let port = idsync_tests::free_port();
+    let env = daemon_env(&format!(
+        "[scim]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n\
+         [[tokens]]\nname = \"idp\"\nsha256 = \"{digest}\"\nroles = [\"read\", \"write\"]\n{}",
+        slapd.connector_toml("ldap")
+    ));
+    let _d = env.serve(&[]);
+    let base = format!("http://127.0.0.1:{port}/scim/v2");
+    let post = |body: serde_json::Value| -> serde_json::Value {
+        let mut tries = 0;
+        loop {
+            match ureq::post(&format!("{base}/Users"))
+                .set("Authorization", &format!("Bearer {secret}"))
+                .set("Content-Type", "application/scim+json")
+                .send_string(&body.to_string())
+            {
+                Ok(r) => return serde_json::from_str(&r.into_string().unwrap()).unwrap(),
+                Err(ureq::Error::Transport(_)) if tries < 600 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    };
+    let ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let boss = post(serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "boss", "name": {"familyName": "Boss"},
+        "emails": [{"value": "boss@example.org", "primary": true}]
+    }));
+    post(serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ent],
+        "userName": "ann", "name": {"givenName": "Ann", "familyName": "Smith"},
+        "emails": [{"value": "ann@example.org", "primary": true}],
+        "title": "Engineer",
+        "phoneNumbers": [{"value": "+49 30 123", "type": "work"}, {"value": "+49 170 456", "type": "mobile"}],
+        "addresses": [{"streetAddress": "Hauptstr. 1", "locality": "Berlin", "postalCode": "10115", "type": "work"}],
+        ent: {"employeeNumber": "701984", "department": "IT", "organization": "Example AG",
+              "manager": {"value": boss["id"]}}
+    }));
+    wait_until("ann in LDAP", WAIT, || slapd.entry(&dn("ann")).is_some());
+    let ann = slapd.entry(&dn("ann")).unwrap();
+    let one = |a: &str| ann.one(a).unwrap_or_else(|| panic!("{a} missing: {ann:?}"));
+    assert_eq!(one("title"), "Engineer");
+    assert_eq!(one("telephoneNumber"), "+49 30 123");
+    assert_eq!(one("mobile"), "+49 170 456");
+    assert_eq!(one("employeeNumber"), "701984");
+    assert_eq!(one("departmentNumber"), "IT");
+    assert_eq!(one("o"), "Example AG");
+    assert_eq!(one("l"), "Berlin");
+    assert_eq!(one("street"), "Hauptstr. 1");
+    assert_eq!(one("postalCode"), "10115");
+    assert_eq!(one("manager").to_lowercase(), dn("boss"));
+}

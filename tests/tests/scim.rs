@@ -1304,3 +1304,114 @@ fn absolute_locations_reference_types_assets_and_entra_filters() {
     );
     assert_eq!(none.body["totalResults"], 0, "{}", none.body);
 }
+
+/// Issue 14: the whole RFC 7643 User schema and the enterprise extension
+/// are kept, returned, filtered and sorted on; PATCH changes them in every
+/// form identity providers send; what no schema defines is refused.
+#[test]
+fn core_and_enterprise_attributes_are_kept_and_patched() {
+    let s = Scim::start("", "");
+    let ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let boss = s.post("/Users", user("boss", "boss@example.org", "Boss"));
+    let boss_id = boss.body["id"].as_str().unwrap().to_owned();
+    let mut body = user("ann", "ann@example.org", "Smith");
+    body["schemas"] = json!(["urn:ietf:params:scim:schemas:core:2.0:User", ent]);
+    body["name"]["middleName"] = json!("B.");
+    body["title"] = json!("Engineer");
+    body["userType"] = json!("Employee");
+    body["phoneNumbers"] = json!([{"value": "+49 30 123", "type": "work", "primary": true},
+                                  {"value": "+49 170 456", "type": "mobile"}]);
+    body["addresses"] = json!([{"streetAddress": "Hauptstr. 1", "locality": "Berlin",
+                                "postalCode": "10115", "country": "DE", "type": "work"}]);
+    body[ent] = json!({"employeeNumber": "701984", "department": "IT",
+                       "manager": {"value": boss_id}});
+    let r = s.post("/Users", body);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let got = s.get(&format!("/Users/{id}"));
+    assert_eq!(got.body["title"], "Engineer");
+    assert_eq!(got.body["name"]["middleName"], "B.");
+    assert_eq!(got.body["phoneNumbers"][1]["value"], "+49 170 456");
+    assert_eq!(got.body["addresses"][0]["locality"], "Berlin");
+    assert_eq!(got.body[ent]["department"], "IT");
+    assert_eq!(got.body[ent]["manager"]["value"], boss_id.as_str());
+    assert_eq!(
+        got.body[ent]["manager"]["$ref"],
+        format!("{}/Users/{boss_id}", s.base)
+    );
+    assert!(got.body["schemas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x == ent));
+
+    // Filter and sort on them.
+    let f = s.filter("Users", r#"title eq "Engineer""#);
+    assert_eq!(f.body["totalResults"], 1, "{}", f.body);
+    let f = s.filter("Users", &format!(r#"{ent}:department eq "IT""#));
+    assert_eq!(f.body["totalResults"], 1, "{}", f.body);
+    let f = s.filter(
+        "Users",
+        r#"phoneNumbers[type eq "mobile"].value sw "+49 170""#,
+    );
+    assert_eq!(f.body["totalResults"], 1, "{}", f.body);
+    let sorted = s.get("/Users?sortBy=title&sortOrder=descending");
+    assert_eq!(
+        sorted.body["Resources"][0]["id"],
+        id.as_str(),
+        "{}",
+        sorted.body
+    );
+
+    // PATCH: a value-filter path that creates an element, lower-case
+    // `operations`, a manager as a bare id, then removed with "".
+    let r = s.patch(
+        &format!("/Users/{id}"),
+        json!([{"op": "add", "path": "roles[primary eq \"True\"].value", "value": "approver"}]),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["roles"][0]["value"], "approver", "{}", r.body);
+    assert_eq!(r.body["roles"][0]["primary"], true, "{}", r.body);
+    let r = s.call(
+        "PATCH",
+        &format!("/Users/{id}"),
+        Some(
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "operations": [{"op": "replace", "path": "nickName", "value": "Annie"}]}),
+        ),
+    );
+    assert_eq!(r.body["nickName"], "Annie", "{}", r.body);
+    let other = s.post("/Users", user("carl", "carl@example.org", "C"));
+    let carl = other.body["id"].as_str().unwrap().to_owned();
+    let r = s.patch(
+        &format!("/Users/{id}"),
+        json!([{"op": "replace", "path": format!("{ent}:manager"), "value": carl}]),
+    );
+    assert_eq!(r.body[ent]["manager"]["value"], carl.as_str(), "{}", r.body);
+    let r = s.patch(
+        &format!("/Users/{id}"),
+        json!([{"op": "replace", "path": format!("{ent}:manager"), "value": ""}]),
+    );
+    assert!(r.body[ent].get("manager").is_none(), "{}", r.body);
+    assert_eq!(r.body[ent]["department"], "IT", "the rest stays");
+    let stored = s.get(&format!("/Users/{id}"));
+    assert_eq!(stored.body["nickName"], "Annie");
+    assert!(stored.body[ent].get("manager").is_none());
+
+    // Refused: an attribute no schema defines, a manager who is no user.
+    let r = s.patch(
+        &format!("/Users/{id}"),
+        json!([{"op": "add", "path": "favouriteColour", "value": "blue"}]),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.body["scimType"], "invalidValue", "{}", r.body);
+    let r = s.patch(
+        &format!("/Users/{id}"),
+        json!([{"op": "add", "path": format!("{ent}:manager"),
+                "value": "0190a000-0000-7000-8000-000000000000"}]),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let mut bad = user("dora", "dora@example.org", "D");
+    bad["shoeSize"] = json!(42);
+    assert_eq!(s.post("/Users", bad).status, 400);
+}

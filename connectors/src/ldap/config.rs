@@ -200,7 +200,18 @@ impl Default for LdapConfig {
                     ("mail", "{mail}"),
                     ("uid", "{loginName|mail}"),
                     ("preferredLanguage", "{language}"),
-                    ("employeeNumber", "{externalId}"),
+                    // From SCIM clients (RFC 7643's User and its enterprise
+                    // extension), when they send them.
+                    ("employeeNumber", "{employeeNumber|externalId}"),
+                    ("title", "{title}"),
+                    ("telephoneNumber", "{phoneNumbers.work}"),
+                    ("mobile", "{phoneNumbers.mobile}"),
+                    ("departmentNumber", "{department}"),
+                    ("o", "{organization}"),
+                    ("manager", "{managerDn}"),
+                    ("street", "{addresses.work.streetAddress}"),
+                    ("l", "{addresses.work.locality}"),
+                    ("postalCode", "{addresses.work.postalCode}"),
                 ],
             ),
             groups: KindConfig::new(

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use idsync_schema::scim::mapping::ENTERPRISE_SCHEMA;
 use idsync_schema::Kind;
 use ldap3::dn_escape;
 use serde_json::Value;
@@ -56,7 +57,9 @@ pub fn managed(cfg: &LdapConfig, kind: Kind) -> BTreeSet<String> {
     out
 }
 
-/// The field `name` of `obj` as values (`spCustomAttribute1..5` included).
+/// The field `name` of `obj` as values: a field of the object
+/// (`spCustomAttribute1..5` included), else an attribute a SCIM client sent
+/// ([`scim_field`]).
 fn field(obj: &Value, name: &str) -> Vec<String> {
     let v = match name.strip_prefix("spCustomAttribute") {
         Some(n) => match n.parse::<usize>() {
@@ -66,7 +69,7 @@ fn field(obj: &Value, name: &str) -> Vec<String> {
                 .cloned(),
             _ => None,
         },
-        None => obj.get(name).cloned(),
+        None => obj.get(name).cloned().or_else(|| scim_field(obj, name)),
     };
     match v {
         Some(Value::String(s)) if !s.is_empty() => vec![s],
@@ -82,6 +85,53 @@ fn field(obj: &Value, name: &str) -> Vec<String> {
         Some(Value::Bool(b)) => vec![b.to_string()],
         _ => Vec::new(),
     }
+}
+
+/// An attribute kept from SCIM (`obj.scim`, see
+/// `idsync_schema::scim::attributes`): `title`, `name.middleName`, the
+/// enterprise extension's `department`, or one type of a multi-valued
+/// attribute: `phoneNumbers.mobile` (its `value`), `addresses.work.locality`.
+fn scim_field(obj: &Value, name: &str) -> Option<Value> {
+    let kept = obj.get("scim")?;
+    let mut parts = name.split('.');
+    let first = parts.next()?;
+    let found = kept
+        .get(first)
+        .or_else(|| kept.get(ENTERPRISE_SCHEMA)?.get(first))?;
+    match (found, parts.next()) {
+        (Value::Array(items), Some(kind)) => {
+            let sub = parts.next().unwrap_or("value");
+            let values: Vec<Value> = items
+                .iter()
+                .filter(|i| {
+                    i.get("type")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| t.eq_ignore_ascii_case(kind))
+                })
+                .filter_map(|i| i.get(sub).cloned())
+                .collect();
+            Some(Value::Array(values))
+        }
+        (Value::Array(items), None) => Some(Value::Array(
+            items
+                .iter()
+                .filter_map(|i| i.get("value").cloned())
+                .collect(),
+        )),
+        (Value::Object(o), Some(sub)) => o.get(sub).cloned(),
+        (Value::String(_), None) => Some(found.clone()),
+        _ => None,
+    }
+}
+
+/// The id of a user's manager (the enterprise extension's), if any.
+pub fn manager_id(obj: &Value) -> Option<Uuid> {
+    obj.get("scim")?
+        .get(ENTERPRISE_SCHEMA)?
+        .get("manager")?
+        .get("value")?
+        .as_str()
+        .and_then(|s| Uuid::parse_str(s).ok())
 }
 
 /// Render `template` for `obj`. `None` when a placeholder has no value.
@@ -184,14 +234,34 @@ pub fn dn_of(cfg: &LdapConfig, kind: Kind, obj: &Value) -> Result<Option<String>
     Ok(Some(dn))
 }
 
-/// The entry `obj` should be. `member_dns` are the DNs of a group's members.
+/// The entries an object's entry points to, found by the caller (they
+/// need the store): a group's members, a user's manager.
+#[derive(Debug, Default)]
+pub struct Refs {
+    pub member_dns: Vec<String>,
+    /// Offered to templates as the field `managerDn`.
+    pub manager_dn: Option<String>,
+}
+
+/// The entry `obj` should be.
 pub fn desired(
     cfg: &LdapConfig,
     kind: Kind,
     id: Uuid,
     obj: &Value,
-    member_dns: Vec<String>,
+    refs: Refs,
 ) -> Result<Option<Desired>, String> {
+    let with_manager;
+    let obj = match (&refs.manager_dn, obj) {
+        (Some(dn), Value::Object(o)) => {
+            let mut o = o.clone();
+            o.insert("managerDn".into(), Value::String(dn.clone()));
+            with_manager = Value::Object(o);
+            &with_manager
+        }
+        _ => obj,
+    };
+    let member_dns = refs.member_dns;
     let Some(dn) = dn_of(cfg, kind, obj)? else {
         return Ok(None);
     };
@@ -278,6 +348,38 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn scim_attributes_and_the_manager_reach_the_templates() {
+        let ent = ENTERPRISE_SCHEMA;
+        let obj = json!({"loginName": "ann", "mail": "ann@x.org", "lastName": "Smith",
+            "status": "active", "externalId": "E1",
+            "scim": {"title": "Engineer",
+                "phoneNumbers": [{"value": "+49 30 1", "type": "work"}, {"value": "+49 170 2", "type": "Mobile"}],
+                "addresses": [{"locality": "Berlin", "type": "work"}],
+                ent: {"employeeNumber": "701984", "department": "IT",
+                      "manager": {"value": "0190a000-0000-7000-8000-000000000001"}}}});
+        assert_eq!(
+            manager_id(&obj).unwrap().to_string(),
+            "0190a000-0000-7000-8000-000000000001"
+        );
+        let refs = Refs {
+            member_dns: vec![],
+            manager_dn: Some("uid=boss,ou=people,dc=example,dc=org".into()),
+        };
+        let d = desired(&test_config(), Kind::User, Uuid::nil(), &obj, refs)
+            .unwrap()
+            .unwrap();
+        let one = |a: &str| d.attrs[a].iter().next().unwrap().clone();
+        assert_eq!(one("title"), "Engineer");
+        assert_eq!(one("telephoneNumber"), "+49 30 1");
+        assert_eq!(one("mobile"), "+49 170 2", "types compare case-blind");
+        assert_eq!(one("employeeNumber"), "701984", "before the externalId");
+        assert_eq!(one("departmentNumber"), "IT");
+        assert_eq!(one("l"), "Berlin");
+        assert_eq!(one("manager"), "uid=boss,ou=people,dc=example,dc=org");
+        assert!(!d.attrs.contains_key("o"), "nothing sent, nothing written");
+    }
+
+    #[test]
     fn kind_keys_left_out_keep_their_defaults() {
         let mut c = test_config();
         c.users = KindConfig {
@@ -295,9 +397,15 @@ mod tests {
     fn user_maps_to_inet_org_person() {
         let obj =
             json!({"loginName": "j,doe", "mail": "j@x.org", "lastName": "Doe", "status": "active"});
-        let d = desired(&test_config(), Kind::User, Uuid::nil(), &obj, vec![])
-            .unwrap()
-            .unwrap();
+        let d = desired(
+            &test_config(),
+            Kind::User,
+            Uuid::nil(),
+            &obj,
+            Default::default(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(d.dn, "uid=j\\2cdoe,ou=people,dc=example,dc=org");
         assert_eq!(d.parent, "ou=people,dc=example,dc=org");
         assert_eq!(d.attrs["uid"], BTreeSet::from(["j,doe".to_string()]));
@@ -313,7 +421,7 @@ mod tests {
             .insert("businessCategory".into(), "{roles}".into());
         let obj =
             json!({"mail": "a@x.org", "lastName": "A", "roles": ["r1", "r2"], "status": "active"});
-        let d = desired(&c, Kind::User, Uuid::nil(), &obj, vec![])
+        let d = desired(&c, Kind::User, Uuid::nil(), &obj, Default::default())
             .unwrap()
             .unwrap();
         assert_eq!(d.attrs["businessCategory"].len(), 2);
@@ -337,13 +445,13 @@ mod tests {
             json!({"loginName": "jd", "mail": "j@x.org", "lastName": "D", "status": "inactive"});
         let mut c = test_config();
         c.inactive_users.action = InactiveAction::Move;
-        let d = desired(&c, Kind::User, Uuid::nil(), &obj, vec![])
+        let d = desired(&c, Kind::User, Uuid::nil(), &obj, Default::default())
             .unwrap()
             .unwrap();
         assert_eq!(d.dn, "uid=jd,ou=inactive,dc=example,dc=org");
         assert_eq!(d.parent, "ou=inactive,dc=example,dc=org");
         c.inactive_users.action = InactiveAction::Attribute;
-        let d = desired(&c, Kind::User, Uuid::nil(), &obj, vec![])
+        let d = desired(&c, Kind::User, Uuid::nil(), &obj, Default::default())
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -351,11 +459,13 @@ mod tests {
             BTreeSet::from(["inactive".to_string()])
         );
         c.inactive_users.action = InactiveAction::Delete;
-        assert!(desired(&c, Kind::User, Uuid::nil(), &obj, vec![])
-            .unwrap()
-            .is_none());
+        assert!(
+            desired(&c, Kind::User, Uuid::nil(), &obj, Default::default())
+                .unwrap()
+                .is_none()
+        );
         // A missing DN field is an error the runner reports, not a panic.
         let no_name = json!({"displayName": null});
-        assert!(desired(&c, Kind::Group, Uuid::nil(), &no_name, vec![]).is_err());
+        assert!(desired(&c, Kind::Group, Uuid::nil(), &no_name, Default::default()).is_err());
     }
 }

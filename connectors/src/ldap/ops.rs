@@ -294,7 +294,7 @@ mod tests {
         let obj =
             json!({"loginName": "jd", "mail": "j@x.org", "lastName": "Doe", "status": "active"});
         let c = test_config();
-        let d = desired(&c, Kind::User, Uuid::nil(), &obj, vec![])
+        let d = desired(&c, Kind::User, Uuid::nil(), &obj, Default::default())
             .unwrap()
             .unwrap();
         let mut cur = Current {
@@ -323,7 +323,7 @@ mod tests {
             Kind::Group,
             Uuid::nil(),
             &json!({"displayName": "Ops"}),
-            vec![],
+            Default::default(),
         )
         .unwrap()
         .unwrap();

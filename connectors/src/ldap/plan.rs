@@ -264,7 +264,7 @@ mod tests {
     fn user(cfg: &LdapConfig, login: &str) -> Desired {
         let obj = json!({"loginName": login, "mail": format!("{login}@x.org"),
                          "lastName": login.to_uppercase(), "status": "active"});
-        mapping::desired(cfg, Kind::User, id(login), &obj, vec![])
+        mapping::desired(cfg, Kind::User, id(login), &obj, Default::default())
             .unwrap()
             .unwrap()
     }

@@ -66,7 +66,21 @@ fn read_store(cfg: &LdapConfig, view: &dyn View) -> Result<(Store, Vec<String>),
             } else {
                 Vec::new()
             };
-            match mapping::desired(cfg, kind, id, &obj, members) {
+            let manager_dn = match mapping::manager_id(&obj) {
+                // A manager later in the scan is placed from its object.
+                Some(m) => match user_dn.get(&m) {
+                    Some(dn) => Some(dn.clone()),
+                    None => view
+                        .object(Kind::User, m)?
+                        .and_then(|o| mapping::dn_of(cfg, Kind::User, &o).ok().flatten()),
+                },
+                None => None,
+            };
+            let refs = mapping::Refs {
+                member_dns: members,
+                manager_dn,
+            };
+            match mapping::desired(cfg, kind, id, &obj, refs) {
                 Ok(Some(d)) => {
                     if kind == Kind::User {
                         user_dn.insert(id, d.dn.clone());

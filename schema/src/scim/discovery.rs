@@ -5,6 +5,7 @@
 
 use serde_json::{json, Value};
 
+use super::attributes;
 use super::mapping::{
     ASSET_SCHEMA, ENTERPRISE_SCHEMA, GROUP_SCHEMA, IDSYNC_GROUP_SCHEMA, IDSYNC_USER_SCHEMA,
     USER_SCHEMA,
@@ -190,11 +191,20 @@ fn schema(cfg: &Advertised, id: &str, name: &str, attributes: Vec<Attr>) -> Valu
     })
 }
 
+/// An attribute that [`attributes`] keeps, as `/Schemas` shows it.
+fn kept(def: &attributes::Def) -> Attr {
+    let typed = |name: &str, kind: attributes::Type| Attr::new(name).set("type", kind.name());
+    if def.subs.is_empty() {
+        return typed(def.name, def.kind);
+    }
+    let subs = def.subs.iter().map(|(s, k)| typed(s, *k)).collect();
+    Attr::complex(def.name, subs).multi()
+}
+
 fn user_schema(cfg: &Advertised) -> Value {
-    let name = Attr::complex(
-        "name",
-        vec![Attr::new("givenName"), Attr::new("familyName").required()],
-    );
+    let mut name_parts = vec![Attr::new("givenName"), Attr::new("familyName").required()];
+    name_parts.extend(attributes::NAME.iter().map(|p| Attr::new(p)));
+    let name = Attr::complex("name", name_parts);
     let emails = Attr::complex(
         "emails",
         vec![
@@ -217,18 +227,24 @@ fn user_schema(cfg: &Advertised) -> Value {
         Attr::new("locale"),
         emails,
         references("groups", &["Group"]).read_only(),
+        // Write-only: accepted (Okta sends it) and never stored or shown.
+        Attr::new("password")
+            .case_exact()
+            .set("mutability", "writeOnly")
+            .set("returned", "never"),
     ];
+    let mut attributes = attributes;
+    attributes.extend(
+        attributes::USER
+            .iter()
+            .filter(|d| d.name != "locale")
+            .map(kept),
+    );
     schema(cfg, USER_SCHEMA, "User", attributes)
 }
 
 fn enterprise_user_schema(cfg: &Advertised) -> Value {
-    let mut attributes = strings(&[
-        "employeeNumber",
-        "costCenter",
-        "organization",
-        "division",
-        "department",
-    ]);
+    let mut attributes = strings(attributes::ENTERPRISE);
     attributes.push(Attr::complex(
         "manager",
         vec![
@@ -354,6 +370,10 @@ mod tests {
         User.name complex 0 0 0 readWrite default none
         User.name.givenName string 0 0 0 readWrite default none
         User.name.familyName string 0 1 0 readWrite default none
+        User.name.formatted string 0 0 0 readWrite default none
+        User.name.middleName string 0 0 0 readWrite default none
+        User.name.honorificPrefix string 0 0 0 readWrite default none
+        User.name.honorificSuffix string 0 0 0 readWrite default none
         User.displayName string 0 0 0 readWrite default none
         User.active boolean 0 0 0 readWrite default none
         User.preferredLanguage string 0 0 0 readWrite default none
@@ -367,6 +387,51 @@ mod tests {
         User.groups.$ref reference 0 0 1 immutable default none to=Group
         User.groups.display string 0 0 0 readOnly default none
         User.groups.type string 0 0 0 immutable default none
+        User.password string 0 0 1 writeOnly never none
+        User.nickName string 0 0 0 readWrite default none
+        User.profileUrl reference 0 0 0 readWrite default none
+        User.title string 0 0 0 readWrite default none
+        User.userType string 0 0 0 readWrite default none
+        User.timezone string 0 0 0 readWrite default none
+        User.phoneNumbers complex 1 0 0 readWrite default none
+        User.phoneNumbers.value string 0 0 0 readWrite default none
+        User.phoneNumbers.display string 0 0 0 readWrite default none
+        User.phoneNumbers.type string 0 0 0 readWrite default none
+        User.phoneNumbers.primary boolean 0 0 0 readWrite default none
+        User.ims complex 1 0 0 readWrite default none
+        User.ims.value string 0 0 0 readWrite default none
+        User.ims.display string 0 0 0 readWrite default none
+        User.ims.type string 0 0 0 readWrite default none
+        User.ims.primary boolean 0 0 0 readWrite default none
+        User.photos complex 1 0 0 readWrite default none
+        User.photos.value reference 0 0 0 readWrite default none
+        User.photos.display string 0 0 0 readWrite default none
+        User.photos.type string 0 0 0 readWrite default none
+        User.photos.primary boolean 0 0 0 readWrite default none
+        User.addresses complex 1 0 0 readWrite default none
+        User.addresses.formatted string 0 0 0 readWrite default none
+        User.addresses.streetAddress string 0 0 0 readWrite default none
+        User.addresses.locality string 0 0 0 readWrite default none
+        User.addresses.region string 0 0 0 readWrite default none
+        User.addresses.postalCode string 0 0 0 readWrite default none
+        User.addresses.country string 0 0 0 readWrite default none
+        User.addresses.type string 0 0 0 readWrite default none
+        User.addresses.primary boolean 0 0 0 readWrite default none
+        User.entitlements complex 1 0 0 readWrite default none
+        User.entitlements.value string 0 0 0 readWrite default none
+        User.entitlements.display string 0 0 0 readWrite default none
+        User.entitlements.type string 0 0 0 readWrite default none
+        User.entitlements.primary boolean 0 0 0 readWrite default none
+        User.roles complex 1 0 0 readWrite default none
+        User.roles.value string 0 0 0 readWrite default none
+        User.roles.display string 0 0 0 readWrite default none
+        User.roles.type string 0 0 0 readWrite default none
+        User.roles.primary boolean 0 0 0 readWrite default none
+        User.x509Certificates complex 1 0 0 readWrite default none
+        User.x509Certificates.value binary 0 0 0 readWrite default none
+        User.x509Certificates.display string 0 0 0 readWrite default none
+        User.x509Certificates.type string 0 0 0 readWrite default none
+        User.x509Certificates.primary boolean 0 0 0 readWrite default none
         EnterpriseUser urn:ietf:params:scim:schemas:extension:enterprise:2.0:User /scim/v2/Schemas/urn:ietf:params:scim:schemas:extension:enterprise:2.0:User
         EnterpriseUser.employeeNumber string 0 0 0 readWrite default none
         EnterpriseUser.costCenter string 0 0 0 readWrite default none
@@ -489,7 +554,7 @@ mod tests {
         let text = serde_json::to_string(&all).unwrap();
         assert_eq!(
             (text.len(), fingerprint(&text)),
-            (12988, 0xadd1_0daa_79f5_899e)
+            (21980, 0x332a_3fc6_b492_2d04)
         );
     }
 }

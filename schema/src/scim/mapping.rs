@@ -10,6 +10,7 @@
 //! | `active` | `status` (`active`/`inactive`) |
 //! | `preferredLanguage` (else `locale`) | `language` |
 //! | idsync extension | `validFrom`, `validTo`, `spCustomAttribute1..5`; read-only `roles`, `applications`, `source`, `activationMail` |
+//! | every other attribute of the User schema and the enterprise extension | `scim`, kept as sent ([`super::attributes`]) |
 //!
 //! Reading a body yields the same `UserInput`/`GroupInput`/`AssetInput` a
 //! CSV row yields, with every attribute the body leaves out cleared (a POST
@@ -90,6 +91,7 @@ pub fn user_to_json(u: &User, groups: &[(Uuid, String)], base: &str) -> Value {
         v.insert("groups".into(), Value::Array(gs));
     }
     v.insert(IDSYNC_USER_SCHEMA.into(), Value::Object(ext));
+    super::attributes::restore(&u.scim, &mut v, base);
     v.insert(
         "meta".into(),
         meta("User", &u.meta, format!("{base}/Users/{}", u.id)),
@@ -294,6 +296,7 @@ pub fn user_input(body: &Value) -> Result<UserInput, ScimError> {
     for (i, slot) in input.sp_custom_attributes.iter_mut().enumerate() {
         *slot = text(ext, &format!("spCustomAttribute{}", i + 1))?;
     }
+    input.scim = Field::Set(super::attributes::kept(body, IDSYNC_USER_SCHEMA)?);
     Ok(input)
 }
 
@@ -363,6 +366,7 @@ mod tests {
             source: Source::Csv,
             activation_mail: Default::default(),
             external_id: Some("E1".into()),
+            scim: Default::default(),
             meta: Meta::new(time::OffsetDateTime::UNIX_EPOCH),
         }
     }

@@ -12,6 +12,7 @@
 //!   input a CSV row becomes;
 //! - [`discovery`]: ServiceProviderConfig, ResourceTypes, Schemas.
 
+pub mod attributes;
 pub mod discovery;
 pub mod error;
 pub mod filter;

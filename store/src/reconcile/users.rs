@@ -76,6 +76,7 @@ impl Tx<'_> {
             sp_custom_attributes,
             groups: _, // hashed resolved, below
             external_id,
+            scim,
         } = input;
         let mut h = Sha256::new();
         let mut text = |t: &str| {
@@ -105,6 +106,17 @@ impl Tx<'_> {
                 Field::Absent => text("\0absent"),
                 Field::Clear => text("\0clear"),
                 Field::Set(v) => text(v),
+            }
+        }
+        match scim {
+            Field::Absent => h.update([0]),
+            Field::Clear => h.update([1]),
+            Field::Set(kept) => {
+                h.update([2]);
+                // serde_json's maps are sorted: one text per content.
+                let text = serde_json::to_vec(kept).expect("JSON serialises");
+                h.update((text.len() as u64).to_le_bytes());
+                h.update(&text);
             }
         }
         match groups {
@@ -178,6 +190,7 @@ impl Tx<'_> {
         let id = existing.as_ref().map_or_else(Uuid::now_v7, |u| u.id);
 
         self.check_user_unique(existing.as_ref(), &input, id)?;
+        self.check_manager(&input)?;
 
         let mut user = existing.clone().unwrap_or_else(|| User {
             id,
@@ -197,6 +210,7 @@ impl Tx<'_> {
             source: self.source,
             activation_mail: Default::default(),
             external_id: None,
+            scim: Default::default(),
             meta: Meta::new(self.now),
         });
         input.apply_to(&mut user, groups);
@@ -210,6 +224,20 @@ impl Tx<'_> {
         }
         user.source = self.source;
         Ok(self.write_digested(existing.as_ref(), user, digest)?)
+    }
+
+    /// Refuse a manager (enterprise extension) that is no user.
+    fn check_manager(&self, input: &UserInput) -> Result<(), WriteError> {
+        let Field::Set(kept) = &input.scim else {
+            return Ok(());
+        };
+        let Some(manager) = idsync_schema::scim::attributes::manager_of(kept) else {
+            return Ok(());
+        };
+        if self.load::<User>(manager)?.is_none() {
+            return Err(Violation::new("manager", &manager.to_string(), Rule::NotFound).into());
+        }
+        Ok(())
     }
 
     /// Refuse a mail, loginName or externalId of `input` that another user

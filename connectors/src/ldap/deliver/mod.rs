@@ -95,6 +95,10 @@ impl Placer<'_> {
     }
 
     fn desired(&self, kind: Kind, id: Uuid, obj: &Value) -> Result<Option<Desired>, String> {
+        let manager_dn = match mapping::manager_id(obj) {
+            Some(m) => self.dn(Kind::User, m)?,
+            None => None,
+        };
         let members = if kind == Kind::Group {
             let mut dns = Vec::new();
             for uid in self.view.members(id).map_err(|e| e.to_string())? {
@@ -112,7 +116,11 @@ impl Placer<'_> {
         } else {
             Vec::new()
         };
-        mapping::desired(self.cfg, kind, id, obj, members)
+        let refs = mapping::Refs {
+            member_dns: members,
+            manager_dn,
+        };
+        mapping::desired(self.cfg, kind, id, obj, refs)
     }
 
     fn group_dns(&self, obj: &Value) -> Result<Groups, String> {
