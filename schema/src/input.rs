@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use crate::model::{Asset, Group, Status, User};
 use crate::rules::{
-    check_country, check_hostname, check_ip, check_language, check_mail, check_string, parse_zulu,
-    ExcludeLists, Rule, UserRules, Violation, MAX_GROUPS,
+    check_country, check_hostname, check_ip, check_language, check_mail, check_string,
+    check_string_within, parse_zulu, ExcludeLists, Rule, UserRules, Violation, MAX_GROUPS,
 };
 
 /// Longest description or SID (free text the documents put no limit on).
@@ -64,10 +64,29 @@ fn check_field(
     field: &Field<String>,
     exclude: &ExcludeLists,
 ) -> Result<(), Violation> {
+    check_field_within(attribute, field, crate::rules::MAX_STRING_CHARS, exclude)
+}
+
+fn check_field_within(
+    attribute: &str,
+    field: &Field<String>,
+    max: usize,
+    exclude: &ExcludeLists,
+) -> Result<(), Violation> {
     match field {
-        Field::Set(v) => check_string(attribute, v, exclude),
+        Field::Set(v) => check_string_within(attribute, v, max, exclude),
         _ => Ok(()),
     }
+}
+
+/// A value the source's rule set may require: given and not empty, or
+/// absent when it is not required.
+fn required_field(attribute: &str, field: &Field<String>, required: bool) -> Result<(), Violation> {
+    let given = matches!(field, Field::Set(v) if !v.is_empty());
+    if required && !given {
+        return Err(Violation::new(attribute, "", Rule::Mandatory));
+    }
+    Ok(())
 }
 
 /// Free text: longer, and line breaks allowed, but no other control
@@ -94,13 +113,14 @@ fn mandatory(attribute: &str, value: &str) -> Result<(), Violation> {
     }
 }
 
-/// A user as a source states it. `mail`, `lastName` and `status` are
-/// mandatory (seed 003), so they are plain values.
+/// A user as a source states it. Whether `mail` and `lastName` are
+/// mandatory is the source's rule set's to say (seed 003: both, for CSV;
+/// RFC 7643: neither, for SCIM).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserInput {
     pub status: Status,
-    pub mail: String,
-    pub last_name: String,
+    pub mail: Field<String>,
+    pub last_name: Field<String>,
     pub login_name: Field<String>,
     pub first_name: Field<String>,
     pub display_name: Field<String>,
@@ -126,12 +146,13 @@ pub const SP_CUSTOM_ATTRIBUTES: [&str; 5] = [
 ];
 
 impl UserInput {
-    /// A user with the three mandatory values and nothing else stated.
+    /// A user with seed 003's three mandatory values and nothing else
+    /// stated.
     pub fn new(status: Status, mail: impl Into<String>, last_name: impl Into<String>) -> Self {
         Self {
             status,
-            mail: mail.into(),
-            last_name: last_name.into(),
+            mail: Field::Set(mail.into()),
+            last_name: Field::Set(last_name.into()),
             login_name: Field::Absent,
             first_name: Field::Absent,
             display_name: Field::Absent,
@@ -145,21 +166,25 @@ impl UserInput {
         }
     }
 
-    /// Every value rule of seed 003 that needs no look-up in the store
-    /// (uniqueness and group existence are the reconciler's).
+    /// Every value rule that needs no look-up in the store (uniqueness and
+    /// group existence are the reconciler's), with the source's rule set.
     pub fn validate(&self, rules: &UserRules) -> Result<(), Violation> {
         let ex = &rules.exclude;
-        mandatory("mail", &self.mail)?;
-        check_string("mail", &self.mail, ex)?;
-        check_mail("mail", &self.mail)?;
-        mandatory("lastName", &self.last_name)?;
-        check_string("lastName", &self.last_name, ex)?;
-        check_field("loginName", &self.login_name, ex)?;
-        check_field("firstName", &self.first_name, ex)?;
-        check_field("displayName", &self.display_name, ex)?;
-        check_field("externalId", &self.external_id, ex)?;
+        let set = &rules.set;
+        required_field("mail", &self.mail, set.require_mail)?;
+        if let Field::Set(mail) = &self.mail {
+            check_string_within("mail", mail, set.max_chars, ex)?;
+            check_mail("mail", mail)?;
+        }
+        required_field("lastName", &self.last_name, set.require_last_name)?;
+        let max = set.max_chars;
+        check_field_within("lastName", &self.last_name, max, ex)?;
+        check_field_within("loginName", &self.login_name, max, ex)?;
+        check_field_within("firstName", &self.first_name, max, ex)?;
+        check_field_within("displayName", &self.display_name, max, ex)?;
+        check_field_within("externalId", &self.external_id, max, ex)?;
         for (name, field) in SP_CUSTOM_ATTRIBUTES.iter().zip(&self.sp_custom_attributes) {
-            check_field(name, field, ex)?;
+            check_field_within(name, field, max, ex)?;
         }
         if let Field::Set(lang) = &self.language {
             check_language(lang)?;
@@ -196,8 +221,8 @@ impl UserInput {
     /// form of [`UserInput::groups`] (`None`: leave the groups alone).
     pub fn apply_to(self, user: &mut User, groups: Option<Vec<Uuid>>) {
         user.status = self.status;
-        user.mail = self.mail;
-        user.last_name = self.last_name;
+        self.mail.apply(&mut user.mail);
+        self.last_name.apply(&mut user.last_name);
         self.login_name.apply(&mut user.login_name);
         self.first_name.apply(&mut user.first_name);
         self.display_name.apply(&mut user.display_name);
@@ -361,12 +386,43 @@ mod tests {
     #[test]
     fn mandatory_values() {
         let mut u = ok_input();
-        u.last_name.clear();
+        u.last_name = Field::Set(String::new());
         assert_eq!(u.validate(&rules()).unwrap_err().rule, Rule::Mandatory);
         let mut u = ok_input();
-        u.mail.clear();
+        u.mail = Field::Clear;
         let v = u.validate(&rules()).unwrap_err();
         assert_eq!((v.attribute.as_str(), v.rule), ("mail", Rule::Mandatory));
+    }
+
+    #[test]
+    fn the_rule_set_decides_what_is_required_and_how_long() {
+        let scim = UserRules {
+            set: crate::RuleSet::RFC7643,
+            ..UserRules::default()
+        };
+        let mut u = ok_input();
+        u.mail = Field::Clear;
+        u.last_name = Field::Clear;
+        assert!(u.validate(&scim).is_ok(), "RFC 7643 requires neither");
+        let long = format!("{}@example.org", "a".repeat(60));
+        u.mail = Field::Set(long.clone());
+        assert!(u.validate(&scim).is_ok(), "a 72-character address");
+        let mut csv = ok_input();
+        csv.mail = Field::Set(long);
+        assert_eq!(
+            csv.validate(&rules()).unwrap_err().rule,
+            Rule::TooLong { max: 64 },
+            "seed 003: 64 characters"
+        );
+        u.display_name = Field::Set("x".repeat(300));
+        assert_eq!(
+            u.validate(&scim).unwrap_err().rule,
+            Rule::TooLong { max: 256 }
+        );
+        let huge = format!("{}@{}.org", "a".repeat(60), "b".repeat(200));
+        u.display_name = Field::Clear;
+        u.mail = Field::Set(huge);
+        assert!(u.validate(&scim).is_err(), "RFC 5321 bounds an address");
     }
 
     #[test]
@@ -408,9 +464,9 @@ mod tests {
         let mut user = User {
             id: Uuid::nil(),
             login_name: Some("ann".into()),
-            mail: "ann@example.org".into(),
+            mail: Some("ann@example.org".into()),
             first_name: Some("Ann".into()),
-            last_name: "Smith".into(),
+            last_name: Some("Smith".into()),
             display_name: Some("Ann Smith".into()),
             status: Status::Active,
             language: None,

@@ -25,4 +25,4 @@ pub use input::{AssetInput, Field, GroupInput, UserInput};
 pub use model::{
     ActivationMail, Asset, AssetState, Group, Kind, Meta, Operation, Source, Status, User,
 };
-pub use rules::{Rule, UserRules, Violation};
+pub use rules::{Rule, RuleSet, UserRules, Violation};

@@ -134,10 +134,14 @@ pub struct User {
     pub id: Uuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login_name: Option<String>,
-    pub mail: String,
+    /// Mandatory for CSV (seed 003), optional over SCIM (RFC 7643).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_name: Option<String>,
-    pub last_name: String,
+    /// Mandatory for CSV (seed 003), optional over SCIM (RFC 7643).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     pub status: Status,

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 /// Longest string attribute the documents allow (seed 003).
 pub const MAX_STRING_CHARS: usize = 64;
+/// Longest e-mail address (RFC 5321 §4.5.3.1.3: a path of 256 octets,
+/// brackets included).
+pub const MAX_MAIL_CHARS: usize = 254;
 /// Most groups one user may belong to (seed 003).
 pub const MAX_GROUPS: usize = 500;
 /// How much of an offending value a report repeats.
@@ -193,6 +196,38 @@ impl ExcludeLists {
     }
 }
 
+/// What a source must state of a user and how long its strings may be:
+/// one validation path ([`crate::UserInput::validate`]) with the rules of
+/// the source the user came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleSet {
+    /// `mail` is mandatory.
+    pub require_mail: bool,
+    /// `lastName` is mandatory.
+    pub require_last_name: bool,
+    /// Longest string attribute, in characters (an e-mail address may
+    /// also never pass [`MAX_MAIL_CHARS`]).
+    pub max_chars: usize,
+}
+
+impl RuleSet {
+    /// Seed 003's rules, the CSV import's: mail and lastName mandatory,
+    /// strings of at most 64 characters.
+    pub const SEED: RuleSet = RuleSet {
+        require_mail: true,
+        require_last_name: true,
+        max_chars: MAX_STRING_CHARS,
+    };
+
+    /// RFC 7643's: only `userName` is required (a SCIM user is stated by
+    /// its userName), and strings as long as real directories hold them.
+    pub const RFC7643: RuleSet = RuleSet {
+        require_mail: false,
+        require_last_name: false,
+        max_chars: 256,
+    };
+}
+
 /// The user rules an operator can tune; everything else is fixed by the
 /// documents.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,6 +236,8 @@ pub struct UserRules {
     pub group_separator: char,
     /// Exclude lists per attribute.
     pub exclude: ExcludeLists,
+    /// The source's required attributes and lengths.
+    pub set: RuleSet,
 }
 
 impl Default for UserRules {
@@ -208,6 +245,7 @@ impl Default for UserRules {
         Self {
             group_separator: '|',
             exclude: ExcludeLists::default(),
+            set: RuleSet::SEED,
         }
     }
 }
@@ -215,14 +253,18 @@ impl Default for UserRules {
 /// A string attribute: at most [`MAX_STRING_CHARS`] characters, no control
 /// characters, not on the exclude list.
 pub fn check_string(attribute: &str, value: &str, exclude: &ExcludeLists) -> Result<(), Violation> {
-    if value.chars().count() > MAX_STRING_CHARS {
-        return Err(Violation::new(
-            attribute,
-            value,
-            Rule::TooLong {
-                max: MAX_STRING_CHARS,
-            },
-        ));
+    check_string_within(attribute, value, MAX_STRING_CHARS, exclude)
+}
+
+/// [`check_string`] with a source's own length bound.
+pub fn check_string_within(
+    attribute: &str,
+    value: &str,
+    max: usize,
+    exclude: &ExcludeLists,
+) -> Result<(), Violation> {
+    if value.chars().count() > max {
+        return Err(Violation::new(attribute, value, Rule::TooLong { max }));
     }
     if value.chars().any(|c| c.is_control() && c != '\t') {
         return Err(Violation::new(attribute, value, Rule::ControlCharacter));
@@ -248,6 +290,10 @@ pub fn parse_status(value: &str) -> Result<crate::Status, Violation> {
 /// host-name labels with at least one dot, no blanks.
 pub fn check_mail(attribute: &str, value: &str) -> Result<(), Violation> {
     let bad = || Violation::new(attribute, value, Rule::Mail);
+    if value.chars().count() > MAX_MAIL_CHARS {
+        let max = MAX_MAIL_CHARS;
+        return Err(Violation::new(attribute, value, Rule::TooLong { max }));
+    }
     let (local, domain) = value.split_once('@').ok_or_else(bad)?;
     if local.is_empty()
         || local.len() > 64

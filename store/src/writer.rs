@@ -216,7 +216,7 @@ mod tests {
         let b = tx.create_user(user("b@x.org"), &how).unwrap().id();
         let existing = tx.user(a).unwrap().unwrap();
         let mut renamed = user("b@x.org");
-        renamed.last_name = "Clash".into();
+        renamed.last_name = idsync_schema::Field::Set("Clash".into());
         assert!(
             tx.update_user(existing, renamed, &how).is_err(),
             "b's mail is taken"

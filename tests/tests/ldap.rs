@@ -559,4 +559,17 @@ fn scim_attributes_and_the_manager_reach_ldap() {
     assert_eq!(one("street"), "Hauptstr. 1");
     assert_eq!(one("postalCode"), "10115");
     assert_eq!(one("manager").to_lowercase(), dn("boss"));
+
+    // RFC 7643 requires no surname: `person`'s sn and cn fall back.
+    post(serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "room-412", "displayName": "Room 4.12"
+    }));
+    wait_until("the room in LDAP", WAIT, || {
+        slapd.entry(&dn("room-412")).is_some()
+    });
+    let room = slapd.entry(&dn("room-412")).unwrap();
+    assert_eq!(room.one("sn").as_deref(), Some("Room 4.12"));
+    assert_eq!(room.one("cn").as_deref(), Some("Room 4.12"));
+    assert!(room.one("mail").is_none());
 }

@@ -147,7 +147,8 @@ fn user_lifecycle_with_etags_and_errors() {
         "/Users",
         json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "x@y.org"}),
     );
-    assert_eq!(r.status, 400);
+    assert_eq!(r.status, 201, "RFC 7643: no familyName needed: {}", r.body);
+    assert_eq!(r.body["emails"][0]["value"], "x@y.org", "userName as mail");
     let r = s.post("/Users", json!({"not": "scim"}));
     assert_eq!(
         (r.status, r.body["scimType"].as_str()),
@@ -232,7 +233,7 @@ fn user_lifecycle_with_etags_and_errors() {
     );
     let r = s.patch(
         &format!("/Users/{id}"),
-        json!([{"op": "replace", "path": "name.familyName", "value": ""}]),
+        json!([{"op": "replace", "path": "preferredLanguage", "value": "Klingon"}]),
     );
     assert_eq!(
         (r.status, r.body["scimType"].as_str()),
@@ -1414,4 +1415,58 @@ fn core_and_enterprise_attributes_are_kept_and_patched() {
     let mut bad = user("dora", "dora@example.org", "D");
     bad["shoeSize"] = json!(42);
     assert_eq!(s.post("/Users", bad).status, 400);
+}
+
+/// Issue 14: SCIM follows RFC 7643's rules by default (only `userName` is
+/// required, strings as long as directories hold them), seed 003's CSV
+/// rules when configured, and `/Schemas` says which.
+#[test]
+fn rule_sets_per_source_and_schemas_tell_the_truth() {
+    let family_required = |s: &Scim| {
+        let all = s.get("/Schemas/urn:ietf:params:scim:schemas:core:2.0:User");
+        let name = all.body["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "name")
+            .unwrap()
+            .clone();
+        let family = name["subAttributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "familyName")
+            .unwrap()
+            .clone();
+        family["required"].as_bool().unwrap()
+    };
+    let s = Scim::start("", "");
+    assert!(!family_required(&s));
+    let r = s.post(
+        "/Users",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "room-4.12"}),
+    );
+    assert_eq!(r.status, 201, "userName alone is a user: {}", r.body);
+    assert!(r.body.get("emails").is_none(), "{}", r.body);
+    let long_mail = format!("{}@service-accounts.example.org", "a".repeat(48));
+    assert_eq!(long_mail.len(), 77);
+    let r = s.post("/Users", user("svc", &long_mail, "Service"));
+    assert_eq!(r.status, 201, "a 77-character address: {}", r.body);
+    assert_eq!(r.body["emails"][0]["value"], long_mail.as_str());
+    let r = s.post(
+        "/Users",
+        user("x", &format!("{}@example.org", "a".repeat(250)), "X"),
+    );
+    assert_eq!(r.status, 400, "RFC 5321 still bounds it: {}", r.body);
+
+    let strict = Scim::start("require = [\"mail\", \"lastName\"]\nmax_chars = 64", "");
+    assert!(family_required(&strict));
+    let r = strict.post(
+        "/Users",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "room-4.12"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.body["scimType"], "invalidValue");
+    let r = strict.post("/Users", user("svc", &long_mail, "Service"));
+    assert_eq!(r.status, 400, "64 characters: {}", r.body);
 }

@@ -193,8 +193,10 @@ impl Default for LdapConfig {
                 "uid={loginName|mail},ou=people,{base_dn}",
                 &["inetOrgPerson", "organizationalPerson", "person", "top"],
                 &[
-                    ("cn", "{displayName|lastName}"),
-                    ("sn", "{lastName}"),
+                    // `person` requires cn and sn; a SCIM user may have
+                    // no lastName (RFC 7643), so both fall back.
+                    ("cn", "{displayName|lastName|loginName|mail}"),
+                    ("sn", "{lastName|displayName|loginName|mail}"),
                     ("givenName", "{firstName}"),
                     ("displayName", "{displayName}"),
                     ("mail", "{mail}"),

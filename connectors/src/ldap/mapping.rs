@@ -389,7 +389,10 @@ mod tests {
         let r = c.resolved();
         assert!(r.users.enabled);
         assert_eq!(r.users.object_classes[0], "inetOrgPerson");
-        assert_eq!(r.users.attributes["sn"], "{lastName}");
+        assert_eq!(
+            r.users.attributes["sn"],
+            "{lastName|displayName|loginName|mail}"
+        );
         assert_eq!(r.users.dn, "uid={loginName},ou=staff,{base_dn}");
     }
 

@@ -22,7 +22,7 @@ pub fn show(store: &Store, kind: Kind, key: &str) -> Result<u8> {
                 .member_users(g.id)
                 .unwrap_or_default()
                 .into_iter()
-                .map(|u| u.mail)
+                .map(|u| u.mail.or(u.login_name).unwrap_or_else(|| u.id.to_string()))
                 .collect();
             let mut v = serde_json::to_value(&g).expect("serialises");
             v["members"] = members.into();
@@ -107,9 +107,9 @@ pub fn list(store: &Store, kind: Kind, format: Format) -> Result<()> {
         Kind::User => each!(User, |u: &User| format!(
             "{}\t{}\t{}\t{}\t{}",
             u.id,
-            u.mail,
+            u.mail.as_deref().unwrap_or("-"),
             u.login_name.as_deref().unwrap_or("-"),
-            u.last_name,
+            u.last_name.as_deref().unwrap_or("-"),
             u.status.as_str()
         )),
         Kind::Group => each!(Group, |g: &Group| format!("{}\t{}", g.id, g.display_name)),

@@ -527,6 +527,9 @@ impl Config {
             rules: UserRules {
                 group_separator: self.users.group_separator.chars().next().unwrap_or('|'),
                 exclude: ExcludeLists::new(self.users.exclude.clone()),
+                // Seed 003's rules: the CSV import's, and every source's
+                // but SCIM's (`[scim] require`, `max_chars`).
+                set: idsync_schema::RuleSet::SEED,
             },
         }
     }

@@ -201,20 +201,32 @@ fn kept(def: &attributes::Def) -> Attr {
     Attr::complex(def.name, subs).multi()
 }
 
+/// `attr`, required when `yes`.
+fn required_if(attr: Attr, yes: bool) -> Attr {
+    if yes {
+        attr.required()
+    } else {
+        attr
+    }
+}
+
 fn user_schema(cfg: &Advertised) -> Value {
-    let mut name_parts = vec![Attr::new("givenName"), Attr::new("familyName").required()];
+    // What is required is the SCIM rule set's (`scim.require`).
+    let family_name = required_if(Attr::new("familyName"), cfg.rules.require_last_name);
+    let mut name_parts = vec![Attr::new("givenName"), family_name];
     name_parts.extend(attributes::NAME.iter().map(|p| Attr::new(p)));
     let name = Attr::complex("name", name_parts);
     let emails = Attr::complex(
         "emails",
         vec![
-            Attr::new("value").required().unique(),
+            Attr::new("value").unique(),
             Attr::new("type"),
             Attr::new("primary").boolean(),
         ],
     )
     .multi();
-    let attributes = vec![
+    let emails = required_if(emails, cfg.rules.require_mail);
+    let mut attrs = vec![
         Attr::new("userName")
             .required()
             .unique()
@@ -233,14 +245,13 @@ fn user_schema(cfg: &Advertised) -> Value {
             .set("mutability", "writeOnly")
             .set("returned", "never"),
     ];
-    let mut attributes = attributes;
-    attributes.extend(
+    attrs.extend(
         attributes::USER
             .iter()
             .filter(|d| d.name != "locale")
             .map(kept),
     );
-    schema(cfg, USER_SCHEMA, "User", attributes)
+    schema(cfg, USER_SCHEMA, "User", attrs)
 }
 
 fn enterprise_user_schema(cfg: &Advertised) -> Value {
@@ -343,6 +354,7 @@ mod tests {
     use super::*;
 
     const CFG: Advertised = Advertised {
+        rules: crate::RuleSet::RFC7643,
         url_base: "/scim/v2",
         bulk_max_operations: 1000,
         max_body_bytes: 1 << 20,
@@ -369,7 +381,7 @@ mod tests {
         User.externalId string 0 0 1 readWrite default server "the identity provider's id"
         User.name complex 0 0 0 readWrite default none
         User.name.givenName string 0 0 0 readWrite default none
-        User.name.familyName string 0 1 0 readWrite default none
+        User.name.familyName string 0 0 0 readWrite default none
         User.name.formatted string 0 0 0 readWrite default none
         User.name.middleName string 0 0 0 readWrite default none
         User.name.honorificPrefix string 0 0 0 readWrite default none
@@ -379,7 +391,7 @@ mod tests {
         User.preferredLanguage string 0 0 0 readWrite default none
         User.locale string 0 0 0 readWrite default none
         User.emails complex 1 0 0 readWrite default none
-        User.emails.value string 0 1 0 readWrite default server
+        User.emails.value string 0 0 0 readWrite default server
         User.emails.type string 0 0 0 readWrite default none
         User.emails.primary boolean 0 0 0 readWrite default none
         User.groups complex 1 0 0 readOnly default none
@@ -533,6 +545,33 @@ mod tests {
     }
 
     #[test]
+    fn required_attributes_follow_the_rule_set() {
+        let strict = Advertised {
+            rules: crate::RuleSet::SEED,
+            ..CFG
+        };
+        let user = &schemas(&strict)[0];
+        let attr = |name: &str| {
+            user["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["name"] == name)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(attr("emails")["required"], true);
+        let family = attr("name")["subAttributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "familyName")
+            .unwrap()
+            .clone();
+        assert_eq!(family["required"], true);
+    }
+
+    #[test]
     fn schemas_snapshot() {
         let all = schemas(&CFG);
         let mut lines = Vec::new();
@@ -554,7 +593,7 @@ mod tests {
         let text = serde_json::to_string(&all).unwrap();
         assert_eq!(
             (text.len(), fingerprint(&text)),
-            (21980, 0x332a_3fc6_b492_2d04)
+            (21982, 0xf5aa_4ece_dcdc_63e0)
         );
     }
 }

@@ -56,7 +56,7 @@ fn put_opt(map: &mut Map<String, Value>, key: &str, v: &Option<String>) {
 pub fn user_to_json(u: &User, groups: &[(Uuid, String)], base: &str) -> Value {
     let mut name = Map::new();
     put_opt(&mut name, "givenName", &u.first_name);
-    name.insert("familyName".into(), json!(u.last_name));
+    put_opt(&mut name, "familyName", &u.last_name);
     let mut ext = Map::new();
     put_opt(&mut ext, "validFrom", &u.valid_from);
     put_opt(&mut ext, "validTo", &u.valid_to);
@@ -71,18 +71,22 @@ pub fn user_to_json(u: &User, groups: &[(Uuid, String)], base: &str) -> Value {
     v.insert("schemas".into(), json!([USER_SCHEMA, IDSYNC_USER_SCHEMA]));
     v.insert("id".into(), json!(u.id));
     put_opt(&mut v, "externalId", &u.external_id);
+    // A CSV user may have no loginName; it always has a mail.
+    let user_name = u.login_name.as_ref().or(u.mail.as_ref());
     v.insert(
         "userName".into(),
-        json!(u.login_name.as_deref().unwrap_or(&u.mail)),
+        json!(user_name.cloned().unwrap_or_default()),
     );
     v.insert("name".into(), Value::Object(name));
     put_opt(&mut v, "displayName", &u.display_name);
     v.insert("active".into(), json!(u.status == Status::Active));
     put_opt(&mut v, "preferredLanguage", &u.language);
-    v.insert(
-        "emails".into(),
-        json!([{"value": u.mail, "type": "work", "primary": true}]),
-    );
+    if let Some(mail) = &u.mail {
+        v.insert(
+            "emails".into(),
+            json!([{"value": mail, "type": "work", "primary": true}]),
+        );
+    }
     if !groups.is_empty() {
         let gs: Vec<Value> = groups
             .iter()
@@ -258,19 +262,14 @@ fn primary_mail(body: &Value) -> Result<Option<String>, ScimError> {
 pub fn user_input(body: &Value) -> Result<UserInput, ScimError> {
     let user_name = required(body, "userName")?;
     let name = get_ci(body, "name");
+    // Whether mail and lastName are mandatory is the rule set's to say
+    // (`scim.require`), when the input is validated.
     let mail = match primary_mail(body)? {
-        Some(m) => m,
-        None if user_name.contains('@') => user_name.clone(),
-        None => {
-            return Err(invalid(
-                "emails: a user needs an e-mail address (mail is mandatory)",
-            ))
-        }
+        Some(m) => Field::Set(m),
+        None if user_name.contains('@') => Field::Set(user_name.clone()),
+        None => Field::Clear,
     };
-    let last_name = match text(name, "familyName")? {
-        Field::Set(s) => s,
-        _ => return Err(invalid("name.familyName is mandatory (idsync's lastName)")),
-    };
+    let last_name = text(name, "familyName")?;
     let status = match get_ci(body, "active") {
         None | Some(Value::Null) => Status::Active,
         Some(v) => {
@@ -281,7 +280,9 @@ pub fn user_input(body: &Value) -> Result<UserInput, ScimError> {
             }
         }
     };
-    let mut input = UserInput::new(status, mail, last_name);
+    let mut input = UserInput::new(status, "", "");
+    input.mail = mail;
+    input.last_name = last_name;
     input.login_name = Field::Set(user_name);
     input.first_name = text(name, "givenName")?;
     input.display_name = text(Some(body), "displayName")?;
@@ -351,9 +352,9 @@ mod tests {
         User {
             id: Uuid::now_v7(),
             login_name: Some("ann".into()),
-            mail: "ann@x.org".into(),
+            mail: Some("ann@x.org".into()),
             first_name: Some("Ann".into()),
-            last_name: "Smith".into(),
+            last_name: Some("Smith".into()),
             display_name: None,
             status: Status::Active,
             language: Some("de".into()),
@@ -378,8 +379,8 @@ mod tests {
         assert_eq!(v["userName"], "ann");
         assert_eq!(v["meta"]["version"], "W/\"1\"");
         let input = user_input(&v).unwrap();
-        assert_eq!(input.mail, "ann@x.org");
-        assert_eq!(input.last_name, "Smith");
+        assert_eq!(input.mail, Field::Set("ann@x.org".into()));
+        assert_eq!(input.last_name, Field::Set("Smith".into()));
         assert_eq!(input.first_name, Field::Set("Ann".into()));
         assert_eq!(input.language, Field::Set("de".into()));
         assert_eq!(input.valid_from, Field::Set("20240101000000Z".into()));
@@ -395,19 +396,24 @@ mod tests {
             "emails": [{"value": "home@x.org", "type": "home"}, {"value": "work@x.org", "type": "work"}]});
         let i = user_input(&v).unwrap();
         assert_eq!(
-            (i.mail.as_str(), i.status),
-            ("work@x.org", Status::Inactive)
+            (i.mail, i.status),
+            (Field::Set("work@x.org".into()), Status::Inactive)
         );
         let v = json!({"userName": "bob@x.org", "name": {"familyName": "B"}});
         assert_eq!(
             user_input(&v).unwrap().mail,
-            "bob@x.org",
+            Field::Set("bob@x.org".into()),
             "userName as mail"
         );
+        // Whether these may be missing is the rule set's to say.
         let v = json!({"userName": "bob", "name": {"familyName": "B"}});
-        assert!(user_input(&v).is_err(), "no mail at all");
+        assert_eq!(user_input(&v).unwrap().mail, Field::Clear, "no mail at all");
         let v = json!({"userName": "bob@x.org"});
-        assert!(user_input(&v).is_err(), "no familyName");
+        assert_eq!(
+            user_input(&v).unwrap().last_name,
+            Field::Clear,
+            "no familyName"
+        );
         assert!(require_schema(&json!({"not": "scim"}), USER_SCHEMA).is_err());
     }
 }

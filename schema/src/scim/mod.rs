@@ -26,6 +26,9 @@ pub struct Advertised<'a> {
     /// The absolute URL of the endpoints (`https://idp.example.org/scim/v2`):
     /// what `meta.location` and `$ref` values start with.
     pub url_base: &'a str,
+    /// What a user must have: `/Schemas` says `emails` and
+    /// `name.familyName` are required only when they are.
+    pub rules: crate::RuleSet,
     /// Most operations in one Bulk request.
     pub bulk_max_operations: usize,
     /// Largest request body, in bytes.

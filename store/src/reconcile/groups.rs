@@ -221,7 +221,9 @@ impl Tx<'_> {
 fn check_room(user: &User) -> Result<(), WriteError> {
     if user.groups.len() >= MAX_GROUPS {
         let max = MAX_GROUPS;
-        return Err(Violation::new("members", &user.mail, Rule::TooManyGroups { max }).into());
+        let who = user.login_name.as_ref().or(user.mail.as_ref());
+        let who = who.map_or_else(|| user.id.to_string(), Clone::clone);
+        return Err(Violation::new("members", &who, Rule::TooManyGroups { max }).into());
     }
     Ok(())
 }

@@ -63,7 +63,12 @@ macro_rules! stored {
 
 stored!(User, Kind::User, {
     fn index_keys(&self) -> Vec<Vec<u8>> {
-        let mut k = vec![Index::UserMail.key(&self.mail)];
+        let mut k: Vec<Vec<u8>> = self
+            .mail
+            .as_deref()
+            .map(|m| Index::UserMail.key(m))
+            .into_iter()
+            .collect();
         k.extend(self.login_name.as_deref().map(|v| Index::UserLogin.key(v)));
         k.extend(
             self.external_id
@@ -79,7 +84,7 @@ stored!(User, Kind::User, {
             .collect()
     }
     fn digest_key(&self) -> Option<Vec<u8>> {
-        Some(Index::UserMail.key(&self.mail))
+        self.mail.as_deref().map(|m| Index::UserMail.key(m))
     }
 });
 

@@ -262,7 +262,10 @@ fn update_user_with_a_new_mail_moves_the_mail_index() {
         Some(id)
     );
     let user = stored_user(&rec, id).unwrap();
-    assert_eq!((user.mail.as_str(), user.meta.version), ("anne@x.org", 2));
+    assert_eq!(
+        (user.mail.as_deref(), user.meta.version),
+        (Some("anne@x.org"), 2)
+    );
     let e = only_event_after(&rec, head);
     assert_eq!(
         (e.kind, e.id, e.operation, e.version),

@@ -26,8 +26,11 @@ impl Tx<'_> {
         let mut digest = None;
         let matched = match how.match_key.unwrap_or(self.settings.user_match) {
             UserMatch::Mail => {
+                let Field::Set(mail) = &input.mail else {
+                    return Err(Violation::new("mail", "", Rule::Mandatory).into());
+                };
                 let d = self.user_digest(&input, groups.as_deref(), how);
-                let entry = self.read(&Index::UserMail.key(&input.mail))?;
+                let entry = self.read(&Index::UserMail.key(mail))?;
                 let id = entry.as_deref().and_then(keys::trailing_id);
                 if let (Some(id), Some(entry)) = (id, &entry) {
                     if entry.len() == 32 && entry[..16] == d {
@@ -88,9 +91,9 @@ impl Tx<'_> {
         text(how.end_state.map_or("\0", Status::as_str));
         text(status.as_str());
         text(how.application.as_deref().unwrap_or("\0"));
-        text(mail);
-        text(last_name);
         for f in [
+            mail,
+            last_name,
             login_name,
             first_name,
             display_name,
@@ -195,9 +198,9 @@ impl Tx<'_> {
         let mut user = existing.clone().unwrap_or_else(|| User {
             id,
             login_name: None,
-            mail: String::new(),
+            mail: None,
             first_name: None,
-            last_name: String::new(),
+            last_name: None,
             display_name: None,
             status: input.status,
             language: None,
@@ -253,8 +256,8 @@ impl Tx<'_> {
         let values = [
             (
                 Index::UserMail,
-                old.map(|u| u.mail.as_str()),
-                Some(&input.mail),
+                old.and_then(|u| u.mail.as_deref()),
+                input.mail.value(),
             ),
             (
                 Index::UserLogin,

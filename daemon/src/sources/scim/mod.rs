@@ -73,6 +73,11 @@ pub struct ScimConfig {
     pub bulk_max_operations: usize,
     /// Most write requests that share one commit.
     pub max_batch: usize,
+    /// What a user must have beyond `userName`: any of `mail` and
+    /// `lastName` (RFC 7643 requires neither; seed 003's CSV rules both).
+    pub require: Vec<String>,
+    /// Longest string attribute of a user, in characters.
+    pub max_chars: usize,
     /// Connections served at once.
     pub max_connections: usize,
     /// Connections one peer address may hold.
@@ -101,6 +106,8 @@ impl Default for ScimConfig {
             delete_deactivates: false,
             bulk_max_operations: 1000,
             max_batch: 512,
+            require: Vec::new(),
+            max_chars: idsync_schema::RuleSet::RFC7643.max_chars,
             max_connections: 1024,
             max_connections_per_peer: 32,
             first_byte_timeout_ms: 3000,
@@ -121,6 +128,16 @@ impl ScimConfig {
             return Err((
                 "scim.base_path",
                 format!("`{bp}` must start with `/` and not end with one"),
+            ));
+        }
+        if let Some(bad) = self
+            .require
+            .iter()
+            .find(|r| !matches!(r.as_str(), "mail" | "lastName"))
+        {
+            return Err((
+                "scim.require",
+                format!("`{bad}`: only `mail` and `lastName` can be required"),
             ));
         }
         if let Some(url) = &self.public_url {
@@ -145,6 +162,7 @@ impl ScimConfig {
             ("scim.max_results", self.max_results),
             ("scim.bulk_max_operations", self.bulk_max_operations),
             ("scim.max_batch", self.max_batch),
+            ("scim.max_chars", self.max_chars),
             ("scim.max_connections", self.max_connections),
             (
                 "scim.max_connections_per_peer",
@@ -175,9 +193,20 @@ impl ScimConfig {
     pub fn advertised<'a>(&'a self, url_base: &'a str) -> idsync_schema::scim::Advertised<'a> {
         idsync_schema::scim::Advertised {
             url_base,
+            rules: self.rule_set(),
             bulk_max_operations: self.bulk_max_operations,
             max_body_bytes: self.max_body_bytes,
             max_results: self.max_results,
+        }
+    }
+
+    /// The rule set SCIM writes of users are checked with.
+    pub fn rule_set(&self) -> idsync_schema::RuleSet {
+        let requires = |name: &str| self.require.iter().any(|r| r == name);
+        idsync_schema::RuleSet {
+            require_mail: requires("mail"),
+            require_last_name: requires("lastName"),
+            max_chars: self.max_chars,
         }
     }
 

@@ -80,7 +80,8 @@ fn user_display(u: &User) -> String {
     u.display_name
         .clone()
         .or_else(|| u.login_name.clone())
-        .unwrap_or_else(|| u.mail.clone())
+        .or_else(|| u.mail.clone())
+        .unwrap_or_else(|| u.id.to_string())
 }
 
 impl Resource for User {

@@ -37,8 +37,13 @@ where
         .await
 }
 
+/// The user rules with SCIM's rule set (`[scim] require`, `max_chars`):
+/// RFC 7643's by default, not seed 003's CSV rules.
 fn rules(state: &State) -> UserRules {
-    state.rec.settings().rules.clone()
+    UserRules {
+        set: state.cfg.rule_set(),
+        ..state.rec.settings().rules.clone()
+    }
 }
 
 fn missing<R: Resource>(id: Uuid) -> ScimError {
