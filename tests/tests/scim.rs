@@ -1173,7 +1173,7 @@ fn deep_pages_are_exact_in_id_order() {
         assert_eq!(names(2401, 200), expect(2400, 100));
         assert_eq!(names(2000, 1), expect(1999, 1));
     }
-    // A change forgets the anchors; pages stay exact.
+    // Writes move the anchors rather than forget them; pages stay exact.
     let r = s.post("/Users", user("zz", "zz@example.org", "Z"));
     assert_eq!(r.status, 201);
     let r = s.get("/Users?startIndex=2500&count=5&attributes=userName");
@@ -1185,6 +1185,99 @@ fn deep_pages_are_exact_in_id_order() {
         .map(|u| u["userName"].as_str().unwrap())
         .collect();
     assert_eq!(got, ["p2499", "zz"]);
+    // Deleting p0300 (before the anchors at 511, 767, …) and p1023 (an
+    // anchor's own object) shifts every later position one place down.
+    for gone in ["p0300", "p1023"] {
+        let r = s.get(&format!(
+            "/Users?filter={}",
+            encode(&format!("userName eq \"{gone}\""))
+        ));
+        let id = r.body["Resources"][0]["id"].as_str().unwrap().to_owned();
+        assert_eq!(s.delete(&format!("/Users/{id}")).status, 204);
+    }
+    let shifted = |from: usize, n: usize| -> Vec<String> {
+        (from..from + n)
+            .map(|i| i + usize::from(i >= 300) + usize::from(i >= 1022))
+            .map(|i| format!("p{i:04}"))
+            .collect()
+    };
+    let names = |start: usize, count: usize| -> Vec<String> {
+        let r = s.get(&format!(
+            "/Users?startIndex={start}&count={count}&attributes=userName"
+        ));
+        assert_eq!(r.body["totalResults"], 2499);
+        r.body["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["userName"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for _ in 0..2 {
+        assert_eq!(names(299, 3), shifted(298, 3));
+        assert_eq!(names(1020, 4), shifted(1019, 4));
+        assert_eq!(names(2000, 3), shifted(1999, 3));
+    }
+}
+
+/// Cursor pagination (the IETF SCIM draft): a walk by `nextCursor` sees
+/// every user once, in id order, across writes; a cursor the server did
+/// not give is `invalidCursor`; a cursor does not go with a filter.
+#[test]
+fn cursor_pages_see_every_user_once() {
+    let s = Scim::start("", "");
+    let mut made = Vec::new();
+    for i in 0..25 {
+        let r = s.post(
+            "/Users",
+            user(&format!("c{i:02}"), &format!("c{i:02}@example.org"), "C"),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        made.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    let spc = s.get("/ServiceProviderConfig");
+    assert_eq!(spc.body["pagination"]["cursor"], true);
+    assert_eq!(spc.body["pagination"]["index"], true);
+
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let r = s.get(&format!("/Users?cursor={cursor}&count=10&attributes=id"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.get("startIndex").is_none());
+        for u in r.body["Resources"].as_array().unwrap() {
+            seen.push(u["id"].as_str().unwrap().to_owned());
+        }
+        if seen.len() == 10 {
+            // A user created mid-walk has the newest id: the walk meets it.
+            let r = s.post("/Users", user("c99", "c99@example.org", "C"));
+            made.push(r.body["id"].as_str().unwrap().to_owned());
+        }
+        match r.body["nextCursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, made, "every user once, in id (creation) order");
+
+    let r = s.get("/Users?cursor=not-a-cursor");
+    assert_eq!(
+        (r.status, r.body["scimType"].as_str()),
+        (400, Some("invalidCursor"))
+    );
+    let r = s.get(&format!(
+        "/Users?cursor=&filter={}",
+        encode("userName sw \"c\"")
+    ));
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = s.post(
+        "/Users/.search",
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+               "cursor": "", "count": 30}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["Resources"].as_array().unwrap().len(), 26);
+    assert!(r.body.get("nextCursor").is_none());
 }
 
 /// RFC 7644 corner cases a generic client meets (issue 14): the

@@ -28,6 +28,16 @@ pub fn service_provider_config(cfg: &Advertised) -> Value {
         "changePassword": {"supported": false},
         "sort": {"supported": true},
         "etag": {"supported": true},
+        // The IETF SCIM cursor pagination draft: both methods; a cursor
+        // never expires (it is the last id of the page before).
+        "pagination": {
+            "cursor": true,
+            "index": true,
+            "defaultPaginationMethod": "index",
+            "defaultPageSize": cfg.default_count,
+            "maxPageSize": cfg.max_results,
+            "cursorTimeout": 0,
+        },
         "authenticationSchemes": [{
             "type": "oauthbearertoken",
             "name": "Bearer token",
@@ -355,6 +365,7 @@ mod tests {
 
     const CFG: Advertised = Advertised {
         rules: crate::RuleSet::RFC7643,
+        default_count: 100,
         url_base: "/scim/v2",
         bulk_max_operations: 1000,
         max_body_bytes: 1 << 20,

@@ -24,6 +24,8 @@ pub enum ScimType {
     InvalidPath,
     NoTarget,
     InvalidValue,
+    /// A cursor the server did not give (IETF SCIM cursor pagination).
+    InvalidCursor,
 }
 
 impl ScimType {
@@ -38,6 +40,7 @@ impl ScimType {
             ScimType::InvalidPath => "invalidPath",
             ScimType::NoTarget => "noTarget",
             ScimType::InvalidValue => "invalidValue",
+            ScimType::InvalidCursor => "invalidCursor",
         }
     }
 }

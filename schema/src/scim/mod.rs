@@ -35,4 +35,6 @@ pub struct Advertised<'a> {
     pub max_body_bytes: usize,
     /// Most resources a page or a filter returns.
     pub max_results: usize,
+    /// Page size when the client gives no `count`.
+    pub default_count: usize,
 }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::error::{ScimError, ScimType};
 use super::index::plan;
-use super::paging::page_in_order;
+use super::paging::{page_after_cursor, page_in_order};
 use super::query::Query;
 use super::read::{decode, fetch};
 use super::resource::Resource;
@@ -38,6 +38,15 @@ pub(crate) fn list<R: Resource>(state: &State, q: Query) -> Result<Value, ScimEr
         .transpose()
         .map_err(|e| ScimError::bad(ScimType::InvalidValue, e))?;
     let with_members = q.projection.wants("members");
+    if let Some(cursor) = &q.cursor {
+        if filter.is_some() || sort.is_some() || q.start_index.is_some() {
+            return Err(ScimError::bad(
+                ScimType::InvalidValue,
+                "cursor pagination is for unfiltered, unsorted lists, without startIndex",
+            ));
+        }
+        return cursor_list::<R>(state, &q, cursor, count, with_members);
+    }
 
     let (total_results, page) = match (&filter, &sort) {
         // The common case: pages of everything in id order, no sort.
@@ -79,6 +88,34 @@ pub(crate) fn list<R: Resource>(state: &State, q: Query) -> Result<Value, ScimEr
         "itemsPerPage": resources.len(),
         "Resources": resources,
     }))
+}
+
+/// A ListResponse page of the cursor pagination draft: `nextCursor` when
+/// there is more, no `startIndex`.
+fn cursor_list<R: Resource>(
+    state: &State,
+    q: &Query,
+    cursor: &str,
+    count: usize,
+    with_members: bool,
+) -> Result<Value, ScimError> {
+    let total = state.lists.total(state.store(), R::KIND)?;
+    let page = page_after_cursor::<R>(state, cursor, count, with_members)?;
+    let resources = page
+        .resources
+        .into_iter()
+        .map(|v| q.projection.apply(v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut list = json!({
+        "schemas": [LIST_SCHEMA],
+        "totalResults": total,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    });
+    if let Some(next) = page.next {
+        list["nextCursor"] = json!(next);
+    }
+    Ok(list)
 }
 
 fn parse_filter(cfg: &ScimConfig, text: Option<&str>) -> Result<Option<Filter>, ScimError> {

@@ -34,6 +34,7 @@ use super::ScimConfig;
 use crate::infra::auth::{Auth, Denied, Role};
 use crate::infra::conn_limit::{Limiter, Slot};
 use crate::infra::metrics::Metrics;
+use idsync_schema::Kind;
 use idsync_store::reconcile::Reconciler;
 use idsync_store::writer::Writer;
 
@@ -72,6 +73,9 @@ pub async fn start(
         _ => None,
     };
     let state = Arc::new(State::new(cfg.clone(), rec, writer));
+    for kind in [Kind::User, Kind::Group, Kind::Asset] {
+        state.lists.map_in_background(&state.rec, kind);
+    }
     tracing::info!(%listen, base_path = %cfg.base(), tls = tls.is_some(), "SCIM listener started");
     Ok(Some(tokio::spawn(async move {
         serve_scim(listener, limiter, state, auth, tls, shutdown).await;

@@ -13,7 +13,8 @@
 //!   one trait, so that the operations are written once:
 //!   - reads: `read` (one resource), `query` and `projection` (the
 //!     parameters), `list` (filter, sort, page), `index` (filters
-//!     answered from indexes), `paging` (totals and page anchors);
+//!     answered from indexes), `paging` (pages in id order),
+//!     `list_cache` (totals and page anchors);
 //!   - writes: `write` (POST, PUT, PATCH, DELETE through the
 //!     group-commit `idsync_store::writer`, into the reconciler, the one
 //!     write path), `members` (group memberships), `etag`
@@ -26,6 +27,7 @@ mod error;
 mod etag;
 mod index;
 mod list;
+mod list_cache;
 pub mod listener;
 mod members;
 mod paging;
@@ -197,6 +199,7 @@ impl ScimConfig {
             bulk_max_operations: self.bulk_max_operations,
             max_body_bytes: self.max_body_bytes,
             max_results: self.max_results,
+            default_count: self.default_count,
         }
     }
 

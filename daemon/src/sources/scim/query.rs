@@ -18,6 +18,8 @@ pub(crate) struct Query {
     pub(crate) descending: bool,
     pub(crate) start_index: Option<i64>,
     pub(crate) count: Option<i64>,
+    /// Cursor pagination (the IETF draft): empty for the first page.
+    pub(crate) cursor: Option<String>,
     pub(crate) projection: Projection,
 }
 
@@ -54,6 +56,7 @@ impl Query {
                 .unwrap_or(false),
             start_index: int("startIndex")?,
             count: int("count")?,
+            cursor: q.get("cursor").cloned(),
             projection: Projection::from_params(q),
         })
     }
@@ -75,6 +78,7 @@ impl Query {
                 .unwrap_or(false),
             start_index: n("startIndex")?,
             count: n("count")?,
+            cursor: s("cursor"),
             projection: Projection::from_body(b),
         })
     }

@@ -8,7 +8,7 @@ use idsync_store::reconcile::Reconciler;
 use idsync_store::writer::Writer;
 use idsync_store::Store;
 
-use super::paging::ListCache;
+use super::list_cache::ListCache;
 use super::ScimConfig;
 
 /// What the operations work with.
@@ -16,8 +16,8 @@ pub(crate) struct State {
     pub(crate) cfg: ScimConfig,
     pub(crate) rec: Arc<Reconciler>,
     pub(crate) writer: Writer,
-    /// Totals and page anchors, valid while the change log stands still.
-    pub(crate) lists: ListCache,
+    /// Totals and page anchors, kept by the change log.
+    pub(crate) lists: Arc<ListCache>,
     /// [`ScimConfig::url_base`], computed once.
     url_base: String,
 }
@@ -29,7 +29,7 @@ impl State {
             cfg,
             rec,
             writer,
-            lists: ListCache::default(),
+            lists: Arc::default(),
         }
     }
 
