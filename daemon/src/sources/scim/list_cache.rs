@@ -342,7 +342,7 @@ mod tests {
             Arc::new(Store::open(EngineKind::Redb, dir.path(), &EngineOptions::default()).unwrap());
         let rec = Arc::new(Reconciler::new(Arc::clone(&store), Settings::default()).unwrap());
         let create = |tx: &mut idsync_store::reconcile::Tx<'_>, n: usize| {
-            let mut u = UserInput::new(Status::Active, &format!("u{n}@example.org"), "L");
+            let mut u = UserInput::new(Status::Active, format!("u{n}@example.org"), "L");
             u.login_name = Field::Set(format!("u{n}"));
             tx.create_user(u, &UserWrite::default()).unwrap().id()
         };
