@@ -9,9 +9,11 @@
 //! SCIM listener and `store.cache_mb` (1024 by default: a million users
 //! take about 1 GB of store), then measures four requests, each `--runs` times after a
 //! short warm-up, and prints the medians of req/s and p99:
-//! GET `/Users/{id}`, GET `/Users?filter=userName eq "…"`, POST `/Users`
-//! (durable creates: each 201 follows its group commit) and GET
-//! `/Users?count=100&startIndex=N` (N up to 10,000, and once near the end).
+//! GET `/Users/{id}`, GET `/Users?filter=userName eq "…"`, pages of 100
+//! users at any depth (GET `/Users?startIndex=N&count=100` with N anywhere
+//! in the million, and the cursor variant `cursor=<id>`), and last (it
+//! adds users) POST `/Users` (durable creates: each 201 follows its group
+//! commit).
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -279,7 +281,7 @@ fn main() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis();
-    let near_end = a.users.saturating_sub(100).max(1);
+    let last_page = a.users.saturating_sub(99).max(1);
     let cases: Vec<(&str, PathBuf)> = vec![
         (
             "GET /Users/{id}",
@@ -295,6 +297,18 @@ fn main() {
             )),
         ),
         (
+            "GET /Users?startIndex=N&count=100 (N over all)",
+            script(&dir, "page", format!(
+                "request = function()\n  return wrk.format(\"GET\", \"/scim/v2/Users?count=100&startIndex=\" .. math.random(1, {last_page}))\nend\n"
+            )),
+        ),
+        (
+            "GET /Users?cursor=C&count=100 (C over all)",
+            script(&dir, "cursor", format!(
+                "local ids = {{{id_table}}}\nrequest = function()\n  return wrk.format(\"GET\", \"/scim/v2/Users?count=100&cursor=\" .. ids[math.random(#ids)])\nend\n"
+            )),
+        ),
+        (
             "POST /Users (durable)",
             script(&dir, "post", format!(
                 "local counter = 0\nlocal threads = 0\nlocal prefix\nsetup = function(thread)\n  threads = threads + 1\n  thread:set(\"tid\", threads)\nend\n\
@@ -304,35 +318,18 @@ fn main() {
                  return wrk.format(\"POST\", \"/scim/v2/Users\", nil, body)\nend\n"
             )),
         ),
-        (
-            "GET /Users?count=100&startIndex=N (N <= 10000)",
-            script(&dir, "page", "request = function()\n  return wrk.format(\"GET\", \"/scim/v2/Users?count=100&startIndex=\" .. math.random(1, 10000))\nend\n".to_owned()),
-        ),
-        (
-            "GET /Users?count=100&startIndex=N (N near the end)",
-            script(&dir, "page_end", format!(
-                "request = function()\n  return wrk.format(\"GET\", \"/scim/v2/Users?count=100&startIndex={near_end}\")\nend\n"
-            )),
-        ),
     ];
     println!(
         "{} users, wrk -t2 -c{} -d{}s, {} runs each (medians):",
         a.users, a.connections, a.seconds, a.runs
     );
     for (name, s) in &cases {
-        let runs = if name.contains("near the end") {
-            1
-        } else {
-            a.runs
-        };
-        // Paging near the end walks the whole keyspace: a few connections.
-        let conns = if runs == 1 { 4 } else { a.connections };
-        wrk(port, s, 2, conns); // warm-up
+        wrk(port, s, 2, a.connections); // warm-up
         let mut rps = Vec::new();
         let mut p99 = Vec::new();
         let mut errors = 0;
-        for _ in 0..runs {
-            let f = wrk(port, s, a.seconds, conns);
+        for _ in 0..a.runs {
+            let f = wrk(port, s, a.seconds, a.connections);
             rps.push(f.rps);
             p99.push(f.p99_ms);
             errors += f.errors;
