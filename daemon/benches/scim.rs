@@ -2,13 +2,17 @@
 //! driven by `wrk` (Debian's package, installed here when missing) over
 //! keep-alive connections.
 //!
-//! `cargo bench -p idsync --bench scim [-- --users 1000000 --runs 3 --seconds 10 --connections 64 --cache-mb 1024 --keep DIR]`
+//! `cargo bench -p idsync --bench scim [-- --users 1000000 --runs 3 --seconds 10 --connections 64 --cache-mb 1024 --keep DIR --only NAME --reference BIN]`
 //!
 //! It loads the users with `idsync import` (a CSV file, once; `--keep DIR`
-//! reuses a loaded data dir across invocations), starts the daemon with the
-//! SCIM listener and `store.cache_mb` (1024 by default: a million users
-//! take about 1 GB of store), then measures four requests, each `--runs` times after a
-//! short warm-up, and prints the medians of req/s and p99:
+//! reuses a loaded data dir across invocations; `--only` runs the cases
+//! whose name contains NAME, and may be repeated), starts the daemon with
+//! the SCIM listener and `store.cache_mb` (1024 by default: a million
+//! users take about 1 GB of store), then measures each request `--runs`
+//! times after a short warm-up, and prints the medians of req/s and p99.
+//! `--reference BIN` measures another build (an earlier commit's
+//! `target/release/idsync`) the same way in the same run, after this one,
+//! on its own copy of the users. The requests:
 //! GET `/Users/{id}`, GET `/Users?filter=userName eq "…"`, pages of 100
 //! users at any depth (GET `/Users?startIndex=N&count=100` with N anywhere
 //! in the million, and the cursor variant `cursor=<id>`), and last (it
@@ -31,6 +35,11 @@ struct Args {
     connections: usize,
     cache_mb: usize,
     keep: Option<PathBuf>,
+    /// Only the cases whose name contains one of these.
+    only: Vec<String>,
+    /// Another build of idsync (an earlier commit) measured in the same
+    /// run, on its own copy of the users.
+    reference: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -41,6 +50,8 @@ fn args() -> Args {
         connections: 64,
         cache_mb: 1024,
         keep: None,
+        only: Vec::new(),
+        reference: None,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -54,6 +65,8 @@ fn args() -> Args {
             "--connections" => a.connections = number(),
             "--cache-mb" => a.cache_mb = number(),
             "--keep" => a.keep = Some(PathBuf::from(value())),
+            "--only" => a.only.push(value()),
+            "--reference" => a.reference = Some(PathBuf::from(value())),
             _ => {} // cargo bench passes `--bench`
         }
         i += 1;
@@ -94,7 +107,7 @@ fn free_port() -> u16 {
 }
 
 /// Load `users` users into `data` with `idsync import`, unless done.
-fn load(dir: &Path, users: usize) {
+fn load(dir: &Path, users: usize, idsync: &Path) {
     let marker = dir.join(format!("loaded-{users}"));
     if marker.exists() {
         println!("reusing the {users} users loaded in {}", dir.display());
@@ -109,7 +122,7 @@ fn load(dir: &Path, users: usize) {
         }
     }
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_idsync"))
+    let out = Command::new(idsync)
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(["import", "users"])
@@ -128,19 +141,23 @@ fn load(dir: &Path, users: usize) {
     std::fs::write(marker, "").unwrap();
 }
 
-fn start(dir: &Path, port: u16, cache_mb: usize) -> Child {
+/// wrk is one peer: the per-peer connection cap (32 by default, against
+/// idle-connection floods) is raised to let all its connections in.
+fn start(dir: &Path, idsync: &Path, cache_mb: usize, connections: usize) -> (Child, u16) {
+    let port = free_port();
     let admin = free_port();
     let sha = hex::encode(Sha256::digest(TOKEN.as_bytes()));
     let config = dir.join("idsync.toml");
+    let per_peer = connections + 16;
     std::fs::write(
         &config,
         format!(
-            "[store]\ncache_mb = {cache_mb}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n[scim]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n\
+            "[store]\ncache_mb = {cache_mb}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n[scim]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\nmax_connections_per_peer = {per_peer}\n\
              [[tokens]]\nname = \"bench\"\nsha256 = \"{sha}\"\nroles = [\"read\", \"write\"]\n"
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_idsync"))
+    let child = Command::new(idsync)
         .arg("--config")
         .arg(&config)
         .arg("--data-dir")
@@ -156,7 +173,7 @@ fn start(dir: &Path, port: u16, cache_mb: usize) -> Child {
         assert!(Instant::now() < deadline, "the daemon did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    child
+    (child, port)
 }
 
 /// A plain GET with the token; the body when the status is 200.
@@ -267,11 +284,51 @@ fn main() {
     ensure_wrk();
     let tmp = tempfile::tempdir().unwrap();
     let dir = a.keep.clone().unwrap_or_else(|| tmp.path().to_owned());
-    std::fs::create_dir_all(&dir).unwrap();
-    load(&dir, a.users);
-    let port = free_port();
-    let mut child = start(&dir, port, a.cache_mb);
-    let ids = some_ids(port, a.users);
+    let mut builds = vec![("idsync", PathBuf::from(env!("CARGO_BIN_EXE_idsync")))];
+    builds.extend(a.reference.clone().map(|r| ("reference", r)));
+    println!(
+        "{} users, wrk -t2 -c{} -d{}s, {} runs each (medians):",
+        a.users, a.connections, a.seconds, a.runs
+    );
+    for (label, idsync) in &builds {
+        let dir = dir.join(label);
+        std::fs::create_dir_all(&dir).unwrap();
+        load(&dir, a.users, idsync);
+        let (mut child, port) = start(&dir, idsync, a.cache_mb, a.connections);
+        let ids = some_ids(port, a.users);
+        let chosen =
+            |name: &str| a.only.is_empty() || a.only.iter().any(|o| name.contains(o.as_str()));
+        for (name, s) in cases(&dir, &ids, a.users)
+            .iter()
+            .filter(|(name, _)| chosen(name))
+        {
+            wrk(port, s, 2, a.connections); // warm-up
+            let mut rps = Vec::new();
+            let mut p99 = Vec::new();
+            let mut errors = 0;
+            for _ in 0..a.runs {
+                let f = wrk(port, s, a.seconds, a.connections);
+                rps.push(f.rps);
+                p99.push(f.p99_ms);
+                errors += f.errors;
+            }
+            println!(
+                "{label:<9} {name:<48} {:>9.0} req/s   p99 {:>8.2} ms   (runs: {}; non-2xx: {errors})",
+                median(rps.clone()),
+                median(p99),
+                rps.iter()
+                    .map(|r| format!("{r:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        let _ = child.wait();
+    }
+}
+
+/// The requests measured, as wrk scripts written into `dir`.
+fn cases(dir: &Path, ids: &[String], users: usize) -> Vec<(&'static str, PathBuf)> {
     let id_table = ids
         .iter()
         .map(|i| format!("\"{i}\""))
@@ -281,36 +338,36 @@ fn main() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis();
-    let last_page = a.users.saturating_sub(99).max(1);
-    let cases: Vec<(&str, PathBuf)> = vec![
+    let last_page = users.saturating_sub(99).max(1);
+    vec![
         (
             "GET /Users/{id}",
-            script(&dir, "by_id", format!(
+            script(dir, "by_id", format!(
                 "local ids = {{{id_table}}}\nrequest = function()\n  return wrk.format(\"GET\", \"/scim/v2/Users/\" .. ids[math.random(#ids)])\nend\n"
             )),
         ),
         (
             "GET /Users?filter=userName eq",
-            script(&dir, "filter", format!(
+            script(dir, "filter", format!(
                 "request = function()\n  return wrk.format(\"GET\", \"/scim/v2/Users?filter=userName%20eq%20%22user\" .. math.random(0, {}) .. \"%22\")\nend\n",
-                a.users - 1
+                users - 1
             )),
         ),
         (
             "GET /Users?startIndex=N&count=100 (N over all)",
-            script(&dir, "page", format!(
+            script(dir, "page", format!(
                 "request = function()\n  return wrk.format(\"GET\", \"/scim/v2/Users?count=100&startIndex=\" .. math.random(1, {last_page}))\nend\n"
             )),
         ),
         (
             "GET /Users?cursor=C&count=100 (C over all)",
-            script(&dir, "cursor", format!(
+            script(dir, "cursor", format!(
                 "local ids = {{{id_table}}}\nrequest = function()\n  return wrk.format(\"GET\", \"/scim/v2/Users?count=100&cursor=\" .. ids[math.random(#ids)])\nend\n"
             )),
         ),
         (
             "POST /Users (durable)",
-            script(&dir, "post", format!(
+            script(dir, "post", format!(
                 "local counter = 0\nlocal threads = 0\nlocal prefix\nsetup = function(thread)\n  threads = threads + 1\n  thread:set(\"tid\", threads)\nend\n\
                  init = function(args)\n  prefix = \"bench-{stamp}-\" .. os.time() .. \"-\" .. tid\nend\n\
                  request = function()\n  counter = counter + 1\n  local name = prefix .. \"-\" .. counter\n  \
@@ -318,32 +375,5 @@ fn main() {
                  return wrk.format(\"POST\", \"/scim/v2/Users\", nil, body)\nend\n"
             )),
         ),
-    ];
-    println!(
-        "{} users, wrk -t2 -c{} -d{}s, {} runs each (medians):",
-        a.users, a.connections, a.seconds, a.runs
-    );
-    for (name, s) in &cases {
-        wrk(port, s, 2, a.connections); // warm-up
-        let mut rps = Vec::new();
-        let mut p99 = Vec::new();
-        let mut errors = 0;
-        for _ in 0..a.runs {
-            let f = wrk(port, s, a.seconds, a.connections);
-            rps.push(f.rps);
-            p99.push(f.p99_ms);
-            errors += f.errors;
-        }
-        println!(
-            "{name:<52} {:>9.0} req/s   p99 {:>8.2} ms   (runs: {}; non-2xx: {errors})",
-            median(rps.clone()),
-            median(p99),
-            rps.iter()
-                .map(|r| format!("{r:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
+    ]
 }

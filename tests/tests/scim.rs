@@ -1185,7 +1185,7 @@ fn deep_pages_are_exact_in_id_order() {
         .map(|u| u["userName"].as_str().unwrap())
         .collect();
     assert_eq!(got, ["p2499", "zz"]);
-    // Deleting p0300 (before the anchors at 511, 767, …) and p1023 (an
+    // Deleting p0300 (between two anchors) and p1023 (an
     // anchor's own object) shifts every later position one place down.
     for gone in ["p0300", "p1023"] {
         let r = s.get(&format!(

@@ -24,7 +24,7 @@ use idsync_store::reconcile::Reconciler;
 use idsync_store::{keys, Store, StoreError};
 
 /// A walk remembers the key at every this many positions.
-pub(crate) const ANCHOR_EVERY: u64 = 256;
+pub(crate) const ANCHOR_EVERY: u64 = 64;
 
 /// Objects read from the store at a time by a walk.
 pub(crate) const CHUNK: usize = 1024;

@@ -45,8 +45,10 @@ pub(crate) fn page_in_order<R: Resource>(
     let mut learned = Vec::new();
     let mut page = Vec::with_capacity(count);
     'walk: loop {
-        let chunk = store.scan_page(prefix, after.as_deref(), CHUNK)?;
-        let last = chunk.len() < CHUNK;
+        // No more than the walk needs: every entry read is a value copied.
+        let need = (wanted.saturating_sub(pos) as usize + count - page.len()).min(CHUNK);
+        let chunk = store.scan_page(prefix, after.as_deref(), need)?;
+        let last = chunk.len() < need;
         for (k, v) in &chunk {
             if pos % ANCHOR_EVERY == ANCHOR_EVERY - 1 {
                 learned.push((pos, k.clone()));
