@@ -30,6 +30,15 @@ pub use connector::{
 pub use event::{Event, Operation};
 pub use registry::ConnectorConfig;
 
+/// The PKCS#12 writer under [`ca::build_p12`], for the `pkcs12_roundtrip`
+/// fuzz target (`fuzz/`) and the test that replays its corpus: they write
+/// files from fuzzed contents and read them back with an independent
+/// reader. Not an API: hidden from the docs.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::ca::pkcs12::{write as write_pkcs12, Contents as Pkcs12Contents, Pkcs12Error};
+}
+
 /// Install the process-wide rustls crypto provider (ring) once, before the
 /// first TLS connection: with two providers in the dependency tree, rustls
 /// panics at the first handshake unless one is installed.

@@ -30,7 +30,9 @@ use crate::connector::BoxFuture;
 mod csr;
 mod local;
 mod p12;
-mod pkcs12;
+// The writer itself is reached through `pkcs12::write` only by `p12` and
+// the fuzz target's entry point (`crate::fuzzing`).
+pub(crate) mod pkcs12;
 #[cfg(test)]
 mod tests;
 

@@ -13,6 +13,8 @@
 
 mod apply;
 mod finish;
+#[doc(hidden)]
+pub mod fuzzing;
 mod parse;
 mod progress;
 pub(crate) mod reader;

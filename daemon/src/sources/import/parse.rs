@@ -8,6 +8,7 @@
 //! order, including the rows a resumed import skips, so a resumed run
 //! judges exactly as an uninterrupted one.
 
+use std::io::Read;
 use std::sync::mpsc;
 
 use idsync_schema::csv_format::{
@@ -205,8 +206,8 @@ fn user_key_and_duplicate(
 
 /// The next record that is not blank, with its line (`default_line` when
 /// the reader does not know it); `None` at the end of the file.
-fn next_row(
-    csv: &mut reader::CsvReader,
+fn next_row<R: Read>(
+    csv: &mut reader::CsvReader<R>,
     record: &mut csv::StringRecord,
     default_line: u64,
 ) -> Result<Option<(CsvRow, u64)>, String> {
@@ -231,8 +232,8 @@ fn next_row(
 
 /// The parser thread: read, check, hand over. Skips the first `skip`
 /// records (a resumed import), still remembering their keys.
-pub(super) fn parse_file(
-    mut csv: reader::CsvReader,
+pub(super) fn parse_file<R: Read>(
+    mut csv: reader::CsvReader<R>,
     kind: Kind,
     rules: &UserRules,
     blanks: Blanks,
@@ -277,8 +278,8 @@ pub(super) fn parse_file(
 }
 
 /// The parser's state past the header.
-struct Rows<'a> {
-    csv: reader::CsvReader,
+struct Rows<'a, R: Read> {
+    csv: reader::CsvReader<R>,
     record: csv::StringRecord,
     layout: Layout,
     rules: &'a UserRules,
@@ -291,7 +292,7 @@ struct Rows<'a> {
     chunk: Vec<Parsed>,
 }
 
-impl Rows<'_> {
+impl<R: Read> Rows<'_, R> {
     /// Read every row (`first` first, when the first record was data) and
     /// send them in chunks; `Err` when reading fails. Returns early,
     /// quietly, when the apply thread hangs up.

@@ -132,7 +132,35 @@ pub fn prepare(file: &File, delimiter: Option<u8>, max_bytes: u64) -> Result<Pre
     }
     let mut input = file.try_clone()?;
     input.seek(SeekFrom::Start(0))?;
-    let mut input = input.take(size);
+    let reread = || {
+        let mut again = file.try_clone()?;
+        again.seek(SeekFrom::Start(0))?;
+        Ok(again)
+    };
+    let prepared = Prepared {
+        modified,
+        ..scan(input.take(size), size, delimiter, reread)?
+    };
+    if prepared.changed(file)? {
+        return Err(FileError::Changed);
+    }
+    Ok(prepared)
+}
+
+/// The first pass of [`prepare`] over the `size` bytes of any byte source
+/// (no modification time: [`Prepared::changed`] is the caller's); `reread`
+/// opens the source again at its start, to place a bad byte.
+///
+/// Why apart from the file: the `csv_import` fuzz target (`fuzz/`, through
+/// [`super::fuzzing`]) drives this same pass over bytes in memory read in
+/// pieces of every size, so the chunk-boundary handling of the UTF-8 check
+/// and the quote scan is what it tests.
+pub(super) fn scan<R: Read, S: Read>(
+    mut input: R,
+    size: u64,
+    delimiter: Option<u8>,
+    reread: impl FnOnce() -> std::io::Result<S>,
+) -> Result<Prepared, FileError> {
     let mut buf = vec![0u8; 256 * 1024];
     let first = read_first_line(&mut input, &mut buf)?;
     let bom = buf[..first].starts_with(BOM);
@@ -152,29 +180,25 @@ pub fn prepare(file: &File, delimiter: Option<u8>, max_bytes: u64) -> Result<Pre
         let chunk = &buf[..n];
         hasher.update(chunk);
         if let Err(bad) = utf8.feed(chunk) {
-            return Err(locate_bad_utf8(file, bad, delimiter));
+            return Err(locate_bad_utf8(reread, bad, delimiter));
         }
         quotes.feed(&chunk[skip..]);
         skip = 0;
         n = input.read(&mut buf)?;
     }
     if let Some(bad) = utf8.end() {
-        return Err(locate_bad_utf8(file, bad, delimiter));
+        return Err(locate_bad_utf8(reread, bad, delimiter));
     }
     if let Some((line, column)) = quotes.unclosed() {
         return Err(FileError::UnclosedQuote { line, column });
     }
-    let prepared = Prepared {
+    Ok(Prepared {
         digest: hex::encode(hasher.finalize()),
         size,
-        modified,
+        modified: None,
         delimiter,
         bom,
-    };
-    if prepared.changed(file)? {
-        return Err(FileError::Changed);
-    }
-    Ok(prepared)
+    })
 }
 
 /// Fill `buf` until it holds the first line (or is full, or the file
@@ -242,18 +266,19 @@ fn detect_delimiter(line: &[u8]) -> u8 {
 
 /// Find the line and column of the bad byte at `offset` by parsing up to it
 /// (only ever run on a file that is being refused).
-fn locate_bad_utf8(file: &File, offset: u64, delimiter: u8) -> FileError {
+fn locate_bad_utf8<S: Read>(
+    reread: impl FnOnce() -> std::io::Result<S>,
+    offset: u64,
+    delimiter: u8,
+) -> FileError {
     let fallback = FileError::NotUtf8 {
         line: 0,
         column: 0,
         offset,
     };
-    let Ok(mut input) = file.try_clone() else {
+    let Ok(input) = reread() else {
         return fallback;
     };
-    if input.seek(SeekFrom::Start(0)).is_err() {
-        return fallback;
-    }
     let mut reader = csv_reader(BufReader::new(input), delimiter);
     let mut record = csv::ByteRecord::new();
     loop {
@@ -290,15 +315,23 @@ fn csv_reader<R: Read>(inner: R, delimiter: u8) -> csv::Reader<R> {
         .from_reader(inner)
 }
 
-/// The record reader of an import.
-pub type CsvReader = csv::Reader<BufReader<std::io::Take<File>>>;
+/// The record reader of an import (of a file, but for the fuzz targets).
+pub type CsvReader<R = File> = csv::Reader<BufReader<std::io::Take<R>>>;
 
 /// A `csv` reader over `file`, positioned after the byte-order mark and
 /// ending where the hashed bytes end. Headers are the caller's to
 /// interpret, so the reader treats every record alike; pass each record
 /// through [`normalise`].
 pub fn open(file: &File, prepared: &Prepared) -> Result<CsvReader, FileError> {
-    let mut input = file.try_clone()?;
+    open_source(file.try_clone()?, prepared)
+}
+
+/// [`open`] over any seekable byte source (the fuzz targets' bytes in
+/// memory).
+pub(super) fn open_source<R: Read + Seek>(
+    mut input: R,
+    prepared: &Prepared,
+) -> Result<CsvReader<R>, FileError> {
     let start = if prepared.bom { BOM.len() as u64 } else { 0 };
     input.seek(SeekFrom::Start(start))?;
     Ok(csv_reader(
@@ -447,6 +480,38 @@ mod tests {
         let mut r = open(f.as_file(), &p).unwrap();
         let rows: Vec<String> = r.records().map(|rec| rec.unwrap()[0].to_owned()).collect();
         assert_eq!(rows, ["name", "ops"], "only the bytes that were hashed");
+    }
+
+    #[test]
+    fn the_first_pass_over_any_source_judges_as_over_the_file() {
+        // What the fuzz target runs (`scan` over memory read in small
+        // pieces) is what `prepare` runs over the opened file.
+        struct Pieces<'a>(&'a [u8]);
+        impl Read for Pieces<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(2).min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        for bytes in [
+            &b"\xEF\xBB\xBFstatus;mail\r\nactive;\"a@x.org\"\r\n"[..],
+            b"name\nops\n\"unclosed\nsec\n",
+            b"name\nS\xC3mith\n",
+        ] {
+            let f = file(bytes);
+            let size = bytes.len() as u64;
+            let scanned = scan(Pieces(bytes), size, None, || Ok(bytes));
+            match (prepare(f.as_file(), None, u64::MAX), scanned) {
+                (Ok(p), Ok(s)) => assert_eq!(
+                    (p.digest, p.size, p.delimiter, p.bom),
+                    (s.digest, s.size, s.delimiter, s.bom)
+                ),
+                (Err(p), Err(s)) => assert_eq!(p.to_string(), s.to_string()),
+                (p, s) => panic!("{p:?} against {s:?}"),
+            }
+        }
     }
 
     #[test]
