@@ -4,6 +4,7 @@
 //! Tests drive the binary exactly as a sysadmin would; they read the store
 //! back through the library only after the binary has exited.
 
+pub mod fuzz;
 pub mod ldap;
 
 use std::path::{Path, PathBuf};
