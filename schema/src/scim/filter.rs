@@ -621,6 +621,19 @@ mod tests {
     }
 
     #[test]
+    fn numbers_are_read_exactly() {
+        // Found by fuzzing (fuzz/regressions/scim_filter/): without
+        // serde_json's `float_roundtrip`, this number was read one unit in
+        // the last place off, so `lt` compared with another number than
+        // the client wrote.
+        let text = "1.0844674407370955e+20";
+        let Filter::Compare(_, _, Value::Number(n)) = p(&format!("b lt {text}")) else {
+            panic!("a comparison");
+        };
+        assert_eq!(n.as_f64(), text.parse::<f64>().ok());
+    }
+
+    #[test]
     fn escaped_quotes_in_strings() {
         let f = p(r#"displayName eq "a \"quoted\" name""#);
         assert!(f.matches(&json!({"displayName": "A \"quoted\" NAME"})));
