@@ -20,6 +20,13 @@ pub const CORE_URNS: [&str; 3] = [
     "urn:idsync:params:scim:schemas:core:2.0:asset",
 ];
 
+/// Whether `text` starts with `urn:` (any case) and goes on. On bytes:
+/// slicing the text at 4 panicked when a multi-byte character straddled
+/// that index (`abcé pr`; found by fuzzing, docs/fuzzing.md).
+pub(crate) fn has_urn_prefix(text: &str) -> bool {
+    text.len() > 4 && text.as_bytes()[..4].eq_ignore_ascii_case(b"urn:")
+}
+
 /// An attribute path: `[urn:]attr[.sub]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttrPath {
@@ -33,7 +40,7 @@ pub struct AttrPath {
 impl AttrPath {
     /// Parse `urn:…:attr.sub`, `attr.sub` or `attr`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let (urn, rest) = if text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:") {
+        let (urn, rest) = if has_urn_prefix(text) {
             let cut = text.rfind(':').ok_or("a URN path needs an attribute")?;
             (Some(text[..cut].to_ascii_lowercase()), &text[cut + 1..])
         } else {
@@ -618,6 +625,18 @@ mod tests {
         let (path, v) = f.equality().unwrap();
         assert_eq!((path.dotted().as_str(), v), ("username", "a@b"));
         assert!(p(r#"userName co "a""#).equality().is_none());
+    }
+
+    #[test]
+    fn a_multibyte_character_at_the_urn_prefix_is_not_a_panic() {
+        // Found by fuzzing (fuzz/regressions/scim_filter/): `text[..4]`
+        // cut `é` in two.
+        for f in ["abcé pr", "urné pr", "ur\u{758} pr"] {
+            let e = parse(f, 10).expect_err(f);
+            assert_eq!(e.scim_type, Some(ScimType::InvalidFilter), "{f}");
+        }
+        let path = AttrPath::parse("URN:x:attr").unwrap();
+        assert_eq!(path.urn.as_deref(), Some("urn:x"), "the prefix in any case");
     }
 
     #[test]

@@ -177,7 +177,7 @@ pub fn expand_no_path(
     };
     let mut out = Vec::new();
     for (k, v) in map {
-        let is_urn = k.len() > 4 && k[..4].eq_ignore_ascii_case("urn:");
+        let is_urn = filter::has_urn_prefix(k);
         match v {
             // An extension's attributes, grouped under its URN.
             Value::Object(inner) if is_urn && looks_like_schema(k) => {
@@ -736,6 +736,17 @@ mod tests {
             parse(&remove_no_path, 10).unwrap_err().scim_type,
             Some(ScimType::NoTarget)
         );
+    }
+
+    #[test]
+    fn a_multibyte_key_at_the_urn_prefix_is_an_invalid_path() {
+        // Found by fuzzing (fuzz/regressions/scim_patch/): `k[..4]` cut the
+        // character in two and panicked.
+        for k in ["abcé", "ur\u{758}x"] {
+            let e = expand_no_path(Op::Add, &json!({ k: 1 }), 10).unwrap_err();
+            assert_eq!(e.scim_type, Some(ScimType::InvalidPath), "{k}");
+            assert!(Path::parse(k, 10).is_err(), "{k}");
+        }
     }
 
     #[test]
