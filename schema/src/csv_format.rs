@@ -91,8 +91,7 @@ struct Col {
 /// an empty cell.
 fn cell<R: Row + ?Sized>(row: &R, col: Col, blanks: Blanks) -> Result<&str, RowError> {
     let raw = row.get(col.index).unwrap_or("");
-    let trimmed = raw.trim_matches([' ', '\t']);
-    if trimmed.len() == raw.len() {
+    if raw.trim_matches([' ', '\t']).len() == raw.len() {
         return Ok(raw);
     }
     match blanks {
@@ -100,12 +99,35 @@ fn cell<R: Row + ?Sized>(row: &R, col: Col, blanks: Blanks) -> Result<&str, RowE
             col.index,
             Violation::new(col.name, raw, Rule::SurroundingBlank),
         )),
-        // ` "a,b" ` reaches us with its quotes kept, because the CSV reader
-        // only honours a quote at a cell's first byte: drop them.
-        Blanks::Lenient => Ok(trimmed
-            .strip_prefix('"')
-            .and_then(|t| t.strip_suffix('"'))
-            .unwrap_or(trimmed)),
+        Blanks::Lenient => Ok(lenient(raw)),
+    }
+}
+
+/// A cell as lenient mode reads it: blanks around it trimmed, and the
+/// quotes that stood behind them dropped (` "a,b" ` reaches us with its
+/// quotes kept, because the CSV reader only honours a quote at a cell's
+/// first byte).
+fn lenient(raw: &str) -> &str {
+    let trimmed = raw.trim_matches([' ', '\t']);
+    if trimmed.len() == raw.len() {
+        return raw;
+    }
+    trimmed
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(trimmed)
+}
+
+/// The in-file uniqueness key of a raw cell: what the row's value will be,
+/// without blanks. Keys are taken from refused rows too, so strict mode
+/// keys a cell it refuses for its blanks by the value without them.
+/// Lenient mode keys the value it stores: keyed by the raw text instead,
+/// ` "a@x.org" ` and `a@x.org` were two keys for one value, and both rows
+/// were accepted (found by fuzzing, docs/fuzzing.md).
+fn key_text(raw: &str, blanks: Blanks) -> &str {
+    match blanks {
+        Blanks::Strict => raw.trim(),
+        Blanks::Lenient => lenient(raw).trim(),
     }
 }
 
@@ -291,13 +313,17 @@ impl UserLayout {
         self.col(name).map(|c| c.index + 1)
     }
 
-    /// The raw `mail` and `loginName` cells, for the in-file uniqueness check
-    /// (which must run on refused rows too).
-    pub fn key_cells<'r, R: Row + ?Sized>(&self, row: &'r R) -> (Option<&'r str>, Option<&'r str>) {
+    /// The `mail` and `loginName` keys of a row, for the in-file uniqueness
+    /// check (which must run on refused rows too).
+    pub fn key_cells<'r, R: Row + ?Sized>(
+        &self,
+        row: &'r R,
+        blanks: Blanks,
+    ) -> (Option<&'r str>, Option<&'r str>) {
         let get = |name| {
             self.col(name)
                 .and_then(|c| row.get(c.index))
-                .map(|v| v.trim())
+                .map(|v| key_text(v, blanks))
                 .filter(|v| !v.is_empty())
         };
         (get("mail"), get("loginName"))
@@ -376,11 +402,11 @@ impl GroupLayout {
         self.cols[0].map(|c| c.index + 1)
     }
 
-    /// The raw `displayName` cell, for the in-file uniqueness check.
-    pub fn key_cell<'r, R: Row + ?Sized>(&self, row: &'r R) -> Option<&'r str> {
+    /// The `displayName` key of a row, for the in-file uniqueness check.
+    pub fn key_cell<'r, R: Row + ?Sized>(&self, row: &'r R, blanks: Blanks) -> Option<&'r str> {
         self.cols[0]
             .and_then(|c| row.get(c.index))
-            .map(str::trim)
+            .map(|v| key_text(v, blanks))
             .filter(|v| !v.is_empty())
     }
 
@@ -478,11 +504,11 @@ impl AssetLayout {
         self.cols[1].map(|c| c.index + 1)
     }
 
-    /// The raw `name` cell, for the in-file uniqueness check.
-    pub fn key_cell<'r, R: Row + ?Sized>(&self, row: &'r R) -> Option<&'r str> {
+    /// The `name` key of a row, for the in-file uniqueness check.
+    pub fn key_cell<'r, R: Row + ?Sized>(&self, row: &'r R, blanks: Blanks) -> Option<&'r str> {
         self.cols[1]
             .and_then(|c| row.get(c.index))
-            .map(str::trim)
+            .map(|v| key_text(v, blanks))
             .filter(|v| !v.is_empty())
     }
 
@@ -720,6 +746,37 @@ mod tests {
                 found: 1
             }
         );
+    }
+
+    #[test]
+    fn lenient_keys_are_the_values_the_rows_keep() {
+        // Found by fuzzing (fuzz/regressions/csv_import/): keyed by the raw
+        // cell, ` "a@x.org" ` and `a@x.org` were two keys for one mail.
+        let l = users(&["status", "mail", "lastName", "loginName"]);
+        let row = ["active", " \"A@x.org\" ", "Smith", "\t\"ann\" "];
+        let rules = UserRules::default();
+        let u = l.parse(&row[..], &rules, Blanks::Lenient).unwrap();
+        let keys = l.key_cells(&row[..], Blanks::Lenient);
+        assert_eq!(
+            keys,
+            (
+                u.mail.value().map(|s| s.as_str()),
+                u.login_name.value().map(|s| s.as_str())
+            )
+        );
+        assert_eq!(
+            l.key_cells(&row[..], Blanks::Strict),
+            (Some("\"A@x.org\""), Some("\"ann\"")),
+            "strict mode refuses the row and keys it without its blanks"
+        );
+        let g = GroupLayout::from_header(&["displayName"][..]).unwrap();
+        assert_eq!(
+            g.key_cell(&[" \"Staff\""][..], Blanks::Lenient),
+            Some("Staff")
+        );
+        let a = AssetLayout::detect(&["name"][..]);
+        assert_eq!(a.key_cell(&["web-1 "][..], Blanks::Lenient), Some("web-1"));
+        assert_eq!(a.key_cell(&["\"\""][..], Blanks::Lenient), Some("\"\""));
     }
 
     #[test]

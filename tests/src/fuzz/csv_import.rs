@@ -22,9 +22,10 @@
 //! - rows arrive in order of their lines, every byte is read, and every
 //!   record is a header or a row; without quotes every non-blank physical
 //!   line is one record on its own line number (CRLF, blank lines, BOM);
-//! - accepted rows pass their rules again, their keys are what the report
-//!   shows (strict mode), no two accepted rows share a key value, and a
-//!   repeated key is refused naming the line that first used it;
+//! - accepted rows pass their rules again, the report shows their key
+//!   (strict mode), no two accepted rows share a key value (mail,
+//!   loginName, displayName, name, without case), and a repeated key is
+//!   refused naming the line that first used it;
 //! - a resumed import judges the rows after the skipped ones exactly as an
 //!   uninterrupted one (what resuming after a crash relies on).
 
@@ -238,7 +239,10 @@ fn check_messages(body: &[u8], opts: &Options, messages: &[Message]) -> Option<b
     let rows = rows(messages);
     let header = records - rows.len() as u64;
     assert!(header <= 1, "{records} records, {} rows", rows.len());
-    assert!(header == 1 || opts.kind == Kind::Asset, "a header is required");
+    assert!(
+        header == 1 || opts.kind == Kind::Asset,
+        "a header is required"
+    );
     let lines = 1 + body.iter().filter(|b| **b == b'\n').count() as u64;
     let mut last = 0;
     for row in &rows {
@@ -293,12 +297,20 @@ fn check_rows(opts: &Options, rows: &[&Row]) {
                         assert_eq!(e.violation.attribute, "loginName", "{e:?}");
                     }
                 } else {
-                    assert_eq!(earlier, None, "line {}: repeated key {:?}", row.line, row.key);
+                    assert_eq!(
+                        earlier, None,
+                        "line {}: repeated key {:?}",
+                        row.line, row.key
+                    );
                 }
                 continue;
             }
         };
-        assert_eq!(earlier, None, "line {}: repeated key {:?}", row.line, row.key);
+        assert_eq!(
+            earlier, None,
+            "line {}: repeated key {:?}",
+            row.line, row.key
+        );
         let (kind, key, valid) = match input {
             // Seed 003's rules require a mail, so an accepted user has one.
             Accepted::User(u) => (Kind::User, u.mail.value(), u.validate(&opts.rules)),
@@ -306,9 +318,15 @@ fn check_rows(opts: &Options, rows: &[&Row]) {
             Accepted::Asset(a) => (Kind::Asset, Some(&a.name), a.validate()),
         };
         assert_eq!(kind, opts.kind);
-        assert_eq!(valid, Ok(()), "line {}: accepted against the rules", row.line);
+        assert_eq!(
+            valid,
+            Ok(()),
+            "line {}: accepted against the rules",
+            row.line
+        );
         if opts.blanks == Blanks::Strict {
-            assert_eq!(key, Some(&row.key), "line {}: the report's key", row.line);
+            let key = key.expect("an accepted row has its key");
+            assert_eq!(key.trim(), row.key, "line {}: the report's key", row.line);
         }
         for (attr, value) in unique_values(input) {
             if let Some(at) = accepted.insert((attr, lower(value)), row.line) {
@@ -336,7 +354,11 @@ fn check_lines(body: &[u8], delimiter: u8, full: &Outcome, header: Option<bool>)
     };
     let lines: Vec<u64> = rows(&full.messages).iter().map(|r| r.line).collect();
     let data = &records[usize::from(header).min(records.len())..];
-    assert_eq!(lines, data, "the row lines (delimiter {:?})", delimiter as char);
+    assert_eq!(
+        lines, data,
+        "the row lines (delimiter {:?})",
+        delimiter as char
+    );
 }
 
 fn check_resume(full: &Outcome, resumed: &Outcome, skip: u64, header: Option<bool>) {
@@ -348,7 +370,11 @@ fn check_resume(full: &Outcome, resumed: &Outcome, skip: u64, header: Option<boo
     assert_eq!(resumed.messages[0], full.messages[0], "the layout");
     let all = rows(&full.messages);
     let skipped = (skip.saturating_sub(u64::from(header)) as usize).min(all.len());
-    assert_eq!(rows(&resumed.messages), all[skipped..], "resumed after {skip}");
+    assert_eq!(
+        rows(&resumed.messages),
+        all[skipped..],
+        "resumed after {skip}"
+    );
     let last = |o: &Outcome| match o.messages.last() {
         Some(Message::Rows { bytes, records, .. }) => (*bytes, *records),
         other => panic!("last message {other:?}"),

@@ -148,12 +148,13 @@ impl Layout {
         &self,
         row: &CsvRow,
         line: u64,
+        blanks: Blanks,
         seen: &mut SeenKeys,
     ) -> (String, Option<Duplicate>) {
         let (attribute, tag, column, name) = match self {
-            Layout::Users(l) => return user_key_and_duplicate(l, row, line, seen),
-            Layout::Groups(l) => ("displayName", b'g', l.key_column(), l.key_cell(row)),
-            Layout::Assets(l) => ("name", b'a', l.key_column(), l.key_cell(row)),
+            Layout::Users(l) => return user_key_and_duplicate(l, row, line, blanks, seen),
+            Layout::Groups(l) => ("displayName", b'g', l.key_column(), l.key_cell(row, blanks)),
+            Layout::Assets(l) => ("name", b'a', l.key_column(), l.key_cell(row, blanks)),
         };
         let name = name.unwrap_or("");
         let first = (!name.is_empty())
@@ -185,9 +186,10 @@ fn user_key_and_duplicate(
     l: &UserLayout,
     row: &CsvRow,
     line: u64,
+    blanks: Blanks,
     seen: &mut SeenKeys,
 ) -> (String, Option<Duplicate>) {
-    let (mail, login) = l.key_cells(row);
+    let (mail, login) = l.key_cells(row, blanks);
     let dup_mail = mail.and_then(|m| seen.first_seen(b'm', m, line).map(|at| ("mail", m, at)));
     let dup_login = login.and_then(|v| {
         seen.first_seen(b'l', v, line)
@@ -341,7 +343,9 @@ impl<R: Read> Rows<'_, R> {
     fn check(&mut self, row: CsvRow, line: u64) -> Option<Parsed> {
         // In-file uniqueness runs on every row, refused or not, and on
         // skipped rows too, so a resumed import judges the same way.
-        let (key, dup) = self.layout.key_and_duplicate(&row, line, &mut self.seen);
+        let (key, dup) = self
+            .layout
+            .key_and_duplicate(&row, line, self.blanks, &mut self.seen);
         if self.records <= self.skip {
             return None;
         }
