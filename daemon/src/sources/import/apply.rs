@@ -55,8 +55,8 @@ pub(super) fn run(
     std::thread::scope(|scope| -> Result<ImportResult, ImportError> {
         let (tx_rows, rx_rows) = mpsc::sync_channel(8);
         let (kind, blanks, skip) = (job.opts.kind, job.opts.blanks, resume.records_done);
-        let (rules, size) = (&rules, job.prepared.size);
-        scope.spawn(move || parse_file(csv, kind, rules, blanks, skip, size, tx_rows));
+        let (rules, prepared) = (&rules, job.prepared);
+        scope.spawn(move || parse_file(csv, kind, rules, blanks, skip, prepared, tx_rows));
 
         let columns = match rx_rows.recv() {
             Ok(Msg::Ready { warnings, columns }) => {

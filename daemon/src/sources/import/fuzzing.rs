@@ -159,7 +159,7 @@ pub fn parse_bytes(bytes: &[u8], opts: &Options) -> Outcome {
     let received: Vec<Msg> = std::thread::scope(|scope| {
         let (tx, rx) = mpsc::sync_channel(8);
         let (kind, blanks, skip, rules) = (opts.kind, opts.blanks, opts.skip, &opts.rules);
-        scope.spawn(move || parse::parse_file(csv, kind, rules, blanks, skip, size, tx));
+        scope.spawn(move || parse::parse_file(csv, kind, rules, blanks, skip, &prepared, tx));
         rx.into_iter().collect()
     });
     Outcome {

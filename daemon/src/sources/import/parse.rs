@@ -211,7 +211,7 @@ fn user_key_and_duplicate(
 fn next_row<R: Read>(
     csv: &mut reader::CsvReader<R>,
     record: &mut csv::StringRecord,
-    default_line: u64,
+    prepared: &reader::Prepared,
 ) -> Result<Option<(CsvRow, u64)>, String> {
     loop {
         let more = csv.read_record(record).map_err(|e| match e.kind() {
@@ -226,7 +226,7 @@ fn next_row<R: Read>(
             return Ok(None);
         }
         if reader::normalise(record) {
-            let line = record.position().map_or(default_line, |p| p.line());
+            let line = reader::record_line(csv, record, prepared);
             return Ok(Some((CsvRow(std::mem::take(record)), line)));
         }
     }
@@ -240,7 +240,7 @@ pub(super) fn parse_file<R: Read>(
     rules: &UserRules,
     blanks: Blanks,
     skip: u64,
-    file_size: u64,
+    prepared: &reader::Prepared,
     tx: mpsc::SyncSender<Msg>,
 ) {
     let refuse = |m: String| {
@@ -249,7 +249,7 @@ pub(super) fn parse_file<R: Read>(
     let mut record = csv::StringRecord::new();
     // The first record: a header for users and groups; for assets, a header
     // or already data.
-    let first = match next_row(&mut csv, &mut record, 1) {
+    let first = match next_row(&mut csv, &mut record, prepared) {
         Ok(Some(first)) => first,
         Ok(None) => return refuse(LayoutError::Empty.to_string()),
         Err(m) => return refuse(m),
@@ -269,7 +269,7 @@ pub(super) fn parse_file<R: Read>(
         rules,
         blanks,
         skip,
-        file_size,
+        prepared,
         seen: SeenKeys::default(),
         records: u64::from(!first_is_data),
         chunk: Vec::with_capacity(CHUNK),
@@ -287,7 +287,7 @@ struct Rows<'a, R: Read> {
     rules: &'a UserRules,
     blanks: Blanks,
     skip: u64,
-    file_size: u64,
+    prepared: &'a reader::Prepared,
     seen: SeenKeys,
     /// Records consumed, header included.
     records: u64,
@@ -306,7 +306,7 @@ impl<R: Read> Rows<'_, R> {
         loop {
             let (row, line) = match first.take() {
                 Some(r) => r,
-                None => match next_row(&mut self.csv, &mut self.record, 0)? {
+                None => match next_row(&mut self.csv, &mut self.record, self.prepared)? {
                     Some(r) => r,
                     None => break,
                 },
@@ -335,7 +335,7 @@ impl<R: Read> Rows<'_, R> {
     /// of doubling it (and holding two) as it fills.
     fn size_seen(&mut self) {
         let per_row = (self.csv.position().byte() / self.records).max(1);
-        let keys = self.file_size / per_row * self.layout.keys_per_row() * 11 / 10;
+        let keys = self.prepared.size / per_row * self.layout.keys_per_row() * 11 / 10;
         self.seen.reserve(keys as usize);
     }
 

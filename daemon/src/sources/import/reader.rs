@@ -108,6 +108,8 @@ pub struct Prepared {
     pub delimiter: u8,
     /// Whether a UTF-8 byte-order mark opens the file (it is skipped).
     pub bom: bool,
+    /// Whether the file's last byte is a line feed ([`record_line`]).
+    pub ends_in_newline: bool,
 }
 
 impl Prepared {
@@ -176,9 +178,11 @@ pub(super) fn scan<R: Read, S: Read>(
     let mut quotes = QuoteScan::new(delimiter);
     let mut n = first;
     let mut skip = if bom { BOM.len() } else { 0 };
+    let mut last = None;
     while n > 0 {
         let chunk = &buf[..n];
         hasher.update(chunk);
+        last = chunk.last().copied();
         if let Err(bad) = utf8.feed(chunk) {
             return Err(locate_bad_utf8(reread, bad, delimiter));
         }
@@ -198,6 +202,7 @@ pub(super) fn scan<R: Read, S: Read>(
         modified: None,
         delimiter,
         bom,
+        ends_in_newline: last == Some(b'\n'),
     })
 }
 
@@ -338,6 +343,28 @@ pub(super) fn open_source<R: Read + Seek>(
         BufReader::with_capacity(256 * 1024, input.take(prepared.size - start)),
         prepared.delimiter,
     ))
+}
+
+/// The line the record `csv` has just read into `record` starts on.
+///
+/// Why not the record's own position: the `csv` crate places a record
+/// where its read began, before the blank lines (a lone `\n`) it skips, so
+/// a row after a blank line was named one line early per blank line (found
+/// by fuzzing). Counted back from where the record ended instead: less its
+/// line breaks inside quoted values, and less its own line end unless the
+/// end of the file ended it.
+pub fn record_line<R: Read>(
+    csv: &CsvReader<R>,
+    record: &csv::StringRecord,
+    prepared: &Prepared,
+) -> u64 {
+    let end = csv.position();
+    let body = prepared.size - if prepared.bom { BOM.len() as u64 } else { 0 };
+    let own_line_end = end.byte() < body || prepared.ends_in_newline;
+    let inside: usize = record.iter().map(|v| v.matches('\n').count()).sum();
+    end.line()
+        .saturating_sub(inside as u64 + u64::from(own_line_end))
+        .max(1)
 }
 
 /// Drop the `\r` of a CRLF line end; false for a blank line.
@@ -511,6 +538,32 @@ mod tests {
                 (Err(p), Err(s)) => assert_eq!(p.to_string(), s.to_string()),
                 (p, s) => panic!("{p:?} against {s:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn rows_after_blank_lines_are_on_their_own_lines() {
+        // Found by fuzzing (fuzz/regressions/csv_import/): the `csv`
+        // crate's own record position is the line its read began on,
+        // before the blank lines it skipped.
+        for (bytes, want) in [
+            (&b"h\n\nx\n"[..], &[1, 3][..]),
+            (b"h\n\n\nx", &[1, 4]),
+            (b"\n\nh\r\n\r\n\nx\r\n", &[3, 6]),
+            (b"h\nq\n\n\"x\ny\"\n\nz\n\n", &[1, 2, 4, 7]),
+            (b"\xEF\xBB\xBF\nh,\"a\n\nb\"\n\n\"c\nd\"", &[2, 6]),
+        ] {
+            let f = file(bytes);
+            let p = prepare(f.as_file(), None, u64::MAX).unwrap();
+            let mut r = open(f.as_file(), &p).unwrap();
+            let mut record = csv::StringRecord::new();
+            let mut lines = Vec::new();
+            while r.read_record(&mut record).unwrap() {
+                if normalise(&mut record) {
+                    lines.push(record_line(&r, &record, &p));
+                }
+            }
+            assert_eq!(lines, want, "{}", String::from_utf8_lossy(bytes));
         }
     }
 
