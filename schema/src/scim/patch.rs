@@ -202,7 +202,7 @@ pub fn expand_no_path(
 /// Whether `path` is a schema's URN alone (`urn:…:2.0:User`), not a path
 /// into one.
 fn is_schema_urn(path: &str) -> bool {
-    path.len() > 4 && path[..4].eq_ignore_ascii_case("urn:") && looks_like_schema(path)
+    filter::has_urn_prefix(path) && looks_like_schema(path)
 }
 
 /// Whether a URN names a schema (its last segment is a resource name such
@@ -746,6 +746,20 @@ mod tests {
             let e = expand_no_path(Op::Add, &json!({ k: 1 }), 10).unwrap_err();
             assert_eq!(e.scim_type, Some(ScimType::InvalidPath), "{k}");
             assert!(Path::parse(k, 10).is_err(), "{k}");
+        }
+    }
+
+    #[test]
+    fn a_multibyte_path_at_the_urn_prefix_is_an_invalid_path() {
+        // Found by fuzzing (fuzz/regressions/scim_patch/): the check for a
+        // bare schema URN as path cut `path[..4]` inside a character.
+        for path in ["urn\u{19c}x:User", "abc\u{e9}:Group"] {
+            let body = json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{ "op": "replace", "path": path, "value": "x" }]
+            });
+            let e = parse(&body, 10).unwrap_err();
+            assert_eq!(e.scim_type, Some(ScimType::InvalidPath), "{path}");
         }
     }
 
