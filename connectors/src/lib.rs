@@ -20,6 +20,7 @@ pub mod ca;
 pub mod connector;
 pub mod event;
 pub mod ldap;
+pub mod mail;
 pub mod registry;
 pub mod webhook;
 
