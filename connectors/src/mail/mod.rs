@@ -1,7 +1,8 @@
-//! The mail connector (issue 16): for now its configuration, `[mail]`;
-//! the templates and the SMTP delivery follow.
+//! The mail connector (issue 16): for now its configuration, `[mail]`, and
+//! its templates; the SMTP delivery follows.
 
 mod config;
+pub mod templates;
 
 pub use config::{MailConfig, TlsMode};
 
