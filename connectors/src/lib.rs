@@ -25,8 +25,8 @@ pub mod registry;
 pub mod webhook;
 
 pub use connector::{
-    Applied, BoxFuture, Connector, ConnectorError, Delivery, DeliveryConfig, Outcome, Plan, Remote,
-    View, ViewError,
+    ActivationReport, Applied, BoxFuture, Connector, ConnectorError, Delivery, DeliveryConfig,
+    Outcome, Plan, Remote, View, ViewError,
 };
 pub use event::{Event, Operation};
 pub use registry::ConnectorConfig;
