@@ -6,7 +6,8 @@
 //!   user of the application once, in their language, with a link whose
 //!   token only the mail holds (the store keeps its hash);
 //! - a second send mails nobody;
-//! - the relay down, then back: every mail arrives, none twice.
+//! - the relay down, then back: every mail arrives, none twice;
+//! - a resend mails a new link and the store keeps only its hash.
 
 mod mail_env;
 
@@ -274,6 +275,42 @@ fn activation_mails_go_out_once_each_in_the_users_language_and_survive_a_relay_o
         .map(|m| m["message_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), 5);
+
+    // A resend: a new mail with a new link (the old one is void: the
+    // store keeps only the new token's hash, checked below).
+    let out = env
+        .command()
+        .args([
+            "mail",
+            "send-activation",
+            "--application",
+            "crm",
+            "--resend",
+            "ann@example.org",
+        ])
+        .env("IDSYNC_TOKEN", OPS)
+        .output()
+        .expect("run idsync mail");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the resent mail", Duration::from_secs(60), || {
+        received(&inbox).len() >= 6
+    });
+    wait_caught_up(admin, &mut daemon);
+    let all = received(&inbox);
+    let anns = &by_rcpt(&all)["ann@example.org"];
+    assert_eq!(anns.len(), 2, "{anns:?}");
+    assert_ne!(token_of(&anns[0]), token_of(&anns[1]));
+    assert_ne!(anns[0]["message_id"], anns[1]["message_id"]);
+    let old_ann_token = token_of(&anns[0]);
+    let mails: Vec<Value> = by_rcpt(&all)
+        .into_values()
+        .map(|m| m.last().cloned().unwrap())
+        .collect();
+
     daemon.signal("TERM");
     assert!(
         daemon.wait(Duration::from_secs(30)).is_some(),
@@ -291,6 +328,11 @@ fn activation_mails_go_out_once_each_in_the_users_language_and_survive_a_relay_o
         assert_eq!(a["tokenSha256"], sha(&token_of(m)), "{user}");
         assert!(a["expires"].is_string(), "{user}");
     }
+    let ann = env.show("users", "ann@example.org").expect("ann");
+    assert_ne!(
+        ann["activations"]["crm"]["tokenSha256"],
+        sha(&old_ann_token)
+    );
     let olaf = env.show("users", "olaf@example.org").expect("olaf");
     assert!(olaf.get("activations").is_none(), "not a crm user: {olaf}");
     let mut files = Vec::new();

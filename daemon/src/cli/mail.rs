@@ -1,5 +1,5 @@
-//! `idsync mail send-activation --application APP`: seed 003's "Send
-//! E-Mails". Through the running daemon's admin route
+//! `idsync mail send-activation --application APP [--resend USER]`: seed
+//! 003's "Send E-Mails", or a new link for one user. Through the running daemon's admin route
 //! (`crate::sources::activation::routes`, operator token); without a
 //! daemon, on the store directly (the mails then go out when the daemon
 //! starts).
@@ -20,12 +20,19 @@ pub enum MailCommand {
         /// The application (`[[applications]]` name).
         #[arg(long)]
         application: String,
+        /// Only this user (mail, loginName or id), whatever was sent
+        /// before: a new link, the old one stops working.
+        #[arg(long, value_name = "USER")]
+        resend: Option<String>,
     },
 }
 
 /// Run `idsync mail …`; the exit status.
 pub fn run(cfg: &Config, cmd: MailCommand) -> anyhow::Result<u8> {
-    let MailCommand::SendActivation { application } = cmd;
+    let MailCommand::SendActivation {
+        application,
+        resend,
+    } = cmd;
     if !cfg.applications.iter().any(|a| a.name == application) {
         bail!("no application {application:?} in the configuration ([[applications]])");
     }
@@ -36,7 +43,13 @@ pub fn run(cfg: &Config, cmd: MailCommand) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let path = format!("/mail/applications/{application}/send-activation");
+    let path = match &resend {
+        None => format!("/mail/applications/{application}/send-activation"),
+        Some(user) => format!(
+            "/mail/applications/{application}/users/{}/resend",
+            path_segment(user)
+        ),
+    };
     let answer = rt.block_on(async {
         let Ok(client) = DaemonClient::new(cfg) else {
             return Ok(None);
@@ -47,11 +60,11 @@ pub fn run(cfg: &Config, cmd: MailCommand) -> anyhow::Result<u8> {
             Err(e) => Err(e),
         }
     })?;
-    let queued = match answer {
+    let v = match answer {
         Some(a) => {
             let v = a.json();
             match a.status {
-                StatusCode::OK => v["queued"].as_u64().unwrap_or(0),
+                StatusCode::OK => v,
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => bail!(
                     "the idsync daemon refused the token ({}): this command needs the operator role",
                     a.status
@@ -71,9 +84,40 @@ pub fn run(cfg: &Config, cmd: MailCommand) -> anyhow::Result<u8> {
                 digest: None,
                 line: None,
             };
-            crate::sources::activation::queue(&rec, &application, actor)?.queued as u64
+            match &resend {
+                None => serde_json::json!(crate::sources::activation::queue(
+                    &rec,
+                    &application,
+                    actor
+                )?),
+                Some(user) => serde_json::json!(crate::sources::activation::resend(
+                    &rec,
+                    &application,
+                    user,
+                    actor
+                )?),
+            }
         }
     };
-    println!("{queued} activation mails queued for {application}");
+    match &resend {
+        None => println!(
+            "{} activation mails queued for {application}",
+            v["queued"].as_u64().unwrap_or(0)
+        ),
+        Some(user) => println!("a new activation mail queued for {user} ({application})"),
+    }
     Ok(0)
+}
+
+/// `s` as one path segment: anything but unreserved characters and `@`
+/// percent-encoded.
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'@' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -23,6 +23,10 @@ use serde::Serialize;
 pub enum SendError {
     #[error("no application {0:?} is configured ([[applications]])")]
     UnknownApplication(String),
+    #[error("no user {0:?}")]
+    UnknownUser(String),
+    #[error("{0}")]
+    Refused(String),
     #[error("mail is not configured ([mail]): nothing would send the activation mails")]
     NoMail,
     #[error("the store: {0}")]
@@ -55,6 +59,13 @@ impl std::fmt::Debug for Activations {
     }
 }
 
+/// What a resend did.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Resent {
+    pub application: String,
+    pub user: uuid::Uuid,
+}
+
 /// A nonce naming one sending: 16 random bytes, hex.
 fn nonce() -> String {
     let mut b = [0u8; 16];
@@ -68,21 +79,62 @@ impl Activations {
         Self { rec, apps, mail }
     }
 
-    /// Queue the activation mail of `app` for every user of it never sent
-    /// one, in one transaction.
-    pub async fn send_activation(&self, app: &str, actor: Actor) -> Result<Queued, SendError> {
+    /// Queue a new activation mail of `app` for the user known by `key`
+    /// (mail, loginName or id): a new nonce, so the old link stops working.
+    pub async fn resend(&self, app: &str, key: &str, actor: Actor) -> Result<Resent, SendError> {
+        self.usable(app)?;
+        let rec = Arc::clone(&self.rec);
+        let (app, key) = (app.to_owned(), key.to_owned());
+        tokio::task::spawn_blocking(move || resend(&rec, &app, &key, actor))
+            .await
+            .map_err(|e| SendError::Internal(e.to_string()))?
+    }
+
+    fn usable(&self, app: &str) -> Result<(), SendError> {
         if !self.apps.iter().any(|a| a.name == app) {
             return Err(SendError::UnknownApplication(app.to_owned()));
         }
         if !self.mail {
             return Err(SendError::NoMail);
         }
+        Ok(())
+    }
+
+    /// Queue the activation mail of `app` for every user of it never sent
+    /// one, in one transaction.
+    pub async fn send_activation(&self, app: &str, actor: Actor) -> Result<Queued, SendError> {
+        self.usable(app)?;
         let rec = Arc::clone(&self.rec);
         let app = app.to_owned();
         tokio::task::spawn_blocking(move || queue(&rec, &app, actor))
             .await
             .map_err(|e| SendError::Internal(e.to_string()))?
     }
+}
+
+/// Queue a new sending of `app`'s activation mail for the user known by
+/// `key` (blocking); refused for a user who is not of `app` or activated.
+pub fn resend(rec: &Reconciler, app: &str, key: &str, actor: Actor) -> Result<Resent, SendError> {
+    let mut tx = rec.begin(Source::Api, actor);
+    let user = rec
+        .store()
+        .find::<User>(Kind::User, key)?
+        .ok_or_else(|| SendError::UnknownUser(key.to_owned()))?;
+    let activation = idsync_schema::Activation::queued(nonce(), time::OffsetDateTime::now_utc());
+    match tx.set_activation(user.id, app, activation) {
+        Ok(_) => {}
+        Err(WriteError::Store(e)) => return Err(e.into()),
+        Err(WriteError::Rejected(v)) => {
+            return Err(SendError::Refused(format!(
+                "user {key:?}, application {app:?}: {v}"
+            )))
+        }
+    }
+    tx.commit()?;
+    Ok(Resent {
+        application: app.to_owned(),
+        user: user.id,
+    })
 }
 
 /// `send_policy = "on_import"`: after an import for `application`, queue

@@ -3,7 +3,10 @@
 //!
 //! - `POST /mail/applications/APP/send-activation` (operator or admin):
 //!   queue the activation mail for every user of `APP` never sent one;
-//!   answers `{"application": APP, "queued": N}`.
+//!   answers `{"application": APP, "queued": N}`;
+//! - `POST /mail/applications/APP/users/KEY/resend` (operator or admin):
+//!   a new activation mail for the user known by KEY (mail, loginName or
+//!   id); the old link stops working. Answers `{"application", "user"}`.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -31,26 +34,73 @@ pub async fn route(
     who: &str,
 ) -> Response<Full<Bytes>> {
     let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let (Some(a), ["mail", "applications", app, "send-activation"]) = (activations, &parts[..])
-    else {
-        return respond_json(StatusCode::NOT_FOUND, &json!({"error": "no such route"}));
+    let not_found = || respond_json(StatusCode::NOT_FOUND, &json!({"error": "no such route"}));
+    let Some(a) = activations else {
+        return not_found();
     };
-    if method != Method::POST {
-        return respond_json(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &json!({"error": "use POST"}),
-        );
-    }
-    match a.send_activation(app, Actor::token(who)).await {
-        Ok(q) => respond_json(StatusCode::OK, &json!(q)),
+    let answer = match &parts[..] {
+        ["mail", "applications", app, "send-activation"] => {
+            if method != Method::POST {
+                return use_post();
+            }
+            a.send_activation(app, Actor::token(who))
+                .await
+                .map(|q| json!(q))
+        }
+        ["mail", "applications", app, "users", key, "resend"] => {
+            if method != Method::POST {
+                return use_post();
+            }
+            a.resend(app, &percent_decode(key), Actor::token(who))
+                .await
+                .map(|r| json!(r))
+        }
+        _ => return not_found(),
+    };
+    match answer {
+        Ok(v) => respond_json(StatusCode::OK, &v),
         Err(e) => {
             let status = match &e {
-                SendError::UnknownApplication(_) => StatusCode::NOT_FOUND,
-                SendError::NoMail => StatusCode::CONFLICT,
+                SendError::UnknownApplication(_) | SendError::UnknownUser(_) => {
+                    StatusCode::NOT_FOUND
+                }
+                SendError::NoMail | SendError::Refused(_) => StatusCode::CONFLICT,
                 SendError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
                 SendError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             respond_json(status, &json!({"error": e.to_string()}))
         }
     }
+}
+
+fn use_post() -> Response<Full<Bytes>> {
+    respond_json(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &json!({"error": "use POST"}),
+    )
+}
+
+/// `%XX` decoded (a user key in a path segment).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
