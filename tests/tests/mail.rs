@@ -351,3 +351,47 @@ fn activation_mails_go_out_once_each_in_the_users_language_and_survive_a_relay_o
         }
     }
 }
+
+/// `send_policy = "on_import"`: a file dropped for the application queues
+/// the mails itself; users of other folders get none.
+#[test]
+fn an_application_that_sends_on_import_mails_its_new_users() {
+    let admin = free_port();
+    let smtp = free_port();
+    let env = Env::with_config(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+         [[tokens]]\nname = \"root\"\nsha256 = \"{}\"\nroles = [\"admin\"]\n\n\
+         [[applications]]\nname = \"crm\"\nsend_policy = \"on_import\"\n\n\
+         [mail]\nrelay = \"127.0.0.1\"\nport = {smtp}\ntls = \"none\"\n\
+         from = \"idsync <noreply@example.com>\"\npublic_url = \"http://127.0.0.1:9/\"\n",
+        sha(ADMIN),
+    ));
+    let inbox = env.dir.path().join("sink");
+    let _sink = Sink::start(smtp, &inbox);
+    let mut daemon = env.serve(&[]);
+    wait_until("the daemon", Duration::from_secs(60), || {
+        if let Some(status) = daemon.child.try_wait().expect("try_wait") {
+            panic!("idsync serve exited ({status}): {}", daemon.log());
+        }
+        std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok()
+    });
+    env.drop_file("users/crm", "crm.csv", USERS);
+    env.drop_file("users", "others.csv", OTHERS);
+    wait_until("three activation mails", Duration::from_secs(60), || {
+        received(&inbox).len() >= 3
+    });
+    wait_until("both files imported", Duration::from_secs(60), || {
+        env.finished("users", "processed").len() == 1
+    });
+    wait_caught_up(admin, &mut daemon);
+    std::thread::sleep(Duration::from_millis(500));
+    let per = by_rcpt(&received(&inbox));
+    assert_eq!(
+        per.keys().cloned().collect::<Vec<_>>(),
+        ["ann@example.org", "jorg@example.org", "zoe@example.org"]
+    );
+    assert!(per.values().all(|m| m.len() == 1), "{per:?}");
+    assert!(daemon.log().contains("activation mails queued on import"));
+    daemon.signal("TERM");
+    assert!(daemon.wait(Duration::from_secs(30)).is_some());
+}
