@@ -84,6 +84,23 @@ pub struct Delivery {
     /// Remote ids learned (`Some`) or forgotten (`None`) per object: the
     /// runner stores them with the cursor, atomically.
     pub learned: Vec<(Uuid, Option<Remote>)>,
+    /// Activation states to record (the mail connector): the runner writes
+    /// them through the reconciler before it moves the cursor past their
+    /// events, so a redelivered event sees them.
+    pub activations: Vec<ActivationReport>,
+}
+
+/// What became of one activation mail, for the daemon to record as a
+/// change of the user (a connector never writes an object itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivationReport {
+    pub user: Uuid,
+    pub application: String,
+    /// The sending reported on: recorded only while the user's state is
+    /// still `queued` with this nonce (a resend in between wins).
+    pub nonce: String,
+    /// The new state (`sent` or `failed`).
+    pub activation: idsync_schema::Activation,
 }
 
 /// The operations a full reconcile would run, computed without changing
@@ -113,6 +130,8 @@ pub struct Applied {
     /// Operations that failed, with the reason.
     pub errors: Vec<String>,
     pub learned: Vec<(Uuid, Option<Remote>)>,
+    /// Activation states to record, as in [`Delivery::activations`].
+    pub activations: Vec<ActivationReport>,
 }
 
 /// Why a connector call failed as a whole.

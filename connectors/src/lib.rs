@@ -1,11 +1,12 @@
 //! The peers idsync talks to, in two shapes:
 //!
 //! - **Change-log consumers** ([`Connector`]): one module per peer (LDAP,
-//!   then a webhook), each fed batches of [`Event`]s by the daemon's runner
-//!   and reconciled against a read-only [`View`] of the store. The daemon
-//!   persists what a connector reports back (outcomes and the remote ids it
-//!   learned); data flows one way: a connector never writes an object.
-//!   [`registry`] is the one place that names them all.
+//!   a webhook, the SMTP relay of [`mail`]), each fed batches of
+//!   [`Event`]s by the daemon's runner and reconciled against a read-only
+//!   [`View`] of the store. The daemon persists what a connector reports
+//!   back (outcomes, the remote ids it learned, activation states through
+//!   the reconciler); data flows one way: a connector never writes an
+//!   object. [`registry`] names them all but `mail` (built from `[mail]`).
 //! - **CA backends** ([`ca`]): request/response, called synchronously by
 //!   enrollment to issue a certificate (the local CA, PKCS#12 files). They
 //!   see no change log, no runner and no `View`; they live here because
@@ -20,12 +21,13 @@ pub mod ca;
 pub mod connector;
 pub mod event;
 pub mod ldap;
+pub mod mail;
 pub mod registry;
 pub mod webhook;
 
 pub use connector::{
-    Applied, BoxFuture, Connector, ConnectorError, Delivery, DeliveryConfig, Outcome, Plan, Remote,
-    View, ViewError,
+    ActivationReport, Applied, BoxFuture, Connector, ConnectorError, Delivery, DeliveryConfig,
+    Outcome, Plan, Remote, View, ViewError,
 };
 pub use event::{Event, Operation};
 pub use registry::ConnectorConfig;

@@ -2,7 +2,9 @@
 //! concrete connector. A `[[connectors]]` entry of the configuration is
 //! read into a [`ConnectorConfig`] by its `type`, checked, and built into
 //! the `Arc<dyn Connector>` the daemon drives; everything past `build`
-//! sees only the trait. Kept apart from the trait's module so that the
+//! sees only the trait. The one exception is [`crate::mail`]: it has a
+//! section of its own (`[mail]`, one relay for every kind of mail), and the
+//! daemon builds it from there (`connect::build_mail`). Kept apart from the trait's module so that the
 //! trait depends on no connector, and adding a peer touches this file and
 //! the peer's own module only.
 

@@ -478,6 +478,7 @@ mod tests {
             applications: vec![],
             source: Source::Csv,
             activation_mail: Default::default(),
+            activations: Default::default(),
             external_id: None,
             scim: Default::default(),
             meta: Meta::new(now),

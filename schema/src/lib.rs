@@ -7,6 +7,7 @@
 //! [`input`] types and run the same [`rules`], so a value refused over SCIM is
 //! refused in a CSV file with the same words.
 
+pub mod activation;
 pub mod cert;
 pub mod csv_format;
 pub mod csv_quotes;
@@ -17,6 +18,7 @@ pub mod rules;
 pub mod scim;
 pub mod text;
 
+pub use activation::{Activation, ActivationState, ApplicationSettings, SendPolicy};
 pub use cert::{
     Certificate, CertificateData, CertificateProfile, DomainPolicy, EnrollmentRequest, KeyType,
     ProfileSettings, ProfileState, Protocol, RequestStatus, Usage,

@@ -166,6 +166,10 @@ pub struct User {
     pub source: Source,
     #[serde(default)]
     pub activation_mail: ActivationMail,
+    /// The activation e-mail per application (issue 16); an application
+    /// not listed is `not_sent`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub activations: std::collections::BTreeMap<String, crate::activation::Activation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
     /// What a SCIM client sent beyond the typed fields (`title`,

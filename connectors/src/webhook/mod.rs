@@ -277,7 +277,7 @@ impl WebhookConnector {
         }
         Delivery {
             outcomes,
-            learned: Vec::new(),
+            ..Delivery::default()
         }
     }
 }

@@ -97,6 +97,24 @@ pub fn run(cfg: &Config, args: &ImportArgs) -> Result<u8> {
         None => ReportFiles::beside(&default_report_base(&cfg.reports_dir(), file)),
     };
     let result = run_import(&rec, file, &opts, &cfg.imports_dir(), &out)?;
+    if !opts.dry_run && result.outcome != FileOutcome::Rejected {
+        let actor = idsync_store::Actor {
+            kind: "cli".into(),
+            name: "import".into(),
+            digest: None,
+            line: None,
+        };
+        if let Some(q) = crate::sources::activation::on_import(
+            &rec,
+            &cfg.applications,
+            cfg.mail.is_some(),
+            opts.application.as_deref(),
+            actor,
+        ) {
+            let q = q?;
+            eprintln!("{} activation mails queued for {}", q.queued, q.application);
+        }
+    }
     match args.format {
         ReportFormat::Json => {
             let mut stdout = std::io::stdout().lock();

@@ -9,6 +9,7 @@ pub mod client;
 pub mod connectors;
 pub mod enroll;
 pub mod import;
+pub mod mail;
 pub mod objects;
 pub mod status;
 
@@ -120,6 +121,11 @@ pub enum Command {
         #[command(subcommand)]
         command: connectors::ConnectorsCommand,
     },
+    /// Activation e-mails (issue 16).
+    Mail {
+        #[command(subcommand)]
+        command: mail::MailCommand,
+    },
     /// Certificate profiles of the running daemon.
     Profiles {
         #[command(subcommand)]
@@ -221,6 +227,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Status => status::run(&cfg),
         Command::Connectors { command } => connectors::run(&cfg, command),
+        Command::Mail { command } => mail::run(&cfg, command),
         Command::Profiles { command } => certs::run(&cfg, certs::Command::Profiles(command)),
         Command::Assets { command } => certs::run(&cfg, certs::Command::Assets(command)),
         Command::Enroll { command } => certs::run(&cfg, certs::Command::Enroll(command)),

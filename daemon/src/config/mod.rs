@@ -48,6 +48,12 @@ pub struct Config {
     /// Peers the change log is pushed to (`[[connectors]]`, see
     /// docs/connectors.md).
     pub connectors: Vec<idsync_connectors::ConnectorConfig>,
+    /// The applications users are imported for and mailed an activation
+    /// link for (`[[applications]]`, docs/mail.md).
+    pub applications: Vec<idsync_schema::ApplicationSettings>,
+    /// The SMTP relay and the mails' own settings (`[mail]`, docs/mail.md);
+    /// without it idsync sends no mail.
+    pub mail: Option<idsync_connectors::mail::MailConfig>,
 }
 
 impl Default for Config {
@@ -66,6 +72,8 @@ impl Default for Config {
             scim: crate::sources::scim::ScimConfig::default(),
             tokens: Vec::new(),
             connectors: Vec::new(),
+            applications: Vec::new(),
+            mail: None,
         }
     }
 }
@@ -348,6 +356,9 @@ impl Config {
                     .check()
                     .map_err(|(key, message)| invalid(key, message)),
                 self.check_connectors(),
+                idsync_schema::activation::check_applications(&self.applications)
+                    .map_err(|m| invalid("applications", m)),
+                self.check_mail(),
                 self.admin
                     .listen
                     .parse::<std::net::SocketAddr>()
@@ -478,6 +489,39 @@ impl Config {
                     format!("connector {:?} is defined twice", c.name()),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// `[mail]` valid, its connector name free, and no application whose
+    /// mails could not go out.
+    fn check_mail(&self) -> Result<(), ConfigError> {
+        let Some(mail) = &self.mail else {
+            if let Some(a) = self
+                .applications
+                .iter()
+                .find(|a| a.send_policy == idsync_schema::SendPolicy::OnImport)
+            {
+                return Err(invalid(
+                    "applications.send_policy",
+                    format!(
+                        "application {:?} sends on import, but [mail] is not configured",
+                        a.name
+                    ),
+                ));
+            }
+            return Ok(());
+        };
+        mail.problem().map_err(|(key, m)| invalid(key, m))?;
+        if self
+            .connectors
+            .iter()
+            .any(|c| c.name() == idsync_connectors::mail::NAME)
+        {
+            return Err(invalid(
+                "connectors.name",
+                "`mail` is the name of the mail connector ([mail]); choose another",
+            ));
         }
         Ok(())
     }
@@ -623,6 +667,34 @@ mod tests {
         let f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
         std::fs::write(f.path(), toml).unwrap();
         Config::load(Some(f.path()))
+    }
+
+    #[test]
+    fn applications_and_mail_are_checked_with_the_key_named() {
+        let err = |toml: &str| load_str(toml).unwrap_err().to_string();
+        let mail = "[mail]\nrelay = \"smtp.example.com\"\nfrom = \"idsync <noreply@example.com>\"\npublic_url = \"https://id.example.com\"\n";
+        let apps = "[[applications]]\nname = \"crm\"\n";
+        let cfg = load_str(&format!("{apps}{mail}")).unwrap();
+        assert_eq!(cfg.applications[0].link_lifetime_days, 7);
+        assert!(cfg.mail.is_some());
+        assert!(load_str("").unwrap().mail.is_none());
+        let e = err(&format!("{apps}{apps}"));
+        assert!(e.contains("applications") && e.contains("twice"), "{e}");
+        let e = err("[[applications]]\nname = \"crm\"\nsend_policy = \"on_import\"\n");
+        assert!(
+            e.contains("applications.send_policy") && e.contains("[mail]"),
+            "{e}"
+        );
+        let e = err(&mail.replace("idsync <noreply@example.com>", "nobody"));
+        assert!(e.starts_with("mail.from:"), "{e}");
+        let e = err(&format!("{mail}tls = \"ssl\"\n"));
+        assert!(e.contains("starttls"), "{e}");
+        let e = err(&format!("{mail}username = \"u\"\n"));
+        assert!(e.starts_with("mail.password_file:"), "{e}");
+        let e = err(&format!(
+            "{mail}[[connectors]]\ntype = \"webhook\"\nname = \"mail\"\nurl = \"http://127.0.0.1:1/\"\n"
+        ));
+        assert!(e.contains("connectors.name"), "{e}");
     }
 
     #[test]

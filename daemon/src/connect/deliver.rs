@@ -135,7 +135,15 @@ impl Runner {
                 },
                 unsaved: &unsaved,
             };
-            let delivery = self.connector.deliver(&events, &view).await;
+            let mut delivery = self.connector.deliver(&events, &view).await;
+            // Activation states before the cursor: a batch delivered
+            // again finds them (the mail connector's at-least-once window
+            // is the time this write takes).
+            let reports = std::mem::take(&mut delivery.activations);
+            if let Err(e) = super::activations::record(&self.rec, &self.name, reports).await {
+                // Delivered again from the cursor, as after a crash.
+                break Streamed::Failed(e);
+            }
             // Saves in order: batch N−1's is durable before batch N's is
             // written, and its figures are shown before batch N's errors.
             if let Some(s) = saving.take() {

@@ -7,6 +7,7 @@
 //! and the connectors crate must not know the store. The connectors see
 //! events and a read-only [`view::StoreView`].
 
+mod activations;
 mod backoff;
 mod deliver;
 mod error;
@@ -63,6 +64,19 @@ pub fn build(configs: &[ConnectorConfig]) -> Result<Vec<Arc<dyn Connector>>> {
                 .with_context(|| format!("connector {:?}", c.name()))
         })
         .collect()
+}
+
+/// The mail connector of `[mail]` (issue 16), mailing for `apps`, its
+/// links derived with the key in `data_dir` (made on first use).
+pub fn build_mail(
+    mail: &idsync_connectors::mail::MailConfig,
+    apps: &[idsync_schema::ApplicationSettings],
+    data_dir: &std::path::Path,
+) -> Result<Arc<dyn Connector>> {
+    let key = crate::infra::mail_key::load_or_create(data_dir).context("the mail key")?;
+    let c =
+        idsync_connectors::mail::MailConnector::new(mail.clone(), apps, key).context("[mail]")?;
+    Ok(Arc::new(c))
 }
 
 impl Connectors {

@@ -133,11 +133,15 @@ impl Runner {
         if let (Some(refusal), false) = (&plan.refusal, force) {
             return Err(RunnerError::Refused(refusal.clone()));
         }
-        let applied = self
+        let mut applied = self
             .connector
             .apply(&plan)
             .await
             .map_err(|e| RunnerError::Apply(e.to_string()))?;
+        let reports = std::mem::take(&mut applied.activations);
+        super::activations::record(&self.rec, &self.name, reports)
+            .await
+            .map_err(RunnerError::Apply)?;
         let mut save = DeliverySave::new(&self.name);
         save_learned(&mut save, &applied.learned);
         let ended = time::OffsetDateTime::now_utc().unix_timestamp();

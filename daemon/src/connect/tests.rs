@@ -50,7 +50,7 @@ impl Connector for Fake {
             {
                 return Delivery {
                     outcomes: vec![Outcome::Retry("peer down".into()); batch.len()],
-                    learned: Vec::new(),
+                    ..Delivery::default()
                 };
             }
             let refuse = self.refuse.lock().unwrap().clone();
@@ -78,7 +78,11 @@ impl Connector for Fake {
                     }
                 })
                 .collect();
-            Delivery { outcomes, learned }
+            Delivery {
+                outcomes,
+                learned,
+                ..Delivery::default()
+            }
         })
     }
     fn plan<'a>(&'a self, _view: &'a dyn View) -> BoxFuture<'a, Result<Plan, ConnectorError>> {

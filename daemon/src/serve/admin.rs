@@ -1,7 +1,8 @@
 //! The admin HTTP listener: health, readiness, metrics and status for
 //! probes, Prometheus and `idsync status`; the connector routes
 //! ([`crate::connect::routes`], admin role) and the enrollment API
-//! ([`crate::sources::enroll::routes`], operator/approver/admin roles).
+//! ([`crate::sources::enroll::routes`], operator/approver/admin roles),
+//! the mail route ([`crate::sources::activation::routes`], operator).
 //!
 //! Every route needs a bearer token with the right role (see
 //! [`crate::infra::auth`]); health and metrics need the monitor role.
@@ -52,6 +53,9 @@ pub struct AdminState {
     pub connectors: Option<Arc<crate::connect::Connectors>>,
     /// Certificate enrollment (`/api/v1/…`, see [`crate::sources::enroll::routes`]).
     pub enrollment: Option<Arc<crate::sources::enroll::Enrollment>>,
+    /// Queueing activation mails (`/mail/…`, see
+    /// [`crate::sources::activation::routes`]).
+    pub activations: Option<Arc<crate::sources::activation::Activations>>,
     /// Connections in all and per peer, first-byte timeout (`[admin]`).
     pub limits: Limits,
 }
@@ -101,8 +105,11 @@ async fn handle(
     let path = req.uri().path();
     let api = crate::sources::enroll::routes::is_api_route(path);
     // Steering connectors changes the directory: admin only.
+    let mail = crate::sources::activation::routes::is_mail_route(path);
     let needed: &[Role] = if crate::connect::routes::is_connector_route(path) {
         &[Role::Admin]
+    } else if mail {
+        crate::sources::activation::routes::ROLES
     } else if api {
         crate::sources::enroll::routes::roles_for(req.method(), path)
     } else {
@@ -155,6 +162,15 @@ async fn handle(
             body,
         };
         return crate::sources::enroll::routes::route(state.enrollment.as_deref(), call).await;
+    }
+    if mail {
+        return crate::sources::activation::routes::route(
+            state.activations.as_deref(),
+            &parts.method,
+            parts.uri.path(),
+            granted.token.as_str(),
+        )
+        .await;
     }
     if crate::connect::routes::is_connector_route(parts.uri.path()) {
         return crate::connect::routes::route(
@@ -342,6 +358,7 @@ mod tests {
             auth: Arc::new(auth),
             max_body_bytes: MAX_BODY,
             connectors: None,
+            activations: None,
             enrollment: None,
             limits: crate::config::AdminConfig::default().limits(),
         });

@@ -124,6 +124,9 @@ impl JobContext {
         match result {
             Ok(result) => {
                 let rejected = result.outcome == FileOutcome::Rejected;
+                if !rejected {
+                    self.queue_on_import(folder, claimed);
+                }
                 let dest = inbox::finish(&self.root, folder, claimed, rejected)?;
                 let took = started.elapsed();
                 self.metrics
@@ -153,6 +156,34 @@ impl JobContext {
                     claimed.display()
                 )
             }),
+        }
+    }
+
+    /// The application's activation mails, when it sends on import.
+    fn queue_on_import(&self, folder: &Folder, claimed: &Path) {
+        let actor = idsync_store::Actor {
+            kind: "file".into(),
+            name: claimed
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            digest: None,
+            line: None,
+        };
+        let cfg = &self.cfg;
+        match crate::sources::activation::on_import(
+            &self.rec,
+            &cfg.applications,
+            cfg.mail.is_some(),
+            folder.application.as_deref(),
+            actor,
+        ) {
+            None => {}
+            Some(Ok(q)) => {
+                tracing::info!(application = %q.application, queued = q.queued, "activation mails queued on import")
+            }
+            Some(Err(e)) => {
+                tracing::error!(folder = %folder.name, "queueing activation mails: {e}")
+            }
         }
     }
 

@@ -160,7 +160,15 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
     // Connectors follow the change log from their own cursors, woken by the
     // store's head watch; they only read the store, so they never hold up
     // an import.
-    let connectors = crate::connect::start(crate::connect::build(&cfg.connectors)?, &rec);
+    let mut peers = crate::connect::build(&cfg.connectors)?;
+    if let Some(mail) = &cfg.mail {
+        peers.push(crate::connect::build_mail(
+            mail,
+            &cfg.applications,
+            &cfg.data_dir,
+        )?);
+    }
+    let connectors = crate::connect::start(peers, &rec);
     metrics.set_connectors(connectors.connectors.stats());
     let enrollment = crate::sources::enroll::start(cfg.enrollment_settings(), &rec, &metrics)?;
     let auth = Arc::new(Auth::load(&cfg.tokens, &cfg.data_dir).context("loading the API tokens")?);
@@ -177,6 +185,11 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
             max_body_bytes: cfg.admin.max_body_bytes,
             connectors: Some(Arc::clone(&connectors.connectors)),
             enrollment: Some(Arc::clone(&enrollment)),
+            activations: Some(Arc::new(crate::sources::activation::Activations::new(
+                Arc::clone(&rec),
+                cfg.applications.clone(),
+                cfg.mail.is_some(),
+            ))),
             limits: cfg.admin.limits(),
         }),
         shutdown_rx.clone(),

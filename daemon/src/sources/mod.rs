@@ -4,11 +4,14 @@
 //! - [`inbox`] and [`import`]: drop folders and the CSV import;
 //! - [`scim`]: the SCIM 2.0 server for identity providers;
 //! - [`enroll`]: certificate profiles, enrollment and approvals, with the
-//!   admin API's routes for them.
+//!   admin API's routes for them;
+//! - [`activation`]: queueing the activation mails of an application
+//!   (seed 003's "Send E-Mails"), with its admin route.
 //!
 //! Sources never talk to connectors and never import the CLI or the daemon
 //! loop (`serve`).
 
+pub mod activation;
 pub mod enroll;
 pub mod import;
 pub mod inbox;

@@ -366,6 +366,7 @@ mod tests {
             applications: vec![],
             source: Source::Csv,
             activation_mail: Default::default(),
+            activations: Default::default(),
             external_id: Some("E1".into()),
             scim: Default::default(),
             meta: Meta::new(time::OffsetDateTime::UNIX_EPOCH),

@@ -20,8 +20,10 @@
 //! - `stored`: what each stored kind contributes (id, meta, index and marker
 //!   keys, the input digest);
 //! - `write`: how a new version becomes queued writes and a change event;
-//! - `users`, `groups`, `assets`, `certs`: the rules of each kind.
+//! - `users`, `groups`, `assets`, `certs`: the rules of each kind;
+//! - `activation`: the activation e-mail's state per user and application.
 
+mod activation;
 mod assets;
 mod certs;
 mod groups;
@@ -41,6 +43,7 @@ use uuid::Uuid;
 
 use crate::{Actor, Store, StoreError};
 
+pub use activation::never_sent;
 pub use tx::{Committed, Savepoint, Tx};
 
 /// Which attribute identifies an existing user (seed 001: the mail).

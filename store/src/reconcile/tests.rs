@@ -497,3 +497,87 @@ fn rolling_back_to_a_savepoint_keeps_the_change_log_gap_free() {
     assert_eq!((a_stored.meta.version, a_stored.description), (1, None));
     assert_eq!(store.count(Kind::Group).unwrap(), 2);
 }
+
+/// Activation mails (issue 16): queueing a whole application is one
+/// transaction with one event per user queued; outcomes are recorded only
+/// for the sending still queued; the state machine is enforced.
+#[test]
+fn activations_are_queued_once_and_recorded_only_for_their_sending() {
+    use idsync_schema::{Activation, ActivationState};
+    let (_dir, rec) = fresh();
+    let crm = UserWrite {
+        application: Some("crm".into()),
+        ..UserWrite::default()
+    };
+    let a = in_tx(&rec, |tx| tx.create_user(person("a@x.org"), &crm))
+        .unwrap()
+        .id();
+    let b = in_tx(&rec, |tx| tx.create_user(person("b@x.org"), &crm))
+        .unwrap()
+        .id();
+    let other = add_user(&rec, "c@x.org", &[]);
+    let head = rec.store().head().unwrap();
+
+    let mut n = 0;
+    let mut nonce = || {
+        n += 1;
+        format!("n{n}")
+    };
+    let queued = in_tx(&rec, |tx| {
+        tx.queue_activations("crm", &[a, b, other], &mut nonce)
+    })
+    .unwrap();
+    assert_eq!(queued, vec![a, b], "only crm's users");
+    let events = events_after(&rec, head);
+    assert_eq!(events.len(), 2);
+    assert!(
+        events.iter().all(|e| e.changed == ["activations"]),
+        "{events:?}"
+    );
+    let qa = stored_user(&rec, a).unwrap().activations["crm"].clone();
+    assert_eq!(qa.state, ActivationState::Queued);
+    assert_eq!(qa.nonce.as_deref(), Some("n1"));
+    assert!(stored_user(&rec, other).unwrap().activations.is_empty());
+
+    // Queued already: a second send queues nobody.
+    let again = in_tx(&rec, |tx| {
+        tx.queue_activations("crm", &[a, b], &mut || "x".into())
+    })
+    .unwrap();
+    assert!(again.is_empty());
+
+    let sent = |nonce: &str| Activation {
+        state: ActivationState::Sent,
+        nonce: Some(nonce.into()),
+        token_sha256: Some("ab".repeat(32)),
+        expires: None,
+        reason: None,
+        at: time::OffsetDateTime::now_utc(),
+    };
+    // Another sending's outcome is not recorded; this one's is, once.
+    assert!(!in_tx(&rec, |tx| tx.record_activation(a, "crm", "n9", sent("n9"))).unwrap());
+    assert!(in_tx(&rec, |tx| tx.record_activation(a, "crm", "n1", sent("n1"))).unwrap());
+    assert!(!in_tx(&rec, |tx| tx.record_activation(a, "crm", "n1", sent("n1"))).unwrap());
+    assert_eq!(
+        stored_user(&rec, a).unwrap().activations["crm"].state,
+        ActivationState::Sent
+    );
+
+    // The state machine: nothing is sent unqueued, nobody outside the
+    // application gets a state.
+    let mut tx = rec.begin(Source::Api, Actor::default());
+    assert!(matches!(
+        tx.set_activation(
+            other,
+            "crm",
+            Activation::queued("z".into(), time::OffsetDateTime::now_utc())
+        ),
+        Err(WriteError::Rejected(_))
+    ));
+    let mut not_queued = sent("n1");
+    not_queued.state = ActivationState::Activated;
+    assert!(matches!(
+        tx.set_activation(b, "crm", not_queued),
+        Err(WriteError::Rejected(_))
+    ));
+}

@@ -212,6 +212,7 @@ impl Tx<'_> {
             applications: Vec::new(),
             source: self.source,
             activation_mail: Default::default(),
+            activations: Default::default(),
             external_id: None,
             scim: Default::default(),
             meta: Meta::new(self.now),

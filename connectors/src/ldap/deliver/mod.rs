@@ -258,6 +258,7 @@ pub(super) async fn deliver_batch(
     Delivery {
         outcomes,
         learned: synced.learned,
+        ..Delivery::default()
     }
 }
 

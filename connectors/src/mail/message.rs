@@ -1,0 +1,114 @@
+//! One mail as it goes to the relay: headers, the two parts rendered from
+//! the templates, and a `Message-ID` that derives from what the mail is
+//! about, so that a mail sent twice (at least once delivery) is
+//! recognisable as one by anyone who reads both.
+
+use idsync_schema::{ApplicationSettings, User};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::Message;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::config::MailConfig;
+use super::templates::{ActivationVars, Templates};
+use crate::connector::ConnectorError;
+
+/// Builds messages from the configuration and the templates.
+pub(super) struct Composer {
+    from: Mailbox,
+    reply_to: Option<Mailbox>,
+    /// The right-hand side of `Message-ID`s: the From address's domain.
+    domain: String,
+    templates: Templates,
+}
+
+/// `2030-01-01 00:00`.
+fn minutes(t: OffsetDateTime) -> String {
+    let s = t.format(&Rfc3339).unwrap_or_default();
+    s.get(..16).unwrap_or(&s).replace('T', " ")
+}
+
+/// How a user is greeted: display name, else first and last name, else
+/// the login name or mail.
+fn greeting(u: &User) -> String {
+    if let Some(d) = u.display_name.as_deref().filter(|d| !d.trim().is_empty()) {
+        return d.to_owned();
+    }
+    let full = [u.first_name.as_deref(), u.last_name.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if !full.trim().is_empty() {
+        return full;
+    }
+    u.login_name
+        .clone()
+        .or_else(|| u.mail.clone())
+        .unwrap_or_default()
+}
+
+impl Composer {
+    pub(super) fn new(cfg: &MailConfig, templates: Templates) -> Result<Self, ConnectorError> {
+        let problem = |(key, m): (&str, String)| ConnectorError::Config(format!("{key}: {m}"));
+        let from = cfg.from_mailbox().map_err(problem)?;
+        Ok(Self {
+            domain: from.email.domain().to_owned(),
+            reply_to: cfg.reply_to_mailbox().map_err(problem)?,
+            from,
+            templates,
+        })
+    }
+
+    /// The `Message-ID` of activation sending `nonce` for `user`.
+    pub(super) fn activation_id(&self, user: &User, nonce: &str) -> String {
+        format!("<activation.{}.{nonce}@{}>", user.id.simple(), self.domain)
+    }
+
+    /// The activation mail of `app` for `user`; `Err` (the reason) when
+    /// it cannot be made (no or a bad mail address, a template failing).
+    pub(super) fn activation(
+        &self,
+        user: &User,
+        app: &ApplicationSettings,
+        nonce: &str,
+        link: &str,
+        expires: OffsetDateTime,
+    ) -> Result<Message, String> {
+        let Some(mail) = user.mail.as_deref() else {
+            return Err("the user has no mail address".into());
+        };
+        let name = greeting(user);
+        let to_name = Some(name.clone()).filter(|n| n != mail);
+        let to = Mailbox::new(
+            to_name,
+            mail.parse()
+                .map_err(|e| format!("the user's mail address is not valid: {e}"))?,
+        );
+        let vars = ActivationVars {
+            name,
+            first_name: user.first_name.clone().unwrap_or_default(),
+            last_name: user.last_name.clone().unwrap_or_default(),
+            login_name: user.login_name.clone().unwrap_or_default(),
+            mail: mail.to_owned(),
+            application: app.shown_name().to_owned(),
+            link: link.to_owned(),
+            expires: minutes(expires),
+            lifetime_days: app.link_lifetime_days,
+        };
+        let r = self
+            .templates
+            .render("activation", user.language.as_deref(), &vars)
+            .map_err(|e| e.to_string())?;
+        let mut b = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(r.subject)
+            .message_id(Some(self.activation_id(user, nonce)));
+        if let Some(rt) = &self.reply_to {
+            b = b.reply_to(rt.clone());
+        }
+        b.multipart(MultiPart::alternative_plain_html(r.text, r.html))
+            .map_err(|e| format!("building the mail: {e}"))
+    }
+}

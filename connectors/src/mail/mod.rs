@@ -1,0 +1,340 @@
+//! The mail connector: sends the activation e-mails of issue 16 through an
+//! SMTP relay, as a change-log consumer.
+//!
+//! Why a connector: the runner already gives a durable cursor, retries
+//! with capped backoff, dead letters, metrics and `idsync status`; mail
+//! only decides what to send and what the relay's answers mean:
+//!
+//! - A user event is looked at through the [`View`] (the user as it is
+//!   now, not as the event saw it): each application whose activation is
+//!   `queued` is mailed once, in the user's language ([`templates`]),
+//!   with a link whose token derives from the sending's nonce ([`token`]).
+//! - The relay accepted the mail: `sent` (with the token's hash and the
+//!   link's expiry); it refused it for good (5xx): `failed` with the
+//!   reason; both reported to the runner ([`ActivationReport`]), which
+//!   records them through the reconciler before its cursor moves past the
+//!   event, so a redelivered event finds `sent` and mails nobody.
+//! - The relay is down, times out or answers 4xx: retry, as long as it
+//!   takes (the runner backs off); the rest of the batch waits.
+//! - Delivery is **at least once**: a crash (or a failed store write)
+//!   between the relay's acceptance and the recorded `sent` sends that
+//!   mail again after the restart. Both mails carry the same `Message-ID`
+//!   (it derives from the sending) and the same working link.
+//! - The full reconcile sends what is `queued` and was never delivered
+//!   (the runner starts a new connector at the head of the change log).
+//! - No secret in a log line or an error: not the SMTP password (read
+//!   from its file at start), not a token (only its hash leaves here).
+
+mod config;
+mod message;
+pub mod templates;
+pub mod token;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use idsync_schema::{Activation, ActivationState, ApplicationSettings, Kind, User};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::connector::{
+    ActivationReport, Applied, BoxFuture, Connector, ConnectorError, Delivery, DeliveryConfig,
+    Outcome, Plan, View,
+};
+use crate::event::Event;
+pub use config::{MailConfig, TlsMode};
+use message::Composer;
+use templates::Templates;
+use token::KEY_LEN;
+
+/// The connector's name: its delivery state lives under `s/conn/mail/`.
+pub const NAME: &str = "mail";
+
+/// The mail connector: one pooled SMTP transport for its whole life.
+pub struct MailConnector {
+    cfg: MailConfig,
+    apps: BTreeMap<String, ApplicationSettings>,
+    key: [u8; KEY_LEN],
+    composer: Composer,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+}
+
+/// What became of one sending.
+enum Sent {
+    /// Recorded as `sent` or `failed`.
+    Settled(ActivationReport),
+    /// Try again later.
+    Retry(String),
+}
+
+impl MailConnector {
+    /// A connector for `cfg`, mailing for `apps`, deriving link tokens
+    /// with `key`. Reads the templates and the password file now. Call it
+    /// inside a tokio runtime (the connection pool starts its task).
+    pub fn new(
+        cfg: MailConfig,
+        apps: &[ApplicationSettings],
+        key: [u8; KEY_LEN],
+    ) -> Result<Self, ConnectorError> {
+        cfg.check()?;
+        let config_err = |m: String| ConnectorError::Config(format!("mail: {m}"));
+        let templates =
+            Templates::load(cfg.templates_dir.as_deref()).map_err(|e| config_err(e.to_string()))?;
+        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.relay.clone())
+            .port(cfg.port)
+            .timeout(Some(Duration::from_millis(cfg.timeout_ms)))
+            .pool_config(PoolConfig::new().max_size(cfg.max_connections));
+        let tls = || -> Result<TlsParameters, ConnectorError> {
+            let mut p = TlsParameters::builder(cfg.relay.clone());
+            if let Some(ca) = &cfg.ca_file {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| config_err(format!("ca_file {}: {e}", ca.display())))?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| config_err(format!("ca_file {}: {e}", ca.display())))?;
+                p = p.add_root_certificate(cert);
+            }
+            p.build_rustls()
+                .map_err(|e| config_err(format!("tls: {e}")))
+        };
+        b = b.tls(match cfg.tls {
+            TlsMode::None => Tls::None,
+            TlsMode::Starttls => Tls::Required(tls()?),
+            TlsMode::StarttlsOptional => Tls::Opportunistic(tls()?),
+            TlsMode::Implicit => Tls::Wrapper(tls()?),
+        });
+        if let (Some(user), Some(file)) = (&cfg.username, &cfg.password_file) {
+            let password = std::fs::read_to_string(file)
+                .map_err(|e| config_err(format!("password_file {}: {e}", file.display())))?;
+            b = b.credentials(Credentials::new(user.clone(), password.trim().to_owned()));
+        }
+        Ok(Self {
+            composer: Composer::new(&cfg, templates)?,
+            apps: apps.iter().map(|a| (a.name.clone(), a.clone())).collect(),
+            key,
+            transport: b.build(),
+            cfg,
+        })
+    }
+
+    fn relay(&self) -> String {
+        format!("{}:{}", self.cfg.relay, self.cfg.port)
+    }
+
+    /// Send `user` the activation mail of `app` for sending `nonce`.
+    async fn send(&self, user: &User, app: &str, nonce: &str) -> Sent {
+        let now = OffsetDateTime::now_utc();
+        let report = |activation: Activation| ActivationReport {
+            user: user.id,
+            application: app.to_owned(),
+            nonce: nonce.to_owned(),
+            activation,
+        };
+        let failed = |reason: String| {
+            Sent::Settled(report(Activation {
+                state: ActivationState::Failed,
+                nonce: Some(nonce.to_owned()),
+                token_sha256: None,
+                expires: None,
+                reason: Some(reason),
+                at: now,
+            }))
+        };
+        let Some(settings) = self.apps.get(app) else {
+            return failed(format!("application {app:?} is not configured"));
+        };
+        let expires = now + time::Duration::days(settings.link_lifetime_days.into());
+        let token = token::activation_token(&self.key, user.id, app, nonce);
+        let link = self.cfg.activation_link(&token);
+        let msg = match self
+            .composer
+            .activation(user, settings, nonce, &link, expires)
+        {
+            Ok(m) => m,
+            Err(e) => return failed(e),
+        };
+        match self.transport.send(msg).await {
+            Ok(_) => Sent::Settled(report(Activation {
+                state: ActivationState::Sent,
+                nonce: Some(nonce.to_owned()),
+                token_sha256: Some(token::token_sha256(&token)),
+                expires: Some(expires),
+                reason: None,
+                at: now,
+            })),
+            Err(e) if e.is_permanent() => failed(format!("the relay refused the mail: {e}")),
+            Err(e) => Sent::Retry(format!(
+                "mail: sending through {}: {}",
+                self.relay(),
+                chain(&e)
+            )),
+        }
+    }
+
+    /// The sendings `user` is waiting for: (application, nonce).
+    fn queued(user: &User) -> Vec<(String, String)> {
+        user.activations
+            .iter()
+            .filter(|(_, a)| a.state == ActivationState::Queued)
+            .filter_map(|(app, a)| Some((app.clone(), a.nonce.clone()?)))
+            .collect()
+    }
+
+    async fn deliver_batch(&self, batch: &[Event], view: &dyn View) -> Delivery {
+        let mut d = Delivery::default();
+        // Sendings done in this batch: an event that follows for the same
+        // user (its state not recorded yet) must not send again.
+        let mut done: HashSet<(Uuid, String, String)> = HashSet::new();
+        'events: for e in batch {
+            if e.kind != Kind::User {
+                d.outcomes.push(Outcome::Delivered);
+                continue;
+            }
+            let user = match view.object(Kind::User, e.id) {
+                Ok(Some(v)) => match serde_json::from_value::<User>(v) {
+                    Ok(u) => u,
+                    Err(err) => {
+                        d.outcomes
+                            .push(Outcome::Failed(format!("user {}: {err}", e.id)));
+                        break;
+                    }
+                },
+                Ok(None) => {
+                    d.outcomes.push(Outcome::Delivered);
+                    continue;
+                }
+                Err(err) => {
+                    d.outcomes.push(Outcome::Retry(err.to_string()));
+                    break;
+                }
+            };
+            for (app, nonce) in Self::queued(&user) {
+                if !done.insert((user.id, app.clone(), nonce.clone())) {
+                    continue;
+                }
+                match self.send(&user, &app, &nonce).await {
+                    Sent::Settled(r) => d.activations.push(r),
+                    Sent::Retry(m) => {
+                        d.outcomes.push(Outcome::Retry(m));
+                        break 'events;
+                    }
+                }
+            }
+            d.outcomes.push(Outcome::Delivered);
+        }
+        d
+    }
+}
+
+/// The whole error chain as one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+impl Connector for MailConnector {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn delivery(&self) -> &DeliveryConfig {
+        &self.cfg.delivery
+    }
+
+    /// An SMTP session up to `NOOP` (TLS and login as configured).
+    fn healthcheck(&self) -> BoxFuture<'_, Result<(), ConnectorError>> {
+        Box::pin(async move {
+            match self.transport.test_connection().await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(ConnectorError::Unavailable(format!(
+                    "mail: {} did not answer NOOP",
+                    self.relay()
+                ))),
+                Err(e) => Err(ConnectorError::Unavailable(format!(
+                    "mail: {}: {}",
+                    self.relay(),
+                    chain(&e)
+                ))),
+            }
+        })
+    }
+
+    fn deliver<'a>(&'a self, batch: &'a [Event], view: &'a dyn View) -> BoxFuture<'a, Delivery> {
+        Box::pin(self.deliver_batch(batch, view))
+    }
+
+    /// Every sending still `queued`: what a new connector (started at the
+    /// head of the change log) or a lost event would leave unsent.
+    fn plan<'a>(&'a self, view: &'a dyn View) -> BoxFuture<'a, Result<Plan, ConnectorError>> {
+        Box::pin(async move {
+            let mut plan = Plan::default();
+            view.for_each(Kind::User, &mut |v| {
+                if let Ok(user) = serde_json::from_value::<User>(v.clone()) {
+                    for (app, nonce) in Self::queued(&user) {
+                        plan.text.push_str(&format!(
+                            "send activation: user {} application {app}\n",
+                            user.id
+                        ));
+                        plan.creates += 1;
+                        plan.ops
+                            .push(json!({"app": app, "nonce": nonce, "user": v}));
+                    }
+                }
+                true
+            })?;
+            if plan.text.is_empty() {
+                plan.text = "mail: nothing queued\n".into();
+            }
+            Ok(plan)
+        })
+    }
+
+    fn apply<'a>(&'a self, plan: &'a Plan) -> BoxFuture<'a, Result<Applied, ConnectorError>> {
+        Box::pin(async move {
+            let mut applied = Applied {
+                text: plan.text.clone(),
+                ..Applied::default()
+            };
+            for op in &plan.ops {
+                let (Some(app), Some(nonce)) = (op["app"].as_str(), op["nonce"].as_str()) else {
+                    continue;
+                };
+                let Ok(user) = serde_json::from_value::<User>(op["user"].clone()) else {
+                    continue;
+                };
+                match self.send(&user, app, nonce).await {
+                    Sent::Settled(r) => {
+                        applied.done += 1;
+                        applied.activations.push(r);
+                    }
+                    Sent::Retry(m) => {
+                        // The rest waits for the next reconcile, or for
+                        // the user's next event.
+                        if applied.done == 0 {
+                            return Err(ConnectorError::Unavailable(m));
+                        }
+                        applied.errors.push(m);
+                        return Ok(applied);
+                    }
+                }
+            }
+            Ok(applied)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,106 @@
+//! The admin route behind `idsync mail send-activation` (and, later, the
+//! console's "Send E-Mails" button):
+//!
+//! - `POST /mail/applications/APP/send-activation` (operator or admin):
+//!   queue the activation mail for every user of `APP` never sent one;
+//!   answers `{"application": APP, "queued": N}`;
+//! - `POST /mail/applications/APP/users/KEY/resend` (operator or admin):
+//!   a new activation mail for the user known by KEY (mail, loginName or
+//!   id); the old link stops working. Answers `{"application", "user"}`.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Response, StatusCode};
+use serde_json::json;
+
+use super::{Activations, SendError};
+use crate::infra::auth::Role;
+use crate::infra::http::respond_json;
+use idsync_store::Actor;
+
+/// The roles that may call these routes (admin may call everything).
+pub const ROLES: &[Role] = &[Role::Operator];
+
+/// Whether `path` belongs to this module.
+pub fn is_mail_route(path: &str) -> bool {
+    path == "/mail" || path.starts_with("/mail/")
+}
+
+/// Serve a `/mail/…` request from the token named `who`.
+pub async fn route(
+    activations: Option<&Activations>,
+    method: &Method,
+    path: &str,
+    who: &str,
+) -> Response<Full<Bytes>> {
+    let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let not_found = || respond_json(StatusCode::NOT_FOUND, &json!({"error": "no such route"}));
+    let Some(a) = activations else {
+        return not_found();
+    };
+    let answer = match &parts[..] {
+        ["mail", "applications", app, "send-activation"] => {
+            if method != Method::POST {
+                return use_post();
+            }
+            a.send_activation(app, Actor::token(who))
+                .await
+                .map(|q| json!(q))
+        }
+        ["mail", "applications", app, "users", key, "resend"] => {
+            if method != Method::POST {
+                return use_post();
+            }
+            a.resend(app, &percent_decode(key), Actor::token(who))
+                .await
+                .map(|r| json!(r))
+        }
+        _ => return not_found(),
+    };
+    match answer {
+        Ok(v) => respond_json(StatusCode::OK, &v),
+        Err(e) => {
+            let status = match &e {
+                SendError::UnknownApplication(_) | SendError::UnknownUser(_) => {
+                    StatusCode::NOT_FOUND
+                }
+                SendError::NoMail | SendError::Refused(_) => StatusCode::CONFLICT,
+                SendError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+                SendError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            respond_json(status, &json!({"error": e.to_string()}))
+        }
+    }
+}
+
+fn use_post() -> Response<Full<Bytes>> {
+    respond_json(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &json!({"error": "use POST"}),
+    )
+}
+
+/// `%XX` decoded (a user key in a path segment).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
