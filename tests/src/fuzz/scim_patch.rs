@@ -49,6 +49,7 @@ pub fn user_resource() -> Value {
         applications: Vec::new(),
         source: Source::Scim,
         activation_mail: Default::default(),
+        activations: Default::default(),
         external_id: Some("ext-1".into()),
         scim: serde_json::Map::new(),
         meta: Meta::new(OffsetDateTime::UNIX_EPOCH),
