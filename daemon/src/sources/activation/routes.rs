@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::{Activations, SendError};
 use crate::infra::auth::Role;
-use crate::infra::http::respond_json;
+use crate::infra::http::{percent_decode, respond_json};
 use idsync_store::Actor;
 
 /// The roles that may call these routes (admin may call everything).
@@ -51,7 +51,7 @@ pub async fn route(
             if method != Method::POST {
                 return use_post();
             }
-            a.resend(app, &percent_decode(key), Actor::token(who))
+            a.resend(app, &percent_decode(key, false), Actor::token(who))
                 .await
                 .map(|r| json!(r))
         }
@@ -78,29 +78,4 @@ fn use_post() -> Response<Full<Bytes>> {
         StatusCode::METHOD_NOT_ALLOWED,
         &json!({"error": "use POST"}),
     )
-}
-
-/// `%XX` decoded (a user key in a path segment).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let hex = |c: u8| (c as char).to_digit(16);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

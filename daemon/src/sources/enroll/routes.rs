@@ -31,7 +31,7 @@ use uuid::Uuid;
 use super::{EnrollError, Enrolled, Enrollment, Password, RequestFilter, Target};
 use crate::api::{P12_TYPE, PREFIX};
 use crate::infra::auth::Role;
-use crate::infra::http::{respond, respond_json};
+use crate::infra::http::{percent_decode, respond, respond_json};
 
 /// Media type of a PEM chain (RFC 8555 §9.1).
 pub(crate) const PEM_CHAIN_TYPE: &str = "application/pem-certificate-chain";
@@ -165,26 +165,6 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
             (percent_decode(k, true), percent_decode(v, true))
         })
         .collect()
-}
-
-/// Decode `%XX` (and `+` as a space in a query, `plus_is_space`).
-fn percent_decode(s: &str, plus_is_space: bool) -> String {
-    let bytes = s.as_bytes();
-    let hex = |b: u8| (b as char).to_digit(16);
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'+', _, _) if plus_is_space => out.push(b' '),
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 2;
-            }
-            (b, _, _) => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Deserialize)]
