@@ -271,6 +271,10 @@ fn detect_delimiter(line: &[u8]) -> u8 {
 
 /// Find the line and column of the bad byte at `offset` by parsing up to it
 /// (only ever run on a file that is being refused).
+///
+/// The line is the bad byte's own, counted from the bytes before it: the
+/// `csv` crate's record positions sit before the blank lines it skips, so
+/// they named a line too early after a blank line (found by fuzzing).
 fn locate_bad_utf8<S: Read>(
     reread: impl FnOnce() -> std::io::Result<S>,
     offset: u64,
@@ -284,29 +288,47 @@ fn locate_bad_utf8<S: Read>(
     let Ok(input) = reread() else {
         return fallback;
     };
-    let mut reader = csv_reader(BufReader::new(input), delimiter);
+    let counted = LinesBefore {
+        inner: input,
+        at: 0,
+        until: offset,
+        line_feeds: 0,
+    };
+    let mut reader = csv_reader(BufReader::new(counted), delimiter);
     let mut record = csv::ByteRecord::new();
     loop {
-        let start = reader.position().clone();
         match reader.read_byte_record(&mut record) {
-            Ok(true) => {
-                if reader.position().byte() > offset {
-                    if let Err(e) = csv::StringRecord::from_byte_record(record.clone()) {
-                        return FileError::NotUtf8 {
-                            line: start.line(),
-                            column: e.utf8_error().field() + 1,
-                            offset,
-                        };
-                    }
-                    return FileError::NotUtf8 {
-                        line: start.line(),
-                        column: 0,
-                        offset,
-                    };
-                }
+            Ok(true) if reader.position().byte() > offset => {
+                let column = csv::StringRecord::from_byte_record(record.clone())
+                    .err()
+                    .map_or(0, |e| e.utf8_error().field() + 1);
+                return FileError::NotUtf8 {
+                    line: reader.get_ref().get_ref().line_feeds + 1,
+                    column,
+                    offset,
+                };
             }
+            Ok(true) => {}
             _ => return fallback,
         }
+    }
+}
+
+/// A reader that counts the line feeds among the bytes before `until`.
+struct LinesBefore<R> {
+    inner: R,
+    at: u64,
+    until: u64,
+    line_feeds: u64,
+}
+
+impl<R: Read> Read for LinesBefore<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let before = self.until.saturating_sub(self.at).min(n as u64) as usize;
+        self.line_feeds += buf[..before].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.at += n as u64;
+        Ok(n)
     }
 }
 
@@ -447,6 +469,13 @@ mod tests {
         let f = file(b"status,mail,lastName\nactive,a@x.org,Sm\xFFith\n");
         match prepare(f.as_file(), None, u64::MAX).unwrap_err() {
             FileError::NotUtf8 { line, column, .. } => assert_eq!((line, column), (2, 3)),
+            e => panic!("{e}"),
+        }
+        // After blank lines, and inside a quoted value over two lines: the
+        // bad byte's own line.
+        let f = file(b"status,mail,lastName\n\n\nactive,a@x.org,\"Sm\nit\xFFh\"\n");
+        match prepare(f.as_file(), None, u64::MAX).unwrap_err() {
+            FileError::NotUtf8 { line, column, .. } => assert_eq!((line, column), (5, 3)),
             e => panic!("{e}"),
         }
     }
