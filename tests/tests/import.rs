@@ -14,6 +14,20 @@ inactive,fred,fred@example.org,Fred,Fox,,,,,A7
 active,gina,gina@example.org,Gina,Gray,,,,NoSuchGroup,A8
 ";
 
+/// A header after blank lines is named on its own line, not on line 1.
+#[test]
+fn a_bad_header_after_blank_lines_is_named_on_its_own_line() {
+    let env = Env::new();
+    let file = env.file(
+        "users.csv",
+        "\n\nstatus,loginName,mail\nactive,ann,ann@example.org\n",
+    );
+    let (code, report) = env.import("users", &file, &[]);
+    assert_ne!(code, 0, "{report}");
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("line 3: "), "{report}");
+}
+
 #[test]
 fn mixed_rows_are_reported_row_by_row_with_line_column_and_rule() {
     let env = Env::new();

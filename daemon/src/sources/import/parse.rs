@@ -256,7 +256,7 @@ pub(super) fn parse_file<R: Read>(
     };
     let layout = match Layout::of(kind, &first.0) {
         Ok(l) => l,
-        Err(e) => return refuse(format!("line 1: {e}")),
+        Err(e) => return refuse(format!("line {}: {e}", first.1)),
     };
     if tx.send(layout.ready()).is_err() {
         return;
