@@ -197,6 +197,16 @@ fn detect(line: &[u8]) -> u8 {
     }
 }
 
+/// Whether line `n` (1-based) can hold the first record: every line
+/// before it is one the reader skips as blank (a record of one empty
+/// field: nothing, `""`, either with a `\r`).
+fn header_can_be_on(body: &[u8], n: usize) -> bool {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let blank = |l: &[u8]| matches!(l, b"" | b"\r" | b"\"\"" | b"\"\"\r");
+    let lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+    n >= 1 && n <= lines.len() && lines[..n - 1].iter().all(|l| blank(l))
+}
+
 /// The rows of every `Rows` message, in order.
 fn rows(messages: &[Message]) -> Vec<&Row> {
     messages
@@ -214,7 +224,12 @@ fn check_messages(body: &[u8], opts: &Options, messages: &[Message]) -> Option<b
     match messages.first() {
         Some(Message::Ready { .. }) => {}
         Some(Message::Refused(m)) => {
-            let layout = m.starts_with("line 1: ") || *m == LayoutError::Empty.to_string();
+            let named = m
+                .strip_prefix("line ")
+                .and_then(|r| r.split_once(": "))
+                .and_then(|(n, _)| n.parse::<usize>().ok());
+            let layout = named.is_some_and(|n| header_can_be_on(body, n))
+                || *m == LayoutError::Empty.to_string();
             assert!(layout, "a UTF-8 file refused for more than its layout: {m}");
             assert_eq!(messages.len(), 1, "messages after a refusal");
             return None;
