@@ -7,6 +7,7 @@
 //! sync setting must not pass unnoticed. `idsync check-config` explains
 //! every problem.
 
+mod check;
 mod load;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::infra::auth::TokenConfig;
 pub use crate::sources::enroll::EnrollmentConfig;
 use crate::sources::import::ImportOptions;
+use check::invalid;
 use idsync_store::reconcile::{Settings, UserMatch};
 use idsync_store::{EngineKind, EngineOptions};
 
@@ -306,24 +308,6 @@ pub enum ConfigError {
     Many(Vec<ConfigError>),
 }
 
-impl ConfigError {
-    /// One problem as itself, several as [`ConfigError::Many`].
-    fn all(mut problems: Vec<ConfigError>) -> ConfigError {
-        if problems.len() == 1 {
-            problems.remove(0)
-        } else {
-            ConfigError::Many(problems)
-        }
-    }
-}
-
-fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        message: message.into(),
-    }
-}
-
 impl Config {
     /// Load `file` (when given; it must exist) layered with `IDSYNC_*`
     /// variables, then check it.
@@ -341,209 +325,6 @@ impl Config {
             self.data_dir = dir.to_owned();
         }
         self.data_dir = std::path::absolute(&self.data_dir)?;
-        Ok(())
-    }
-
-    /// The checks serde cannot express.
-    pub fn check(&self) -> Result<(), ConfigError> {
-        let mut problems = self.check_values();
-        problems.extend(
-            [
-                self.delimiter().map(drop),
-                self.check_profiles(),
-                self.check_folder_options(),
-                self.scim
-                    .check()
-                    .map_err(|(key, message)| invalid(key, message)),
-                self.check_connectors(),
-                idsync_schema::activation::check_applications(&self.applications)
-                    .map_err(|m| invalid("applications", m)),
-                self.check_mail(),
-                self.admin
-                    .listen
-                    .parse::<std::net::SocketAddr>()
-                    .map(drop)
-                    .map_err(|e| invalid("admin.listen", format!("`{}`: {e}", self.admin.listen))),
-                self.check_tokens(),
-            ]
-            .into_iter()
-            .filter_map(Result::err),
-        );
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::all(problems))
-        }
-    }
-
-    /// Single values with bounds serde cannot express, every one broken.
-    fn check_values(&self) -> Vec<ConfigError> {
-        [
-            (
-                self.users.group_separator.chars().count() != 1,
-                "users.group_separator",
-                "must be exactly one character",
-            ),
-            (
-                self.import.batch_rows == 0,
-                "import.batch_rows",
-                "must be at least 1",
-            ),
-            (
-                self.folders.unclosed_ms < self.folders.stable_ms,
-                "folders.unclosed_ms",
-                "must be at least folders.stable_ms",
-            ),
-            (
-                self.store.cache_mb == 0,
-                "store.cache_mb",
-                "must be at least 1",
-            ),
-            (
-                self.enrollment.p12_iterations < 1000,
-                "enrollment.p12_iterations",
-                "must be at least 1000 (NIST SP 800-132)",
-            ),
-            (
-                self.enrollment.keygen_threads == 0,
-                "enrollment.keygen_threads",
-                "must be at least 1",
-            ),
-            (
-                self.admin.max_connections == 0,
-                "admin.max_connections",
-                "must be at least 1",
-            ),
-            (
-                self.admin.max_connections_per_peer == 0,
-                "admin.max_connections_per_peer",
-                "must be at least 1",
-            ),
-            (
-                self.admin.first_byte_timeout_ms < 100,
-                "admin.first_byte_timeout_ms",
-                "must be at least 100",
-            ),
-            (
-                !["text", "json"].contains(&self.log.format.as_str()),
-                "log.format",
-                "must be `text` or `json`",
-            ),
-        ]
-        .into_iter()
-        .filter(|(broken, _, _)| *broken)
-        .map(|(_, key, message)| invalid(key, message))
-        .collect()
-    }
-
-    /// Every profile valid, no name twice (names compare case-blind).
-    fn check_profiles(&self) -> Result<(), ConfigError> {
-        let mut names = std::collections::BTreeSet::new();
-        for p in &self.profiles {
-            if let Err(e) = p.check() {
-                return Err(invalid("profiles", e.to_string()));
-            }
-            if !names.insert(p.name.to_lowercase()) {
-                return Err(invalid(
-                    "profiles.name",
-                    format!("profile {:?} is defined twice", p.name),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// `[folders.options."…"]` names a kind folder or `users/<application>`.
-    fn check_folder_options(&self) -> Result<(), ConfigError> {
-        for (folder, o) in &self.folders.options {
-            let known = ["users", "groups", "assets"];
-            let mut parts = folder.split('/');
-            let kind_ok = parts.next().is_some_and(|k| known.contains(&k));
-            let app = parts.next();
-            if !kind_ok
-                || parts.next().is_some()
-                || (app.is_some() && !folder.starts_with("users/"))
-            {
-                return Err(invalid(
-                    "folders.options",
-                    format!("`{folder}` is not users, groups, assets or users/<application>"),
-                ));
-            }
-            if let Some(d) = &o.delimiter {
-                parse_delimiter(d)
-                    .map_err(|m| invalid("folders.options.delimiter", format!("{folder}: {m}")))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Every connector valid, no name twice.
-    fn check_connectors(&self) -> Result<(), ConfigError> {
-        let mut names = std::collections::BTreeSet::new();
-        for c in &self.connectors {
-            c.check()
-                .map_err(|e| invalid("connectors", e.to_string()))?;
-            if !names.insert(c.name()) {
-                return Err(invalid(
-                    "connectors.name",
-                    format!("connector {:?} is defined twice", c.name()),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// `[mail]` valid, its connector name free, and no application whose
-    /// mails could not go out.
-    fn check_mail(&self) -> Result<(), ConfigError> {
-        let Some(mail) = &self.mail else {
-            if let Some(a) = self
-                .applications
-                .iter()
-                .find(|a| a.send_policy == idsync_schema::SendPolicy::OnImport)
-            {
-                return Err(invalid(
-                    "applications.send_policy",
-                    format!(
-                        "application {:?} sends on import, but [mail] is not configured",
-                        a.name
-                    ),
-                ));
-            }
-            return Ok(());
-        };
-        mail.problem().map_err(|(key, m)| invalid(key, m))?;
-        if self
-            .connectors
-            .iter()
-            .any(|c| c.name() == idsync_connectors::mail::NAME)
-        {
-            return Err(invalid(
-                "connectors.name",
-                "`mail` is the name of the mail connector ([mail]); choose another",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Every `[[tokens]]` has a SHA-256 in hex and known roles.
-    fn check_tokens(&self) -> Result<(), ConfigError> {
-        for t in &self.tokens {
-            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(invalid(
-                    "tokens.sha256",
-                    format!("token {:?}: not 64 hex digits", t.name),
-                ));
-            }
-            for r in &t.roles {
-                if crate::infra::auth::Role::parse(r).is_none() {
-                    return Err(invalid(
-                        "tokens.roles",
-                        format!("token {:?}: unknown role `{r}`", t.name),
-                    ));
-                }
-            }
-        }
         Ok(())
     }
 
