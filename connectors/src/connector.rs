@@ -164,6 +164,26 @@ pub trait Connector: Send + Sync {
     fn plan<'a>(&'a self, view: &'a dyn View) -> BoxFuture<'a, Result<Plan, ConnectorError>>;
     /// Run the operations of `plan` (made by this connector's `plan`).
     fn apply<'a>(&'a self, plan: &'a Plan) -> BoxFuture<'a, Result<Applied, ConnectorError>>;
+    /// Whether the peer keeps users' passwords, so that the activation
+    /// page sets them there ([`Connector::set_password`]).
+    fn keeps_passwords(&self) -> bool {
+        false
+    }
+    /// Set the password of the user this connector recorded as `remote`.
+    /// The password must reach no log line and no error.
+    fn set_password<'a>(
+        &'a self,
+        remote: &'a Remote,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        let _ = (remote, password);
+        Box::pin(async move {
+            Err(ConnectorError::Config(format!(
+                "connector {} keeps no passwords",
+                self.name()
+            )))
+        })
+    }
 }
 
 /// How the runner drives a connector (`[connectors.delivery]`), the same

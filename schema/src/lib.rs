@@ -13,6 +13,7 @@ pub mod csv_format;
 pub mod csv_quotes;
 pub mod input;
 pub mod model;
+pub mod password;
 pub mod report;
 pub mod rules;
 pub mod scim;

@@ -16,7 +16,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Actor {
-    /// `file`, `token`, `config` or `cli`.
+    /// `file`, `token`, `config`, `cli` or `activation` (a user's own
+    /// activation link).
     pub kind: String,
     /// The file name, the token name, …
     pub name: String,
@@ -44,6 +45,17 @@ impl Actor {
         Self {
             kind: "token".into(),
             name: name.into(),
+            digest: None,
+            line: None,
+        }
+    }
+
+    /// A change made by a user through their activation link: `user` is
+    /// the user's id (the link itself is a secret and is not recorded).
+    pub fn activation_link(user: uuid::Uuid) -> Self {
+        Self {
+            kind: "activation".into(),
+            name: user.to_string(),
             digest: None,
             line: None,
         }

@@ -339,3 +339,55 @@ fn passed_over_entries_are_logged_and_report_values_are_bounded() {
         .unwrap()
         .contains("not UTF-8"));
 }
+
+/// A file renamed into an application folder just after the folder is
+/// made. The watcher hands out every event it has read before it watches
+/// inside a new folder (notify's inotify backend), so while events keep
+/// coming, the new folder is seen (and scanned) but a file renamed into
+/// it raises no event of its own. Noise from a hidden file keeps the
+/// watcher busy; the file is renamed in once the daemon has prepared the
+/// folder (its `.work/` exists, so its first scan is done).
+#[test]
+fn a_file_renamed_into_a_folder_made_that_instant_is_taken() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let env = daemon_env();
+    let d = started(&env);
+    let users = env.inbox().join("users");
+    let stop = Arc::new(AtomicBool::new(false));
+    let noise = {
+        let (stop, users) = (Arc::clone(&stop), users.clone());
+        std::thread::spawn(move || {
+            // Two files in turn: inotify merges an event identical to the
+            // last one queued.
+            let files = [users.join(".noise-a"), users.join(".noise-b")];
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                std::fs::write(&files[(n % 2) as usize], n.to_string()).unwrap();
+                n += 1;
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let staging = env.dir.path().join("staging.csv");
+    std::fs::write(&staging, users_csv(0, 1)).unwrap();
+    let dir = users.join("late");
+    std::fs::create_dir(&dir).unwrap();
+    wait_until("the new folder prepared", WAIT, || {
+        dir.join(".work").exists()
+    });
+    std::fs::rename(&staging, dir.join("u.csv")).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    noise.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && env.finished("users/late", "processed").is_empty() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        env.finished("users/late", "processed").len(),
+        1,
+        "the file renamed into the new folder was never taken\n{}",
+        d.log()
+    );
+}

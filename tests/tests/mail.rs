@@ -84,7 +84,12 @@ fn send(env: &Env) -> u64 {
 fn token_of(mail: &Value) -> String {
     let text = mail["text"].as_str().expect("a text part");
     let at = text.find("/activate/").expect("a link") + "/activate/".len();
-    text[at..at + 64].to_owned()
+    let token: String = text[at..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    assert_eq!(token.len(), 96, "a link token is 96 hex digits: {text}");
+    token
 }
 
 /// Mails per recipient.

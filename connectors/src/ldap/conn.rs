@@ -382,6 +382,25 @@ impl Conn {
         }
     }
 
+    /// Set the password of the entry at `dn` with the Password Modify
+    /// extended operation (RFC 3062). The password is in no error.
+    pub async fn password_modify(&self, dn: &str, password: &str) -> Result<(), OpError> {
+        let (generation, mut ldap) = self.get().await?;
+        let exop = ldap3::exop::PasswordModify {
+            user_id: Some(dn),
+            old_pass: None,
+            new_pass: Some(password),
+        };
+        let r = ldap.with_timeout(self.timeout()).extended(exop).await;
+        let r = self
+            .answered(generation, || format!("password modify {dn}"), r)
+            .await?;
+        match r.1.rc {
+            0 => Ok(()),
+            _ => Err(refused("password modify", dn, &r.1)),
+        }
+    }
+
     /// One search; rc 32 (no such base) is an empty answer.
     pub async fn search(
         &self,

@@ -16,7 +16,8 @@
 //! (reads both sides, then applies a plan), `plan` (the reconcile's diff, a
 //! pure function of what the store and the directory hold), [`mapping`]
 //! (object → entry), [`ops`] (entry → writes), `ldif` (writes as text) and
-//! [`conn`] (the connection). This module holds what they share: the
+//! [`conn`] (the connection); `password` sets a user's password for the
+//! activation page. This module holds what they share: the
 //! connector, its connection and the lookups of one entry.
 
 pub mod config;
@@ -25,6 +26,7 @@ mod deliver;
 mod ldif;
 pub mod mapping;
 pub mod ops;
+mod password;
 mod plan;
 mod reconcile;
 
@@ -177,6 +179,19 @@ impl Connector for LdapConnector {
 
     fn deliver<'a>(&'a self, batch: &'a [Event], view: &'a dyn View) -> BoxFuture<'a, Delivery> {
         Box::pin(deliver::deliver_batch(&self.inner, batch, view))
+    }
+
+    /// Users' passwords live in the directory (the activation page).
+    fn keeps_passwords(&self) -> bool {
+        true
+    }
+
+    fn set_password<'a>(
+        &'a self,
+        remote: &'a Remote,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(self.inner.set_password(remote, password))
     }
 
     fn plan<'a>(&'a self, view: &'a dyn View) -> BoxFuture<'a, Result<Plan, ConnectorError>> {

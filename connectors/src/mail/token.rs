@@ -1,7 +1,10 @@
 //! The activation link's token: derived, not stored.
 //!
-//! `token = HMAC-SHA256(mail key, "idsync-activation" ‖ user ‖ application ‖
-//! nonce)`, 64 hex digits; the store keeps only `SHA-256(token)`.
+//! `token = user id (32 hex digits) ‖ HMAC-SHA256(mail key,
+//! "idsync-activation" ‖ user ‖ application ‖ nonce)` (64 hex digits); the
+//! store keeps only `SHA-256(token)`. The user id up front lets the
+//! activation page find the user with one read; it is no secret (the MAC
+//! is what cannot be guessed).
 //!
 //! Why derived from the queued state's nonce rather than drawn at random
 //! when the mail goes out: delivery is at least once, so a crash between
@@ -29,7 +32,30 @@ pub fn activation_token(key: &[u8; KEY_LEN], user: Uuid, app: &str, nonce: &str)
     mac.update(app.as_bytes());
     mac.update(&(nonce.len() as u64).to_be_bytes());
     mac.update(nonce.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    format!(
+        "{}{}",
+        user.simple(),
+        hex::encode(mac.finalize().into_bytes())
+    )
+}
+
+/// The user a link token names, when it has the token's shape (96 lower
+/// case hex digits); says nothing of whether the token is valid.
+pub fn user_of_token(token: &str) -> Option<Uuid> {
+    let shaped = token.len() == 96
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !shaped {
+        return None;
+    }
+    Uuid::parse_str(&token[..32]).ok()
+}
+
+/// Whether two hashes (hex) are equal, in time that does not depend on
+/// where they differ.
+pub fn same_hash(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 /// What the store keeps of a token.
@@ -46,7 +72,10 @@ mod tests {
         let k = [7u8; KEY_LEN];
         let u = Uuid::from_u128(1);
         let t = activation_token(&k, u, "crm", "n1");
-        assert_eq!(t.len(), 64);
+        assert_eq!(t.len(), 96);
+        assert_eq!(user_of_token(&t), Some(u));
+        assert_eq!(user_of_token(&t[..95]), None);
+        assert_eq!(user_of_token(&t.to_uppercase()), None);
         assert_eq!(
             t,
             activation_token(&k, u, "crm", "n1"),
@@ -67,5 +96,8 @@ mod tests {
         let h = token_sha256(&t);
         assert_eq!(h.len(), 64);
         assert_ne!(h, t);
+        assert!(same_hash(&h, &token_sha256(&t)));
+        assert!(!same_hash(&h, &token_sha256("x")));
+        assert!(!same_hash(&h, &h[1..]));
     }
 }

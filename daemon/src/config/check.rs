@@ -40,6 +40,7 @@ impl Config {
                 idsync_schema::activation::check_applications(&self.applications)
                     .map_err(|m| invalid("applications", m)),
                 self.check_mail(),
+                self.check_activation(),
                 self.admin
                     .listen
                     .parse::<std::net::SocketAddr>()
@@ -172,6 +173,58 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// `[activation]`: a page that can do its work. The password goes to
+    /// the connectors that keep passwords, so one must exist; the links
+    /// come in the activation mails, so `[mail]` must be there.
+    fn check_activation(&self) -> Result<(), ConfigError> {
+        let a = &self.activation;
+        if !a.enabled {
+            return Ok(());
+        }
+        a.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| invalid("activation.listen", format!("`{}`: {e}", a.listen)))?;
+        let keeps = |c: &idsync_connectors::ConnectorConfig| {
+            matches!(c, idsync_connectors::ConnectorConfig::Ldap(_))
+        };
+        let problems = [
+            (
+                !self.connectors.iter().any(keeps),
+                "activation.enabled",
+                "needs an ldap connector: the password is set in the directory",
+            ),
+            (
+                self.mail.is_none(),
+                "activation.enabled",
+                "needs [mail]: the links reach users by activation mail",
+            ),
+            (
+                a.password.min_length < 8,
+                "activation.password.min_length",
+                "must be at least 8 (NIST SP 800-63B)",
+            ),
+            (
+                a.password.max_bytes < a.password.min_length.max(64),
+                "activation.password.max_bytes",
+                "must be at least 64 and at least min_length",
+            ),
+            (
+                a.requests_per_minute_per_peer == 0 || a.attempts_per_link_per_hour == 0,
+                "activation",
+                "requests_per_minute_per_peer and attempts_per_link_per_hour must be at least 1",
+            ),
+            (
+                a.max_connections == 0 || a.max_connections_per_peer == 0,
+                "activation",
+                "max_connections and max_connections_per_peer must be at least 1",
+            ),
+        ];
+        match problems.into_iter().find(|(broken, _, _)| *broken) {
+            Some((_, key, message)) => Err(invalid(key, message)),
+            None => Ok(()),
+        }
     }
 
     /// `[mail]` valid, its connector name free, and no application whose

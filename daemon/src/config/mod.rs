@@ -44,6 +44,8 @@ pub struct Config {
     pub folders: FoldersConfig,
     pub admin: AdminConfig,
     pub scim: crate::sources::scim::ScimConfig,
+    /// The activation page's listener and password policy (issue 16).
+    pub activation: crate::sources::activation::config::ActivationConfig,
     /// API tokens (hashes only). Without any, `idsync serve` makes an admin
     /// token on first start and writes it once to `DATA_DIR/admin.token`.
     pub tokens: Vec<TokenConfig>,
@@ -72,6 +74,7 @@ impl Default for Config {
             folders: FoldersConfig::default(),
             admin: AdminConfig::default(),
             scim: crate::sources::scim::ScimConfig::default(),
+            activation: Default::default(),
             tokens: Vec::new(),
             connectors: Vec::new(),
             applications: Vec::new(),

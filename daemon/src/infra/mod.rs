@@ -1,7 +1,7 @@
 //! What every part of the daemon shares and no feature owns: bearer-token
 //! authentication, the HTTP listeners' accept loop, connection limits and
-//! connection serving, the metrics, sd_notify, files holding a secret
-//! (the mail key among them).
+//! connection serving, request rate limits, the metrics, sd_notify, files
+//! holding a secret (the mail key among them).
 //!
 //! Infrastructure imports no feature (`sources`, `connect`, `serve`,
 //! `cli`): features report into it, never the other way round.
@@ -14,4 +14,5 @@ pub mod log;
 pub mod mail_key;
 pub mod metrics;
 pub mod private_file;
+pub mod rate_limit;
 pub mod sd_notify;

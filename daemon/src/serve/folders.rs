@@ -155,6 +155,21 @@ impl Daemon {
         true
     }
 
+    /// A folder appeared in the tree. The watcher reports it before it
+    /// watches inside it (notify adds the watch after handing out the
+    /// events it read), so a file renamed in between raises no event: scan
+    /// now, and once more after `folders.stable_ms`, when the watch is
+    /// surely in place.
+    fn watch_new_folder(&mut self, folder: Folder) {
+        if let Err(e) = inbox::prepare(&self.root, &folder) {
+            tracing::error!(folder = %folder.name, "cannot prepare the folder: {e}");
+        }
+        tracing::info!(folder = %folder.name, "watching a new folder");
+        self.scan_inbox(&folder);
+        let again = Instant::now() + Duration::from_millis(self.cfg.folders.stable_ms);
+        self.rescans.push((again, folder));
+    }
+
     /// A file appeared or changed: queue it at once when it arrived by
     /// rename (its writer is done), otherwise wait until its writer closed
     /// it and it stayed unchanged for `folders.stable_ms`.
@@ -212,16 +227,34 @@ impl Daemon {
         Duration::from_millis(ms)
     }
 
-    pub(super) fn next_stability_deadline(&self) -> Option<Instant> {
-        self.waiting
+    /// When the loop must next look at the folders: a waiting file's
+    /// stability deadline or a new folder's second scan.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let stable = self
+            .waiting
             .values()
-            .map(|w| w.since + self.quiet_needed(w))
-            .min()
+            .map(|w| w.since + self.quiet_needed(w));
+        let rescans = self.rescans.iter().map(|(at, _)| *at);
+        stable.chain(rescans).min()
+    }
+
+    /// Scan the new folders whose second look is due, then queue the
+    /// waiting files that became stable.
+    pub(super) fn on_deadline(&mut self) {
+        let now = Instant::now();
+        let (due, later) = std::mem::take(&mut self.rescans)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.rescans = later;
+        for (_, folder) in due {
+            self.scan_inbox(&folder);
+        }
+        self.check_waiting();
     }
 
     /// Queue every waiting file whose size and time stayed put (and whose
     /// writer closed it, or has not touched it for `folders.unclosed_ms`).
-    pub(super) fn check_waiting(&mut self) {
+    fn check_waiting(&mut self) {
         let now = Instant::now();
         let due: Vec<PathBuf> = self
             .waiting
@@ -291,11 +324,7 @@ impl Daemon {
             if path.is_dir() {
                 // A new application folder (made, or moved in with files).
                 if let Some(folder) = inbox::folder_of(&self.root, &path.join("x")) {
-                    if let Err(e) = inbox::prepare(&self.root, &folder) {
-                        tracing::error!(folder = %folder.name, "cannot prepare the folder: {e}");
-                    }
-                    tracing::info!(folder = %folder.name, "watching a new folder");
-                    self.scan_inbox(&folder);
+                    self.watch_new_folder(folder);
                 } else {
                     self.pass_over(&path);
                 }

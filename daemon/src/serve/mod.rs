@@ -7,7 +7,8 @@
 //! watchdog, `/healthz` and SIGTERM are answered during a long import.
 //!
 //! Nothing polls: the loop sleeps until inotify reports something, a waiting
-//! file's stability deadline comes, a signal arrives or the watchdog is due.
+//! file's stability deadline (or a new folder's second look) comes, a
+//! signal arrives or the watchdog is due.
 
 pub mod admin;
 mod folders;
@@ -28,6 +29,7 @@ use crate::config::Config;
 use crate::infra::auth::Auth;
 use crate::infra::metrics::Metrics;
 use crate::infra::sd_notify::{self, Notifier};
+use crate::sources::inbox::Folder;
 use admin::{serve_admin, AdminState};
 use folders::{Job, Waiting};
 use idsync_store::reconcile::Reconciler;
@@ -76,6 +78,9 @@ struct Daemon {
     queue: VecDeque<Job>,
     queued: HashSet<PathBuf>,
     waiting: HashMap<PathBuf, Waiting>,
+    /// Folders made since start-up, each to be scanned once more when its
+    /// time comes (see `Daemon::watch_new_folder`).
+    rescans: Vec<(Instant, Folder)>,
     /// Entries of the drop folders already logged as passed over (so each
     /// is logged once, not at every event).
     passed_over: HashSet<PathBuf>,
@@ -122,10 +127,10 @@ async fn serve(source: ConfigSource, cfg: Config) -> Result<()> {
 
     loop {
         d.start_next();
-        let deadline = d.next_stability_deadline();
+        let deadline = d.next_deadline();
         tokio::select! {
             Some(event) = events.recv() => d.on_event(event),
-            () = sleep_until(deadline), if deadline.is_some() => d.check_waiting(),
+            () = sleep_until(deadline), if deadline.is_some() => d.on_deadline(),
             () = finished(&mut d.running), if d.running.is_some() => {
                 d.running = None;
                 d.after_job();
@@ -149,6 +154,7 @@ struct Services {
     shutdown: watch::Sender<bool>,
     admin: JoinHandle<()>,
     scim: Option<JoinHandle<()>>,
+    activation: Option<JoinHandle<()>>,
 }
 
 /// Open the store, start the connectors, the enrollment service and the
@@ -168,6 +174,17 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
             &cfg.data_dir,
         )?);
     }
+    // The activation page sets passwords through the connectors that keep
+    // them (LDAP), beside their runners.
+    let page = match cfg.activation.enabled {
+        true => Some(crate::sources::activation::page::Page::new(
+            &cfg.activation,
+            Arc::clone(&rec),
+            &peers,
+            &cfg.applications,
+        )?),
+        false => None,
+    };
     let connectors = crate::connect::start(peers, &rec);
     metrics.set_connectors(connectors.connectors.stats());
     let enrollment = crate::sources::enroll::start(cfg.enrollment_settings(), &rec, &metrics)?;
@@ -199,9 +216,21 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         Arc::clone(&rec),
         Arc::clone(&metrics),
         Arc::clone(&auth),
-        shutdown_rx,
+        shutdown_rx.clone(),
     )
     .await?;
+    let activation = match page {
+        Some(page) => Some(
+            crate::sources::activation::listener::start(
+                &cfg.activation,
+                page,
+                &metrics,
+                shutdown_rx,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let d = Daemon {
         root: cfg.folders_root(),
         cfg: Arc::new(cfg),
@@ -214,6 +243,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         queue: VecDeque::new(),
         queued: HashSet::new(),
         waiting: HashMap::new(),
+        rescans: Vec::new(),
         passed_over: HashSet::new(),
         running: None,
         queued_forget_later: None,
@@ -223,6 +253,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         shutdown,
         admin,
         scim,
+        activation,
     };
     Ok((d, services))
 }
@@ -240,8 +271,8 @@ async fn stop(mut d: Daemon, services: Services) -> Result<()> {
     services.connectors.stop().await;
     let _ = services.shutdown.send(true);
     let _ = services.admin.await;
-    if let Some(scim) = services.scim {
-        let _ = scim.await;
+    for listener in [services.scim, services.activation].into_iter().flatten() {
+        let _ = listener.await;
     }
     d.rec.store().flush()?;
     tracing::info!("stopped");

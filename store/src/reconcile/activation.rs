@@ -71,6 +71,36 @@ impl Tx<'_> {
         Ok(true)
     }
 
+    /// Record that the password was set through the link whose token
+    /// hashes to `token_sha256`: `sent` becomes `activated` only while the
+    /// stored state is still that sending's (a resend in between voided
+    /// the link). False when nothing was recorded.
+    pub fn activate(
+        &mut self,
+        id: Uuid,
+        app: &str,
+        token_sha256: &str,
+    ) -> Result<bool, WriteError> {
+        let Some(user) = self.load::<User>(id)? else {
+            return Ok(false);
+        };
+        let Some(current) = user.activations.get(app) else {
+            return Ok(false);
+        };
+        if current.state != ActivationState::Sent
+            || current.token_sha256.as_deref() != Some(token_sha256)
+        {
+            return Ok(false);
+        }
+        let activated = Activation {
+            state: ActivationState::Activated,
+            at: self.now,
+            ..current.clone()
+        };
+        self.set_activation(id, app, activated)?;
+        Ok(true)
+    }
+
     /// Queue the activation mail of `app` for those of `candidates` that
     /// belong to `app` and were never sent one (checked again here, under
     /// the writer lock); `nonce` names each sending. Returns the users

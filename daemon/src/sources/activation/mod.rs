@@ -9,6 +9,9 @@
 //! users' state, like an import or a SCIM request, and goes through the
 //! same reconciler.
 
+pub mod config;
+pub mod listener;
+pub mod page;
 pub mod routes;
 
 use std::sync::Arc;
