@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::connector::{ConnectorError, DeliveryConfig};
 
+/// Whether `s` is one mail address (`name@domain`, as SMTP takes it).
+pub fn is_mail_address(s: &str) -> bool {
+    s.parse::<lettre::Address>().is_ok()
+}
+
 /// How the connection to the relay is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -50,6 +55,9 @@ pub struct MailConfig {
     pub from: String,
     /// `Reply-To:`, if any.
     pub reply_to: Option<String>,
+    /// Who is mailed when a certificate request waits for approval, besides
+    /// the active users holding the `Approval` role who have a mail address.
+    pub approvers: Vec<String>,
     /// Where the activation page is served, as users reach it, e.g.
     /// `https://id.example.com`; links are `BASE/activate/TOKEN`.
     pub public_url: String,
@@ -75,6 +83,7 @@ impl Default for MailConfig {
             from: String::new(),
             reply_to: None,
             public_url: String::new(),
+            approvers: Vec::new(),
             templates_dir: None,
             timeout_ms: 30_000,
             max_connections: 4,
@@ -119,6 +128,7 @@ impl MailConfig {
         }
         self.from_mailbox()?;
         self.reply_to_mailbox()?;
+        self.approver_mailboxes()?;
         match (&self.username, &self.password_file) {
             (Some(_), None) => {
                 return Err(bad("mail.password_file", "is required with mail.username"));
@@ -176,6 +186,21 @@ impl MailConfig {
                 format!("{:?} is not a mail address: {e}", self.from),
             )
         })
+    }
+
+    /// `approvers` as mailboxes.
+    pub fn approver_mailboxes(&self) -> Result<Vec<Mailbox>, Problem> {
+        self.approvers
+            .iter()
+            .map(|a| {
+                a.parse().map_err(|e| {
+                    bad(
+                        "mail.approvers",
+                        format!("{a:?} is not a mail address: {e}"),
+                    )
+                })
+            })
+            .collect()
     }
 
     /// `reply_to` as a mailbox, if set.

@@ -6,12 +6,15 @@
 use idsync_schema::{ApplicationSettings, User};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::Message;
+use sha2::Digest as _;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::config::MailConfig;
-use super::templates::{ActivationVars, Templates};
+use super::requests::{Notice, Recipient};
+use super::templates::{ActivationVars, Rendered, RequestVars, Templates};
 use crate::connector::ConnectorError;
+use idsync_schema::EnrollmentRequest;
 
 /// Builds messages from the configuration and the templates.
 pub(super) struct Composer {
@@ -30,7 +33,7 @@ fn minutes(t: OffsetDateTime) -> String {
 
 /// How a user is greeted: display name, else first and last name, else
 /// the login name or mail.
-fn greeting(u: &User) -> String {
+pub(super) fn greeting(u: &User) -> String {
     if let Some(d) = u.display_name.as_deref().filter(|d| !d.trim().is_empty()) {
         return d.to_owned();
     }
@@ -100,11 +103,62 @@ impl Composer {
             .templates
             .render("activation", user.language.as_deref(), &vars)
             .map_err(|e| e.to_string())?;
+        self.message(to, r, self.activation_id(user, nonce))
+    }
+
+    /// The `notice` mail about request `r` for `rcpt`. Its `Message-ID`
+    /// names the request, its status and the recipient, so a mail sent
+    /// twice is one message to its reader.
+    pub(super) fn request(
+        &self,
+        notice: Notice,
+        r: &EnrollmentRequest,
+        rcpt: &Recipient,
+    ) -> Result<Message, String> {
+        let names: Vec<&str> = r
+            .data
+            .dns_names
+            .iter()
+            .chain(&r.data.ip_addresses)
+            .map(String::as_str)
+            .collect();
+        let vars = RequestVars {
+            name: rcpt.name.clone(),
+            request: r.id.to_string(),
+            profile: r.profile.clone(),
+            protocol: r.protocol.as_str().to_owned(),
+            subject: r.data.name.clone().unwrap_or_default(),
+            names: names.join(", "),
+            requester: r.requester.clone(),
+            requested: minutes(r.meta.created),
+            state: r.status.as_str().to_owned(),
+            decided_by: r.decided_by.clone().unwrap_or_default(),
+            comment: r.comment.clone().unwrap_or_default(),
+            reason: r.reason.clone().unwrap_or_default(),
+        };
+        let rendered = self
+            .templates
+            .render(notice.kind(), rcpt.language.as_deref(), &vars)
+            .map_err(|e| e.to_string())?;
+        let rcpt_tag = hex::encode(
+            &sha2::Sha256::digest(rcpt.to.email.to_string().to_lowercase().as_bytes())[..6],
+        );
+        let id = format!(
+            "<request.{}.{}.{rcpt_tag}@{}>",
+            r.id.simple(),
+            r.status.as_str(),
+            self.domain
+        );
+        self.message(rcpt.to.clone(), rendered, id)
+    }
+
+    /// A multipart mail to `to` from what the templates made.
+    fn message(&self, to: Mailbox, r: Rendered, message_id: String) -> Result<Message, String> {
         let mut b = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(r.subject)
-            .message_id(Some(self.activation_id(user, nonce)));
+            .message_id(Some(message_id));
         if let Some(rt) = &self.reply_to {
             b = b.reply_to(rt.clone());
         }

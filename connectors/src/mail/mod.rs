@@ -22,11 +22,15 @@
 //!   (it derives from the sending) and the same working link.
 //! - The full reconcile sends what is `queued` and was never delivered
 //!   (the runner starts a new connector at the head of the change log).
+//! - Certificate requests: a request that waits for approval mails the
+//!   approvers, a later move of its status mails the requester
+//!   ([`requests`]); same runner, same guarantee.
 //! - No secret in a log line or an error: not the SMTP password (read
 //!   from its file at start), not a token (only its hash leaves here).
 
 mod config;
 mod message;
+mod requests;
 pub mod templates;
 pub mod token;
 
@@ -47,7 +51,7 @@ use crate::connector::{
     Outcome, Plan, View,
 };
 use crate::event::Event;
-pub use config::{MailConfig, TlsMode};
+pub use config::{is_mail_address, MailConfig, TlsMode};
 use message::Composer;
 use templates::Templates;
 use token::KEY_LEN;
@@ -60,6 +64,10 @@ pub struct MailConnector {
     cfg: MailConfig,
     apps: BTreeMap<String, ApplicationSettings>,
     key: [u8; KEY_LEN],
+    /// `mail.approvers`, parsed.
+    approvers: Vec<lettre::message::Mailbox>,
+    /// Token name → the mail address of `[[tokens]] mail`: requesters.
+    requesters: BTreeMap<String, String>,
     composer: Composer,
     transport: AsyncSmtpTransport<Tokio1Executor>,
 }
@@ -74,12 +82,15 @@ enum Sent {
 
 impl MailConnector {
     /// A connector for `cfg`, mailing for `apps`, deriving link tokens
-    /// with `key`. Reads the templates and the password file now. Call it
-    /// inside a tokio runtime (the connection pool starts its task).
+    /// with `key`, mailing requesters at the addresses of `requesters`
+    /// (token name → address). Reads the templates and the password file
+    /// now. Call it inside a tokio runtime (the connection pool starts its
+    /// task).
     pub fn new(
         cfg: MailConfig,
         apps: &[ApplicationSettings],
         key: [u8; KEY_LEN],
+        requesters: BTreeMap<String, String>,
     ) -> Result<Self, ConnectorError> {
         cfg.check()?;
         let config_err = |m: String| ConnectorError::Config(format!("mail: {m}"));
@@ -112,7 +123,12 @@ impl MailConnector {
                 .map_err(|e| config_err(format!("password_file {}: {e}", file.display())))?;
             b = b.credentials(Credentials::new(user.clone(), password.trim().to_owned()));
         }
+        let approvers = cfg
+            .approver_mailboxes()
+            .map_err(|(key, m)| config_err(format!("{key}: {m}")))?;
         Ok(Self {
+            approvers,
+            requesters,
             composer: Composer::new(&cfg, templates)?,
             apps: apps.iter().map(|a| (a.name.clone(), a.clone())).collect(),
             key,
@@ -189,7 +205,20 @@ impl MailConnector {
         // Sendings done in this batch: an event that follows for the same
         // user (its state not recorded yet) must not send again.
         let mut done: HashSet<(Uuid, String, String)> = HashSet::new();
+        let mut approvers = None;
+        // Request mails sent in this batch: (request, status). An event
+        // carries the request as it is now, so two events of one request
+        // in a batch (approved, then issued) would say the same twice.
+        let mut noticed: HashSet<(Uuid, &'static str)> = HashSet::new();
         'events: for e in batch {
+            if e.kind == Kind::Request {
+                d.outcomes
+                    .push(self.notify(e, view, &mut approvers, &mut noticed).await);
+                if !matches!(d.outcomes.last(), Some(Outcome::Delivered)) {
+                    break;
+                }
+                continue;
+            }
             if e.kind != Kind::User {
                 d.outcomes.push(Outcome::Delivered);
                 continue;
@@ -227,6 +256,66 @@ impl MailConnector {
             d.outcomes.push(Outcome::Delivered);
         }
         d
+    }
+}
+
+impl MailConnector {
+    /// Mail what request event `e` calls for; `approvers` is looked up once
+    /// per batch, when first needed.
+    async fn notify(
+        &self,
+        e: &Event,
+        view: &dyn View,
+        approvers: &mut Option<Vec<requests::Recipient>>,
+        noticed: &mut HashSet<(Uuid, &'static str)>,
+    ) -> Outcome {
+        let Some((notice, request)) = requests::notice_of(e) else {
+            return Outcome::Delivered;
+        };
+        if noticed.contains(&(request.id, request.status.as_str())) {
+            return Outcome::Delivered;
+        }
+        let recipients = match notice {
+            requests::Notice::ApprovalNeeded => {
+                if approvers.is_none() {
+                    match requests::approvers(&self.approvers, view) {
+                        Ok(a) => *approvers = Some(a),
+                        Err(err) => return Outcome::Retry(err.to_string()),
+                    }
+                }
+                approvers.clone().unwrap_or_default()
+            }
+            requests::Notice::Decided => requests::requester(&self.requesters, &request)
+                .into_iter()
+                .collect(),
+        };
+        if recipients.is_empty() {
+            tracing::debug!(request = %request.id, notice = notice.kind(), "nobody to mail");
+        }
+        for rcpt in &recipients {
+            let msg = match self.composer.request(notice, &request, rcpt) {
+                Ok(m) => m,
+                Err(reason) => {
+                    tracing::warn!(request = %request.id, to = %rcpt.to.email, "{} mail not sent: {reason}", notice.kind());
+                    continue;
+                }
+            };
+            match self.transport.send(msg).await {
+                Ok(_) => {}
+                Err(err) if err.is_permanent() => {
+                    tracing::warn!(request = %request.id, to = %rcpt.to.email, "the relay refused the {} mail: {err}", notice.kind());
+                }
+                Err(err) => {
+                    return Outcome::Retry(format!(
+                        "mail: sending through {}: {}",
+                        self.relay(),
+                        chain(&err)
+                    ))
+                }
+            }
+        }
+        noticed.insert((request.id, request.status.as_str()));
+        Outcome::Delivered
     }
 }
 

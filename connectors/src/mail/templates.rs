@@ -18,31 +18,26 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
 /// The built-in templates: (name, source).
+#[rustfmt::skip]
 const BUILT_IN: &[(&str, &str)] = &[
-    (
-        "activation.en.subject",
-        include_str!("templates/activation.en.subject"),
-    ),
-    (
-        "activation.en.txt",
-        include_str!("templates/activation.en.txt"),
-    ),
-    (
-        "activation.en.html",
-        include_str!("templates/activation.en.html"),
-    ),
-    (
-        "activation.de.subject",
-        include_str!("templates/activation.de.subject"),
-    ),
-    (
-        "activation.de.txt",
-        include_str!("templates/activation.de.txt"),
-    ),
-    (
-        "activation.de.html",
-        include_str!("templates/activation.de.html"),
-    ),
+    ("activation.en.subject", include_str!("templates/activation.en.subject")),
+    ("activation.en.txt", include_str!("templates/activation.en.txt")),
+    ("activation.en.html", include_str!("templates/activation.en.html")),
+    ("activation.de.subject", include_str!("templates/activation.de.subject")),
+    ("activation.de.txt", include_str!("templates/activation.de.txt")),
+    ("activation.de.html", include_str!("templates/activation.de.html")),
+    ("approval_needed.en.subject", include_str!("templates/approval_needed.en.subject")),
+    ("approval_needed.en.txt", include_str!("templates/approval_needed.en.txt")),
+    ("approval_needed.en.html", include_str!("templates/approval_needed.en.html")),
+    ("approval_needed.de.subject", include_str!("templates/approval_needed.de.subject")),
+    ("approval_needed.de.txt", include_str!("templates/approval_needed.de.txt")),
+    ("approval_needed.de.html", include_str!("templates/approval_needed.de.html")),
+    ("request_decided.en.subject", include_str!("templates/request_decided.en.subject")),
+    ("request_decided.en.txt", include_str!("templates/request_decided.en.txt")),
+    ("request_decided.en.html", include_str!("templates/request_decided.en.html")),
+    ("request_decided.de.subject", include_str!("templates/request_decided.de.subject")),
+    ("request_decided.de.txt", include_str!("templates/request_decided.de.txt")),
+    ("request_decided.de.html", include_str!("templates/request_decided.de.html")),
 ];
 
 /// The parts of a template set.
@@ -105,6 +100,52 @@ impl ActivationVars {
             link: "https://id.example.com/activate/TOKEN".into(),
             expires: "2030-01-01 00:00".into(),
             lifetime_days: 7,
+        }
+    }
+}
+
+/// The values of the certificate request mails: `approval_needed` (to
+/// the approvers) and `request_decided` (to the requester).
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestVars {
+    /// How the recipient is greeted.
+    pub name: String,
+    /// The request's id.
+    pub request: String,
+    pub profile: String,
+    /// `p10`, `p12`, …
+    pub protocol: String,
+    /// The certificate's common name (the asset's name).
+    pub subject: String,
+    /// DNS names and IP addresses, comma-separated.
+    pub names: String,
+    /// The token that asked.
+    pub requester: String,
+    /// When it was asked for, `YYYY-MM-DD HH:MM`.
+    pub requested: String,
+    /// `pending_approval`, `approved`, `issued`, `rejected`, `failed`.
+    pub state: String,
+    pub decided_by: String,
+    pub comment: String,
+    /// Why it failed.
+    pub reason: String,
+}
+
+impl RequestVars {
+    fn sample(state: &str) -> Self {
+        Self {
+            name: "Ada Lovelace".into(),
+            request: "0b3f6f5e-8c1d-4a8e-9f57-3c2d2f1f8a10".into(),
+            profile: "Server P10".into(),
+            protocol: "p10".into(),
+            subject: "web1.example.org".into(),
+            names: "web1.example.org, 10.1.2.3".into(),
+            requester: "ops".into(),
+            requested: "2030-01-01 00:00".into(),
+            state: state.into(),
+            decided_by: "boss".into(),
+            comment: "fine".into(),
+            reason: String::new(),
         }
     }
 }
@@ -205,8 +246,19 @@ impl Templates {
                     });
                 }
             }
-            if kind == "activation" {
-                t.render_set(kind, lang, &ActivationVars::sample())?;
+            match kind {
+                "activation" => {
+                    t.render_set(kind, lang, &ActivationVars::sample())?;
+                }
+                "approval_needed" => {
+                    t.render_set(kind, lang, &RequestVars::sample("pending_approval"))?;
+                }
+                "request_decided" => {
+                    for state in ["approved", "issued", "rejected", "failed"] {
+                        t.render_set(kind, lang, &RequestVars::sample(state))?;
+                    }
+                }
+                _ => {}
             }
         }
         Ok(t)

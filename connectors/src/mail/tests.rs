@@ -60,7 +60,7 @@ fn connector() -> MailConnector {
         link_lifetime_days: 7,
         send_policy: SendPolicy::Manual,
     };
-    MailConnector::new(cfg, &[app], [1; KEY_LEN]).unwrap()
+    MailConnector::new(cfg, &[app], [1; KEY_LEN], Default::default()).unwrap()
 }
 
 fn user(queued: bool) -> User {

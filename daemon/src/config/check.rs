@@ -277,6 +277,14 @@ impl Config {
                     ));
                 }
             }
+            if let Some(m) = &t.mail {
+                if !idsync_connectors::mail::is_mail_address(m) {
+                    return Err(invalid(
+                        "tokens.mail",
+                        format!("token {:?}: {m:?} is not a mail address", t.name),
+                    ));
+                }
+            }
         }
         Ok(())
     }

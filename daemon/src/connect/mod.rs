@@ -67,15 +67,21 @@ pub fn build(configs: &[ConnectorConfig]) -> Result<Vec<Arc<dyn Connector>>> {
 }
 
 /// The mail connector of `[mail]` (issue 16), mailing for `apps`, its
-/// links derived with the key in `data_dir` (made on first use).
+/// links derived with the key in `data_dir` (made on first use), and
+/// requesters at their tokens' `mail`.
 pub fn build_mail(
     mail: &idsync_connectors::mail::MailConfig,
     apps: &[idsync_schema::ApplicationSettings],
+    tokens: &[crate::infra::auth::TokenConfig],
     data_dir: &std::path::Path,
 ) -> Result<Arc<dyn Connector>> {
     let key = crate::infra::mail_key::load_or_create(data_dir).context("the mail key")?;
-    let c =
-        idsync_connectors::mail::MailConnector::new(mail.clone(), apps, key).context("[mail]")?;
+    let requesters = tokens
+        .iter()
+        .filter_map(|t| Some((t.name.clone(), t.mail.clone()?)))
+        .collect();
+    let c = idsync_connectors::mail::MailConnector::new(mail.clone(), apps, key, requesters)
+        .context("[mail]")?;
     Ok(Arc::new(c))
 }
 

@@ -218,6 +218,10 @@ pub struct TokenConfig {
     /// `monitor` (health, readiness, metrics), `read`, `write`, `admin`
     /// (everything).
     pub roles: Vec<String>,
+    /// Where the token's owner is mailed about the certificate requests
+    /// they made (approved, rejected, issued, failed); none: not mailed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail: Option<String>,
 }
 
 /// The accepted tokens.
@@ -499,6 +503,7 @@ mod tests {
             name: name.into(),
             sha256: hex::encode(Sha256::digest(token.as_bytes())),
             roles: roles.iter().map(|r| r.to_string()).collect(),
+            mail: None,
         }
     }
 

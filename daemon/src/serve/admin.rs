@@ -340,6 +340,7 @@ mod tests {
             name: name.into(),
             sha256: hex::encode(Sha256::digest(token.as_bytes())),
             roles: vec![role.into()],
+            mail: None,
         }
     }
 

@@ -171,6 +171,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         peers.push(crate::connect::build_mail(
             mail,
             &cfg.applications,
+            &cfg.tokens,
             &cfg.data_dir,
         )?);
     }
