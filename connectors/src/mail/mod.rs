@@ -35,6 +35,8 @@ pub mod templates;
 pub mod token;
 
 use std::collections::{BTreeMap, HashSet};
+
+use futures_util::stream::{self, StreamExt as _};
 use std::time::Duration;
 
 use idsync_schema::{Activation, ActivationState, ApplicationSettings, Kind, User};
@@ -210,52 +212,103 @@ impl MailConnector {
         // carries the request as it is now, so two events of one request
         // in a batch (approved, then issued) would say the same twice.
         let mut noticed: HashSet<(Uuid, &'static str)> = HashSet::new();
-        'events: for e in batch {
+        let mut at = 0;
+        while at < batch.len() {
+            let e = &batch[at];
             if e.kind == Kind::Request {
-                d.outcomes
-                    .push(self.notify(e, view, &mut approvers, &mut noticed).await);
-                if !matches!(d.outcomes.last(), Some(Outcome::Delivered)) {
+                let outcome = self.notify(e, view, &mut approvers, &mut noticed).await;
+                let go_on = outcome == Outcome::Delivered;
+                d.outcomes.push(outcome);
+                if !go_on {
                     break;
                 }
+                at += 1;
                 continue;
             }
+            // The events up to the next request: their mails go out together.
+            let end = batch[at..]
+                .iter()
+                .position(|e| e.kind == Kind::Request)
+                .map_or(batch.len(), |p| at + p);
+            if !self
+                .deliver_users(&batch[at..end], view, &mut done, &mut d)
+                .await
+            {
+                break;
+            }
+            at = end;
+        }
+        d
+    }
+
+    /// Mail the queued activations of `events` (no request among them):
+    /// every user is read first, then the mails go out `max_connections`
+    /// at a time (one after another, each waits for the relay's answers:
+    /// a few round trips and, with lettre, a delayed ACK). One outcome per
+    /// event is pushed, up to the first that is not delivered; false when
+    /// the batch stops there. The outcome of every mail sent is reported,
+    /// also past that event, so a redelivery does not mail it again.
+    async fn deliver_users(
+        &self,
+        events: &[Event],
+        view: &dyn View,
+        done: &mut HashSet<(Uuid, String, String)>,
+        d: &mut Delivery,
+    ) -> bool {
+        let mut sendings: Vec<(usize, User, String, String)> = Vec::new();
+        let mut stop: Option<(usize, Outcome)> = None;
+        for (k, e) in events.iter().enumerate() {
             if e.kind != Kind::User {
-                d.outcomes.push(Outcome::Delivered);
                 continue;
             }
             let user = match view.object(Kind::User, e.id) {
                 Ok(Some(v)) => match serde_json::from_value::<User>(v) {
                     Ok(u) => u,
                     Err(err) => {
-                        d.outcomes
-                            .push(Outcome::Failed(format!("user {}: {err}", e.id)));
+                        stop = Some((k, Outcome::Failed(format!("user {}: {err}", e.id))));
                         break;
                     }
                 },
-                Ok(None) => {
-                    d.outcomes.push(Outcome::Delivered);
-                    continue;
-                }
+                Ok(None) => continue,
                 Err(err) => {
-                    d.outcomes.push(Outcome::Retry(err.to_string()));
+                    stop = Some((k, Outcome::Retry(err.to_string())));
                     break;
                 }
             };
             for (app, nonce) in Self::queued(&user) {
-                if !done.insert((user.id, app.clone(), nonce.clone())) {
-                    continue;
+                if done.insert((user.id, app.clone(), nonce.clone())) {
+                    sendings.push((k, user.clone(), app, nonce));
                 }
-                match self.send(&user, &app, &nonce).await {
-                    Sent::Settled(r) => d.activations.push(r),
-                    Sent::Retry(m) => {
-                        d.outcomes.push(Outcome::Retry(m));
-                        break 'events;
+            }
+        }
+        let at_once = (self.cfg.max_connections as usize).max(1);
+        // Made up front: a stream's `map` closure over borrowed sendings
+        // trips the compiler's lifetime check for `Send` futures.
+        let mails: Vec<_> = sendings
+            .iter()
+            .map(|(k, user, app, nonce)| async move { (*k, self.send(user, app, nonce).await) })
+            .collect();
+        let results: Vec<(usize, Sent)> = stream::iter(mails).buffered(at_once).collect().await;
+        for (k, sent) in results {
+            match sent {
+                Sent::Settled(r) => d.activations.push(r),
+                Sent::Retry(m) => {
+                    if stop.as_ref().is_none_or(|(at, _)| k < *at) {
+                        stop = Some((k, Outcome::Retry(m)));
                     }
+                }
+            }
+        }
+        for k in 0..events.len() {
+            if let Some((at, outcome)) = &stop {
+                if k == *at {
+                    d.outcomes.push(outcome.clone());
+                    return false;
                 }
             }
             d.outcomes.push(Outcome::Delivered);
         }
-        d
+        true
     }
 }
 
