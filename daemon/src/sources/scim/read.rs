@@ -31,8 +31,12 @@ pub(crate) fn decode<R: Resource>(
     bytes: &[u8],
     with_members: bool,
 ) -> Result<Value, ScimError> {
-    let o: R = serde_json::from_slice(bytes).map_err(|e| ScimError::internal(&e))?;
-    o.render(state.store(), state.base(), with_members)
+    object::<R>(bytes)?.render(state.store(), state.base(), with_members)
+}
+
+/// An object as stored (`bytes`, from a scan).
+pub(crate) fn object<R: Resource>(bytes: &[u8]) -> Result<R, ScimError> {
+    serde_json::from_slice(bytes).map_err(|e| ScimError::internal(&e))
 }
 
 /// GET of one resource.
