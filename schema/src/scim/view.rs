@@ -245,7 +245,16 @@ struct Location<'a>(&'a str, &'a str, Uuid);
 
 impl Serialize for Location<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{}/{}/{}", self.0, self.1, self.2))
+        // Put together by hand: through `fmt`, two of these per resource
+        // were a few percent of a list page.
+        let (base, endpoint) = (self.0, self.1);
+        let mut id = Uuid::encode_buffer();
+        let id = self.2.hyphenated().encode_lower(&mut id);
+        let mut url = String::with_capacity(base.len() + endpoint.len() + id.len() + 2);
+        for part in [base, "/", endpoint, "/", id] {
+            url.push_str(part);
+        }
+        s.serialize_str(&url)
     }
 }
 

@@ -62,7 +62,11 @@ impl<T: Serialize> ListResponse<T> {
     }
 
     fn to_bytes(&self) -> Result<Vec<u8>, ScimError> {
-        serde_json::to_vec(self).map_err(|e| ScimError::internal(&e))
+        // About what a user takes: a page is not copied over and over
+        // while it grows.
+        let mut out = Vec::with_capacity(256 + 1024 * self.resources.len());
+        serde_json::to_writer(&mut out, self).map_err(|e| ScimError::internal(&e))?;
+        Ok(out)
     }
 }
 
