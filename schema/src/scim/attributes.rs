@@ -348,37 +348,6 @@ pub fn kept(body: &Value, idsync_extension: &str) -> Result<Kept, ScimError> {
     Ok(kept)
 }
 
-/// Put what was kept back into a User's JSON (`name` parts merged into
-/// `name`, the enterprise extension's object and schema added); `base` is
-/// where `manager.$ref` points.
-pub fn restore(kept: &Kept, user: &mut Map<String, Value>, base: &str) {
-    for (key, value) in kept {
-        match (key.as_str(), value) {
-            ("name", Value::Object(parts)) => {
-                if let Some(Value::Object(name)) = user.get_mut("name") {
-                    name.extend(parts.iter().map(|(k, v)| (k.clone(), v.clone())));
-                }
-            }
-            (ENTERPRISE_SCHEMA, Value::Object(ext)) => {
-                let mut ext = ext.clone();
-                if let Some(Value::Object(m)) = ext.get_mut("manager") {
-                    if let Some(id) = m.get("value").and_then(Value::as_str) {
-                        let r = format!("{base}/Users/{id}");
-                        m.insert("$ref".into(), Value::String(r));
-                    }
-                }
-                user.insert(ENTERPRISE_SCHEMA.into(), Value::Object(ext));
-                if let Some(Value::Array(schemas)) = user.get_mut("schemas") {
-                    schemas.push(Value::String(ENTERPRISE_SCHEMA.into()));
-                }
-            }
-            _ => {
-                user.insert(key.clone(), value.clone());
-            }
-        }
-    }
-}
-
 /// The id of the user's manager, when one is kept.
 pub fn manager_of(kept: &Kept) -> Option<uuid::Uuid> {
     kept.get(ENTERPRISE_SCHEMA)?
@@ -429,15 +398,6 @@ mod tests {
             manager_of(&kept).unwrap().to_string(),
             "0190a000-0000-7000-8000-000000000001"
         );
-
-        let mut user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "name": {"familyName": "Smith"},});
-        restore(&kept, user.as_object_mut().unwrap(), "https://x/scim/v2");
-        assert_eq!(user["name"]["middleName"], "B.");
-        assert_eq!(
-            user[ENTERPRISE_SCHEMA]["manager"]["$ref"],
-            "https://x/scim/v2/Users/0190a000-0000-7000-8000-000000000001"
-        );
-        assert_eq!(user["schemas"].as_array().unwrap().len(), 2);
     }
 
     #[test]

@@ -17,8 +17,7 @@
 //! or a PUT states the whole resource). Read-only attributes are ignored.
 
 use crate::{Asset, AssetInput, Field, Group, GroupInput, Status, User, UserInput};
-use serde_json::{json, Map, Value};
-use time::format_description::well_known::Rfc3339;
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::error::{ScimError, ScimType};
@@ -36,122 +35,20 @@ pub fn etag(version: u64) -> String {
     format!("W/\"{version}\"")
 }
 
-fn meta(kind: &str, m: &crate::Meta, location: String) -> Value {
-    json!({
-        "resourceType": kind,
-        "created": m.created.format(&Rfc3339).unwrap_or_default(),
-        "lastModified": m.modified.format(&Rfc3339).unwrap_or_default(),
-        "version": etag(m.version),
-        "location": location,
-    })
-}
-
-fn put_opt(map: &mut Map<String, Value>, key: &str, v: &Option<String>) {
-    if let Some(v) = v {
-        map.insert(key.into(), Value::String(v.clone()));
-    }
-}
-
 /// A user as SCIM shows it; `groups` are (id, displayName) of its groups.
 pub fn user_to_json(u: &User, groups: &[(Uuid, String)], base: &str) -> Value {
-    let mut name = Map::new();
-    put_opt(&mut name, "givenName", &u.first_name);
-    put_opt(&mut name, "familyName", &u.last_name);
-    let mut ext = Map::new();
-    put_opt(&mut ext, "validFrom", &u.valid_from);
-    put_opt(&mut ext, "validTo", &u.valid_to);
-    for (i, v) in u.sp_custom_attributes.iter().enumerate() {
-        put_opt(&mut ext, &format!("spCustomAttribute{}", i + 1), v);
-    }
-    ext.insert("roles".into(), json!(u.roles));
-    ext.insert("applications".into(), json!(u.applications));
-    ext.insert("source".into(), json!(u.source.as_str()));
-    ext.insert("activationMail".into(), json!(u.activation_mail));
-    let mut v = Map::new();
-    v.insert("schemas".into(), json!([USER_SCHEMA, IDSYNC_USER_SCHEMA]));
-    v.insert("id".into(), json!(u.id));
-    put_opt(&mut v, "externalId", &u.external_id);
-    // A CSV user may have no loginName; it always has a mail.
-    let user_name = u.login_name.as_ref().or(u.mail.as_ref());
-    v.insert(
-        "userName".into(),
-        json!(user_name.cloned().unwrap_or_default()),
-    );
-    v.insert("name".into(), Value::Object(name));
-    put_opt(&mut v, "displayName", &u.display_name);
-    v.insert("active".into(), json!(u.status == Status::Active));
-    put_opt(&mut v, "preferredLanguage", &u.language);
-    if let Some(mail) = &u.mail {
-        v.insert(
-            "emails".into(),
-            json!([{"value": mail, "type": "work", "primary": true}]),
-        );
-    }
-    if !groups.is_empty() {
-        let gs: Vec<Value> = groups
-            .iter()
-            .map(|(id, name)| json!({"value": id, "$ref": format!("{base}/Groups/{id}"), "display": name, "type": "direct"}))
-            .collect();
-        v.insert("groups".into(), Value::Array(gs));
-    }
-    v.insert(IDSYNC_USER_SCHEMA.into(), Value::Object(ext));
-    super::attributes::restore(&u.scim, &mut v, base);
-    v.insert(
-        "meta".into(),
-        meta("User", &u.meta, format!("{base}/Users/{}", u.id)),
-    );
-    Value::Object(v)
+    super::view::user(u, groups, base).to_value()
 }
 
 /// A group as SCIM shows it; `members` are (id, display) of its users
 /// (`None`: the attribute was not asked for and is left out).
 pub fn group_to_json(g: &Group, members: Option<&[(Uuid, String)]>, base: &str) -> Value {
-    let mut v = Map::new();
-    v.insert("schemas".into(), json!([GROUP_SCHEMA, IDSYNC_GROUP_SCHEMA]));
-    v.insert("id".into(), json!(g.id));
-    put_opt(&mut v, "externalId", &g.external_id);
-    v.insert("displayName".into(), json!(g.display_name));
-    if let Some(members) = members {
-        let ms: Vec<Value> = members
-            .iter()
-            .map(|(id, display)| json!({"value": id, "$ref": format!("{base}/Users/{id}"), "display": display, "type": "User"}))
-            .collect();
-        v.insert("members".into(), Value::Array(ms));
-    }
-    let mut ext = Map::new();
-    put_opt(&mut ext, "description", &g.description);
-    ext.insert("source".into(), json!(g.source.as_str()));
-    v.insert(IDSYNC_GROUP_SCHEMA.into(), Value::Object(ext));
-    v.insert(
-        "meta".into(),
-        meta("Group", &g.meta, format!("{base}/Groups/{}", g.id)),
-    );
-    Value::Object(v)
+    super::view::group(g, members, base).to_value()
 }
 
 /// An asset as SCIM shows it.
 pub fn asset_to_json(a: &Asset, base: &str) -> Value {
-    let mut v = Map::new();
-    v.insert("schemas".into(), json!([ASSET_SCHEMA]));
-    v.insert("id".into(), json!(a.id));
-    v.insert("name".into(), json!(a.name));
-    put_opt(&mut v, "description", &a.description);
-    put_opt(&mut v, "type", &a.asset_type);
-    put_opt(&mut v, "owner", &a.owner);
-    put_opt(&mut v, "certificateProfile", &a.certificate_profile);
-    put_opt(&mut v, "organization", &a.organization);
-    put_opt(&mut v, "country", &a.country);
-    v.insert("dnsNames".into(), json!(a.dns_names));
-    v.insert("ipAddresses".into(), json!(a.ip_addresses));
-    put_opt(&mut v, "sid", &a.sid);
-    put_opt(&mut v, "externalId", &a.external_id);
-    v.insert("state".into(), json!(a.state));
-    v.insert("source".into(), json!(a.source.as_str()));
-    v.insert(
-        "meta".into(),
-        meta("Asset", &a.meta, format!("{base}/Assets/{}", a.id)),
-    );
-    Value::Object(v)
+    super::view::asset(a, base).to_value()
 }
 
 fn invalid(detail: impl Into<String>) -> ScimError {
@@ -347,6 +244,7 @@ pub fn asset_input(body: &Value, id: Option<Uuid>) -> Result<AssetInput, ScimErr
 mod tests {
     use super::*;
     use crate::{Meta, Source};
+    use serde_json::json;
 
     fn user() -> User {
         User {

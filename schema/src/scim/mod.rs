@@ -10,6 +10,8 @@
 //! - [`patch`]: PatchOp bodies and PATCH paths, applied to JSON;
 //! - [`mapping`]: idsync's objects ↔ SCIM JSON, a body becoming the same
 //!   input a CSV row becomes;
+//! - [`view`]: the one rendering of an object, serialised straight to bytes
+//!   (list pages) or into a `Value` (everything else);
 //! - [`discovery`]: ServiceProviderConfig, ResourceTypes, Schemas.
 
 pub mod attributes;
@@ -18,6 +20,7 @@ pub mod error;
 pub mod filter;
 pub mod mapping;
 pub mod patch;
+pub mod view;
 
 /// What the discovery documents advertise: the server's configured limits
 /// and where it lives.

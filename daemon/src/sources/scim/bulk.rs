@@ -240,7 +240,7 @@ fn entry(
     }
     match outcome {
         Ok(r) => {
-            if let Some(body) = &r.body {
+            if let Some(body) = r.json() {
                 if let (Some(b), Some(id)) = (bulk_id, body["id"].as_str()) {
                     ids.insert(b, id.to_owned());
                 }

@@ -147,12 +147,16 @@ async fn connection<IO>(
 }
 
 fn json_response(status: u16, body: Option<&Value>) -> Response<Body> {
-    let bytes = body
-        .map(|b| serde_json::to_vec(b).expect("JSON serialises"))
-        .unwrap_or_default();
-    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    let bytes = body.map(|b| serde_json::to_vec(b).expect("JSON serialises"));
+    written_response(status, bytes)
+}
+
+/// A response whose JSON (if any) is written already.
+fn written_response(status: u16, body: Option<Vec<u8>>) -> Response<Body> {
+    let is_json = body.is_some();
+    let mut r = Response::new(Full::new(Bytes::from(body.unwrap_or_default())));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    if body.is_some() {
+    if is_json {
         r.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
     }
@@ -287,7 +291,7 @@ async fn handle(
         token: token.as_str().to_owned(),
     };
     match routes::dispatch(state, request).await {
-        Ok(r) => to_http(&r),
+        Ok(r) => to_http(r),
         Err(e) => error_response(&e),
     }
 }
@@ -336,8 +340,12 @@ async fn json_body(req: Request<Incoming>, max: usize) -> Result<Option<Value>, 
 }
 
 /// An answer as HTTP: its status and body, with ETag and Location headers.
-fn to_http(r: &routes::Response) -> Response<Body> {
-    let mut resp = json_response(r.status, r.body.as_ref());
+fn to_http(r: routes::Response) -> Response<Body> {
+    let body = r.body.map(|b| match b {
+        routes::Body::Json(v) => serde_json::to_vec(&v).expect("JSON serialises"),
+        routes::Body::Written(bytes) => bytes,
+    });
+    let mut resp = written_response(r.status, body);
     let h = resp.headers_mut();
     if let Some(e) = r
         .etag

@@ -13,12 +13,11 @@
 //! [`super::list_cache`].
 
 use idsync_store::keys;
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::error::{ScimError, ScimType};
 use super::list_cache::{ANCHOR_EVERY, CHUNK};
-use super::read::decode;
+use super::read::object;
 use super::resource::Resource;
 use super::state::State;
 
@@ -26,13 +25,12 @@ use super::state::State;
 const MAP_WHEN_FARTHER: u64 = 16 * ANCHOR_EVERY;
 
 /// The objects of `R` at positions `start ..= start + count - 1` (1-based)
-/// in id order, rendered.
+/// in id order.
 pub(crate) fn page_in_order<R: Resource>(
     state: &State,
     start: usize,
     count: usize,
-    with_members: bool,
-) -> Result<Vec<Value>, ScimError> {
+) -> Result<Vec<R>, ScimError> {
     let store = state.store();
     let prefix = keys::object_prefix(R::KIND);
     let head = store.head()?;
@@ -54,7 +52,7 @@ pub(crate) fn page_in_order<R: Resource>(
                 learned.push((pos, k.clone()));
             }
             if pos >= wanted {
-                page.push(decode::<R>(state, v, with_members)?);
+                page.push(object::<R>(v)?);
                 if page.len() == count {
                     break 'walk;
                 }
@@ -74,10 +72,10 @@ pub(crate) fn page_in_order<R: Resource>(
     Ok(page)
 }
 
-/// A page of the cursor pagination draft: its resources, and the cursor
-/// of the next page when there is one.
-pub(crate) struct CursorPage {
-    pub(crate) resources: Vec<Value>,
+/// A page of the cursor pagination draft: its objects, and the cursor of
+/// the next page when there is one.
+pub(crate) struct CursorPage<R> {
+    pub(crate) objects: Vec<R>,
     pub(crate) next: Option<String>,
 }
 
@@ -96,8 +94,7 @@ pub(crate) fn page_after_cursor<R: Resource>(
     state: &State,
     cursor: &str,
     count: usize,
-    with_members: bool,
-) -> Result<CursorPage, ScimError> {
+) -> Result<CursorPage<R>, ScimError> {
     let after = match cursor {
         "" => None,
         c => {
@@ -111,14 +108,14 @@ pub(crate) fn page_after_cursor<R: Resource>(
         .store()
         .scan_page(prefix, after.as_deref(), count + 1)?;
     let more = chunk.len() > count;
-    let mut resources = Vec::with_capacity(count);
+    let mut objects = Vec::with_capacity(count);
     let mut last_id = None;
     for (k, v) in chunk.iter().take(count) {
-        resources.push(decode::<R>(state, v, with_members)?);
+        objects.push(object::<R>(v)?);
         last_id = keys::trailing_id(k);
     }
     Ok(CursorPage {
-        resources,
+        objects,
         next: last_id.filter(|_| more).map(|id| id.to_string()),
     })
 }

@@ -1,10 +1,17 @@
 //! `attributes` and `excludedAttributes` (RFC 7644 §3.9): which attributes
 //! an answer carries. `schemas`, `id` and `meta` always go out, so the
 //! ETag and Location of a write survive any projection.
+//!
+//! One implementation on JSON objects, for a `Value` and for a view
+//! (`idsync_schema::scim::view`, a list page's resources): a view hands
+//! over as JSON only the top-level attributes a projection names, and
+//! keeps the others as they are, so a page does not build a `Value` of
+//! every resource for the sake of a few attributes.
 
 use std::collections::HashMap;
 
 use idsync_schema::scim::filter::{get_ci, AttrPath};
+use idsync_schema::scim::view::{Attr, View};
 use serde_json::{json, Map, Value};
 
 use super::error::{ScimError, ScimType};
@@ -81,6 +88,42 @@ impl Projection {
             return Ok(Value::Object(keep(obj, &parse(&self.attributes)?)));
         }
         Ok(Value::Object(exclude(obj, &parse(&self.excluded)?)))
+    }
+
+    /// `view` as the client asked to see it: what [`Projection::apply`]
+    /// makes of its JSON.
+    pub(crate) fn shape<'a>(&self, view: View<'a>) -> Result<View<'a>, ScimError> {
+        let keeping = !self.attributes.is_empty();
+        let paths = match (keeping, self.excluded.is_empty()) {
+            (false, true) => return Ok(view),
+            (true, _) => parse(&self.attributes)?,
+            (false, false) => parse(&self.excluded)?,
+        };
+        // The attributes a path can reach: `keep` and `exclude` look no
+        // further than those whose name matches a path's (whatever the
+        // case), so what they make of these alone is what they would make
+        // of the whole resource.
+        let named = |k: &str| {
+            (keeping && ALWAYS.contains(&k))
+                || paths
+                    .iter()
+                    .any(|p| k.eq_ignore_ascii_case(p.urn.as_deref().unwrap_or(&p.attr)))
+        };
+        let mut as_json = Map::new();
+        let mut attrs = Vec::new();
+        for (k, v) in view.into_attrs() {
+            if named(&k) {
+                as_json.insert(k.into_owned(), v.to_value());
+            } else if !keeping {
+                attrs.push((k, v));
+            }
+        }
+        let shaped = match keeping {
+            true => keep(as_json, &paths),
+            false => exclude(as_json, &paths),
+        };
+        attrs.extend(shaped.into_iter().map(|(k, v)| (k.into(), Attr::Owned(v))));
+        Ok(View::new(attrs))
     }
 }
 

@@ -5,6 +5,7 @@
 
 use idsync_schema::scim::mapping::{self, ASSET_SCHEMA, GROUP_SCHEMA, USER_SCHEMA};
 use idsync_schema::scim::patch::{self, MemberChanges, Operation};
+use idsync_schema::scim::view::{self, View};
 use idsync_schema::{
     Asset, AssetInput, Group, GroupInput, Kind, Status, User, UserInput, UserRules,
 };
@@ -16,6 +17,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::error::{ScimError, ScimType};
+
+/// The objects the SCIM JSON of another names, as `(id, display)`: a
+/// user's groups, a group's members; `None` when not rendered.
+pub(crate) type Refs = Option<Vec<(Uuid, String)>>;
 
 /// One kind of resource with an endpoint.
 pub(crate) trait Resource: DeserializeOwned + Send + 'static {
@@ -34,13 +39,25 @@ pub(crate) trait Resource: DeserializeOwned + Send + 'static {
     /// The object inside the writer's transaction.
     fn load(tx: &Tx<'_>, id: Uuid) -> Result<Option<Self>, StoreError>;
 
-    /// The SCIM JSON of the object, with what it refers to (a user's
-    /// groups; a group's members when `with_members`).
-    fn render(&self, store: &Store, base: &str, with_members: bool) -> Result<Value, ScimError>;
+    /// What the object's SCIM JSON refers to: a user's groups; a group's
+    /// members when `with_members`.
+    fn refs(&self, store: &Store, with_members: bool) -> Result<Refs, ScimError>;
+
+    /// The object's SCIM JSON, naming `refs` (from [`Resource::refs`]):
+    /// the one rendering, written as bytes or made a `Value`.
+    fn view<'a>(&'a self, refs: &'a Refs, base: &'a str) -> View<'a>;
+
+    /// The SCIM JSON of the object, with what it refers to.
+    fn render(&self, store: &Store, base: &str, with_members: bool) -> Result<Value, ScimError> {
+        let refs = self.refs(store, with_members)?;
+        Ok(self.view(&refs, base).to_value())
+    }
 
     /// The SCIM JSON without references to other objects: what a PATCH
     /// applies to.
-    fn bare(&self, base: &str) -> Value;
+    fn bare(&self, base: &str) -> Value {
+        self.view(&None, base).to_value()
+    }
 
     /// The input a body states; `id` is the URL's on PUT and PATCH.
     fn input(body: &Value, id: Option<Uuid>) -> Result<Self::Input, ScimError>;
@@ -98,18 +115,18 @@ impl Resource for User {
         tx.user(id)
     }
 
-    fn render(&self, store: &Store, base: &str, _with_members: bool) -> Result<Value, ScimError> {
+    fn refs(&self, store: &Store, _with_members: bool) -> Result<Refs, ScimError> {
         let mut groups = Vec::with_capacity(self.groups.len());
         for gid in &self.groups {
             if let Some(g) = store.object::<Group>(Kind::Group, *gid)? {
                 groups.push((g.id, g.display_name));
             }
         }
-        Ok(mapping::user_to_json(self, &groups, base))
+        Ok(Some(groups))
     }
 
-    fn bare(&self, base: &str) -> Value {
-        mapping::user_to_json(self, &[], base)
+    fn view<'a>(&'a self, refs: &'a Refs, base: &'a str) -> View<'a> {
+        view::user(self, refs.as_deref().unwrap_or_default(), base)
     }
 
     fn input(body: &Value, _id: Option<Uuid>) -> Result<UserInput, ScimError> {
@@ -165,20 +182,20 @@ impl Resource for Group {
         tx.group(id)
     }
 
-    fn render(&self, store: &Store, base: &str, with_members: bool) -> Result<Value, ScimError> {
+    fn refs(&self, store: &Store, with_members: bool) -> Result<Refs, ScimError> {
         if !with_members {
-            return Ok(self.bare(base));
+            return Ok(None);
         }
-        let members: Vec<(Uuid, String)> = store
+        let members = store
             .member_users(self.id)?
             .iter()
             .map(|u| (u.id, user_display(u)))
             .collect();
-        Ok(mapping::group_to_json(self, Some(&members), base))
+        Ok(Some(members))
     }
 
-    fn bare(&self, base: &str) -> Value {
-        mapping::group_to_json(self, None, base)
+    fn view<'a>(&'a self, refs: &'a Refs, base: &'a str) -> View<'a> {
+        view::group(self, refs.as_deref(), base)
     }
 
     fn input(body: &Value, _id: Option<Uuid>) -> Result<GroupInput, ScimError> {
@@ -241,12 +258,12 @@ impl Resource for Asset {
         tx.asset(id)
     }
 
-    fn render(&self, _store: &Store, base: &str, _with_members: bool) -> Result<Value, ScimError> {
-        Ok(self.bare(base))
+    fn refs(&self, _store: &Store, _with_members: bool) -> Result<Refs, ScimError> {
+        Ok(None)
     }
 
-    fn bare(&self, base: &str) -> Value {
-        mapping::asset_to_json(self, base)
+    fn view<'a>(&'a self, _refs: &'a Refs, base: &'a str) -> View<'a> {
+        view::asset(self, base)
     }
 
     fn input(body: &Value, id: Option<Uuid>) -> Result<AssetInput, ScimError> {

@@ -54,18 +54,44 @@ impl Request {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Response {
     pub(crate) status: u16,
-    pub(crate) body: Option<Value>,
+    pub(crate) body: Option<Body>,
     pub(crate) etag: Option<String>,
     pub(crate) location: Option<String>,
+}
+
+/// A response body: JSON, or JSON written already (a list page, which
+/// never exists as a `Value`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Body {
+    Json(Value),
+    Written(Vec<u8>),
 }
 
 impl Response {
     pub(crate) fn ok(body: Value) -> Self {
         Self {
             status: 200,
-            body: Some(body),
+            body: Some(Body::Json(body)),
             etag: None,
             location: None,
+        }
+    }
+
+    /// A 200 whose JSON is written already.
+    pub(crate) fn written(json: Vec<u8>) -> Self {
+        Self {
+            status: 200,
+            body: Some(Body::Written(json)),
+            etag: None,
+            location: None,
+        }
+    }
+
+    /// The body, when it is a JSON value.
+    pub(crate) fn json(&self) -> Option<&Value> {
+        match &self.body {
+            Some(Body::Json(v)) => Some(v),
+            _ => None,
         }
     }
 
@@ -77,7 +103,7 @@ impl Response {
             .flatten();
         Self {
             status,
-            body: Some(body),
+            body: Some(Body::Json(body)),
             etag,
             location,
         }
@@ -186,7 +212,7 @@ async fn on<R: Resource>(
     match (rest, &req.method) {
         ([], _) if get => {
             let q = Query::from_params(&req.query)?;
-            list::list::<R>(state, q).map(Response::ok)
+            list::list::<R>(state, q).map(Response::written)
         }
         ([], &Method::POST) => write::create::<R>(state, req).await,
         ([".search"], &Method::POST) => {
@@ -195,7 +221,7 @@ async fn on<R: Resource>(
                 .as_ref()
                 .ok_or_else(|| syntax("a search needs a body"))?;
             mapping::require_schema(body, SEARCH_SCHEMA)?;
-            list::list::<R>(state, Query::from_body(body)?).map(Response::ok)
+            list::list::<R>(state, Query::from_body(body)?).map(Response::written)
         }
         ([id], _) if get => read::read_one::<R>(state, id, req),
         ([id], &Method::PUT) => write::replace::<R>(state, parse_id::<R>(id)?, req).await,
