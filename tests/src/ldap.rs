@@ -461,7 +461,7 @@ impl Drop for Slapd {
 /// for `localhost` and 127.0.0.1, in the subjectAltName: rustls ignores the
 /// CN and refuses a certificate without SAN) and `other-ca.pem`, a CA that
 /// issued nothing here. P-256 keys: quick to make.
-fn make_certificates(dir: &Path) {
+pub fn make_certificates(dir: &Path) {
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)

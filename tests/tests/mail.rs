@@ -414,3 +414,81 @@ fn an_application_that_sends_on_import_mails_its_new_users() {
     daemon.signal("TERM");
     assert!(daemon.wait(Duration::from_secs(30)).is_some());
 }
+
+/// `tls = "starttls"` (the default): mails go over TLS to a relay that
+/// offers STARTTLS, its certificate checked against `mail.ca_file`; a relay
+/// that does not offer it gets no mail at all, never plain text, and the
+/// connector says why.
+#[test]
+fn mail_goes_over_starttls_and_never_falls_back_to_plain_text() {
+    let (admin, smtp) = (free_port(), free_port());
+    let token = |name: &str, t: &str, role: &str| {
+        format!(
+            "[[tokens]]\nname = \"{name}\"\nsha256 = \"{}\"\nroles = [\"{role}\"]\n",
+            sha(t)
+        )
+    };
+    let tls = tempfile::tempdir().expect("a dir for certificates");
+    idsync_tests::ldap::make_certificates(tls.path());
+    let env = Env::with_config(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin}\"\n{}{}\n\
+         [[applications]]\nname = \"crm\"\n\n\
+         [mail]\nrelay = \"127.0.0.1\"\nport = {smtp}\ntls = \"starttls\"\nca_file = \"{}\"\n\
+         from = \"idsync <noreply@example.com>\"\npublic_url = \"https://id.example.com\"\n\
+         timeout_ms = 2000\n\
+         [mail.delivery]\nbackoff_initial_ms = 50\nbackoff_max_ms = 300\n",
+        token("ops", OPS, "operator"),
+        token("root", ADMIN, "admin"),
+        tls.path().join("ca.pem").display(),
+    ));
+    let file = env.file("crm.csv", USERS);
+    let (code, report) = env.import("users", &file, &["--application", "crm"]);
+    assert_eq!(code, 0, "{report}");
+    let inbox = env.dir.path().join("sink");
+    let sink = Sink::start_starttls(
+        smtp,
+        &inbox,
+        &tls.path().join("server.pem"),
+        &tls.path().join("server.key"),
+    );
+    let mut daemon = env.serve(&[]);
+    wait_until("the daemon is ready", Duration::from_secs(60), || {
+        if let Some(status) = daemon.child.try_wait().expect("try_wait") {
+            panic!("idsync serve exited ({status}): {}", daemon.log());
+        }
+        daemon.log().contains("is watching its drop folders")
+    });
+    assert_eq!(send(&env), 3);
+    wait_until("three mails over TLS", Duration::from_secs(60), || {
+        received(&inbox).len() >= 3
+    });
+    for m in received(&inbox) {
+        assert_eq!(m["tls"], true, "{m}");
+    }
+
+    // The relay comes back without STARTTLS: nothing is sent in plain text.
+    sink.stop();
+    let plain = env.dir.path().join("plain");
+    let plain_sink = Sink::start(smtp, &plain);
+    let out = env
+        .command()
+        .args(["mail", "send-activation", "--application", "crm"])
+        .args(["--resend", "ann@example.org"])
+        .env("IDSYNC_TOKEN", OPS)
+        .output()
+        .expect("run idsync mail");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the connector says why", Duration::from_secs(30), || {
+        figures(admin)["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("STARTTLS"))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(received(&plain).is_empty(), "{:?}", received(&plain));
+    drop(daemon);
+    plain_sink.stop();
+}

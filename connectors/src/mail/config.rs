@@ -66,8 +66,11 @@ pub struct MailConfig {
     pub templates_dir: Option<PathBuf>,
     /// Time limit of one SMTP session step, in milliseconds.
     pub timeout_ms: u64,
-    /// Connections to the relay kept open at most.
+    /// Connections to the relay kept open at most (and mails of a batch
+    /// sent at once).
     pub max_connections: u32,
+    /// Mails per second at most; none: as fast as the relay takes them.
+    pub max_per_second: Option<u32>,
     pub delivery: DeliveryConfig,
 }
 
@@ -87,6 +90,7 @@ impl Default for MailConfig {
             templates_dir: None,
             timeout_ms: 30_000,
             max_connections: 4,
+            max_per_second: None,
             delivery: DeliveryConfig {
                 batch_size: 100,
                 ..DeliveryConfig::default()
@@ -162,6 +166,12 @@ impl MailConfig {
         }
         if self.max_connections == 0 {
             return Err(bad("mail.max_connections", "must be at least 1"));
+        }
+        if self.max_per_second == Some(0) {
+            return Err(bad(
+                "mail.max_per_second",
+                "must be at least 1 (leave it out for no limit)",
+            ));
         }
         if self.delivery.batch_size == 0 || self.delivery.max_attempts == 0 {
             return Err(bad(

@@ -30,6 +30,7 @@
 
 mod config;
 mod message;
+mod pace;
 mod requests;
 pub mod templates;
 pub mod token;
@@ -66,6 +67,8 @@ pub struct MailConnector {
     cfg: MailConfig,
     apps: BTreeMap<String, ApplicationSettings>,
     key: [u8; KEY_LEN],
+    /// `mail.max_per_second`, when set.
+    pace: Option<pace::Pace>,
     /// `mail.approvers`, parsed.
     approvers: Vec<lettre::message::Mailbox>,
     /// Token name → the mail address of `[[tokens]] mail`: requesters.
@@ -129,6 +132,7 @@ impl MailConnector {
             .approver_mailboxes()
             .map_err(|(key, m)| config_err(format!("{key}: {m}")))?;
         Ok(Self {
+            pace: cfg.max_per_second.map(pace::Pace::new),
             approvers,
             requesters,
             composer: Composer::new(&cfg, templates)?,
@@ -137,6 +141,13 @@ impl MailConnector {
             transport: b.build(),
             cfg,
         })
+    }
+
+    /// Wait for the next mail's turn under `mail.max_per_second`.
+    async fn paced(&self) {
+        if let Some(p) = &self.pace {
+            p.wait().await;
+        }
     }
 
     fn relay(&self) -> String {
@@ -175,6 +186,7 @@ impl MailConnector {
             Ok(m) => m,
             Err(e) => return failed(e),
         };
+        self.paced().await;
         match self.transport.send(msg).await {
             Ok(_) => Sent::Settled(report(Activation {
                 state: ActivationState::Sent,
@@ -353,6 +365,7 @@ impl MailConnector {
                     continue;
                 }
             };
+            self.paced().await;
             match self.transport.send(msg).await {
                 Ok(_) => {}
                 Err(err) if err.is_permanent() => {

@@ -34,12 +34,24 @@ impl Sink {
     /// Start a sink on `port` writing to `folder` (made if missing); returns
     /// once it listens.
     pub fn start(port: u16, folder: &Path) -> Sink {
+        Self::start_with(port, folder, &[])
+    }
+
+    /// A sink that offers STARTTLS with `cert` and `key` (PEM) and refuses
+    /// MAIL before it; each message records `tls`.
+    #[allow(dead_code)] // used by some of the test crates that include this module
+    pub fn start_starttls(port: u16, folder: &Path, cert: &Path, key: &Path) -> Sink {
+        Self::start_with(port, folder, &[cert, key])
+    }
+
+    fn start_with(port: u16, folder: &Path, tls: &[&Path]) -> Sink {
         std::fs::create_dir_all(folder).expect("sink folder");
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mail_env/sink.py");
         let mut child = Command::new(python())
             .arg(script)
             .arg(port.to_string())
             .arg(folder)
+            .args(tls)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

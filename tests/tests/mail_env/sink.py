@@ -6,7 +6,10 @@ temporary name and renamed, so that the test never reads half a file.
 Decoding here (Python's email package) keeps MIME out of the Rust test.
 Runs until SIGTERM.
 
-Usage: python sink.py PORT DIR
+With CERT and KEY it offers STARTTLS and requires it before MAIL; each
+message records whether it came over TLS.
+
+Usage: python sink.py PORT DIR [CERT KEY]
 """
 
 import email
@@ -14,6 +17,7 @@ import email.policy
 import json
 import os
 import signal
+import ssl
 import sys
 import time
 
@@ -34,6 +38,7 @@ class Sink:
         html = msg.get_body(preferencelist=("html",))
         seen = {
             "rcpt": envelope.rcpt_tos,
+            "tls": session.ssl is not None,
             "from": envelope.mail_from,
             "subject": str(msg["Subject"]),
             "message_id": str(msg["Message-ID"]),
@@ -51,7 +56,12 @@ class Sink:
 
 def main():
     port, folder = int(sys.argv[1]), sys.argv[2]
-    controller = Controller(Sink(folder), hostname="127.0.0.1", port=port)
+    tls = {}
+    if len(sys.argv) > 4:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(sys.argv[3], sys.argv[4])
+        tls = {"tls_context": context, "require_starttls": True}
+    controller = Controller(Sink(folder), hostname="127.0.0.1", port=port, **tls)
     controller.start()
     print("ready", flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
