@@ -124,6 +124,28 @@ fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
+/// Move the expiry of `mail`'s current `crm` sending (state `sent`) an
+/// hour into the past, keeping its link: queued again under a new nonce,
+/// then recorded `sent` with the same token hash.
+fn expire_current_sending(env: &Env, mail: &str) {
+    use idsync_schema::{Activation, ActivationState, Kind, Source, User};
+    idsync_tests::ldap::with_reconciler(env, |rec| {
+        let id = idsync_tests::ldap::user_id(rec.store(), mail);
+        let user: User = rec.store().object(Kind::User, id).unwrap().unwrap();
+        let mut sent = user.activations["crm"].clone();
+        assert_eq!(sent.state, ActivationState::Sent);
+        let now = time::OffsetDateTime::now_utc();
+        let nonce = "expired-in-the-test".to_owned();
+        let mut tx = rec.begin(Source::Api, idsync_store::Actor::token("test"));
+        tx.set_activation(id, "crm", Activation::queued(nonce.clone(), now))
+            .unwrap();
+        sent.nonce = Some(nonce.clone());
+        sent.expires = Some(now - time::Duration::hours(1));
+        assert!(tx.record_activation(id, "crm", &nonce, sent).unwrap());
+        tx.commit().unwrap();
+    });
+}
+
 fn alive(daemon: &mut Daemon) {
     if let Some(status) = daemon.child.try_wait().expect("try_wait") {
         panic!("idsync serve exited ({status}): {}", daemon.log());
@@ -276,6 +298,22 @@ fn a_user_sets_a_password_through_the_link_and_binds_to_the_directory() {
     sink.stop();
     let shown = env.show("users", "ann").expect("ann");
     assert_eq!(shown["activations"]["crm"]["state"], "activated", "{shown}");
+
+    // An expired link: jorg's current sending, its expiry moved an hour
+    // into the past with the daemon stopped (`link_lifetime_days` is at
+    // least one day), through the reconciler as a resend would.
+    expire_current_sending(&env, "jorg@example.org");
+    let mut daemon = env.serve(&[]);
+    wait_until("the daemon is back", Duration::from_secs(60), || {
+        alive(&mut daemon);
+        daemon.log().contains("is watching its drop folders")
+    });
+    let expired = open(&new);
+    assert_eq!(expired.status, 410, "{}", expired.body);
+    assert!(expired.body.contains("abgelaufen"), "{}", expired.body);
+    let tried = submit(&new, PASSWORD, PASSWORD);
+    assert_eq!(tried.status, 410, "{}", tried.body);
+    drop(daemon);
 
     // The password is nowhere on disk (data dir, daemon log).
     let mut files = Vec::new();
