@@ -373,7 +373,7 @@ impl AssetInput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Meta, Source};
+    use crate::model::Meta;
 
     fn rules() -> UserRules {
         UserRules::default()
@@ -462,26 +462,12 @@ mod tests {
     fn absent_keeps_clear_empties_set_replaces() {
         let now = time::OffsetDateTime::UNIX_EPOCH;
         let mut user = User {
-            id: Uuid::nil(),
-            login_name: Some("ann".into()),
-            mail: Some("ann@example.org".into()),
             first_name: Some("Ann".into()),
             last_name: Some("Smith".into()),
             display_name: Some("Ann Smith".into()),
-            status: Status::Active,
-            language: None,
-            valid_from: None,
-            valid_to: None,
-            sp_custom_attributes: Default::default(),
             groups: vec![Uuid::max()],
-            roles: vec![],
-            applications: vec![],
-            source: Source::Csv,
-            activation_mail: Default::default(),
-            activations: Default::default(),
-            external_id: None,
-            scim: Default::default(),
             meta: Meta::new(now),
+            ..User::sample("ann", "ann@example.org")
         };
         let mut input = UserInput::new(Status::Inactive, "ANN@example.org", "Smith");
         input.first_name = Field::Clear;

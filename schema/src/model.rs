@@ -234,3 +234,33 @@ pub struct Asset {
     pub source: Source,
     pub meta: Meta,
 }
+
+#[cfg(test)]
+impl User {
+    /// An active CSV user with only a login name and a mail, for the
+    /// crate's tests to change what they look at.
+    pub(crate) fn sample(login: &str, mail: &str) -> Self {
+        User {
+            id: Uuid::nil(),
+            login_name: Some(login.into()),
+            mail: Some(mail.into()),
+            first_name: None,
+            last_name: None,
+            display_name: None,
+            status: Status::Active,
+            language: None,
+            valid_from: None,
+            valid_to: None,
+            sp_custom_attributes: Default::default(),
+            groups: vec![],
+            roles: vec![],
+            applications: vec![],
+            source: Source::Csv,
+            activation_mail: Default::default(),
+            activations: Default::default(),
+            external_id: None,
+            scim: Default::default(),
+            meta: Meta::new(OffsetDateTime::UNIX_EPOCH),
+        }
+    }
+}

@@ -80,6 +80,23 @@ fn send(env: &Env) -> u64 {
         .unwrap_or_else(|| panic!("unexpected answer: {stdout}"))
 }
 
+/// `idsync mail send-activation --application crm --resend WHO` with the
+/// operator's token.
+fn resend(env: &Env, who: &str) {
+    let out = env
+        .command()
+        .args(["mail", "send-activation", "--application", "crm"])
+        .args(["--resend", who])
+        .env("IDSYNC_TOKEN", OPS)
+        .output()
+        .expect("run idsync mail");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The activation link's token in a mail's text part.
 fn token_of(mail: &Value) -> String {
     let text = mail["text"].as_str().expect("a text part");
@@ -295,24 +312,7 @@ fn activation_mails_go_out_once_each_in_the_users_language_and_survive_a_relay_o
 
     // A resend: a new mail with a new link (the old one is void: the
     // store keeps only the new token's hash, checked below).
-    let out = env
-        .command()
-        .args([
-            "mail",
-            "send-activation",
-            "--application",
-            "crm",
-            "--resend",
-            "ann@example.org",
-        ])
-        .env("IDSYNC_TOKEN", OPS)
-        .output()
-        .expect("run idsync mail");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    resend(&env, "ann@example.org");
     wait_until("the resent mail", Duration::from_secs(60), || {
         received(&inbox).len() >= 6
     });
@@ -470,18 +470,7 @@ fn mail_goes_over_starttls_and_never_falls_back_to_plain_text() {
     sink.stop();
     let plain = env.dir.path().join("plain");
     let plain_sink = Sink::start(smtp, &plain);
-    let out = env
-        .command()
-        .args(["mail", "send-activation", "--application", "crm"])
-        .args(["--resend", "ann@example.org"])
-        .env("IDSYNC_TOKEN", OPS)
-        .output()
-        .expect("run idsync mail");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    resend(&env, "ann@example.org");
     wait_until("the connector says why", Duration::from_secs(30), || {
         figures(admin)["last_error"]
             .as_str()

@@ -142,29 +142,7 @@ mod tests {
     use super::*;
 
     fn user() -> User {
-        use crate::{Meta, Source, Status};
-        User {
-            id: uuid::Uuid::nil(),
-            login_name: Some("jdoe".into()),
-            mail: Some("john.doe@example.org".into()),
-            first_name: None,
-            last_name: None,
-            display_name: None,
-            status: Status::Active,
-            language: None,
-            valid_from: None,
-            valid_to: None,
-            sp_custom_attributes: Default::default(),
-            groups: vec![],
-            roles: vec![],
-            applications: vec![],
-            source: Source::Csv,
-            activation_mail: Default::default(),
-            activations: Default::default(),
-            external_id: None,
-            scim: Default::default(),
-            meta: Meta::new(time::OffsetDateTime::UNIX_EPOCH),
-        }
+        User::sample("jdoe", "john.doe@example.org")
     }
 
     fn check(p: &str) -> Result<(), PasswordViolation> {
