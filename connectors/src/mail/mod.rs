@@ -31,6 +31,7 @@
 mod config;
 mod message;
 mod pace;
+mod relay;
 mod requests;
 pub mod templates;
 pub mod token;
@@ -42,9 +43,7 @@ use std::time::Duration;
 
 use idsync_schema::{Activation, ActivationState, ApplicationSettings, Kind, User};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -62,7 +61,8 @@ use token::KEY_LEN;
 /// The connector's name: its delivery state lives under `s/conn/mail/`.
 pub const NAME: &str = "mail";
 
-/// The mail connector: one pooled SMTP transport for its whole life.
+/// The mail connector: its connections to the relay kept for its whole
+/// life ([`relay`]).
 pub struct MailConnector {
     cfg: MailConfig,
     apps: BTreeMap<String, ApplicationSettings>,
@@ -74,7 +74,7 @@ pub struct MailConnector {
     /// Token name → the mail address of `[[tokens]] mail`: requesters.
     requesters: BTreeMap<String, String>,
     composer: Composer,
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    relay: relay::Relay,
 }
 
 /// What became of one sending.
@@ -101,10 +101,6 @@ impl MailConnector {
         let config_err = |m: String| ConnectorError::Config(format!("mail: {m}"));
         let templates =
             Templates::load(cfg.templates_dir.as_deref()).map_err(|e| config_err(e.to_string()))?;
-        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.relay.clone())
-            .port(cfg.port)
-            .timeout(Some(Duration::from_millis(cfg.timeout_ms)))
-            .pool_config(PoolConfig::new().max_size(cfg.max_connections));
         let tls = || -> Result<TlsParameters, ConnectorError> {
             let mut p = TlsParameters::builder(cfg.relay.clone());
             if let Some(ca) = &cfg.ca_file {
@@ -117,17 +113,27 @@ impl MailConnector {
             p.build_rustls()
                 .map_err(|e| config_err(format!("tls: {e}")))
         };
-        b = b.tls(match cfg.tls {
-            TlsMode::None => Tls::None,
-            TlsMode::Starttls => Tls::Required(tls()?),
-            TlsMode::StarttlsOptional => Tls::Opportunistic(tls()?),
-            TlsMode::Implicit => Tls::Wrapper(tls()?),
-        });
-        if let (Some(user), Some(file)) = (&cfg.username, &cfg.password_file) {
-            let password = std::fs::read_to_string(file)
-                .map_err(|e| config_err(format!("password_file {}: {e}", file.display())))?;
-            b = b.credentials(Credentials::new(user.clone(), password.trim().to_owned()));
-        }
+        let tls = match cfg.tls {
+            TlsMode::None => None,
+            _ => Some(tls()?),
+        };
+        let credentials = match (&cfg.username, &cfg.password_file) {
+            (Some(user), Some(file)) => {
+                let password = std::fs::read_to_string(file)
+                    .map_err(|e| config_err(format!("password_file {}: {e}", file.display())))?;
+                Some(Credentials::new(user.clone(), password.trim().to_owned()))
+            }
+            _ => None,
+        };
+        let relay = relay::Relay::new(
+            cfg.relay.clone(),
+            cfg.port,
+            Duration::from_millis(cfg.timeout_ms),
+            cfg.tls,
+            tls,
+            credentials,
+            cfg.max_connections as usize,
+        );
         let approvers = cfg
             .approver_mailboxes()
             .map_err(|(key, m)| config_err(format!("{key}: {m}")))?;
@@ -138,7 +144,7 @@ impl MailConnector {
             composer: Composer::new(&cfg, templates)?,
             apps: apps.iter().map(|a| (a.name.clone(), a.clone())).collect(),
             key,
-            transport: b.build(),
+            relay,
             cfg,
         })
     }
@@ -150,7 +156,7 @@ impl MailConnector {
         }
     }
 
-    fn relay(&self) -> String {
+    fn relay_name(&self) -> String {
         format!("{}:{}", self.cfg.relay, self.cfg.port)
     }
 
@@ -187,8 +193,8 @@ impl MailConnector {
             Err(e) => return failed(e),
         };
         self.paced().await;
-        match self.transport.send(msg).await {
-            Ok(_) => Sent::Settled(report(Activation {
+        match self.relay.send(&msg).await {
+            Ok(()) => Sent::Settled(report(Activation {
                 state: ActivationState::Sent,
                 nonce: Some(nonce.to_owned()),
                 token_sha256: Some(token::token_sha256(&token)),
@@ -196,12 +202,12 @@ impl MailConnector {
                 reason: None,
                 at: now,
             })),
-            Err(e) if e.is_permanent() => failed(format!("the relay refused the mail: {e}")),
-            Err(e) => Sent::Retry(format!(
-                "mail: sending through {}: {}",
-                self.relay(),
-                chain(&e)
-            )),
+            Err(relay::RelayError::Permanent(e)) => {
+                failed(format!("the relay refused the mail: {e}"))
+            }
+            Err(relay::RelayError::Transient(e)) => {
+                Sent::Retry(format!("mail: sending through {}: {e}", self.relay_name()))
+            }
         }
     }
 
@@ -366,16 +372,15 @@ impl MailConnector {
                 }
             };
             self.paced().await;
-            match self.transport.send(msg).await {
-                Ok(_) => {}
-                Err(err) if err.is_permanent() => {
+            match self.relay.send(&msg).await {
+                Ok(()) => {}
+                Err(relay::RelayError::Permanent(err)) => {
                     tracing::warn!(request = %request.id, to = %rcpt.to.email, "the relay refused the {} mail: {err}", notice.kind());
                 }
-                Err(err) => {
+                Err(relay::RelayError::Transient(err)) => {
                     return Outcome::Retry(format!(
-                        "mail: sending through {}: {}",
-                        self.relay(),
-                        chain(&err)
+                        "mail: sending through {}: {err}",
+                        self.relay_name()
                     ))
                 }
             }
@@ -383,21 +388,6 @@ impl MailConnector {
         noticed.insert((request.id, request.status.as_str()));
         Outcome::Delivered
     }
-}
-
-/// The whole error chain as one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 impl Connector for MailConnector {
@@ -412,18 +402,9 @@ impl Connector for MailConnector {
     /// An SMTP session up to `NOOP` (TLS and login as configured).
     fn healthcheck(&self) -> BoxFuture<'_, Result<(), ConnectorError>> {
         Box::pin(async move {
-            match self.transport.test_connection().await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(ConnectorError::Unavailable(format!(
-                    "mail: {} did not answer NOOP",
-                    self.relay()
-                ))),
-                Err(e) => Err(ConnectorError::Unavailable(format!(
-                    "mail: {}: {}",
-                    self.relay(),
-                    chain(&e)
-                ))),
-            }
+            self.relay.check().await.map_err(|e| {
+                ConnectorError::Unavailable(format!("mail: {}: {e}", self.relay_name()))
+            })
         })
     }
 
