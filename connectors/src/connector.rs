@@ -149,6 +149,22 @@ pub enum ConnectorError {
     Config(String),
 }
 
+/// The whole error chain as one line (top-level errors of hyper and
+/// lettre say little; their sources say why).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
 /// A peer idsync pushes changes to.
 pub trait Connector: Send + Sync {
     /// The name from the configuration.

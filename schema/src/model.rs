@@ -235,6 +235,32 @@ pub struct Asset {
     pub meta: Meta,
 }
 
+impl User {
+    /// How mails and pages greet the user: the display name, else first
+    /// and last name, else the login name or the mail.
+    pub fn greeting(&self) -> String {
+        if let Some(d) = self
+            .display_name
+            .as_deref()
+            .filter(|d| !d.trim().is_empty())
+        {
+            return d.to_owned();
+        }
+        let full = [self.first_name.as_deref(), self.last_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !full.trim().is_empty() {
+            return full;
+        }
+        self.login_name
+            .clone()
+            .or_else(|| self.mail.clone())
+            .unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 impl User {
     /// An active CSV user with only a login name and a mail, for the

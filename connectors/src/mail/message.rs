@@ -31,26 +31,6 @@ fn minutes(t: OffsetDateTime) -> String {
     s.get(..16).unwrap_or(&s).replace('T', " ")
 }
 
-/// How a user is greeted: display name, else first and last name, else
-/// the login name or mail.
-pub(super) fn greeting(u: &User) -> String {
-    if let Some(d) = u.display_name.as_deref().filter(|d| !d.trim().is_empty()) {
-        return d.to_owned();
-    }
-    let full = [u.first_name.as_deref(), u.last_name.as_deref()]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" ");
-    if !full.trim().is_empty() {
-        return full;
-    }
-    u.login_name
-        .clone()
-        .or_else(|| u.mail.clone())
-        .unwrap_or_default()
-}
-
 impl Composer {
     pub(super) fn new(cfg: &MailConfig, templates: Templates) -> Result<Self, ConnectorError> {
         let problem = |(key, m): (&str, String)| ConnectorError::Config(format!("{key}: {m}"));
@@ -81,7 +61,7 @@ impl Composer {
         let Some(mail) = user.mail.as_deref() else {
             return Err("the user has no mail address".into());
         };
-        let name = greeting(user);
+        let name = user.greeting();
         let to_name = Some(name.clone()).filter(|n| n != mail);
         let to = Mailbox::new(
             to_name,

@@ -39,7 +39,6 @@ pub mod token;
 use std::collections::{BTreeMap, HashSet};
 
 use futures_util::stream::{self, StreamExt as _};
-use std::time::Duration;
 
 use idsync_schema::{Activation, ActivationState, ApplicationSettings, Kind, User};
 use lettre::transport::smtp::authentication::Credentials;
@@ -125,15 +124,7 @@ impl MailConnector {
             }
             _ => None,
         };
-        let relay = relay::Relay::new(
-            cfg.relay.clone(),
-            cfg.port,
-            Duration::from_millis(cfg.timeout_ms),
-            cfg.tls,
-            tls,
-            credentials,
-            cfg.max_connections as usize,
-        );
+        let relay = relay::Relay::new(&cfg, tls, credentials);
         let approvers = cfg
             .approver_mailboxes()
             .map_err(|(key, m)| config_err(format!("{key}: {m}")))?;

@@ -20,7 +20,8 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::Message;
 
-use super::config::TlsMode;
+use super::config::{MailConfig, TlsMode};
+use crate::connector::error_chain;
 
 /// Why a mail did not reach the relay. Never carries a password.
 #[derive(Debug, thiserror::Error)]
@@ -36,26 +37,11 @@ pub(super) enum RelayError {
 impl RelayError {
     fn of(e: lettre::transport::smtp::Error) -> Self {
         if e.is_permanent() {
-            RelayError::Permanent(chain(&e))
+            RelayError::Permanent(error_chain(&e))
         } else {
-            RelayError::Transient(chain(&e))
+            RelayError::Transient(error_chain(&e))
         }
     }
-}
-
-/// The whole error chain as one line.
-pub(super) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// How to reach the relay, and the connections kept open.
@@ -72,26 +58,22 @@ pub(super) struct Relay {
 }
 
 impl Relay {
-    /// `tls` is required for every mode but `none`.
+    /// The relay of `cfg`; `tls` is required for every mode but `none`.
     pub(super) fn new(
-        host: String,
-        port: u16,
-        timeout: Duration,
-        mode: TlsMode,
+        cfg: &MailConfig,
         tls: Option<TlsParameters>,
         credentials: Option<Credentials>,
-        max_idle: usize,
     ) -> Self {
         Self {
-            host,
-            port,
-            timeout,
-            mode,
+            host: cfg.relay.clone(),
+            port: cfg.port,
+            timeout: Duration::from_millis(cfg.timeout_ms),
+            mode: cfg.tls,
             tls,
             credentials,
             hello: ClientId::default(),
             idle: Mutex::new(Vec::new()),
-            max_idle,
+            max_idle: cfg.max_connections as usize,
         }
     }
 
@@ -202,7 +184,7 @@ impl Relay {
         // Required and not offered: lettre's own words, never plain text.
         conn.starttls(tls, &self.hello)
             .await
-            .map_err(|e| RelayError::Transient(chain(&e)))?;
+            .map_err(|e| RelayError::Transient(error_chain(&e)))?;
         Ok(conn)
     }
 }

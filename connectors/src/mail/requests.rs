@@ -118,7 +118,7 @@ pub(super) fn approvers(
             return true;
         };
         if seen.insert(user.mail.as_deref().unwrap_or_default().to_lowercase()) {
-            let name = super::message::greeting(&user);
+            let name = user.greeting();
             out.push(Recipient {
                 to: Mailbox::new(Some(name.clone()), address),
                 name,

@@ -66,21 +66,6 @@ pub struct WebhookConnector {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
-/// The whole error chain as one line (hyper's top-level errors say little).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
-}
-
 /// What an HTTP status means for delivery.
 fn outcome_of(status: StatusCode, why: impl FnOnce() -> String) -> Outcome {
     let code = status.as_u16();
@@ -208,11 +193,10 @@ impl WebhookConnector {
         };
         let target = &self.target;
         let exchange = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| format!("POST to {target}: {}", chain(&e)))?;
+            let resp =
+                self.client.request(req).await.map_err(|e| {
+                    format!("POST to {target}: {}", crate::connector::error_chain(&e))
+                })?;
             let status = resp.status();
             // Read the answer whole (bounded), so the connection is reused.
             let answer = Limited::new(resp.into_body(), MAX_ANSWER)

@@ -107,6 +107,28 @@ impl Config {
                 "must be at least 100",
             ),
             (
+                self.activation.password.min_length < 8,
+                "activation.password.min_length",
+                "must be at least 8 (NIST SP 800-63B)",
+            ),
+            (
+                self.activation.password.max_bytes < self.activation.password.min_length.max(64),
+                "activation.password.max_bytes",
+                "must be at least 64 and at least min_length",
+            ),
+            (
+                self.activation.requests_per_minute_per_peer == 0
+                    || self.activation.attempts_per_link_per_hour == 0,
+                "activation",
+                "requests_per_minute_per_peer and attempts_per_link_per_hour must be at least 1",
+            ),
+            (
+                self.activation.max_connections == 0
+                    || self.activation.max_connections_per_peer == 0,
+                "activation",
+                "max_connections and max_connections_per_peer must be at least 1",
+            ),
+            (
                 !["text", "json"].contains(&self.log.format.as_str()),
                 "log.format",
                 "must be `text` or `json`",
@@ -175,9 +197,10 @@ impl Config {
         Ok(())
     }
 
-    /// `[activation]`: a page that can do its work. The password goes to
-    /// the connectors that keep passwords, so one must exist; the links
-    /// come in the activation mails, so `[mail]` must be there.
+    /// `[activation]`, when enabled: a page that can do its work. The
+    /// password goes to the connectors that keep passwords, so one must
+    /// exist; the links come in the activation mails, so `[mail]` must be
+    /// there. (Its single values are bounded in `check_values`.)
     fn check_activation(&self) -> Result<(), ConfigError> {
         let a = &self.activation;
         if !a.enabled {
@@ -199,26 +222,6 @@ impl Config {
                 self.mail.is_none(),
                 "activation.enabled",
                 "needs [mail]: the links reach users by activation mail",
-            ),
-            (
-                a.password.min_length < 8,
-                "activation.password.min_length",
-                "must be at least 8 (NIST SP 800-63B)",
-            ),
-            (
-                a.password.max_bytes < a.password.min_length.max(64),
-                "activation.password.max_bytes",
-                "must be at least 64 and at least min_length",
-            ),
-            (
-                a.requests_per_minute_per_peer == 0 || a.attempts_per_link_per_hour == 0,
-                "activation",
-                "requests_per_minute_per_peer and attempts_per_link_per_hour must be at least 1",
-            ),
-            (
-                a.max_connections == 0 || a.max_connections_per_peer == 0,
-                "activation",
-                "max_connections and max_connections_per_peer must be at least 1",
             ),
         ];
         match problems.into_iter().find(|(broken, _, _)| *broken) {

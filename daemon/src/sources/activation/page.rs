@@ -175,10 +175,18 @@ impl Page {
     ) -> Response<Full<Bytes>> {
         let asked = accept_language.and_then(first_language);
         let Some(token) = path.strip_prefix("/activate/") else {
-            return self.page(StatusCode::NOT_FOUND, asked.as_deref(), invalid());
+            return self.page(
+                StatusCode::NOT_FOUND,
+                asked.as_deref(),
+                Vars::only("invalid"),
+            );
         };
         if !self.per_peer.allow(&peer) {
-            return self.page(StatusCode::TOO_MANY_REQUESTS, asked.as_deref(), busy());
+            return self.page(
+                StatusCode::TOO_MANY_REQUESTS,
+                asked.as_deref(),
+                Vars::only("busy"),
+            );
         }
         let link = match self.lookup(token) {
             Ok(link) => link,
@@ -187,7 +195,7 @@ impl Page {
                 return self.page(
                     StatusCode::SERVICE_UNAVAILABLE,
                     asked.as_deref(),
-                    unavailable(),
+                    Vars::only("unavailable"),
                 );
             }
         };
@@ -203,13 +211,19 @@ impl Page {
                 return self.about(StatusCode::GONE, &user, &app, "expired")
             }
             Link::Pending(user) => {
-                let vars = Vars {
-                    page: "not_ready",
-                    ..Vars::default()
-                };
-                return self.render(StatusCode::SERVICE_UNAVAILABLE, &user, vars);
+                return self.render(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &user,
+                    Vars::only("not_ready"),
+                );
             }
-            Link::Invalid => return self.page(StatusCode::NOT_FOUND, asked.as_deref(), invalid()),
+            Link::Invalid => {
+                return self.page(
+                    StatusCode::NOT_FOUND,
+                    asked.as_deref(),
+                    Vars::only("invalid"),
+                )
+            }
         };
         let mut vars = self.vars(&user, &app, "form");
         vars.expires = expires
@@ -375,7 +389,7 @@ impl Page {
                 .get(app)
                 .cloned()
                 .unwrap_or_else(|| app.to_owned()),
-            name: greeting(user),
+            name: user.greeting(),
             login: user
                 .login_name
                 .clone()
@@ -430,41 +444,13 @@ fn page_name(lang: &str) -> String {
     format!("page.{lang}.html")
 }
 
-fn invalid() -> Vars {
-    Vars {
-        page: "invalid",
-        ..Vars::default()
-    }
-}
-
-fn busy() -> Vars {
-    Vars {
-        page: "busy",
-        ..Vars::default()
-    }
-}
-
-fn unavailable() -> Vars {
-    Vars {
-        page: "unavailable",
-        ..Vars::default()
-    }
-}
-
-/// How the page greets the user.
-fn greeting(user: &User) -> String {
-    if let Some(d) = user.display_name.as_deref().filter(|d| !d.is_empty()) {
-        return d.to_owned();
-    }
-    let parts: Vec<&str> = [user.first_name.as_deref(), user.last_name.as_deref()]
-        .into_iter()
-        .flatten()
-        .filter(|s| !s.is_empty())
-        .collect();
-    if parts.is_empty() {
-        user.login_name.clone().unwrap_or_default()
-    } else {
-        parts.join(" ")
+impl Vars {
+    /// A page that names no user (the link led nowhere, or too soon).
+    fn only(page: &'static str) -> Self {
+        Vars {
+            page,
+            ..Vars::default()
+        }
     }
 }
 
