@@ -422,7 +422,9 @@ impl GroupLayout {
         input.description = optional(row, self.cols[1], blanks)?;
         input.external_id = optional(row, self.cols[2], blanks)?;
         input.members = list(row, self.cols[3], blanks, rules.group_separator)?;
-        input.validate().map_err(|v| locate(v, &self.cols))?;
+        input
+            .validate(&crate::RuleSet::SEED)
+            .map_err(|v| locate(v, &self.cols))?;
         Ok(input)
     }
 }
@@ -537,7 +539,9 @@ impl AssetLayout {
         input.dns_names = list(row, c[8], blanks, ',')?;
         input.ip_addresses = list(row, c[9], blanks, ',')?;
         input.sid = optional(row, c[10], blanks)?;
-        input.validate().map_err(|v| locate(v, c))?;
+        input
+            .validate(&crate::RuleSet::SEED)
+            .map_err(|v| locate(v, c))?;
         Ok(input)
     }
 }

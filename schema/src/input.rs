@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use crate::model::{Asset, Group, Status, User};
 use crate::rules::{
-    check_country, check_hostname, check_ip, check_language, check_mail, check_string,
-    check_string_within, parse_zulu, ExcludeLists, Rule, UserRules, Violation, MAX_GROUPS,
+    check_country, check_hostname, check_ip, check_language, check_mail, check_string_within,
+    parse_zulu, ExcludeLists, Rule, RuleSet, UserRules, Violation, MAX_GROUPS,
 };
 
 /// Longest description or SID (free text the documents put no limit on).
@@ -57,14 +57,6 @@ impl<T: Default> Field<Vec<T>> {
             Field::Set(v) => *target = v,
         }
     }
-}
-
-fn check_field(
-    attribute: &str,
-    field: &Field<String>,
-    exclude: &ExcludeLists,
-) -> Result<(), Violation> {
-    check_field_within(attribute, field, crate::rules::MAX_STRING_CHARS, exclude)
 }
 
 fn check_field_within(
@@ -211,7 +203,7 @@ impl UserInput {
                 ));
             }
             for g in groups {
-                check_string("groups", g, &ExcludeLists::default())?;
+                check_string_within("groups", g, max, &ExcludeLists::default())?;
             }
         }
         Ok(())
@@ -269,13 +261,13 @@ impl GroupInput {
         }
     }
 
-    /// The rules that need no look-up.
-    pub fn validate(&self) -> Result<(), Violation> {
-        let none = ExcludeLists::default();
+    /// The rules that need no look-up, with the source's lengths (`set`).
+    pub fn validate(&self, set: &RuleSet) -> Result<(), Violation> {
+        let (none, max) = (ExcludeLists::default(), set.max_chars);
         mandatory("displayName", &self.display_name)?;
-        check_string("displayName", &self.display_name, &none)?;
+        check_string_within("displayName", &self.display_name, max, &none)?;
         check_long("description", &self.description)?;
-        check_field("externalId", &self.external_id, &none)?;
+        check_field_within("externalId", &self.external_id, max, &none)?;
         Ok(())
     }
 
@@ -324,16 +316,16 @@ impl AssetInput {
         }
     }
 
-    /// The rules that need no look-up.
-    pub fn validate(&self) -> Result<(), Violation> {
-        let none = ExcludeLists::default();
+    /// The rules that need no look-up, with the source's lengths (`set`).
+    pub fn validate(&self, set: &RuleSet) -> Result<(), Violation> {
+        let (none, max) = (ExcludeLists::default(), set.max_chars);
         mandatory("name", &self.name)?;
-        check_string("name", &self.name, &none)?;
+        check_string_within("name", &self.name, max, &none)?;
         check_long("description", &self.description)?;
-        check_field("type", &self.asset_type, &none)?;
-        check_field("owner", &self.owner, &none)?;
-        check_field("certificateProfile", &self.certificate_profile, &none)?;
-        check_field("organization", &self.organization, &none)?;
+        check_field_within("type", &self.asset_type, max, &none)?;
+        check_field_within("owner", &self.owner, max, &none)?;
+        check_field_within("certificateProfile", &self.certificate_profile, max, &none)?;
+        check_field_within("organization", &self.organization, max, &none)?;
         if let Field::Set(c) = &self.country {
             check_country(c)?;
         }
@@ -348,7 +340,7 @@ impl AssetInput {
             }
         }
         check_long("sid", &self.sid)?;
-        check_field("externalId", &self.external_id, &none)?;
+        check_field_within("externalId", &self.external_id, max, &none)?;
         Ok(())
     }
 
@@ -488,15 +480,21 @@ mod tests {
     fn asset_rules() {
         let mut a = AssetInput::new("web-1");
         a.dns_names = Field::Set(vec!["web-1.example.org".into(), "bad_name".into()]);
-        assert_eq!(a.validate().unwrap_err().rule, Rule::Hostname);
+        assert_eq!(a.validate(&RuleSet::SEED).unwrap_err().rule, Rule::Hostname);
         a.dns_names = Field::Set(vec![]);
         a.country = Field::Set("Sweden".into());
-        assert_eq!(a.validate().unwrap_err().rule, Rule::Country);
+        assert_eq!(a.validate(&RuleSet::SEED).unwrap_err().rule, Rule::Country);
         a.country = Field::Clear;
         a.ip_addresses = Field::Set(vec!["300.1.1.1".into()]);
-        assert_eq!(a.validate().unwrap_err().rule, Rule::IpAddress);
         assert_eq!(
-            AssetInput::new("").validate().unwrap_err().rule,
+            a.validate(&RuleSet::SEED).unwrap_err().rule,
+            Rule::IpAddress
+        );
+        assert_eq!(
+            AssetInput::new("")
+                .validate(&RuleSet::SEED)
+                .unwrap_err()
+                .rule,
             Rule::Mandatory
         );
     }

@@ -424,6 +424,16 @@ fn queries_filters_sorting_paging_projection() {
     ));
     assert!(r.body.get("emails").is_none() && r.body.get("name").is_none());
     assert_eq!(r.body["userName"], "alice");
+    // Two sub-attributes of one multi-valued attribute: both, on every
+    // value, on a read and on a list page (rendered from views).
+    let both = json!([{"value": "alice@corp0.example", "type": "work"}]);
+    let r = s.get(&format!(
+        "/Users/{}?attributes=emails.value,emails.type",
+        id_of(0)
+    ));
+    assert_eq!(r.body["emails"], both, "{}", r.body);
+    let r = s.get("/Users?startIndex=1&count=1&attributes=emails.value,emails.type");
+    assert_eq!(r.body["Resources"][0]["emails"], both, "{}", r.body);
 
     // POST /.search.
     let r = s.post(
@@ -1553,4 +1563,23 @@ fn rule_sets_per_source_and_schemas_tell_the_truth() {
     assert_eq!(r.body["scimType"], "invalidValue");
     let r = strict.post("/Users", user("svc", &long_mail, "Service"));
     assert_eq!(r.status, 400, "64 characters: {}", r.body);
+
+    // Groups and assets follow the same rule set: the RFC's lengths by
+    // default, the configured ones when set.
+    let long_name = format!("Facilities - Building 4 - {}", "Floor 12 ".repeat(8));
+    assert!(long_name.chars().count() > 64);
+    let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": long_name});
+    let asset =
+        json!({"schemas": ["urn:idsync:params:scim:schemas:core:2.0:Asset"], "name": long_name});
+    let r = s.post("/Groups", group.clone());
+    assert_eq!(r.status, 201, "a long group name: {}", r.body);
+    assert_eq!(r.body["displayName"], long_name.as_str());
+    let r = s.post("/Assets", asset.clone());
+    assert_eq!(r.status, 201, "a long asset name: {}", r.body);
+    assert_eq!(r.body["name"], long_name.as_str());
+    for (path, body) in [("/Groups", group), ("/Assets", asset)] {
+        let r = strict.post(path, body);
+        assert_eq!(r.status, 400, "{path}: 64 characters: {}", r.body);
+        assert_eq!(r.body["scimType"], "invalidValue");
+    }
 }

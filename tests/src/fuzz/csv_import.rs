@@ -329,8 +329,12 @@ fn check_rows(opts: &Options, rows: &[&Row]) {
         let (kind, key, valid) = match input {
             // Seed 003's rules require a mail, so an accepted user has one.
             Accepted::User(u) => (Kind::User, u.mail.value(), u.validate(&opts.rules)),
-            Accepted::Group(g) => (Kind::Group, Some(&g.display_name), g.validate()),
-            Accepted::Asset(a) => (Kind::Asset, Some(&a.name), a.validate()),
+            Accepted::Group(g) => (
+                Kind::Group,
+                Some(&g.display_name),
+                g.validate(&opts.rules.set),
+            ),
+            Accepted::Asset(a) => (Kind::Asset, Some(&a.name), a.validate(&opts.rules.set)),
         };
         assert_eq!(kind, opts.kind);
         assert_eq!(

@@ -189,7 +189,7 @@ fn patch_group(ops: Vec<Operation>) {
     }
     match mapping::group_input(&group) {
         Ok(input) => {
-            let _ = input.validate();
+            let _ = input.validate(&RuleSet::RFC7643);
         }
         Err(e) => assert_typed(&e, &[ScimType::InvalidValue], "group_input"),
     }

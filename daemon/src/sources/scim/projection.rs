@@ -230,17 +230,29 @@ fn copy_attr(src: &Map<String, Value>, dst: &mut Map<String, Value>, p: &AttrPat
             };
             Value::Object(pick(o, sub, earlier))
         }
-        Some(Value::Array(items)) => Value::Array(
-            items
-                .iter()
-                .map(|i| {
-                    Value::Object(match i.as_object() {
-                        Some(o) => pick(o, sub, Map::new()),
-                        None => Map::new(),
+        // The same, value by value: `emails.value,emails.type` keeps both.
+        Some(Value::Array(items)) => {
+            let earlier = match dst.get(&key) {
+                Some(Value::Array(a)) => a.as_slice(),
+                _ => &[],
+            };
+            Value::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(n, i)| {
+                        let earlier = match earlier.get(n) {
+                            Some(Value::Object(m)) => m.clone(),
+                            _ => Map::new(),
+                        };
+                        Value::Object(match i.as_object() {
+                            Some(o) => pick(o, sub, earlier),
+                            None => earlier,
+                        })
                     })
-                })
-                .collect(),
-        ),
+                    .collect(),
+            )
+        }
         _ => return,
     };
     dst.insert(key, picked);
@@ -275,5 +287,19 @@ mod tests {
         assert!(p.get("emails").is_none());
         assert_eq!(p["id"], "1");
         assert_eq!(p["name"], json!({"familyName": "B"}));
+    }
+
+    #[test]
+    fn sub_attributes_of_a_multi_valued_attribute_add_up() {
+        let v = json!({"id": "1", "emails": [
+            {"value": "a@x", "type": "work", "primary": true},
+            {"value": "b@x", "type": "home"}]});
+        let p = projection(&["emails.value", "emails.type"], &[])
+            .apply(v)
+            .unwrap();
+        assert_eq!(
+            p["emails"],
+            json!([{"value": "a@x", "type": "work"}, {"value": "b@x", "type": "home"}])
+        );
     }
 }

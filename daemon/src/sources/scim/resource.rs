@@ -202,8 +202,8 @@ impl Resource for Group {
         Ok(mapping::group_input(body)?)
     }
 
-    fn validate(input: &GroupInput, _rules: &UserRules) -> Result<(), ScimError> {
-        Ok(input.validate()?)
+    fn validate(input: &GroupInput, rules: &UserRules) -> Result<(), ScimError> {
+        Ok(input.validate(&rules.set)?)
     }
 
     fn create(tx: &mut Tx<'_>, input: GroupInput) -> Result<Uuid, ScimError> {
@@ -270,8 +270,8 @@ impl Resource for Asset {
         Ok(mapping::asset_input(body, id)?)
     }
 
-    fn validate(input: &AssetInput, _rules: &UserRules) -> Result<(), ScimError> {
-        Ok(input.validate()?)
+    fn validate(input: &AssetInput, rules: &UserRules) -> Result<(), ScimError> {
+        Ok(input.validate(&rules.set)?)
     }
 
     /// Names are unique: a POST does not take over an asset by its name
