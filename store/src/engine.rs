@@ -142,6 +142,20 @@ pub trait Engine: Send + Sync {
     /// Apply every op of `batch` atomically.
     fn write(&self, batch: Batch) -> Result<(), EngineError>;
 
+    /// Hand up to `limit` entries whose key starts with `prefix` to
+    /// `visit`, in key order, starting strictly after `start_after` when
+    /// given (for paging), until `visit` returns false. The key and value
+    /// are borrowed from the engine: a reader that skips entries, or
+    /// decodes them in place, copies nothing (a deep SCIM page walks past
+    /// entries it only counts). Returns how many entries were visited.
+    fn visit_prefix(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<usize, EngineError>;
+
     /// Up to `limit` entries whose key starts with `prefix`, in key order,
     /// starting strictly after `start_after` when given (for paging).
     fn scan_prefix(
@@ -149,7 +163,14 @@ pub trait Engine: Send + Sync {
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<Entry>, EngineError>;
+    ) -> Result<Vec<Entry>, EngineError> {
+        let mut out = Vec::with_capacity(limit.min(1024));
+        self.visit_prefix(prefix, start_after, limit, &mut |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        Ok(out)
+    }
 
     /// Make everything written so far durable (used at shutdown when
     /// `durable` is off).
@@ -166,20 +187,22 @@ pub(crate) fn scan_start<'k>(prefix: &'k [u8], start_after: Option<&'k [u8]>) ->
     }
 }
 
-/// The first `limit` entries of an ordered range that starts at
-/// [`scan_start`], up to the first key outside `prefix` (keys are sorted,
-/// so the first one outside ends it).
-pub(crate) fn take_prefix<K, V, E>(
+/// Hand the first `limit` entries of an ordered range that starts at
+/// [`scan_start`] to `visit`, up to the first key outside `prefix` (keys
+/// are sorted, so the first one outside ends it) or until `visit` returns
+/// false; how many it was handed.
+pub(crate) fn visit_range<K, V, E>(
     range: impl Iterator<Item = Result<(K, V), E>>,
     prefix: &[u8],
     limit: usize,
     key: impl Fn(&K) -> &[u8],
     value: impl Fn(&V) -> &[u8],
     err: impl Fn(E) -> EngineError,
-) -> Result<Vec<Entry>, EngineError> {
-    let mut out = Vec::new();
+    visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+) -> Result<usize, EngineError> {
+    let mut visited = 0;
     for entry in range {
-        if out.len() >= limit {
+        if visited >= limit {
             break;
         }
         let (k, v) = entry.map_err(&err)?;
@@ -187,7 +210,10 @@ pub(crate) fn take_prefix<K, V, E>(
         if !k.starts_with(prefix) {
             break;
         }
-        out.push((k.to_vec(), value(&v).to_vec()));
+        visited += 1;
+        if !visit(k, value(&v)) {
+            break;
+        }
     }
-    Ok(out)
+    Ok(visited)
 }

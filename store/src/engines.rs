@@ -223,6 +223,28 @@ mod tests {
             .unwrap()
             .is_empty());
         assert!(engine.scan_prefix(b"p/", None, 0).unwrap().is_empty());
+
+        // Visiting borrows what a scan copies, and stops where told.
+        let mut visited = Vec::new();
+        let n = engine
+            .visit_prefix(b"p/", Some(b"p/004"), 100, &mut |k, v| {
+                visited.push((k.to_vec(), v.to_vec()));
+                visited.len() < 3
+            })
+            .unwrap();
+        assert_eq!(n, 3, "the entry that said stop was visited");
+        assert_eq!(
+            visited,
+            engine.scan_prefix(b"p/", Some(b"p/004"), 3).unwrap()
+        );
+        let n = engine
+            .visit_prefix(b"p/", Some(b"p/020"), 100, &mut |_, _| true)
+            .unwrap();
+        assert_eq!(n, 4, "up to the prefix's end");
+        let n = engine
+            .visit_prefix(b"p/", None, 7, &mut |_, _| true)
+            .unwrap();
+        assert_eq!(n, 7, "up to the limit");
     }
 
     fn batch_of_10000(engine: &dyn Engine) {

@@ -9,7 +9,7 @@
 
 use tokio::sync::watch;
 
-use super::engine::{Batch, Engine, EngineError, Entry, Op, Reader};
+use super::engine::{Batch, Engine, EngineError, Op, Reader};
 use super::keys;
 
 /// The engine, plus the head's watch channel.
@@ -75,13 +75,14 @@ impl Engine for HeadWatch {
         Ok(())
     }
 
-    fn scan_prefix(
+    fn visit_prefix(
         &self,
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<Entry>, EngineError> {
-        self.inner.scan_prefix(prefix, start_after, limit)
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<usize, EngineError> {
+        self.inner.visit_prefix(prefix, start_after, limit, visit)
     }
 
     fn flush(&self) -> Result<(), EngineError> {

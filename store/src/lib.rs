@@ -197,16 +197,55 @@ impl Store {
         const PAGE: usize = 1024;
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = self.engine.scan_prefix(prefix, after.as_deref(), PAGE)?;
-            for (k, v) in &page {
-                if !visit(k, v)? {
-                    return Ok(());
-                }
-            }
-            if page.len() < PAGE {
+            let mut last = Vec::new();
+            let mut stopped = false;
+            let seen = self.visit_page(
+                prefix,
+                after.as_deref(),
+                PAGE,
+                |k, v| -> Result<bool, StoreError> {
+                    if visit(k, v)? {
+                        last.clear();
+                        last.extend_from_slice(k);
+                        Ok(true)
+                    } else {
+                        stopped = true;
+                        Ok(false)
+                    }
+                },
+            )?;
+            if stopped || seen < PAGE {
                 return Ok(());
             }
-            after = page.into_iter().next_back().map(|(k, _)| k);
+            after = Some(last);
+        }
+    }
+
+    /// Hand up to `limit` entries under `prefix`, in key order, strictly
+    /// after `after` when given, to `visit` as the engine holds them (no
+    /// copy), until it answers `Ok(false)` or an error, which ends the
+    /// walk and is returned. How many entries `visit` was handed.
+    pub fn visit_page<E: From<StoreError>>(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool, E>,
+    ) -> Result<usize, E> {
+        let mut failed = None;
+        let seen = self
+            .engine
+            .visit_prefix(prefix, after, limit, &mut |k, v| match visit(k, v) {
+                Ok(go_on) => go_on,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            })
+            .map_err(StoreError::from)?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(seen),
         }
     }
 

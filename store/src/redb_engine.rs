@@ -15,7 +15,7 @@ use std::path::Path;
 use redb::{Database, Durability, ReadableDatabase, TableDefinition, WriteTransaction};
 
 use super::engine::{
-    scan_start, take_prefix, Batch, Engine, EngineError, EngineOptions, Entry, Op, Reader,
+    scan_start, visit_range, Batch, Engine, EngineError, EngineOptions, Op, Reader,
 };
 
 /// The single table holding idsync's keyspace.
@@ -162,18 +162,27 @@ impl Engine for RedbEngine {
         txn.commit().map_err(io_err)
     }
 
-    fn scan_prefix(
+    fn visit_prefix(
         &self,
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<Entry>, EngineError> {
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<usize, EngineError> {
         let txn = self.db.begin_read().map_err(io_err)?;
         let table = txn.open_table(KV).map_err(io_err)?;
         let range = table
             .range::<&[u8]>((scan_start(prefix, start_after), Bound::Unbounded))
             .map_err(io_err)?;
-        take_prefix(range, prefix, limit, |k| k.value(), |v| v.value(), io_err)
+        visit_range(
+            range,
+            prefix,
+            limit,
+            |k| k.value(),
+            |v| v.value(),
+            io_err,
+            visit,
+        )
     }
 
     fn flush(&self) -> Result<(), EngineError> {

@@ -20,7 +20,7 @@ use std::path::Path;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::engine::{
-    scan_start, take_prefix, Batch, Engine, EngineError, EngineOptions, Entry, Op, Reader,
+    scan_start, visit_range, Batch, Engine, EngineError, EngineOptions, Op, Reader,
 };
 
 /// Name reported by [`Engine::name`] and used in error messages.
@@ -148,16 +148,17 @@ impl Engine for SledEngine {
         Ok(())
     }
 
-    fn scan_prefix(
+    fn visit_prefix(
         &self,
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<Entry>, EngineError> {
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<usize, EngineError> {
         let range = self
             .db
             .range::<&[u8], _>((scan_start(prefix, start_after), Bound::Unbounded));
-        take_prefix(range, prefix, limit, |k| k, |v| v, io_err)
+        visit_range(range, prefix, limit, |k| k, |v| v, io_err, visit)
     }
 
     fn flush(&self) -> Result<(), EngineError> {

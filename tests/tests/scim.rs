@@ -1184,6 +1184,9 @@ fn deep_pages_are_exact_in_id_order() {
         assert_eq!(names(1001, 2), expect(1000, 2));
         assert_eq!(names(2401, 200), expect(2400, 100));
         assert_eq!(names(2000, 1), expect(1999, 1));
+        // A page that starts on an anchor's own object (position 1023 is
+        // one whatever the spacing) starts with that object.
+        assert_eq!(names(1024, 2), expect(1023, 2));
     }
     // Writes move the anchors rather than forget them; pages stay exact.
     let r = s.post("/Users", user("zz", "zz@example.org", "Z"));

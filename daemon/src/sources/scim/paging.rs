@@ -22,7 +22,7 @@ use super::resource::Resource;
 use super::state::State;
 
 /// A page this many objects past its nearest anchor asks for a map.
-const MAP_WHEN_FARTHER: u64 = 16 * ANCHOR_EVERY;
+const MAP_WHEN_FARTHER: u64 = 1024;
 
 /// The objects of `R` at positions `start ..= start + count - 1` (1-based)
 /// in id order.
@@ -36,33 +36,34 @@ pub(crate) fn page_in_order<R: Resource>(
     let head = store.head()?;
     let wanted = start as u64 - 1;
     let (mut after, mut pos) = state.lists.start(store, head, R::KIND, wanted)?;
-    if wanted - pos > MAP_WHEN_FARTHER {
+    if wanted.saturating_sub(pos) > MAP_WHEN_FARTHER {
         // This walk goes on; the next pages here start from the map.
         state.lists.map_in_background(&state.rec, R::KIND);
     }
     let mut learned = Vec::new();
     let mut page = Vec::with_capacity(count);
-    'walk: loop {
-        // No more than the walk needs: every entry read is a value copied.
+    loop {
+        // Entries before the page are only counted: the engine hands them
+        // over borrowed, so walking past them copies nothing.
         let need = (wanted.saturating_sub(pos) as usize + count - page.len()).min(CHUNK);
-        let chunk = store.scan_page(prefix, after.as_deref(), need)?;
-        let last = chunk.len() < need;
-        for (k, v) in &chunk {
+        let (mut full, mut last) = (false, Vec::new());
+        let seen = store.visit_page(prefix, after.as_deref(), need, |k, v| {
             if pos % ANCHOR_EVERY == ANCHOR_EVERY - 1 {
-                learned.push((pos, k.clone()));
+                learned.push((pos, k.to_vec()));
             }
             if pos >= wanted {
                 page.push(object::<R>(v)?);
-                if page.len() == count {
-                    break 'walk;
-                }
+                full = page.len() == count;
             }
             pos += 1;
-        }
-        if last {
+            last.clear();
+            last.extend_from_slice(k);
+            Ok::<_, ScimError>(!full)
+        })?;
+        if full || seen < need {
             break;
         }
-        after = chunk.into_iter().next_back().map(|(k, _)| k);
+        after = Some(last);
     }
     // The walk read a store that may have moved: its positions hold only
     // if the head did not.
@@ -104,16 +105,19 @@ pub(crate) fn page_after_cursor<R: Resource>(
     };
     let prefix = keys::object_prefix(R::KIND);
     // One more than the page: whether a next page exists.
-    let chunk = state
-        .store()
-        .scan_page(prefix, after.as_deref(), count + 1)?;
-    let more = chunk.len() > count;
     let mut objects = Vec::with_capacity(count);
-    let mut last_id = None;
-    for (k, v) in chunk.iter().take(count) {
-        objects.push(object::<R>(v)?);
-        last_id = keys::trailing_id(k);
-    }
+    let (mut more, mut last_id) = (false, None);
+    state
+        .store()
+        .visit_page(prefix, after.as_deref(), count + 1, |k, v| {
+            if objects.len() == count {
+                more = true;
+                return Ok(false);
+            }
+            objects.push(object::<R>(v)?);
+            last_id = keys::trailing_id(k);
+            Ok::<_, ScimError>(true)
+        })?;
     Ok(CursorPage {
         objects,
         next: last_id.filter(|_| more).map(|id| id.to_string()),
