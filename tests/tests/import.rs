@@ -155,6 +155,26 @@ fn users_are_updated_by_mail_whatever_its_case() {
     assert_eq!(log[1]["source"], "CSV");
 }
 
+/// A loginName whose first letter is one bit from another row's mail
+/// (`c`/`b`) is not that mail: the in-file table once tagged its keys by
+/// flipping the same bits the first letter sets (found by fuzzing).
+#[test]
+fn a_login_name_one_bit_from_another_rows_mail_is_not_a_duplicate() {
+    let env = Env::new();
+    let file = env.file(
+        "users.csv",
+        "status,mail,loginName,lastName
+\
+         active,bob@example.org,bob,B
+\
+         active,carol@example.org,cob@example.org,C
+",
+    );
+    let (code, r) = env.import("users", &file, &[]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(summary(&r), (2, 0, 0, 0), "{r}");
+}
+
 #[test]
 fn login_names_are_unique_in_the_store() {
     let env = Env::new();
