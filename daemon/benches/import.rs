@@ -65,7 +65,7 @@ fn run() -> Result<()> {
     let args = Args::parse(std::env::args().skip(1))?;
     let opts = Config::load(None)
         .context("configuration from IDSYNC_* variables")?
-        .engine_options();
+        .engine_options()?;
     let tmp = tempfile::Builder::new()
         .prefix("idsync-bench-import-")
         .tempdir()
@@ -172,7 +172,7 @@ impl Args {
 
     fn rows_for(&self, engine: EngineKind) -> u64 {
         match engine {
-            EngineKind::Redb => self.rows,
+            EngineKind::Redb | EngineKind::Postgres => self.rows,
             EngineKind::Sled => self.sled_rows,
         }
     }
@@ -190,16 +190,15 @@ fn parse_engines(s: &str) -> Result<Vec<EngineKind>> {
         .map(|name| match name.trim() {
             "redb" => Ok(EngineKind::Redb),
             "sled" => Ok(EngineKind::Sled),
-            other => bail!("unknown engine {other:?} (redb or sled)"),
+            // Needs IDSYNC_STORE__POSTGRES__URL (docs/operations.md).
+            "postgres" => Ok(EngineKind::Postgres),
+            other => bail!("unknown engine {other:?} (redb, sled or postgres)"),
         })
         .collect()
 }
 
 fn engine_name(engine: EngineKind) -> &'static str {
-    match engine {
-        EngineKind::Redb => "redb",
-        EngineKind::Sled => "sled",
-    }
+    engine.as_str()
 }
 
 // ---------------------------------------------------------------- the file
@@ -303,11 +302,11 @@ fn engine_section(bench: &Bench, engine: EngineKind, csv: &UsersCsv) -> Result<V
     let raw = raw_write_rates(engine, n, KeyOrder::TimeOrdered, opts, args.runs, tmp)?;
     let lookups = match engine {
         EngineKind::Redb => raw_lookup_rates(engine, n, opts, args.runs, tmp)?,
-        EngineKind::Sled => Vec::new(),
+        EngineKind::Sled | EngineKind::Postgres => Vec::new(),
     };
     let random = match engine {
         EngineKind::Redb => raw_write_rates(engine, n, KeyOrder::Random, opts, args.runs, tmp)?,
-        EngineKind::Sled => Vec::new(),
+        EngineKind::Sled | EngineKind::Postgres => Vec::new(),
     };
 
     let rss_target = engine == EngineKind::Redb;

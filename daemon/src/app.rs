@@ -15,7 +15,8 @@ use crate::config::Config;
 /// (`connectors plan`, `list`, `changes`) leaves the data dir as it was.
 pub fn open_store(cfg: &Config) -> Result<Arc<Store>> {
     let dir = cfg.store_dir();
-    let store = Store::open(cfg.store.engine, &dir, &cfg.engine_options()).with_context(|| {
+    let opts = cfg.engine_options()?;
+    let store = Store::open(cfg.store.engine, &dir, &opts).with_context(|| {
         format!(
             "opening the store in {} (is `idsync serve` running?)",
             dir.display()

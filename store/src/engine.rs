@@ -78,6 +78,9 @@ pub enum EngineKind {
     /// sled 0.34: selectable; slower, and its memory is not bounded by the
     /// cache setting (see docs/configuration.md).
     Sled,
+    /// One table of a PostgreSQL database (`[store.postgres]`), for
+    /// several replicas on one database.
+    Postgres,
 }
 
 impl EngineKind {
@@ -86,6 +89,7 @@ impl EngineKind {
         match self {
             EngineKind::Redb => "redb",
             EngineKind::Sled => "sled",
+            EngineKind::Postgres => "postgres",
         }
     }
 }
@@ -98,6 +102,8 @@ pub struct EngineOptions {
     /// When true every committed batch is on disk (fsync) before `write`
     /// returns. Only benchmarks and throwaway tests turn it off.
     pub durable: bool,
+    /// Where the PostgreSQL engine finds its database (only it reads this).
+    pub postgres: Option<crate::postgres_engine::PostgresOptions>,
 }
 
 impl Default for EngineOptions {
@@ -105,6 +111,7 @@ impl Default for EngineOptions {
         Self {
             cache_bytes: 64 * 1024 * 1024,
             durable: true,
+            postgres: None,
         }
     }
 }

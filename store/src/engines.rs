@@ -9,6 +9,7 @@
 use std::path::Path;
 
 use super::engine::{Engine, EngineError, EngineKind, EngineOptions};
+use super::postgres_engine::PostgresEngine;
 use super::redb_engine::RedbEngine;
 use super::sled_engine::SledEngine;
 
@@ -42,6 +43,16 @@ pub fn open_engine(
     Ok(match kind {
         EngineKind::Redb => Box::new(RedbEngine::open(&dir.join(REDB_FILE), opts)?),
         EngineKind::Sled => Box::new(SledEngine::open(&dir.join(SLED_DIR), opts)?),
+        EngineKind::Postgres => {
+            let Some(pg) = &opts.postgres else {
+                return Err(EngineError::Open {
+                    engine: engine_name(kind),
+                    path: dir.to_path_buf(),
+                    message: "store.postgres.url is not set".into(),
+                });
+            };
+            Box::new(PostgresEngine::open(pg, opts.durable)?)
+        }
     })
 }
 
@@ -50,6 +61,7 @@ fn engine_name(kind: EngineKind) -> &'static str {
     match kind {
         EngineKind::Redb => "redb",
         EngineKind::Sled => "sled",
+        EngineKind::Postgres => "postgres",
     }
 }
 
@@ -70,7 +82,7 @@ mod tests {
     fn opts() -> EngineOptions {
         EngineOptions {
             cache_bytes: 4 * 1024 * 1024,
-            durable: true,
+            ..EngineOptions::default()
         }
     }
 
@@ -78,9 +90,24 @@ mod tests {
         open_engine(kind, dir, &opts()).expect("open engine")
     }
 
-    /// Run `test` on a fresh engine of `kind` in a temporary directory.
+    /// Run `test` on a fresh engine of `kind` in a temporary directory (a
+    /// throwaway cluster of its own for PostgreSQL).
     fn with_engine(kind: EngineKind, test: fn(&dyn Engine)) {
         let dir = tempfile::tempdir().expect("tempdir");
+        if kind == EngineKind::Postgres {
+            let cluster = crate::test_postgres::TestPostgres::start();
+            let opts = EngineOptions {
+                postgres: Some(crate::PostgresOptions {
+                    url: cluster.url(),
+                    ..Default::default()
+                }),
+                ..opts()
+            };
+            let engine = open_engine(kind, dir.path(), &opts).expect("open postgres");
+            test(&*engine);
+            drop(engine);
+            return;
+        }
         let engine = open(kind, dir.path());
         test(&*engine);
     }
@@ -404,13 +431,7 @@ mod tests {
                 "--test-threads=1",
             ])
             .env(CRASH_DIR_VAR, dir)
-            .env(
-                CRASH_ENGINE_VAR,
-                match kind {
-                    EngineKind::Redb => "redb",
-                    EngineKind::Sled => "sled",
-                },
-            )
+            .env(CRASH_ENGINE_VAR, kind.as_str())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -516,6 +537,19 @@ mod tests {
                 fn binary_keys() {
                     with_engine($kind, super::binary_keys);
                 }
+            }
+        };
+    }
+
+    /// The suite of an embedded engine: the same, then what a data dir of
+    /// its own promises (reopening, flushing, a SIGKILL mid-write).
+    macro_rules! embedded_suite {
+        ($module:ident, $kind:expr) => {
+            mod $module {
+                use super::*;
+
+                engine_suite!(common, $kind);
+
                 #[test]
                 fn reopen_persistence() {
                     with_dir($kind, super::reopen_persistence);
@@ -532,8 +566,66 @@ mod tests {
         };
     }
 
-    engine_suite!(redb, EngineKind::Redb);
-    engine_suite!(sled, EngineKind::Sled);
+    embedded_suite!(redb, EngineKind::Redb);
+    embedded_suite!(sled, EngineKind::Sled);
+    // Against a real PostgreSQL (Debian's, a throwaway cluster per test).
+    engine_suite!(postgres, EngineKind::Postgres);
+
+    /// A reader sees the store as it was when it was taken (sled has no
+    /// snapshots: its reader reads the live tree).
+    fn reader_is_a_snapshot(engine: &dyn Engine) {
+        put_all(engine, &[b"s/1"]);
+        let reader = engine.reader().unwrap();
+        assert_eq!(reader.get(b"s/1").unwrap(), Some(b"s/1".to_vec()));
+        let mut batch = Batch::new();
+        batch.put(b"s/1".to_vec(), b"changed".to_vec());
+        batch.put(b"s/2".to_vec(), b"new".to_vec());
+        engine.write(batch).unwrap();
+        assert_eq!(reader.get(b"s/1").unwrap(), Some(b"s/1".to_vec()));
+        assert_eq!(reader.get(b"s/2").unwrap(), None);
+        drop(reader);
+        let reader = engine.reader().unwrap();
+        assert_eq!(reader.get(b"s/1").unwrap(), Some(b"changed".to_vec()));
+    }
+
+    #[test]
+    fn redb_readers_are_snapshots() {
+        with_engine(EngineKind::Redb, reader_is_a_snapshot);
+    }
+
+    #[test]
+    fn postgres_readers_are_snapshots() {
+        with_engine(EngineKind::Postgres, reader_is_a_snapshot);
+    }
+
+    /// Until replicas share a database, a second process on it is refused
+    /// (its change log numbers would collide); the first one's end frees it.
+    #[test]
+    fn one_engine_per_postgres_database() {
+        let cluster = crate::test_postgres::TestPostgres::start();
+        let dir = tempfile::tempdir().unwrap();
+        let opts = EngineOptions {
+            postgres: Some(crate::PostgresOptions {
+                url: cluster.url(),
+                ..Default::default()
+            }),
+            ..opts()
+        };
+        let first = open_engine(EngineKind::Postgres, dir.path(), &opts).unwrap();
+        let Err(second) = open_engine(EngineKind::Postgres, dir.path(), &opts) else {
+            panic!("a second engine opened the same database");
+        };
+        assert!(second.to_string().contains("another idsync"), "{second}");
+        drop(first);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match open_engine(EngineKind::Postgres, dir.path(), &opts) {
+                Ok(_) => break,
+                Err(e) => assert!(Instant::now() < deadline, "still refused: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 
     #[test]
     fn engine_files_are_named_per_engine() {

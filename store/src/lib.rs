@@ -54,9 +54,12 @@ pub mod engine_bench;
 mod engines;
 mod head_watch;
 pub mod keys;
+mod postgres_engine;
 pub mod reconcile;
 mod redb_engine;
 mod sled_engine;
+#[cfg(any(test, feature = "test-postgres"))]
+pub mod test_postgres;
 pub mod writer;
 
 use std::path::Path;
@@ -70,6 +73,7 @@ use engine::Engine;
 pub use engine::{EngineError, EngineKind, EngineOptions, Entry};
 pub use idsync_schema::Operation;
 use keys::Index;
+pub use postgres_engine::PostgresOptions;
 
 /// Errors reading the store.
 #[derive(Debug, thiserror::Error)]

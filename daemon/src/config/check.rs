@@ -82,6 +82,36 @@ impl Config {
                 "must be at least 1",
             ),
             (
+                self.store.engine == EngineKind::Postgres && self.store.postgres.url.is_empty(),
+                "store.postgres.url",
+                "must be set when store.engine is postgres",
+            ),
+            (
+                self.store.postgres.url.contains("://")
+                    && self
+                        .store
+                        .postgres
+                        .url
+                        .split("://")
+                        .nth(1)
+                        .is_some_and(|rest| {
+                            rest.split('@').count() > 1
+                                && rest.split('@').next().is_some_and(|u| u.contains(':'))
+                        }),
+                "store.postgres.url",
+                "must not hold a password: put it in store.postgres.password_file",
+            ),
+            (
+                self.store.postgres.pool_size < 2,
+                "store.postgres.pool_size",
+                "must be at least 2",
+            ),
+            (
+                self.store.postgres.statement_timeout_ms < 100,
+                "store.postgres.statement_timeout_ms",
+                "must be at least 100",
+            ),
+            (
                 self.enrollment.p12_iterations < 1000,
                 "enrollment.p12_iterations",
                 "must be at least 1000 (NIST SP 800-132)",

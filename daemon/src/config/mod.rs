@@ -87,10 +87,12 @@ impl Default for Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `redb` (default) or `sled`.
+    /// `redb` (default), `sled` or `postgres`.
     pub engine: EngineKind,
     /// Upper bound of the engine's cache, in MiB.
     pub cache_mb: usize,
+    /// `[store.postgres]`: read only with `engine = "postgres"`.
+    pub postgres: PostgresConfig,
 }
 
 impl Default for StoreConfig {
@@ -98,6 +100,33 @@ impl Default for StoreConfig {
         Self {
             engine: EngineKind::Redb,
             cache_mb: 64,
+            postgres: PostgresConfig::default(),
+        }
+    }
+}
+
+/// `[store.postgres]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// A `postgres://` URL or libpq connection string, without a password.
+    pub url: String,
+    /// A file holding the password (its first line), 0600.
+    pub password_file: Option<PathBuf>,
+    /// Connections to the database.
+    pub pool_size: usize,
+    /// Longest a statement may run, in milliseconds.
+    pub statement_timeout_ms: u64,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        let d = idsync_store::PostgresOptions::default();
+        Self {
+            url: String::new(),
+            password_file: None,
+            pool_size: d.pool_size,
+            statement_timeout_ms: d.statement_timeout.as_millis() as u64,
         }
     }
 }
@@ -362,12 +391,39 @@ impl Config {
         }
     }
 
-    /// The engine options.
-    pub fn engine_options(&self) -> EngineOptions {
-        EngineOptions {
+    /// The engine options (the PostgreSQL password read from its file).
+    pub fn engine_options(&self) -> Result<EngineOptions, ConfigError> {
+        let postgres = match self.store.engine {
+            EngineKind::Postgres => Some(self.postgres_options()?),
+            _ => None,
+        };
+        Ok(EngineOptions {
             cache_bytes: self.store.cache_mb * 1024 * 1024,
             durable: true,
-        }
+            postgres,
+        })
+    }
+
+    fn postgres_options(&self) -> Result<idsync_store::PostgresOptions, ConfigError> {
+        let pg = &self.store.postgres;
+        let password = match &pg.password_file {
+            Some(file) => {
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    invalid(
+                        "store.postgres.password_file",
+                        format!("{}: {e}", file.display()),
+                    )
+                })?;
+                Some(text.lines().next().unwrap_or_default().to_owned())
+            }
+            None => None,
+        };
+        Ok(idsync_store::PostgresOptions {
+            url: pg.url.clone(),
+            password,
+            pool_size: pg.pool_size,
+            statement_timeout: std::time::Duration::from_millis(pg.statement_timeout_ms),
+        })
     }
 
     /// Where the store lives.

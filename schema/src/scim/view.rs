@@ -152,7 +152,7 @@ fn utc_rfc3339(t: &OffsetDateTime, buf: &mut [u8; 64]) -> Option<usize> {
     if nanos > 0 {
         buf[len] = b'.';
         let mut digits = 9;
-        while nanos % 10 == 0 {
+        while nanos.is_multiple_of(10) {
             nanos /= 10;
             digits -= 1;
         }

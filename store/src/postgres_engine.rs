@@ -1,0 +1,520 @@
+//! The PostgreSQL engine (`store.engine = "postgres"`): idsync's keyspace in
+//! one table of a PostgreSQL database, for those who run idsync on more than
+//! one machine (docs/operations.md).
+//!
+//! Why one table of `bytea` pairs: the keys already encode the layout
+//! (objects, indexes, change log; `keys.rs`), `bytea` compares byte-wise, so
+//! a prefix scan is a range on the primary key, exactly as in redb. A batch
+//! is one transaction; a snapshot reader is a `REPEATABLE READ` transaction
+//! kept open on a connection of its own.
+//!
+//! Why a runtime of its own: [`Engine`] is synchronous (the reconciler and
+//! the embedded engines block), and `tokio-postgres` is not. The engine owns
+//! a small tokio runtime that drives the connections; a call hands its query
+//! to that runtime and waits on a channel, which is safe from any thread,
+//! a tokio worker included (blocking it as a disk read would).
+
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use super::engine::{Batch, Engine, EngineError, Op, Reader};
+
+/// Name reported by [`Engine::name`] and used in error messages.
+const NAME: &str = "postgres";
+
+/// The table holding idsync's keyspace.
+const TABLE: &str = "idsync_kv";
+
+/// Where and how to reach the database (`[store.postgres]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// A libpq connection string or `postgres://` URL, without the password.
+    pub url: String,
+    /// The password, read from `password_file` by the configuration (never
+    /// written in the config itself).
+    pub password: Option<String>,
+    /// Connections in the pool (a snapshot reader holds one while it lives).
+    pub pool_size: usize,
+    /// Longest a statement may run before PostgreSQL cancels it.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            password: None,
+            pool_size: 16,
+            statement_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Wrap any driver or pool error, keeping its own message (and the
+/// server's, which `tokio_postgres::Error`'s `Display` leaves out).
+fn io_err(e: impl std::fmt::Display + std::fmt::Debug) -> EngineError {
+    let text = e.to_string();
+    let debug = format!("{e:?}");
+    let message = match debug.find("message: \"") {
+        Some(at) => {
+            let rest = &debug[at + 10..];
+            let server = rest.split('"').next().unwrap_or_default();
+            format!("{text}: {server}")
+        }
+        None => text,
+    };
+    EngineError::Io {
+        engine: NAME,
+        message,
+    }
+}
+
+/// The key just past every key that starts with `prefix`: the prefix with
+/// its last byte below 0xFF raised by one (none when there is no such
+/// byte: the range then runs to the end).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// The session advisory lock one idsync holds on its database: until
+/// several replicas share one (a gap-free change log across writers), a
+/// second process on the same database is refused at start.
+const SOLE_WRITER_LOCK: i64 = 0x6964_7379_6e63; // "idsync"
+
+/// The engine's runtime, shut down without waiting when dropped: the
+/// store may be dropped (or fail to open) inside the daemon's own runtime,
+/// where waiting for another runtime's threads is not allowed.
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for OwnRuntime {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// How long a start waits for [`SOLE_WRITER_LOCK`].
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// An [`Engine`] on one table of a PostgreSQL database.
+pub struct PostgresEngine {
+    runtime: OwnRuntime,
+    pool: Pool,
+    durable: bool,
+    /// The connection holding [`SOLE_WRITER_LOCK`] (released when it
+    /// closes, with the engine).
+    _lock: tokio_postgres::Client,
+}
+
+impl std::fmt::Debug for PostgresEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresEngine")
+            .field("durable", &self.durable)
+            .field("pool", &self.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresEngine {
+    /// Connect to the database, check it answers, and create the table when
+    /// it is missing.
+    pub fn open(opts: &PostgresOptions, durable: bool) -> Result<Self, EngineError> {
+        let open_err = |message: String| EngineError::Open {
+            engine: NAME,
+            path: redacted(&opts.url).into(),
+            message,
+        };
+        let mut config: tokio_postgres::Config = opts
+            .url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| open_err(e.to_string()))?;
+        if let Some(password) = &opts.password {
+            config.password(password);
+        }
+        config.application_name("idsync");
+        config.connect_timeout(Duration::from_secs(10));
+        let timeout_ms = opts.statement_timeout.as_millis();
+        config.options(format!("-c statement_timeout={timeout_ms}"));
+        let lock_config = config.clone();
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(opts.pool_size.max(2))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(opts.statement_timeout))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| open_err(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("idsync-postgres")
+            .enable_all()
+            .build()
+            .map(|r| OwnRuntime(Some(r)))
+            .map_err(|e| open_err(e.to_string()))?;
+        let lock = sole_writer(&runtime, lock_config).map_err(open_err)?;
+        let engine = Self {
+            runtime,
+            pool,
+            durable,
+            _lock: lock,
+        };
+        let pool = engine.pool.clone();
+        engine
+            .run(async move {
+                let client = pool.get().await.map_err(io_err)?;
+                let ddl = format!(
+                    "CREATE TABLE IF NOT EXISTS {TABLE} (k bytea PRIMARY KEY, v bytea NOT NULL)"
+                );
+                client.batch_execute(&ddl).await.map_err(io_err)
+            })
+            .map_err(|e| open_err(e.to_string()))?;
+        Ok(engine)
+    }
+
+    /// Run `work` on the engine's runtime and wait for its answer.
+    fn run<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T, EngineError>> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        run_on(&self.runtime, work)
+    }
+}
+
+/// Run `work` on `runtime` and wait for its answer on a channel: unlike
+/// `block_on`, this may be called from inside another runtime (the
+/// daemon's, which opens the store).
+fn run_on<T: Send + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    work: impl Future<Output = Result<T, EngineError>> + Send + 'static,
+) -> Result<T, EngineError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    runtime.spawn(async move {
+        let _ = tx.send(work.await);
+    });
+    rx.recv().unwrap_or_else(|_| {
+        Err(EngineError::Io {
+            engine: NAME,
+            message: "the database task ended without an answer".into(),
+        })
+    })
+}
+
+/// A connection of its own that holds [`SOLE_WRITER_LOCK`], or why not.
+fn sole_writer(
+    runtime: &tokio::runtime::Runtime,
+    config: tokio_postgres::Config,
+) -> Result<tokio_postgres::Client, String> {
+    let locked = run_on(runtime, async move {
+        let (client, connection) = config.connect(NoTls).await.map_err(io_err)?;
+        tokio::spawn(connection);
+        // A process killed a moment ago still holds it until its server
+        // process notices the closed connection: wait a little.
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        loop {
+            let row = client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&SOLE_WRITER_LOCK])
+                .await
+                .map_err(io_err)?;
+            if row.get::<_, bool>(0) {
+                return Ok(Some(client));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    locked.ok_or_else(|| {
+        "another idsync process uses this database \
+         (one process per database until replicas are supported: docs/operations.md)"
+            .into()
+    })
+}
+
+/// The URL without a password, for messages.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// What a batch leaves behind: keys to put with their values, and keys to
+/// delete, each in key order.
+struct FinalOps {
+    put_keys: Vec<Vec<u8>>,
+    put_values: Vec<Vec<u8>>,
+    deletes: Vec<Vec<u8>>,
+}
+
+/// The last op on each key, in key order: what the batch leaves behind.
+fn final_ops(batch: Batch) -> FinalOps {
+    let mut last = std::collections::BTreeMap::new();
+    for op in batch.ops {
+        match op {
+            Op::Put(k, v) => last.insert(k, Some(v)),
+            Op::Delete(k) => last.insert(k, None),
+        };
+    }
+    let (mut put_keys, mut put_values, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
+    for (k, v) in last {
+        match v {
+            Some(v) => {
+                put_keys.push(k);
+                put_values.push(v);
+            }
+            None => deletes.push(k),
+        }
+    }
+    FinalOps {
+        put_keys,
+        put_values,
+        deletes,
+    }
+}
+
+impl Engine for PostgresEngine {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        let (pool, key) = (self.pool.clone(), key.to_vec());
+        self.run(async move {
+            let client = pool.get().await.map_err(io_err)?;
+            let sql = format!("SELECT v FROM {TABLE} WHERE k = $1");
+            let stmt = client.prepare_cached(&sql).await.map_err(io_err)?;
+            let row = client.query_opt(&stmt, &[&key]).await.map_err(io_err)?;
+            Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+        })
+    }
+
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
+        let pool = self.pool.clone();
+        let wanted: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+        let found = self.run(async move {
+            let client = pool.get().await.map_err(io_err)?;
+            let sql = format!("SELECT k, v FROM {TABLE} WHERE k = ANY($1)");
+            let stmt = client.prepare_cached(&sql).await.map_err(io_err)?;
+            let rows = client.query(&stmt, &[&wanted]).await.map_err(io_err)?;
+            Ok(rows
+                .into_iter()
+                .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+                .collect::<std::collections::HashMap<_, _>>())
+        })?;
+        Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
+    }
+
+    fn reader(&self) -> Result<Box<dyn Reader + '_>, EngineError> {
+        let pool = self.pool.clone();
+        let client = self.run(async move {
+            let client = pool.get().await.map_err(io_err)?;
+            client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await
+                .map_err(io_err)?;
+            // The snapshot is taken by the first query, not by BEGIN.
+            client.batch_execute("SELECT 1").await.map_err(io_err)?;
+            Ok(client)
+        })?;
+        Ok(Box::new(PostgresReader {
+            engine: self,
+            client: std::sync::Mutex::new(Some(client)),
+        }))
+    }
+
+    fn write(&self, batch: Batch) -> Result<(), EngineError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (pool, durable) = (self.pool.clone(), self.durable);
+        let FinalOps {
+            put_keys,
+            put_values,
+            deletes,
+        } = final_ops(batch);
+        self.run(async move {
+            let mut client = pool.get().await.map_err(io_err)?;
+            let tx = client.transaction().await.map_err(io_err)?;
+            if !durable {
+                tx.batch_execute("SET LOCAL synchronous_commit = off")
+                    .await
+                    .map_err(io_err)?;
+            }
+            if !deletes.is_empty() {
+                let sql = format!("DELETE FROM {TABLE} WHERE k = ANY($1)");
+                let stmt = tx.prepare_cached(&sql).await.map_err(io_err)?;
+                tx.execute(&stmt, &[&deletes]).await.map_err(io_err)?;
+            }
+            if !put_keys.is_empty() {
+                let sql = format!(
+                    "INSERT INTO {TABLE} (k, v) SELECT * FROM UNNEST($1::bytea[], $2::bytea[]) \
+                     ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v"
+                );
+                let stmt = tx.prepare_cached(&sql).await.map_err(io_err)?;
+                tx.execute(&stmt, &[&put_keys, &put_values])
+                    .await
+                    .map_err(io_err)?;
+            }
+            tx.commit().await.map_err(io_err)
+        })
+    }
+
+    fn visit_prefix(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<usize, EngineError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let pool = self.pool.clone();
+        // Strictly after `start_after` when it is inside (or past) the
+        // prefix's range, else from the prefix itself (engine::scan_start).
+        let (from, inclusive) = match start_after {
+            Some(after) if after >= prefix => (after.to_vec(), false),
+            _ => (prefix.to_vec(), true),
+        };
+        let end = prefix_end(prefix);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.run(async move {
+            let client = pool.get().await.map_err(io_err)?;
+            let lower = if inclusive { ">=" } else { ">" };
+            let upper = if end.is_some() { "AND k < $3" } else { "" };
+            let sql =
+                format!("SELECT k, v FROM {TABLE} WHERE k {lower} $1 {upper} ORDER BY k LIMIT $2");
+            let stmt = client.prepare_cached(&sql).await.map_err(io_err)?;
+            let rows = match &end {
+                Some(end) => client.query(&stmt, &[&from, &limit, end]).await,
+                None => client.query(&stmt, &[&from, &limit]).await,
+            };
+            rows.map_err(io_err)
+        })?;
+        let mut visited = 0;
+        for row in &rows {
+            visited += 1;
+            if !visit(row.get::<_, &[u8]>(0), row.get::<_, &[u8]>(1)) {
+                break;
+            }
+        }
+        Ok(visited)
+    }
+
+    fn flush(&self) -> Result<(), EngineError> {
+        // Every commit is the database's: nothing is held back here.
+        Ok(())
+    }
+}
+
+/// A `REPEATABLE READ` transaction on a pooled connection, rolled back
+/// (and the connection returned) when the reader is dropped. The
+/// connection travels to the runtime for each query and comes back.
+struct PostgresReader<'e> {
+    engine: &'e PostgresEngine,
+    client: std::sync::Mutex<Option<Object>>,
+}
+
+impl Reader for PostgresReader<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        let mut held = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        let client = held.take().ok_or_else(|| EngineError::Io {
+            engine: NAME,
+            message: "the snapshot's connection was lost".into(),
+        })?;
+        let key = key.to_vec();
+        let (answer, client) = self.engine.run(async move {
+            let answer = async {
+                let sql = format!("SELECT v FROM {TABLE} WHERE k = $1");
+                let stmt = client.prepare_cached(&sql).await.map_err(io_err)?;
+                let row = client.query_opt(&stmt, &[&key]).await.map_err(io_err)?;
+                Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+            }
+            .await;
+            Ok((answer, client))
+        })?;
+        *held = Some(client);
+        answer
+    }
+}
+
+impl Drop for PostgresReader<'_> {
+    fn drop(&mut self) {
+        let held = self.client.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = held.take() {
+            // Back to the pool only once the snapshot has ended; a failed
+            // rollback drops the connection instead.
+            self.engine.runtime.spawn(async move {
+                if client.batch_execute("ROLLBACK").await.is_err() {
+                    drop(Object::take(client));
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(prefix_end(b"o/"), Some(b"o0".to_vec()));
+        assert_eq!(prefix_end(&[0x01, 0xFF]), Some(vec![0x02]));
+        assert_eq!(prefix_end(&[0xFF, 0xFF]), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+
+    #[test]
+    fn a_batch_leaves_its_last_op_per_key() {
+        let mut b = Batch::new();
+        b.put(b"b".to_vec(), b"1".to_vec());
+        b.delete(b"a".to_vec());
+        b.put(b"a".to_vec(), b"2".to_vec());
+        b.delete(b"b".to_vec());
+        b.put(b"c".to_vec(), b"3".to_vec());
+        let ops = final_ops(b);
+        assert_eq!(ops.put_keys, vec![b"a".to_vec(), b"c".to_vec()]);
+        assert_eq!(ops.put_values, vec![b"2".to_vec(), b"3".to_vec()]);
+        assert_eq!(ops.deletes, vec![b"b".to_vec()]);
+    }
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(
+            redacted("postgres://idsync:s3cret@db.example.org/idsync"),
+            "postgres://idsync@db.example.org/idsync"
+        );
+        assert_eq!(redacted("host=/run/pg dbname=x"), "host=/run/pg dbname=x");
+    }
+}

@@ -1,0 +1,165 @@
+//! A throwaway PostgreSQL cluster for the tests of the PostgreSQL engine
+//! (and, with the `test-postgres` feature, the end-to-end tests): `initdb`
+//! into a temporary directory, `postgres` in the foreground on 127.0.0.1,
+//! a free port and a socket directory of its own, stopped and removed when
+//! dropped.
+//!
+//! Debian's `postgresql` must be installed (`scripts/test` does it); the
+//! package's own cluster is left alone. PostgreSQL refuses to run as root,
+//! so under root the cluster belongs to the package's `postgres` user
+//! (`setpriv` switches to it without a shell or a session).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One running cluster.
+pub struct TestPostgres {
+    dir: PathBuf,
+    child: Child,
+    port: u16,
+}
+
+/// The newest installed PostgreSQL's `bin` directory.
+fn bin_dir() -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("Debian's postgresql package (scripts/test installs it)")
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_string_lossy().parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("an initdb under /usr/lib/postgresql")
+        .1
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `program` with `args`, as the `postgres` user when this is root.
+fn as_owner(program: &Path, args: &[&str]) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if root {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(program)
+        .args(args);
+        c
+    } else {
+        let mut c = Command::new(program);
+        c.args(args);
+        c
+    }
+}
+
+impl TestPostgres {
+    /// A new cluster, accepting connections.
+    pub fn start() -> Self {
+        let bin = bin_dir();
+        let dir =
+            std::env::temp_dir().join(format!("idsync-pg-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("the cluster's directory");
+        let _ = Command::new("chown")
+            .args(["postgres:postgres", &dir.to_string_lossy()])
+            .status();
+        let data = dir.join("data");
+        let status = as_owner(
+            &bin.join("initdb"),
+            &[
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-D",
+                &data.to_string_lossy(),
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("initdb runs");
+        assert!(status.success(), "initdb failed in {}", dir.display());
+        let port = free_port();
+        let child = as_owner(
+            &bin.join("postgres"),
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-k",
+                &dir.to_string_lossy(),
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("postgres starts");
+        let cluster = Self { dir, child, port };
+        // Listening is not ready: until recovery ends it refuses sessions
+        // ("the database system is starting up"); pg_isready waits for it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let ready = || {
+            Command::new(bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        while !ready() {
+            assert!(Instant::now() < deadline, "postgres did not get ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// The URL of database `postgres` as its superuser.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        // SIGINT is PostgreSQL's fast shutdown.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
