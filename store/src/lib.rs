@@ -48,6 +48,7 @@
 //! ```
 
 mod changelog;
+pub mod copy;
 pub mod delivery;
 mod engine;
 pub mod engine_bench;

@@ -10,7 +10,7 @@ mod scim_env;
 use std::time::Duration;
 
 use idsync_store::test_postgres::TestPostgres;
-use idsync_tests::wait_until;
+use idsync_tests::{wait_until, Env};
 use scim_env::{encode, user, Scim, WAIT};
 use serde_json::json;
 
@@ -104,4 +104,69 @@ fn the_daemon_keeps_its_store_in_postgres() {
     let seqs: Vec<u64> = changes.iter().map(|c| c["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     assert!(seqs.len() >= 6, "{changes:?}");
+}
+
+/// `idsync store copy` moves a stopped redb store into PostgreSQL and back,
+/// change log included, and `idsync store compare` says so; a copy never
+/// merges into a store that holds something, and a difference is named.
+#[test]
+fn a_store_moves_to_postgres_and_back_exactly() {
+    let pg = TestPostgres::start();
+    let url = pg.url();
+    let redb = Env::new();
+    let mut csv = String::from("status,mail,lastName,groups\n");
+    for i in 0..300 {
+        csv.push_str(&format!("active,u{i}@example.org,L{i},staff\n"));
+    }
+    let groups = redb.file("groups.csv", "displayName\nstaff\n");
+    assert_eq!(redb.import("groups", &groups, &[]).0, 0);
+    let users = redb.file("users.csv", csv);
+    assert_eq!(redb.import("users", &users, &[]).0, 0);
+    let changes = redb.changes();
+
+    let ok = |out: std::process::Output| -> String {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let copied = ok(redb.run(&["store", "copy", "--to", &url]));
+    assert!(copied.starts_with("copied "), "{copied}");
+    assert!(ok(redb.run(&["store", "compare", "--with", &url])).starts_with("the same: "));
+    let again = redb.run(&["store", "copy", "--to", &url]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("is not empty"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // The same installation on PostgreSQL sees the same store.
+    let on_pg = Env::with_config(&on_postgres(&pg));
+    assert_eq!(on_pg.changes(), changes);
+    assert_eq!(on_pg.list("users").len(), 300);
+    // And back into an embedded store.
+    let back = on_pg.data_dir().join("back");
+    let back_name = format!("sled:{}", back.display());
+    ok(on_pg.run(&["store", "copy", "--to", &back_name]));
+    let original = format!("redb:{}", redb.data_dir().join("store").display());
+    assert!(ok(on_pg.run(&["store", "compare", "--with", &back_name])).starts_with("the same"));
+    assert!(ok(on_pg.run(&["store", "compare", "--with", &original])).starts_with("the same"));
+
+    // A change on one side is the first difference.
+    let one_more = redb.file(
+        "more.csv",
+        "status,mail,lastName\nactive,new@example.org,N\n",
+    );
+    assert_eq!(redb.import("users", &one_more, &[]).0, 0);
+    let out = redb.run(&["store", "compare", "--with", &url]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("they differ at "),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

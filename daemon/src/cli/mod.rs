@@ -12,6 +12,7 @@ pub mod import;
 pub mod mail;
 pub mod objects;
 pub mod status;
+pub mod store;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -151,6 +152,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::cli::enroll::CertificatesCommand,
     },
+    /// Copy the stopped store to another engine, or compare two stores.
+    Store {
+        #[command(subcommand)]
+        command: store::StoreCommand,
+    },
 }
 
 /// Run the command line; the process exit status.
@@ -245,6 +251,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Import(args) => import::run(&cfg, &args),
+        Command::Store { command } => store::run(&cfg, command),
         Command::List { kind, format } => {
             objects::list(open(&cfg)?.store(), kind.into(), format)?;
             Ok(0)
