@@ -304,6 +304,19 @@ impl Store {
         Ok(users)
     }
 
+    /// The engine's name (`redb`, `sled`, `postgres`), for status pages.
+    pub fn engine_name(&self) -> &'static str {
+        self.engine.name()
+    }
+
+    /// How long one point read takes now: a round trip to the database
+    /// for PostgreSQL, a cache lookup for the embedded engines.
+    pub fn round_trip(&self) -> Result<std::time::Duration, StoreError> {
+        let started = std::time::Instant::now();
+        self.engine.get(keys::HEAD)?;
+        Ok(started.elapsed())
+    }
+
     /// The sequence number of the last change (0 for an empty log).
     pub fn head(&self) -> Result<u64, StoreError> {
         Ok(self

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use idsync_store::test_postgres::TestPostgres;
 use idsync_tests::{wait_until, Env};
-use scim_env::{encode, user, Scim, WAIT};
+use scim_env::{encode, sha, user, Scim, WAIT};
 use serde_json::json;
 
 fn on_postgres(pg: &TestPostgres) -> String {
@@ -21,10 +21,17 @@ fn on_postgres(pg: &TestPostgres) -> String {
     )
 }
 
+/// A token for `idsync status` (the monitor role).
+const MONITOR: &str = "idsync_monitor-token-for-the-postgres-test";
+
 #[test]
 fn the_daemon_keeps_its_store_in_postgres() {
     let pg = TestPostgres::start();
-    let mut s = Scim::start("", &on_postgres(&pg));
+    let monitor = format!(
+        "[[tokens]]\nname = \"monitor\"\nsha256 = \"{}\"\nroles = [\"monitor\"]\n",
+        sha(MONITOR)
+    );
+    let mut s = Scim::start("", &format!("{}{monitor}", on_postgres(&pg)));
 
     let mut ids = Vec::new();
     for (login, family) in [("ann", "Smith"), ("bob", "Jones"), ("cy", "Lee")] {
@@ -95,6 +102,20 @@ fn the_daemon_keeps_its_store_in_postgres() {
     assert_eq!(r.body["displayName"], "Cy Lee");
     assert_eq!(r.body["meta"]["version"], version.as_str());
     assert_eq!(s.get("/Users").body["totalResults"], 4);
+    // `idsync status` (from the admin listener's /status) names the engine.
+    let status = s
+        .env
+        .command()
+        .arg("status")
+        .env("IDSYNC_TOKEN", MONITOR)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("store:           postgres (a point read takes "),
+        "{text}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
 
     // The change log: every change once, numbered without a gap (read
     // by the CLI once the daemon has let go of the database).

@@ -128,6 +128,14 @@ fn format_status(target: SocketAddr, v: &Value) -> String {
         num("/rows/rejected")
     );
     let _ = writeln!(out, "change log head: {}", num("/change_log_head"));
+    let _ = writeln!(
+        out,
+        "store:           {} (a point read takes {} ms)",
+        text("/store/engine"),
+        v.pointer("/store/round_trip_ms")
+            .and_then(Value::as_f64)
+            .map_or_else(|| "?".to_owned(), |ms| format!("{ms:.3}"))
+    );
     for c in v
         .pointer("/connectors")
         .and_then(Value::as_array)

@@ -40,6 +40,10 @@ pub struct Metrics {
         std::sync::OnceLock<Vec<std::sync::Arc<crate::infra::connector_stats::ConnectorStats>>>,
     /// Each HTTP listener's connection figures, added as it starts.
     listeners: std::sync::Mutex<Vec<std::sync::Arc<ListenerStats>>>,
+    /// The store's engine, set once the store is open.
+    engine: std::sync::OnceLock<&'static str>,
+    /// The last measured point read of the store, in microseconds.
+    store_round_trip_us: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -69,6 +73,8 @@ impl Metrics {
             rows_unchanged: AtomicU64::new(0),
             rows_rejected: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
+            engine: std::sync::OnceLock::new(),
+            store_round_trip_us: AtomicU64::new(0),
             change_log_head: AtomicU64::new(0),
             duration_buckets: Default::default(),
             duration_sum_us: AtomicU64::new(0),
@@ -103,6 +109,25 @@ impl Metrics {
     }
 
     /// The change log's last sequence number.
+    /// The store's engine (once, at start).
+    pub fn set_engine(&self, name: &'static str) {
+        let _ = self.engine.set(name);
+    }
+
+    /// A point read of the store, as just measured.
+    pub fn set_store_round_trip(&self, took: Duration) {
+        self.store_round_trip_us
+            .store(took.as_micros() as u64, Relaxed);
+    }
+
+    /// The engine and the last round trip, for `/status`.
+    pub fn store_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "engine": self.engine.get().copied().unwrap_or("unknown"),
+            "round_trip_ms": self.store_round_trip_us.load(Relaxed) as f64 / 1000.0,
+        })
+    }
+
     pub fn set_change_log_head(&self, seq: u64) {
         self.change_log_head.store(seq, Relaxed);
     }
@@ -236,6 +261,21 @@ impl Metrics {
         ] {
             metric(out, name, kind, help, &[("", value)]);
         }
+        let engine = self.engine.get().copied().unwrap_or("unknown");
+        metric(
+            out,
+            "idsync_store_info",
+            "gauge",
+            "The store's engine.",
+            &[(&format!("{{engine=\"{engine}\"}}"), 1)],
+        );
+        let _ = writeln!(
+            out,
+            "# HELP idsync_store_round_trip_seconds The last measured point read of the store.\n\
+             # TYPE idsync_store_round_trip_seconds gauge\n\
+             idsync_store_round_trip_seconds {}",
+            self.store_round_trip_us.load(Relaxed) as f64 / 1e6
+        );
     }
 
     /// Each connector's lag, deliveries, failures and dead letters.

@@ -273,6 +273,7 @@ fn status_json(m: &Metrics) -> Value {
             "rejected": rows("rejected"),
         },
         "connectors": m.connectors_json(),
+        "store": m.store_json(),
     })
 }
 

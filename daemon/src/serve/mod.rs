@@ -136,6 +136,9 @@ async fn serve(source: ConfigSource, cfg: Config) -> Result<()> {
                 d.after_job();
             }
             _ = beat.tick() => {
+                if let Ok(took) = d.rec.store().round_trip() {
+                    d.metrics.set_store_round_trip(took);
+                }
                 d.metrics.heartbeat();
                 d.notify(|n| n.watchdog());
             }
@@ -163,6 +166,8 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
     let rec = crate::app::open(&cfg)?;
     let metrics = Arc::new(Metrics::new());
     metrics.set_change_log_head(rec.store().head()?);
+    metrics.set_engine(rec.store().engine_name());
+    metrics.set_store_round_trip(rec.store().round_trip()?);
     // Connectors follow the change log from their own cursors, woken by the
     // store's head watch; they only read the store, so they never hold up
     // an import.
