@@ -53,22 +53,12 @@ impl Default for PostgresOptions {
     }
 }
 
-/// Wrap any driver or pool error, keeping its own message (and the
-/// server's, which `tokio_postgres::Error`'s `Display` leaves out).
-fn io_err(e: impl std::fmt::Display + std::fmt::Debug) -> EngineError {
-    let text = e.to_string();
-    let debug = format!("{e:?}");
-    let message = match debug.find("message: \"") {
-        Some(at) => {
-            let rest = &debug[at + 10..];
-            let server = rest.split('"').next().unwrap_or_default();
-            format!("{text}: {server}")
-        }
-        None => text,
-    };
+/// Wrap any driver or pool error, keeping its own message (the driver's
+/// includes the server's: "db error: ERROR: …").
+fn io_err(e: impl std::fmt::Display) -> EngineError {
     EngineError::Io {
         engine: NAME,
-        message,
+        message: e.to_string(),
     }
 }
 
