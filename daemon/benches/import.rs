@@ -197,10 +197,6 @@ fn parse_engines(s: &str) -> Result<Vec<EngineKind>> {
         .collect()
 }
 
-fn engine_name(engine: EngineKind) -> &'static str {
-    engine.as_str()
-}
-
 // ---------------------------------------------------------------- the file
 
 /// A generated users file.
@@ -284,7 +280,7 @@ fn parse_ceiling(csv: &UsersCsv, runs: usize) -> Result<Row> {
 /// Every figure of one engine: the imports, then the raw engine.
 fn engine_section(bench: &Bench, engine: EngineKind, csv: &UsersCsv) -> Result<Vec<Row>> {
     let (args, opts, tmp) = (&bench.args, &bench.opts, bench.tmp.as_path());
-    let name = engine_name(engine);
+    let name = engine.as_str();
     let n = csv.rows;
     let mut import = Samples::default();
     let mut reimport = Samples::default();
@@ -427,7 +423,7 @@ fn run_import(
         .arg(data_dir)
         .args(["import", "users"])
         .arg(&csv.path)
-        .env("IDSYNC_STORE__ENGINE", engine_name(engine))
+        .env("IDSYNC_STORE__ENGINE", engine.as_str())
         .env_remove("IDSYNC_CONFIG");
 
     let start = Instant::now();
@@ -450,7 +446,7 @@ fn run_import(
     if !out.status.success() || !stdout.contains(&want) {
         bail!(
             "{} import ({expect:?}) of {} rows: {}\nexpected a summary containing {want:?}\n--- stdout\n{stdout}--- stderr\n{}",
-            engine_name(engine),
+            engine.as_str(),
             csv.rows,
             out.status,
             String::from_utf8_lossy(&out.stderr)
@@ -489,7 +485,7 @@ fn raw_write_rates(
 ) -> Result<Vec<f64>> {
     let mut rates = Vec::with_capacity(runs);
     for run in 1..=runs {
-        let dir = tmp.join(format!("{}-raw-{order:?}-{run}", engine_name(engine)));
+        let dir = tmp.join(format!("{}-raw-{order:?}-{run}", engine.as_str()));
         let store = BenchEngine::open(engine, &dir, opts)?;
         rates.push(bench_raw_batch_writes(&store, rows, BATCH_ROWS, order).rows_per_sec);
         drop(store);
@@ -507,7 +503,7 @@ fn raw_lookup_rates(
     runs: usize,
     tmp: &Path,
 ) -> Result<Vec<f64>> {
-    let dir = tmp.join(format!("{}-lookups", engine_name(engine)));
+    let dir = tmp.join(format!("{}-lookups", engine.as_str()));
     let store = BenchEngine::open(engine, &dir, opts)?;
     bench_raw_batch_writes(&store, rows, BATCH_ROWS, KeyOrder::TimeOrdered);
     let rates = (0..runs)

@@ -88,17 +88,18 @@ pub fn copy(from: &Store, to: &Store) -> Result<Copied, CopyError> {
     let mut after: Option<Vec<u8>> = None;
     loop {
         let page = from.scan_page(b"", after.as_deref(), PAGE)?;
+        let full = page.len() == PAGE;
+        after = page.last().map(|(k, _)| k.clone());
         let mut batch = Batch::new();
-        for (k, v) in &page {
+        for (k, v) in page {
             copied.entries += 1;
             copied.bytes += (k.len() + v.len()) as u64;
-            batch.put(k.clone(), v.clone());
+            batch.put(k, v);
         }
         to.engine().write(batch).map_err(StoreError::from)?;
-        if page.len() < PAGE {
+        if !full {
             return Ok(copied);
         }
-        after = page.into_iter().next_back().map(|(k, _)| k);
     }
 }
 

@@ -36,7 +36,7 @@ pub fn open_engine(
     opts: &EngineOptions,
 ) -> Result<Box<dyn Engine>, EngineError> {
     std::fs::create_dir_all(dir).map_err(|e| EngineError::Open {
-        engine: engine_name(kind),
+        engine: kind.as_str(),
         path: dir.to_path_buf(),
         message: e.to_string(),
     })?;
@@ -46,7 +46,7 @@ pub fn open_engine(
         EngineKind::Postgres => {
             let Some(pg) = &opts.postgres else {
                 return Err(EngineError::Open {
-                    engine: engine_name(kind),
+                    engine: kind.as_str(),
                     path: dir.to_path_buf(),
                     message: "store.postgres.url is not set".into(),
                 });
@@ -54,15 +54,6 @@ pub fn open_engine(
             Box::new(PostgresEngine::open(pg, opts.durable)?)
         }
     })
-}
-
-/// The name an engine of `kind` reports, for errors raised before it exists.
-fn engine_name(kind: EngineKind) -> &'static str {
-    match kind {
-        EngineKind::Redb => "redb",
-        EngineKind::Sled => "sled",
-        EngineKind::Postgres => "postgres",
-    }
 }
 
 #[cfg(test)]
@@ -633,7 +624,7 @@ mod tests {
         let data = dir.path().join("not/yet/there");
         for kind in [EngineKind::Redb, EngineKind::Sled] {
             let engine = open(kind, &data);
-            assert_eq!(engine.name(), super::engine_name(kind));
+            assert_eq!(engine.name(), kind.as_str());
         }
         assert!(data.join(super::REDB_FILE).is_file());
         assert!(data.join(super::SLED_DIR).is_dir());

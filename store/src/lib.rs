@@ -74,7 +74,7 @@ use engine::Engine;
 pub use engine::{EngineError, EngineKind, EngineOptions, Entry};
 pub use idsync_schema::Operation;
 use keys::Index;
-pub use postgres_engine::PostgresOptions;
+pub use postgres_engine::{url_has_password, PostgresOptions};
 
 /// Errors reading the store.
 #[derive(Debug, thiserror::Error)]

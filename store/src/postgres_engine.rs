@@ -25,8 +25,23 @@ use super::engine::{Batch, Engine, EngineError, Op, Reader};
 /// Name reported by [`Engine::name`] and used in error messages.
 const NAME: &str = "postgres";
 
-/// The table holding idsync's keyspace.
-const TABLE: &str = "idsync_kv";
+/// The table holding idsync's keyspace, and the statements on it: written
+/// out once, not formatted per call (they are the prepared-statement
+/// cache's keys, on every read).
+const CREATE: &str = "CREATE TABLE IF NOT EXISTS idsync_kv (k bytea PRIMARY KEY, v bytea NOT NULL)";
+const GET: &str = "SELECT v FROM idsync_kv WHERE k = $1";
+const GET_MANY: &str = "SELECT k, v FROM idsync_kv WHERE k = ANY($1)";
+const DELETE_MANY: &str = "DELETE FROM idsync_kv WHERE k = ANY($1)";
+const PUT_MANY: &str =
+    "INSERT INTO idsync_kv (k, v) SELECT * FROM UNNEST($1::bytea[], $2::bytea[]) \
+     ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v";
+/// Scans by their bounds: after or from a key, up to a prefix's end or not.
+const SCAN_AFTER_TO: &str =
+    "SELECT k, v FROM idsync_kv WHERE k > $1 AND k < $3 ORDER BY k LIMIT $2";
+const SCAN_FROM_TO: &str =
+    "SELECT k, v FROM idsync_kv WHERE k >= $1 AND k < $3 ORDER BY k LIMIT $2";
+const SCAN_AFTER: &str = "SELECT k, v FROM idsync_kv WHERE k > $1 ORDER BY k LIMIT $2";
+const SCAN_FROM: &str = "SELECT k, v FROM idsync_kv WHERE k >= $1 ORDER BY k LIMIT $2";
 
 /// Where and how to reach the database (`[store.postgres]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,10 +191,7 @@ impl PostgresEngine {
         engine
             .run(async move {
                 let client = pool.get().await.map_err(io_err)?;
-                let ddl = format!(
-                    "CREATE TABLE IF NOT EXISTS {TABLE} (k bytea PRIMARY KEY, v bytea NOT NULL)"
-                );
-                client.batch_execute(&ddl).await.map_err(io_err)
+                client.batch_execute(CREATE).await.map_err(io_err)
             })
             .map_err(|e| open_err(e.to_string()))?;
         Ok(engine)
@@ -246,15 +258,37 @@ fn sole_writer(
     })
 }
 
+/// One key's value, on a pooled connection (the engine's own reads and a
+/// snapshot reader's).
+async fn point_read(client: &Object, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+    let stmt = client.prepare_cached(GET).await.map_err(io_err)?;
+    let row = client.query_opt(&stmt, &[&key]).await.map_err(io_err)?;
+    Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+}
+
+/// A URL's scheme (with `://`), its user, its password when it has one,
+/// and what follows the `@`; `None` when it has no user part.
+fn userinfo(url: &str) -> Option<(&str, &str, Option<&str>, &str)> {
+    let scheme = url.find("://")? + 3;
+    let at = url.rfind('@').filter(|at| *at > scheme)?;
+    let (user, password) = match url[scheme..at].split_once(':') {
+        Some((user, password)) => (user, Some(password)),
+        None => (&url[scheme..at], None),
+    };
+    Some((&url[..scheme], user, password, &url[at..]))
+}
+
+/// Whether a `postgres://` URL carries a password (the configuration
+/// refuses one: it belongs in `password_file`).
+pub fn url_has_password(url: &str) -> bool {
+    userinfo(url).is_some_and(|(_, _, password, _)| password.is_some())
+}
+
 /// The URL without a password, for messages.
 fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
+    match userinfo(url) {
+        Some((scheme, user, _, rest)) => format!("{scheme}{user}{rest}"),
+        None => url.to_owned(),
     }
 }
 
@@ -301,10 +335,7 @@ impl Engine for PostgresEngine {
         let (pool, key) = (self.pool.clone(), key.to_vec());
         self.run(async move {
             let client = pool.get().await.map_err(io_err)?;
-            let sql = format!("SELECT v FROM {TABLE} WHERE k = $1");
-            let stmt = client.prepare_cached(&sql).await.map_err(io_err)?;
-            let row = client.query_opt(&stmt, &[&key]).await.map_err(io_err)?;
-            Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+            point_read(&client, &key).await
         })
     }
 
@@ -313,8 +344,7 @@ impl Engine for PostgresEngine {
         let wanted: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
         let found = self.run(async move {
             let client = pool.get().await.map_err(io_err)?;
-            let sql = format!("SELECT k, v FROM {TABLE} WHERE k = ANY($1)");
-            let stmt = client.prepare_cached(&sql).await.map_err(io_err)?;
+            let stmt = client.prepare_cached(GET_MANY).await.map_err(io_err)?;
             let rows = client.query(&stmt, &[&wanted]).await.map_err(io_err)?;
             Ok(rows
                 .into_iter()
@@ -361,16 +391,11 @@ impl Engine for PostgresEngine {
                     .map_err(io_err)?;
             }
             if !deletes.is_empty() {
-                let sql = format!("DELETE FROM {TABLE} WHERE k = ANY($1)");
-                let stmt = tx.prepare_cached(&sql).await.map_err(io_err)?;
+                let stmt = tx.prepare_cached(DELETE_MANY).await.map_err(io_err)?;
                 tx.execute(&stmt, &[&deletes]).await.map_err(io_err)?;
             }
             if !put_keys.is_empty() {
-                let sql = format!(
-                    "INSERT INTO {TABLE} (k, v) SELECT * FROM UNNEST($1::bytea[], $2::bytea[]) \
-                     ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v"
-                );
-                let stmt = tx.prepare_cached(&sql).await.map_err(io_err)?;
+                let stmt = tx.prepare_cached(PUT_MANY).await.map_err(io_err)?;
                 tx.execute(&stmt, &[&put_keys, &put_values])
                     .await
                     .map_err(io_err)?;
@@ -400,11 +425,13 @@ impl Engine for PostgresEngine {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self.run(async move {
             let client = pool.get().await.map_err(io_err)?;
-            let lower = if inclusive { ">=" } else { ">" };
-            let upper = if end.is_some() { "AND k < $3" } else { "" };
-            let sql =
-                format!("SELECT k, v FROM {TABLE} WHERE k {lower} $1 {upper} ORDER BY k LIMIT $2");
-            let stmt = client.prepare_cached(&sql).await.map_err(io_err)?;
+            let sql = match (inclusive, end.is_some()) {
+                (false, true) => SCAN_AFTER_TO,
+                (true, true) => SCAN_FROM_TO,
+                (false, false) => SCAN_AFTER,
+                (true, false) => SCAN_FROM,
+            };
+            let stmt = client.prepare_cached(sql).await.map_err(io_err)?;
             let rows = match &end {
                 Some(end) => client.query(&stmt, &[&from, &limit, end]).await,
                 None => client.query(&stmt, &[&from, &limit]).await,
@@ -444,13 +471,7 @@ impl Reader for PostgresReader<'_> {
         })?;
         let key = key.to_vec();
         let (answer, client) = self.engine.run(async move {
-            let answer = async {
-                let sql = format!("SELECT v FROM {TABLE} WHERE k = $1");
-                let stmt = client.prepare_cached(&sql).await.map_err(io_err)?;
-                let row = client.query_opt(&stmt, &[&key]).await.map_err(io_err)?;
-                Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
-            }
-            .await;
+            let answer = point_read(&client, &key).await;
             Ok((answer, client))
         })?;
         *held = Some(client);
@@ -506,5 +527,8 @@ mod tests {
             "postgres://idsync@db.example.org/idsync"
         );
         assert_eq!(redacted("host=/run/pg dbname=x"), "host=/run/pg dbname=x");
+        assert!(url_has_password("postgres://a:b@h/d"));
+        assert!(!url_has_password("postgres://a@h/d"));
+        assert!(!url_has_password("host=h user=a"));
     }
 }

@@ -38,17 +38,10 @@ pub enum StoreCommand {
 fn open_named(name: &str, password_file: Option<&Path>) -> Result<Store> {
     let (kind, dir, postgres) =
         if name.starts_with("postgres://") || name.starts_with("postgresql://") {
-            let password = match password_file {
-                Some(f) => Some(
-                    std::fs::read_to_string(f)
-                        .with_context(|| format!("reading {}", f.display()))?
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                ),
-                None => None,
-            };
+            let password = password_file
+                .map(crate::config::read_password_file)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             let pg = PostgresOptions {
                 url: name.to_owned(),
                 password,

@@ -87,17 +87,7 @@ impl Config {
                 "must be set when store.engine is postgres",
             ),
             (
-                self.store.postgres.url.contains("://")
-                    && self
-                        .store
-                        .postgres
-                        .url
-                        .split("://")
-                        .nth(1)
-                        .is_some_and(|rest| {
-                            rest.split('@').count() > 1
-                                && rest.split('@').next().is_some_and(|u| u.contains(':'))
-                        }),
+                idsync_store::url_has_password(&self.store.postgres.url),
                 "store.postgres.url",
                 "must not hold a password: put it in store.postgres.password_file",
             ),

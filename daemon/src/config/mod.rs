@@ -83,6 +83,20 @@ impl Default for Config {
     }
 }
 
+/// The password a password file holds: its first line, which must not be
+/// empty (the CLI's `--password-file` and the configuration's
+/// `password_file` keys read it the same way).
+pub fn read_password_file(file: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    match text.lines().next() {
+        Some(line) if !line.is_empty() => Ok(line.to_owned()),
+        _ => Err(format!(
+            "{}: the first line (the password) is empty",
+            file.display()
+        )),
+    }
+}
+
 /// `[store]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -406,18 +420,12 @@ impl Config {
 
     fn postgres_options(&self) -> Result<idsync_store::PostgresOptions, ConfigError> {
         let pg = &self.store.postgres;
-        let password = match &pg.password_file {
-            Some(file) => {
-                let text = std::fs::read_to_string(file).map_err(|e| {
-                    invalid(
-                        "store.postgres.password_file",
-                        format!("{}: {e}", file.display()),
-                    )
-                })?;
-                Some(text.lines().next().unwrap_or_default().to_owned())
-            }
-            None => None,
-        };
+        let password = pg
+            .password_file
+            .as_deref()
+            .map(read_password_file)
+            .transpose()
+            .map_err(|e| invalid("store.postgres.password_file", e))?;
         Ok(idsync_store::PostgresOptions {
             url: pg.url.clone(),
             password,

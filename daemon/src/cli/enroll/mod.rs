@@ -474,13 +474,7 @@ fn write_or_print(out: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
 /// terminal without echo.
 fn read_password(file: Option<&Path>) -> anyhow::Result<String> {
     if let Some(f) = file {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        let line = text.lines().next().unwrap_or("").to_owned();
-        if line.is_empty() {
-            bail!("{}: the first line (the password) is empty", f.display());
-        }
-        return Ok(line);
+        return crate::config::read_password_file(f).map_err(anyhow::Error::msg);
     }
     if !std::io::stdin().is_terminal() {
         bail!("no terminal to ask the P12 password at: give --password-file FILE");
