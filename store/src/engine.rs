@@ -122,6 +122,20 @@ impl Default for EngineOptions {
 pub trait Reader {
     /// Read one key.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError>;
+
+    /// Read several keys, in order. An engine that answers a read in
+    /// process loops over [`Reader::get`]; a networked one asks once.
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
+    /// Whether each read is a round trip to another process: a writer
+    /// then reads ahead what it will look up, in one [`Reader::get_many`]
+    /// (a CSV import on PostgreSQL otherwise waits for two round trips a
+    /// row).
+    fn is_remote(&self) -> bool {
+        false
+    }
 }
 
 /// A key-value engine. Keys and values are opaque bytes; keys sort bytewise.

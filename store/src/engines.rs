@@ -574,6 +574,12 @@ mod tests {
         engine.write(batch).unwrap();
         assert_eq!(reader.get(b"s/1").unwrap(), Some(b"s/1".to_vec()));
         assert_eq!(reader.get(b"s/2").unwrap(), None);
+        // Several at once, from the same snapshot, in the order asked.
+        assert_eq!(
+            reader.get_many(&[b"s/2", b"s/1", b"s/1"]).unwrap(),
+            vec![None, Some(b"s/1".to_vec()), Some(b"s/1".to_vec())]
+        );
+        assert!(reader.get_many(&[]).unwrap().is_empty());
         drop(reader);
         let reader = engine.reader().unwrap();
         assert_eq!(reader.get(b"s/1").unwrap(), Some(b"changed".to_vec()));

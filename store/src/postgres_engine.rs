@@ -266,6 +266,19 @@ async fn point_read(client: &Object, key: &[u8]) -> Result<Option<Vec<u8>>, Engi
     Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
 }
 
+/// Several keys' values, in the order asked, in one query (the engine's
+/// own reads and a snapshot reader's).
+async fn many_read(
+    client: &Object,
+    keys: Vec<Vec<u8>>,
+) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
+    let stmt = client.prepare_cached(GET_MANY).await.map_err(io_err)?;
+    let rows = client.query(&stmt, &[&keys]).await.map_err(io_err)?;
+    let found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
+        rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+    Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+}
+
 /// A URL's scheme (with `://`), its user, its password when it has one,
 /// and what follows the `@`; `None` when it has no user part.
 fn userinfo(url: &str) -> Option<(&str, &str, Option<&str>, &str)> {
@@ -342,16 +355,10 @@ impl Engine for PostgresEngine {
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
         let pool = self.pool.clone();
         let wanted: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
-        let found = self.run(async move {
+        self.run(async move {
             let client = pool.get().await.map_err(io_err)?;
-            let stmt = client.prepare_cached(GET_MANY).await.map_err(io_err)?;
-            let rows = client.query(&stmt, &[&wanted]).await.map_err(io_err)?;
-            Ok(rows
-                .into_iter()
-                .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
-                .collect::<std::collections::HashMap<_, _>>())
-        })?;
-        Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
+            many_read(&client, wanted).await
+        })
     }
 
     fn reader(&self) -> Result<Box<dyn Reader + '_>, EngineError> {
@@ -462,20 +469,40 @@ struct PostgresReader<'e> {
     client: std::sync::Mutex<Option<Object>>,
 }
 
-impl Reader for PostgresReader<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+impl PostgresReader<'_> {
+    /// Run `read` on the snapshot's connection.
+    fn on_snapshot<T: Send + 'static, F>(
+        &self,
+        read: impl FnOnce(Object) -> F,
+    ) -> Result<T, EngineError>
+    where
+        F: std::future::Future<Output = (Result<T, EngineError>, Object)> + Send + 'static,
+    {
         let mut held = self.client.lock().unwrap_or_else(|p| p.into_inner());
         let client = held.take().ok_or_else(|| EngineError::Io {
             engine: NAME,
             message: "the snapshot's connection was lost".into(),
         })?;
-        let key = key.to_vec();
-        let (answer, client) = self.engine.run(async move {
-            let answer = point_read(&client, &key).await;
-            Ok((answer, client))
-        })?;
+        let future = read(client);
+        let (answer, client) = self.engine.run(async move { Ok(future.await) })?;
         *held = Some(client);
         answer
+    }
+}
+
+impl Reader for PostgresReader<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        let key = key.to_vec();
+        self.on_snapshot(|client| async move { (point_read(&client, &key).await, client) })
+    }
+
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
+        let wanted: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+        self.on_snapshot(|client| async move { (many_read(&client, wanted).await, client) })
+    }
+
+    fn is_remote(&self) -> bool {
+        true
     }
 }
 

@@ -21,12 +21,15 @@
 //!   keys, the input digest);
 //! - `write`: how a new version becomes queued writes and a change event;
 //! - `users`, `groups`, `assets`, `certs`: the rules of each kind;
-//! - `activation`: the activation e-mail's state per user and application.
+//! - `activation`: the activation e-mail's state per user and application;
+//! - `read_ahead`: a chunk of rows' look-ups in two round trips, for an
+//!   engine across the network.
 
 mod activation;
 mod assets;
 mod certs;
 mod groups;
+mod read_ahead;
 mod stored;
 #[cfg(test)]
 mod tests;
@@ -44,6 +47,7 @@ use uuid::Uuid;
 use crate::{Actor, Store, StoreError};
 
 pub use activation::never_sent;
+pub use read_ahead::Planned;
 pub use tx::{Committed, Savepoint, Tx};
 
 /// Which attribute identifies an existing user (seed 001: the mail).

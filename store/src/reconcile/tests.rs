@@ -581,3 +581,77 @@ fn activations_are_queued_once_and_recorded_only_for_their_sending() {
         Err(WriteError::Rejected(_))
     ));
 }
+
+/// A chunk read ahead gives the outcomes row-by-row reads give, on an
+/// engine that reads ahead (PostgreSQL) as on one that does not (redb):
+/// rows of one chunk see each other, and a batch that lands mid-chunk
+/// takes its keys out of what was read ahead (here Bob's mail, read ahead
+/// as absent, then written by a batch that lands before his second row).
+fn read_ahead_outcomes(rec: &Reconciler) -> Vec<String> {
+    let how = UserWrite::default();
+    let mut tx = rec.begin(Source::Csv, Actor::default());
+    tx.upsert_group(GroupInput::new("staff")).unwrap();
+    tx.upsert_user(row("Ann", &[]), &how).unwrap();
+    tx.commit().unwrap();
+
+    let user = |mail: &str, first: &str, groups: &[&str]| {
+        let mut u = row(first, groups);
+        u.mail = Field::Set(mail.into());
+        u
+    };
+    let rows = [
+        user("Ann@x.org", "Anne", &["staff"]),
+        user("bob@x.org", "Bob", &["staff"]),
+        user("dan@x.org", "Dan", &[]),
+        user("BOB@x.org", "Bobby", &[]),
+        user("ann@X.org", "Anne", &["staff"]),
+        user("eve@x.org", "Eve", &["nobody"]),
+    ];
+    let mut tx = rec.begin(Source::Csv, Actor::default());
+    let planned: Vec<_> = rows.iter().map(|u| Planned::User(u, &how)).collect();
+    tx.read_ahead(&planned).unwrap();
+    let mut seen = Vec::new();
+    for (i, u) in rows.iter().enumerate() {
+        seen.push(match tx.upsert_user(u.clone(), &how) {
+            Ok(Outcome::Created(_)) => "created".to_string(),
+            Ok(Outcome::Updated(_, changed)) => format!("updated {}", changed.join(",")),
+            Ok(Outcome::Unchanged(_)) => "unchanged".to_string(),
+            Err(e) => format!("refused: {e}"),
+        });
+        if i == 1 || i == 2 {
+            tx.commit_pipelined().unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    let users = rec.store().count(Kind::User).unwrap();
+    seen.push(format!("{users} users"));
+    seen
+}
+
+#[test]
+fn reading_ahead_changes_no_outcome() {
+    let expected = [
+        "updated firstName,groups",
+        "created",
+        "created",
+        "updated firstName,mail",
+        "updated mail",
+        "refused: groups \"nobody\" names a group that does not exist",
+        "3 users",
+    ];
+    let (_dir, rec) = fresh();
+    assert_eq!(read_ahead_outcomes(&rec), expected, "redb (no read-ahead)");
+
+    let cluster = crate::test_postgres::TestPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EngineOptions {
+        postgres: Some(crate::PostgresOptions {
+            url: cluster.url(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let store = Arc::new(Store::open(EngineKind::Postgres, dir.path(), &opts).unwrap());
+    let rec = Reconciler::new(store, Settings::default()).unwrap();
+    assert_eq!(read_ahead_outcomes(&rec), expected, "postgres (read-ahead)");
+}

@@ -53,6 +53,9 @@ pub struct Tx<'r> {
     /// A snapshot of the store for look-ups, opened on first use and
     /// dropped when a commit lands (it would not see it).
     reader: RefCell<Option<Box<dyn Reader + 'r>>>,
+    /// What [`Tx::read_ahead`](super::read_ahead) fetched: the store's
+    /// answer for these keys, until a batch of this Tx writes one of them.
+    fetched: HashMap<Vec<u8>, Option<Vec<u8>>>,
     next_seq: u64,
     events: u64,
     pub(super) source: Source,
@@ -102,6 +105,7 @@ impl<'r> Tx<'r> {
             overlay: HashMap::new(),
             inflight: None,
             reader: RefCell::new(None),
+            fetched: HashMap::new(),
             next_seq,
             events: 0,
             source,
@@ -228,11 +232,60 @@ impl<'r> Tx<'r> {
         if let Some(v) = self.inflight.as_ref().and_then(|i| i.overlay.get(key)) {
             return Ok(v.clone());
         }
+        if let Some(v) = self.fetched.get(key) {
+            return Ok(v.clone());
+        }
+        Ok(self.with_reader(|r| r.get(key))?)
+    }
+
+    /// Run `read` on the snapshot, opened on first use.
+    fn with_reader<T>(
+        &self,
+        read: impl FnOnce(&dyn Reader) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
         let mut reader = self.reader.borrow_mut();
         if reader.is_none() {
             *reader = Some(self.store.engine().reader()?);
         }
-        Ok(reader.as_ref().expect("just opened").get(key)?)
+        read(reader.as_deref().expect("just opened"))
+    }
+
+    /// Whether each look-up is a round trip to another process.
+    pub(super) fn reads_are_remote(&self) -> Result<bool, StoreError> {
+        Ok(self.with_reader(|r| Ok(r.is_remote()))?)
+    }
+
+    /// Fetch, in one request, the keys of `wanted` this Tx cannot answer
+    /// yet; later reads of them wait for nothing.
+    pub(super) fn fetch(&mut self, wanted: &[Vec<u8>]) -> Result<(), StoreError> {
+        let inflight = self.inflight.as_ref().map(|i| &i.overlay);
+        let mut missing: Vec<&[u8]> = wanted
+            .iter()
+            .map(Vec::as_slice)
+            .filter(|k| {
+                !self.overlay.contains_key(*k)
+                    && !inflight.is_some_and(|o| o.contains_key(*k))
+                    && !self.fetched.contains_key(*k)
+            })
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let values = self.with_reader(|r| r.get_many(&missing))?;
+        let found: Vec<_> = missing
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .zip(values)
+            .collect();
+        self.fetched.extend(found);
+        Ok(())
+    }
+
+    /// Drop what was read ahead.
+    pub(super) fn forget_read_ahead(&mut self) {
+        self.fetched = HashMap::new();
     }
 
     pub(super) fn load<T: Stored>(&self, id: Uuid) -> Result<Option<T>, StoreError> {
@@ -285,6 +338,11 @@ impl<'r> Tx<'r> {
     fn settle(&mut self) -> Result<(), StoreError> {
         if let Some(inflight) = self.inflight.take() {
             self.reader.get_mut().take();
+            // The store moved at these keys (and only there: the writer
+            // lock is ours).
+            for key in inflight.overlay.keys() {
+                self.fetched.remove(key);
+            }
             match inflight.handle.join() {
                 Ok(Ok(())) => *self.guard = inflight.next_seq,
                 Ok(Err(e)) => return Err(e.into()),

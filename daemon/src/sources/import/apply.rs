@@ -16,7 +16,7 @@ use std::sync::mpsc;
 
 use idsync_schema::csv_format::RowError;
 use idsync_schema::Source;
-use idsync_store::reconcile::{Outcome, Reconciler, Tx, UserWrite, WriteError};
+use idsync_store::reconcile::{Outcome, Planned, Reconciler, Tx, UserWrite, WriteError};
 use idsync_store::{Actor, StoreError};
 
 use super::finish::{finish, refuse_file, verdict};
@@ -174,6 +174,7 @@ impl<'j, 'a> Apply<'j, 'a> {
         let opts = self.job.opts;
         let rows_last_line = rows.last().map(|r| r.line);
         let first_record = records - rows.len() as u64;
+        tx.read_ahead(&self.planned(&rows))?;
         for (i, row) in rows.into_iter().enumerate() {
             let line = row.line;
             self.row(&mut tx, row)?;
@@ -205,6 +206,19 @@ impl<'j, 'a> Apply<'j, 'a> {
         self.records_done = records;
         self.last_line = rows_last_line.unwrap_or(self.last_line);
         Ok(tx)
+    }
+
+    /// What the valid rows of a chunk will write, for the look-ups
+    /// [`Tx::read_ahead`] can do for them at once.
+    fn planned<'r>(&'r self, rows: &'r [Parsed]) -> Vec<Planned<'r>> {
+        rows.iter()
+            .filter_map(|row| row.input.as_ref().ok())
+            .map(|input| match input {
+                Input::User(u) => Planned::User(u, &self.user_write),
+                Input::Group(g) => Planned::Group(g),
+                Input::Asset(a) => Planned::Asset(a),
+            })
+            .collect()
     }
 
     /// Apply one row and note its fate in the counts and the spools.
