@@ -128,14 +128,6 @@ pub trait Reader {
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
         keys.iter().map(|k| self.get(k)).collect()
     }
-
-    /// Whether each read is a round trip to another process: a writer
-    /// then reads ahead what it will look up, in one [`Reader::get_many`]
-    /// (a CSV import on PostgreSQL otherwise waits for two round trips a
-    /// row).
-    fn is_remote(&self) -> bool {
-        false
-    }
 }
 
 /// A key-value engine. Keys and values are opaque bytes; keys sort bytewise.
@@ -146,6 +138,14 @@ pub trait Reader {
 pub trait Engine: Send + Sync {
     /// Short engine name for logs and metrics ("redb", "sled").
     fn name(&self) -> &'static str;
+
+    /// Whether each read is a round trip to another process (PostgreSQL):
+    /// a writer then reads ahead what it will look up, in one
+    /// [`Reader::get_many`], and a server lets other requests run while one
+    /// waits for its answer.
+    fn is_remote(&self) -> bool {
+        false
+    }
 
     /// Read one key.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError>;

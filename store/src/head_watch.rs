@@ -43,6 +43,10 @@ impl Engine for HeadWatch {
         self.inner.name()
     }
 
+    fn is_remote(&self) -> bool {
+        self.inner.is_remote()
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
         self.inner.get(key)
     }

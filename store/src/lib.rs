@@ -123,6 +123,12 @@ impl Store {
         &self.engine
     }
 
+    /// Whether each read is a round trip to another process (the
+    /// PostgreSQL engine).
+    pub fn is_remote(&self) -> bool {
+        self.engine.is_remote()
+    }
+
     /// Wakes up whenever the change log's head moves (connectors wait on
     /// it instead of polling).
     pub fn subscribe_head(&self) -> tokio::sync::watch::Receiver<u64> {

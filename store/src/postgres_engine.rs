@@ -344,6 +344,10 @@ impl Engine for PostgresEngine {
         NAME
     }
 
+    fn is_remote(&self) -> bool {
+        true
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
         let (pool, key) = (self.pool.clone(), key.to_vec());
         self.run(async move {
@@ -499,10 +503,6 @@ impl Reader for PostgresReader<'_> {
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
         let wanted: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
         self.on_snapshot(|client| async move { (many_read(&client, wanted).await, client) })
-    }
-
-    fn is_remote(&self) -> bool {
-        true
     }
 }
 

@@ -70,8 +70,20 @@ fn as_owner(program: &Path, args: &[&str]) -> Command {
 }
 
 impl TestPostgres {
-    /// A new cluster, accepting connections.
+    /// A new cluster, accepting connections, without fsync (tests only
+    /// need it to answer).
     pub fn start() -> Self {
+        Self::start_with(&["-c", "fsync=off"])
+    }
+
+    /// A new cluster with PostgreSQL's default durability (benchmarks:
+    /// a commit waits for the disk, as in production).
+    pub fn start_durable() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A new cluster started with `settings` (`postgres` arguments).
+    fn start_with(settings: &[&str]) -> Self {
         let bin = bin_dir();
         let dir =
             std::env::temp_dir().join(format!("idsync-pg-{}-{}", std::process::id(), free_port()));
@@ -98,25 +110,27 @@ impl TestPostgres {
         .expect("initdb runs");
         assert!(status.success(), "initdb failed in {}", dir.display());
         let port = free_port();
-        let child = as_owner(
-            &bin.join("postgres"),
-            &[
-                "-D",
-                &data.to_string_lossy(),
-                "-k",
-                &dir.to_string_lossy(),
-                "-p",
-                &port.to_string(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("postgres starts");
+        let (data, socket_dir, port_text) = (
+            data.to_string_lossy(),
+            dir.to_string_lossy(),
+            port.to_string(),
+        );
+        let mut args = vec![
+            "-D",
+            &data,
+            "-k",
+            &socket_dir,
+            "-p",
+            &port_text,
+            "-c",
+            "listen_addresses=127.0.0.1",
+        ];
+        args.extend_from_slice(settings);
+        let child = as_owner(&bin.join("postgres"), &args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("postgres starts");
         let cluster = Self { dir, child, port };
         // Listening is not ready: until recovery ends it refuses sessions
         // ("the database system is starting up"); pg_isready waits for it.
@@ -136,7 +150,30 @@ impl TestPostgres {
 
     /// The URL of database `postgres` as its superuser.
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        self.url_of("postgres")
+    }
+
+    /// The URL of `database` as the superuser.
+    pub fn url_of(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// `psql` on `database` as the superuser, quiet, stopping at the
+    /// first error; add `-c …` and run it.
+    pub fn psql(&self, database: &str) -> Command {
+        let mut c = Command::new(bin_dir().join("psql"));
+        c.args([
+            "-q",
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .args(["-p", &self.port.to_string(), "-d", database]);
+        c
     }
 
     /// The port it listens on.

@@ -251,8 +251,8 @@ impl<'r> Tx<'r> {
     }
 
     /// Whether each look-up is a round trip to another process.
-    pub(super) fn reads_are_remote(&self) -> Result<bool, StoreError> {
-        Ok(self.with_reader(|r| Ok(r.is_remote()))?)
+    pub(super) fn reads_are_remote(&self) -> bool {
+        self.store.is_remote()
     }
 
     /// Fetch, in one request, the keys of `wanted` this Tx cannot answer

@@ -212,7 +212,7 @@ async fn on<R: Resource>(
     match (rest, &req.method) {
         ([], _) if get => {
             let q = Query::from_params(&req.query)?;
-            list::list::<R>(state, q).map(Response::written)
+            state.reading(|| list::list::<R>(state, q).map(Response::written))
         }
         ([], &Method::POST) => write::create::<R>(state, req).await,
         ([".search"], &Method::POST) => {
@@ -221,9 +221,10 @@ async fn on<R: Resource>(
                 .as_ref()
                 .ok_or_else(|| syntax("a search needs a body"))?;
             mapping::require_schema(body, SEARCH_SCHEMA)?;
-            list::list::<R>(state, Query::from_body(body)?).map(Response::written)
+            let q = Query::from_body(body)?;
+            state.reading(|| list::list::<R>(state, q).map(Response::written))
         }
-        ([id], _) if get => read::read_one::<R>(state, id, req),
+        ([id], _) if get => state.reading(|| read::read_one::<R>(state, id, req)),
         ([id], &Method::PUT) => write::replace::<R>(state, parse_id::<R>(id)?, req).await,
         ([id], &Method::PATCH) => write::patch::<R>(state, parse_id::<R>(id)?, req).await,
         ([id], &Method::DELETE) => write::delete::<R>(state, parse_id::<R>(id)?, req).await,

@@ -39,6 +39,23 @@ impl State {
         self.rec.store()
     }
 
+    /// Run `read`, which reads the store, in a request's task. On a store
+    /// across the network each read waits for a round trip: the worker
+    /// hands its other tasks over for that long
+    /// ([`tokio::task::block_in_place`]), so one waiting request does not
+    /// hold up the others (with two workers, two reads in flight were
+    /// the whole server's). An embedded store answers faster than the hand-over
+    /// costs.
+    pub(crate) fn reading<T>(&self, read: impl FnOnce() -> T) -> T {
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread && self.store().is_remote() {
+            tokio::task::block_in_place(read)
+        } else {
+            read()
+        }
+    }
+
     /// The absolute URL locations and references start with.
     pub(crate) fn base(&self) -> &str {
         &self.url_base

@@ -88,7 +88,7 @@ pub(crate) async fn create<R: Resource>(
         Ok(id)
     })
     .await?;
-    written::<R>(state, id, 201, req)
+    state.reading(|| written::<R>(state, id, 201, req))
 }
 
 /// PUT: replace object `id` with the body.
@@ -162,7 +162,7 @@ where
         members::change(tx, id, members.as_ref())
     })
     .await?;
-    written::<R>(state, id, 200, req)
+    state.reading(|| written::<R>(state, id, 200, req))
 }
 
 /// DELETE of object `id` (for users under `scim.delete_deactivates`, a

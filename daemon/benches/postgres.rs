@@ -1,0 +1,178 @@
+//! The PostgreSQL benchmark (issue 18): the release `idsync` on its
+//! embedded store (redb) and on PostgreSQL, side by side in one run, with
+//! PostgreSQL's own ceiling for the same rows as the reference.
+//!
+//! `cargo bench -p idsync --bench postgres [-- --users 1000000 --runs 3 --seconds 10 --connections 64]`
+//!
+//! It starts a throwaway PostgreSQL cluster (Debian's `postgresql`, as the
+//! tests do, but with the default durability: a commit waits for the
+//! disk) and measures, `--runs` times each, medians printed:
+//! - **import**: `idsync import users` of `--users` users into a fresh
+//!   redb store, then into a fresh database;
+//! - **COPY**: PostgreSQL's `COPY` of the very keys and values the first
+//!   import wrote (dumped from its table) into a fresh table with the same
+//!   primary key: what PostgreSQL itself does with those rows at best;
+//! - **SCIM** on the daemon over each store: GET `/Users/{id}` (ids spread
+//!   over all users) and POST `/Users` (durable creates), with wrk.
+//!
+//! PostgreSQL, idsync and wrk share the machine's cores.
+
+mod common;
+
+use std::path::Path;
+use std::time::Instant;
+
+use common::{by_id_script, ensure_wrk, list, measure, median, post_script, some_ids, start, stop};
+use idsync_store::test_postgres::TestPostgres;
+
+struct Args {
+    users: usize,
+    runs: usize,
+    seconds: u64,
+    connections: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        users: 1_000_000,
+        runs: 3,
+        seconds: 10,
+        connections: 64,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    for (i, flag) in argv.iter().enumerate() {
+        let number = || {
+            argv.get(i + 1)
+                .and_then(|v| v.parse::<usize>().ok())
+                .expect("a number after the flag")
+        };
+        match flag.as_str() {
+            "--users" => a.users = number(),
+            "--runs" => a.runs = number(),
+            "--seconds" => a.seconds = number() as u64,
+            "--connections" => a.connections = number(),
+            _ => {} // cargo bench passes `--bench`
+        }
+    }
+    a
+}
+
+/// `sql` on `database` through psql.
+fn psql(pg: &TestPostgres, database: &str, sql: &str) {
+    let ok = pg
+        .psql(database)
+        .args(["-c", sql])
+        .status()
+        .expect("run psql")
+        .success();
+    assert!(ok, "psql failed: {sql}");
+}
+
+/// One line of figures: the median of `seconds` and its rows per second.
+fn report_import(label: &str, users: usize, seconds: &[f64]) -> f64 {
+    let m = median(seconds.to_vec());
+    let runs: Vec<String> = seconds.iter().map(|s| format!("{s:.1}")).collect();
+    println!(
+        "{label:<34} {m:>7.1} s  {:>9.0} rows/s   (runs: {} s)",
+        users as f64 / m,
+        runs.join(", ")
+    );
+    m
+}
+
+fn main() {
+    let a = args();
+    ensure_wrk();
+    let idsync = Path::new(env!("CARGO_BIN_EXE_idsync"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let pg = TestPostgres::start_durable();
+    let csv = dir.join("users.csv");
+    common::write_users_csv(&csv, a.users);
+    println!(
+        "{} users, {} runs each (medians); SCIM: wrk -t2 -c{} -d{}s",
+        a.users, a.runs, a.connections, a.seconds
+    );
+
+    let mut redb = Vec::new();
+    let mut postgres = Vec::new();
+    for run in 0..a.runs {
+        let data = dir.join(format!("redb-{run}/data"));
+        redb.push(common::import(idsync, &data, &csv, &[]));
+        psql(&pg, "postgres", &format!("CREATE DATABASE run{run}"));
+        let env = [
+            ("IDSYNC_STORE__ENGINE", "postgres".to_string()),
+            (
+                "IDSYNC_STORE__POSTGRES__URL",
+                pg.url_of(&format!("run{run}")),
+            ),
+        ];
+        let data = dir.join(format!("pg-{run}/data"));
+        postgres.push(common::import(idsync, &data, &csv, &env));
+    }
+    report_import("import, redb", a.users, &redb);
+    let on_postgres = report_import("import, postgres", a.users, &postgres);
+
+    // PostgreSQL's ceiling: the same keys and values, by COPY.
+    let dump = dir.join("kv.copy");
+    psql(
+        &pg,
+        "run0",
+        &format!("\\copy idsync_kv TO '{}'", dump.display()),
+    );
+    let mut copy = Vec::new();
+    for run in 0..a.runs {
+        let db = format!("copy{run}");
+        psql(&pg, "postgres", &format!("CREATE DATABASE {db}"));
+        psql(
+            &pg,
+            &db,
+            "CREATE TABLE idsync_kv (k bytea PRIMARY KEY, v bytea NOT NULL)",
+        );
+        let started = Instant::now();
+        psql(
+            &pg,
+            &db,
+            &format!("\\copy idsync_kv FROM '{}'", dump.display()),
+        );
+        copy.push(started.elapsed().as_secs_f64());
+    }
+    let by_copy = report_import("COPY of the same rows, postgres", a.users, &copy);
+    println!(
+        "import on postgres at {:.0}% of COPY's rate",
+        100.0 * by_copy / on_postgres
+    );
+
+    // SCIM over each store: the last run's redb store and database.
+    let last = a.runs - 1;
+    let stores = [
+        (
+            "redb",
+            dir.join(format!("redb-{last}")),
+            "[store]".to_string(),
+        ),
+        (
+            "postgres",
+            dir.join(format!("pg-{last}")),
+            format!(
+                "[store]\nengine = \"postgres\"\n[store.postgres]\nurl = \"{}\"",
+                pg.url_of(&format!("run{last}"))
+            ),
+        ),
+    ];
+    for (label, dir, store) in &stores {
+        let (child, port) = start(dir, idsync, store, a.connections);
+        let ids = some_ids(port, a.users);
+        for (name, script) in [
+            ("GET /Users/{id}", by_id_script(dir, &ids)),
+            ("POST /Users (durable)", post_script(dir)),
+        ] {
+            let (rps, p99, runs, errors) = measure(port, &script, a.seconds, a.connections, a.runs);
+            println!(
+                "SCIM {label:<9} {name:<24} {rps:>9.0} req/s   p99 {p99:>8.2} ms   (runs: {}; non-2xx: {errors})",
+                list(&runs)
+            );
+        }
+        stop(child);
+    }
+}
