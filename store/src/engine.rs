@@ -28,6 +28,13 @@ pub enum Op {
 pub struct Batch {
     /// The writes, applied in order (a later op on the same key wins).
     pub ops: Vec<Op>,
+    /// What keys must hold when the batch applies (`None`: be absent),
+    /// checked in the batch's own transaction: when one does not, nothing
+    /// is written and `write` answers [`EngineError::Conflict`]. The
+    /// change log's head is one: a batch numbered from a head that moved
+    /// meanwhile (a commit whose answer was lost, another writer) must
+    /// not land, or it would overwrite events under the same numbers.
+    pub expect: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl Batch {
@@ -43,9 +50,26 @@ impl Batch {
     pub fn delete(&mut self, key: impl Into<Vec<u8>>) {
         self.ops.push(Op::Delete(key.into()));
     }
+    /// Apply only while `key` holds `value` (`None`: is absent).
+    pub fn expect(&mut self, key: impl Into<Vec<u8>>, value: Option<Vec<u8>>) {
+        self.expect.push((key.into(), value));
+    }
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+
+    /// The first expectation `current` (a key's value now) does not meet.
+    pub(crate) fn unmet(
+        &self,
+        mut current: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, EngineError>,
+    ) -> Result<Option<&[u8]>, EngineError> {
+        for (key, wanted) in &self.expect {
+            if current(key)? != *wanted {
+                return Ok(Some(key));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -66,6 +90,20 @@ pub enum EngineError {
         engine: &'static str,
         message: String,
     },
+    /// A batch's expectation did not hold (see [`Batch::expect`]): the
+    /// store moved under the writer; nothing of the batch was written.
+    #[error("{engine} store: {key} changed under this writer (another writer, or a commit whose answer was lost); nothing written")]
+    Conflict { engine: &'static str, key: String },
+}
+
+impl EngineError {
+    /// The conflict error of `engine` on `key`.
+    pub(crate) fn conflict(engine: &'static str, key: &[u8]) -> Self {
+        EngineError::Conflict {
+            engine,
+            key: String::from_utf8_lossy(key).into_owned(),
+        }
+    }
 }
 
 /// Which engine to use (`store.engine` in the config).

@@ -188,6 +188,7 @@ pub fn bench_raw_batch_writes(
         let in_batch = (rows - seq).min(batch_rows as u64);
         let mut batch = Batch {
             ops: Vec::with_capacity(in_batch as usize * 4),
+            expect: Vec::new(),
         };
         for _ in 0..in_batch {
             seq += 1;

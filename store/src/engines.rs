@@ -66,7 +66,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::open_engine;
-    use crate::engine::{Batch, Engine, EngineKind, EngineOptions};
+    use crate::engine::{Batch, Engine, EngineError, EngineKind, EngineOptions};
 
     /// Small cache: the tests touch little data, and a small cache makes the
     /// engines actually read pages back from disk.
@@ -175,6 +175,36 @@ mod tests {
             ]
         );
         assert!(engine.get_many(&[]).unwrap().is_empty());
+    }
+
+    /// A batch lands only while its expectations hold, checked with it:
+    /// otherwise nothing of it is written.
+    fn expectations_guard_a_batch(engine: &dyn Engine) {
+        let batch = |expect: Option<&[u8]>, value: &[u8]| {
+            let mut b = Batch::new();
+            b.expect(b"h".as_slice(), expect.map(<[u8]>::to_vec));
+            b.put(b"h".as_slice(), value);
+            b.put(value, value);
+            b
+        };
+        // Absent, as expected.
+        engine.write(batch(None, b"1")).unwrap();
+        // Expected absent, but present: nothing written.
+        let e = engine.write(batch(None, b"x")).unwrap_err();
+        assert!(
+            matches!(e, EngineError::Conflict { ref key, .. } if key == "h"),
+            "{e}"
+        );
+        // Expected another value: nothing written.
+        let e = engine.write(batch(Some(b"0"), b"y")).unwrap_err();
+        assert!(matches!(e, EngineError::Conflict { .. }), "{e}");
+        // The value it holds.
+        engine.write(batch(Some(b"1"), b"2")).unwrap();
+        assert_eq!(engine.get(b"h").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(engine.get(b"x").unwrap(), None);
+        assert_eq!(engine.get(b"y").unwrap(), None);
+        assert_eq!(engine.get(b"1").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(engine.get(b"2").unwrap(), Some(b"2".to_vec()));
     }
 
     fn scan_prefix_ordering(engine: &dyn Engine) {
@@ -503,6 +533,10 @@ mod tests {
                 #[test]
                 fn get_many_order_and_missing() {
                     with_engine($kind, super::get_many_order_and_missing);
+                }
+                #[test]
+                fn expectations_guard_a_batch() {
+                    with_engine($kind, super::expectations_guard_a_batch);
                 }
                 #[test]
                 fn scan_prefix_ordering() {

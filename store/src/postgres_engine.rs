@@ -96,6 +96,11 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 /// second process on the same database is refused at start.
 const SOLE_WRITER_LOCK: i64 = 0x6964_7379_6e63; // "idsync"
 
+/// The transaction advisory lock a batch with expectations holds while it
+/// checks and writes ([`Batch::expect`]).
+const EXPECTING: i64 = 0x6964_7379_6e64;
+const EXPECTING_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
+
 /// The engine's runtime, shut down without waiting when dropped: the
 /// store may be dropped (or fail to open) inside the daemon's own runtime,
 /// where waiting for another runtime's threads is not allowed.
@@ -383,11 +388,12 @@ impl Engine for PostgresEngine {
         }))
     }
 
-    fn write(&self, batch: Batch) -> Result<(), EngineError> {
+    fn write(&self, mut batch: Batch) -> Result<(), EngineError> {
         if batch.is_empty() {
             return Ok(());
         }
         let (pool, durable) = (self.pool.clone(), self.durable);
+        let expect = std::mem::take(&mut batch.expect);
         let FinalOps {
             put_keys,
             put_values,
@@ -400,6 +406,21 @@ impl Engine for PostgresEngine {
                 tx.batch_execute("SET LOCAL synchronous_commit = off")
                     .await
                     .map_err(io_err)?;
+            }
+            if !expect.is_empty() {
+                // Batches with expectations take turns (until the commit):
+                // two cannot both see the same head, even when it is still
+                // absent (a row lock cannot lock a missing row).
+                tx.execute(EXPECTING_LOCK, &[&EXPECTING])
+                    .await
+                    .map_err(io_err)?;
+                let stmt = tx.prepare_cached(GET).await.map_err(io_err)?;
+                for (key, wanted) in &expect {
+                    let row = tx.query_opt(&stmt, &[key]).await.map_err(io_err)?;
+                    if row.map(|r| r.get::<_, Vec<u8>>(0)) != *wanted {
+                        return Err(EngineError::conflict(NAME, key));
+                    }
+                }
             }
             if !deletes.is_empty() {
                 let stmt = tx.prepare_cached(DELETE_MANY).await.map_err(io_err)?;

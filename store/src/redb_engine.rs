@@ -12,7 +12,9 @@
 use std::ops::Bound;
 use std::path::Path;
 
-use redb::{Database, Durability, ReadableDatabase, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 
 use super::engine::{
     scan_start, visit_range, Batch, Engine, EngineError, EngineOptions, Op, Reader,
@@ -142,6 +144,11 @@ impl Engine for RedbEngine {
         let txn = self.begin_write(self.durable)?;
         {
             let mut table = txn.open_table(KV).map_err(io_err)?;
+            let unmet = batch
+                .unmet(|key| Ok(table.get(key).map_err(io_err)?.map(|v| v.value().to_vec())))?;
+            if let Some(key) = unmet {
+                return Err(EngineError::conflict("redb", key));
+            }
             for op in &batch.ops {
                 match op {
                     Op::Put(key, value) => {

@@ -130,6 +130,12 @@ impl Engine for SledEngine {
             // Nothing to make atomic; skipping saves a flush.
             return Ok(());
         }
+        // Checked before the batch, not in it: the keys expected are the
+        // reconciler's (the head), which only its writer lock writes.
+        let unmet = batch.unmet(|key| Ok(self.db.get(key).map_err(io_err)?.map(|v| v.to_vec())))?;
+        if let Some(key) = unmet {
+            return Err(EngineError::conflict("sled", key));
+        }
         // `sled::Batch` keeps one entry per key, so replaying the ops in
         // order gives "a later op on the same key wins" for free.
         let mut sled_batch = sled::Batch::default();

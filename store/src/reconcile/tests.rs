@@ -655,3 +655,43 @@ fn reading_ahead_changes_no_outcome() {
     let rec = Reconciler::new(store, Settings::default()).unwrap();
     assert_eq!(read_ahead_outcomes(&rec), expected, "postgres (read-ahead)");
 }
+
+/// Two writers on one store (here two reconcilers; in production a commit
+/// whose answer was lost, or another process on one database): a batch
+/// numbered from a head that moved does not land, and the next
+/// transaction numbers from the store's head. The log stays gap-free and
+/// each change is in it once.
+#[test]
+fn a_batch_numbered_from_a_moved_head_does_not_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(Store::open(EngineKind::Redb, dir.path(), &EngineOptions::default()).unwrap());
+    let first = Reconciler::new(Arc::clone(&store), Settings::default()).unwrap();
+    let second = Reconciler::new(Arc::clone(&store), Settings::default()).unwrap();
+    let group = |rec: &Reconciler, name: &str| {
+        let mut tx = rec.begin(Source::Api, Actor::default());
+        tx.upsert_group(GroupInput::new(name)).unwrap();
+        tx.commit()
+    };
+    assert_eq!(group(&first, "a").unwrap().head, 1);
+    // `second` still numbers from 1: refused, nothing written.
+    let e = group(&second, "b").unwrap_err();
+    assert!(
+        matches!(e, StoreError::Engine(crate::EngineError::Conflict { .. })),
+        "{e}"
+    );
+    assert_eq!(store.head().unwrap(), 1);
+    assert!(store.lookup(Index::GroupName, "b").unwrap().is_none());
+    // Its next transaction reads the head first.
+    assert_eq!(group(&second, "b").unwrap().head, 2);
+    let e = group(&first, "c").unwrap_err().to_string();
+    assert!(e.contains("changed under this writer"), "{e}");
+    assert_eq!(group(&first, "c").unwrap().head, 3);
+    let seqs: Vec<u64> = store
+        .changes(0, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+}

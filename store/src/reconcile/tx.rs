@@ -66,7 +66,15 @@ pub struct Tx<'r> {
     /// [`Tx::savepoint`], newest last (empty until one is taken).
     undo: Vec<(Vec<u8>, Option<Queued>)>,
     recording: bool,
+    /// Why the change log's head could not be read after a failed write:
+    /// this transaction's numbers are unknown, so it commits nothing.
+    unknown_head: Option<String>,
 }
+
+/// The writer lock's value after a write that failed without saying
+/// whether it landed (a lost connection during a commit): the next
+/// transaction reads the head from the store. Sequence numbers start at 1.
+const HEAD_UNKNOWN: u64 = 0;
 
 /// A point a [`Tx`] can roll back to: everything queued after it is
 /// forgotten, what was queued before stays (one request of a shared batch
@@ -97,6 +105,16 @@ impl<'r> Tx<'r> {
         source: Source,
         actor: Actor,
     ) -> Self {
+        let mut guard = guard;
+        let mut unknown_head = None;
+        if *guard == HEAD_UNKNOWN {
+            // A write failed without saying whether it landed: number from
+            // the store's head, not from memory.
+            match store.head() {
+                Ok(head) => *guard = head + 1,
+                Err(e) => unknown_head = Some(e.to_string()),
+            }
+        }
         let next_seq = *guard;
         Tx {
             guard,
@@ -113,6 +131,7 @@ impl<'r> Tx<'r> {
             now: OffsetDateTime::now_utc(),
             undo: Vec::new(),
             recording: false,
+            unknown_head,
         }
     }
 
@@ -345,30 +364,50 @@ impl<'r> Tx<'r> {
             }
             match inflight.handle.join() {
                 Ok(Ok(())) => *self.guard = inflight.next_seq,
-                Ok(Err(e)) => return Err(e.into()),
+                Ok(Err(e)) => {
+                    *self.guard = HEAD_UNKNOWN;
+                    return Err(e.into());
+                }
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
         Ok(())
     }
 
-    /// Turn the queued writes (plus the head) into a sorted engine batch.
-    fn take_batch(&mut self) -> (Overlay, u64) {
+    /// The queued writes (plus the head), the head after them, and the
+    /// head they move from when they add events; refused when this
+    /// transaction's numbers are unknown.
+    fn take_batch(&mut self) -> Result<(Overlay, u64, Option<u64>), StoreError> {
+        if let Some(why) = &self.unknown_head {
+            return Err(EngineError::Io {
+                engine: "store",
+                message: format!(
+                    "nothing written: the change log's head is unknown after a failed write ({why})"
+                ),
+            }
+            .into());
+        }
         // Savepoints do not reach past a commit.
         self.undo.clear();
         let head = self.next_seq - 1;
-        if self.events > 0 {
+        let from = (self.events > 0).then(|| *self.guard - 1);
+        if from.is_some() {
             self.overlay
                 .insert(keys::HEAD.to_vec(), Some(head.to_be_bytes().to_vec()));
         }
-        (std::mem::take(&mut self.overlay), head)
+        Ok((std::mem::take(&mut self.overlay), head, from))
     }
 
-    fn to_batch(overlay: &Overlay) -> Batch {
+    /// A sorted engine batch of `overlay`; moving the head from `from`,
+    /// it lands only if the head is still there.
+    fn to_batch(overlay: &Overlay, from: Option<u64>) -> Batch {
         // Sorted keys let B-tree engines fill pages in order.
         let mut entries: Vec<_> = overlay.iter().collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut batch = Batch::new();
+        if let Some(from) = from {
+            batch.expect(keys::HEAD, (from > 0).then(|| from.to_be_bytes().to_vec()));
+        }
         for (k, v) in entries {
             match v {
                 Some(v) => batch.put(k.clone(), v.clone()),
@@ -387,14 +426,14 @@ impl<'r> Tx<'r> {
         self.settle()?;
         let durable_head = *self.guard - 1;
         let events = self.events;
-        let (overlay, _) = self.take_batch();
+        let (overlay, _, from) = self.take_batch()?;
         if !overlay.is_empty() {
             let overlay = Arc::new(overlay);
             let store = Arc::clone(self.store);
             let shared = Arc::clone(&overlay);
             let handle = std::thread::Builder::new()
                 .name("idsync-commit".into())
-                .spawn(move || store.engine().write(Self::to_batch(&shared)))
+                .spawn(move || store.engine().write(Self::to_batch(&shared, from)))
                 .map_err(|e| EngineError::Io {
                     engine: "store",
                     message: format!("cannot start the commit thread: {e}"),
@@ -418,9 +457,12 @@ impl<'r> Tx<'r> {
     pub fn commit(mut self) -> Result<Committed, StoreError> {
         self.settle()?;
         let events = self.events;
-        let (overlay, head) = self.take_batch();
+        let (overlay, head, from) = self.take_batch()?;
         if !overlay.is_empty() {
-            self.store.engine().write(Self::to_batch(&overlay))?;
+            if let Err(e) = self.store.engine().write(Self::to_batch(&overlay, from)) {
+                *self.guard = HEAD_UNKNOWN;
+                return Err(e.into());
+            }
         }
         *self.guard = self.next_seq;
         Ok(Committed { events, head })
