@@ -16,8 +16,11 @@ use std::time::{Duration, Instant};
 /// One running cluster.
 pub struct TestPostgres {
     dir: PathBuf,
-    child: Child,
+    /// The server; `None` while stopped ([`TestPostgres::stop`]).
+    child: Option<Child>,
     port: u16,
+    /// `postgres` arguments beyond the data dir, socket dir and port.
+    settings: Vec<String>,
 }
 
 /// The newest installed PostgreSQL's `bin` directory.
@@ -84,7 +87,6 @@ impl TestPostgres {
 
     /// A new cluster started with `settings` (`postgres` arguments).
     fn start_with(settings: &[&str]) -> Self {
-        let bin = bin_dir();
         let dir =
             std::env::temp_dir().join(format!("idsync-pg-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).expect("the cluster's directory");
@@ -93,7 +95,7 @@ impl TestPostgres {
             .status();
         let data = dir.join("data");
         let status = as_owner(
-            &bin.join("initdb"),
+            &bin_dir().join("initdb"),
             &[
                 "-A",
                 "trust",
@@ -109,11 +111,24 @@ impl TestPostgres {
         .status()
         .expect("initdb runs");
         assert!(status.success(), "initdb failed in {}", dir.display());
-        let port = free_port();
-        let (data, socket_dir, port_text) = (
-            data.to_string_lossy(),
-            dir.to_string_lossy(),
-            port.to_string(),
+        let mut cluster = Self {
+            dir,
+            child: None,
+            port: free_port(),
+            settings: settings.iter().map(|s| s.to_string()).collect(),
+        };
+        cluster.start_again();
+        cluster
+    }
+
+    /// Start the server of a stopped cluster (same data, same port), and
+    /// wait until it accepts sessions.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the cluster runs already");
+        let (data, socket_dir, port) = (
+            self.dir.join("data").to_string_lossy().into_owned(),
+            self.dir.to_string_lossy().into_owned(),
+            self.port.to_string(),
         );
         let mut args = vec![
             "-D",
@@ -121,23 +136,23 @@ impl TestPostgres {
             "-k",
             &socket_dir,
             "-p",
-            &port_text,
+            &port,
             "-c",
             "listen_addresses=127.0.0.1",
         ];
-        args.extend_from_slice(settings);
-        let child = as_owner(&bin.join("postgres"), &args)
+        args.extend(self.settings.iter().map(String::as_str));
+        let child = as_owner(&bin_dir().join("postgres"), &args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("postgres starts");
-        let cluster = Self { dir, child, port };
+        self.child = Some(child);
         // Listening is not ready: until recovery ends it refuses sessions
         // ("the database system is starting up"); pg_isready waits for it.
         let deadline = Instant::now() + Duration::from_secs(30);
         let ready = || {
-            Command::new(bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+            Command::new(bin_dir().join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &port])
                 .status()
                 .is_ok_and(|s| s.success())
         };
@@ -145,7 +160,28 @@ impl TestPostgres {
             assert!(Instant::now() < deadline, "postgres did not get ready");
             std::thread::sleep(Duration::from_millis(50));
         }
-        cluster
+    }
+
+    /// Stop the server (a fast shutdown: sessions are cut, as when the
+    /// database goes away under load); [`TestPostgres::start_again`]
+    /// brings it back.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SIGINT is PostgreSQL's fast shutdown.
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// The URL of database `postgres` as its superuser.
@@ -184,19 +220,7 @@ impl TestPostgres {
 
 impl Drop for TestPostgres {
     fn drop(&mut self) {
-        // SIGINT is PostgreSQL's fast shutdown.
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
