@@ -15,6 +15,8 @@
 //! a tokio worker included (blocking it as a disk read would).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -129,9 +131,11 @@ pub struct PostgresEngine {
     runtime: OwnRuntime,
     pool: Pool,
     durable: bool,
-    /// The connection holding [`SOLE_WRITER_LOCK`] (released when it
-    /// closes, with the engine).
-    _lock: tokio_postgres::Client,
+    /// Whether this process holds [`SOLE_WRITER_LOCK`] now: a connection
+    /// kept for it holds it, and takes it back when the database comes
+    /// back after losing it (see [`keep_sole_writer`]); writes wait for
+    /// it.
+    lock_held: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for PostgresEngine {
@@ -185,12 +189,12 @@ impl PostgresEngine {
             .build()
             .map(|r| OwnRuntime(Some(r)))
             .map_err(|e| open_err(e.to_string()))?;
-        let lock = sole_writer(&runtime, lock_config).map_err(open_err)?;
+        let lock_held = sole_writer(&runtime, lock_config).map_err(open_err)?;
         let engine = Self {
             runtime,
             pool,
             durable,
-            _lock: lock,
+            lock_held,
         };
         let pool = engine.pool.clone();
         engine
@@ -230,37 +234,91 @@ fn run_on<T: Send + 'static>(
     })
 }
 
-/// A connection of its own that holds [`SOLE_WRITER_LOCK`], or why not.
+/// A connection of its own that holds [`SOLE_WRITER_LOCK`], kept by a
+/// task on `runtime` for the engine's life; the flag says whether the lock
+/// is held now. Fails when another process holds it.
 fn sole_writer(
     runtime: &tokio::runtime::Runtime,
     config: tokio_postgres::Config,
-) -> Result<tokio_postgres::Client, String> {
-    let locked = run_on(runtime, async move {
-        let (client, connection) = config.connect(NoTls).await.map_err(io_err)?;
-        tokio::spawn(connection);
-        // A process killed a moment ago still holds it until its server
-        // process notices the closed connection: wait a little.
-        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
-        loop {
-            let row = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&SOLE_WRITER_LOCK])
-                .await
-                .map_err(io_err)?;
-            if row.get::<_, bool>(0) {
-                return Ok(Some(client));
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(None);
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    })
+) -> Result<Arc<AtomicBool>, String> {
+    let first = config.clone();
+    // A process killed a moment ago still holds it until its server
+    // process notices the closed connection: wait a little.
+    let locked = run_on(
+        runtime,
+        async move { take_sole_writer(&first, LOCK_WAIT).await },
+    )
     .map_err(|e| e.to_string())?;
-    locked.ok_or_else(|| {
-        "another idsync process uses this database \
-         (one process per database until replicas are supported: docs/operations.md)"
-            .into()
-    })
+    let Some(held) = locked else {
+        return Err("another idsync process uses this database \
+             (one process per database until replicas are supported: docs/operations.md)"
+            .into());
+    };
+    let flag = Arc::new(AtomicBool::new(true));
+    runtime.spawn(keep_sole_writer(config, held, Arc::clone(&flag)));
+    Ok(flag)
+}
+
+/// A connection holding the lock: its client, and the task driving it,
+/// which ends when the connection does.
+type LockConnection = (tokio_postgres::Client, tokio::task::JoinHandle<()>);
+
+/// Connect and try for [`SOLE_WRITER_LOCK`] until `wait` has passed;
+/// `None` when another session holds it.
+async fn take_sole_writer(
+    config: &tokio_postgres::Config,
+    wait: Duration,
+) -> Result<Option<LockConnection>, EngineError> {
+    let (client, connection) = config.connect(NoTls).await.map_err(io_err)?;
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let row = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&SOLE_WRITER_LOCK])
+            .await
+            .map_err(io_err)?;
+        if row.get::<_, bool>(0) {
+            return Ok(Some((client, driver)));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Hold the lock for the engine's life. A session lock ends with its
+/// connection: when the database restarts, another idsync could take it.
+/// So when the connection ends, writes stop (`held` false) until this
+/// task has taken the lock again, every second; while another process
+/// holds it, they stay stopped (and say so).
+async fn keep_sole_writer(
+    config: tokio_postgres::Config,
+    mut held: LockConnection,
+    flag: Arc<AtomicBool>,
+) {
+    loop {
+        let _ = (&mut held.1).await;
+        flag.store(false, Ordering::SeqCst);
+        tracing::warn!("lost the connection holding the database's writer lock: writes wait until it is taken again");
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match take_sole_writer(&config, Duration::ZERO).await {
+                Ok(Some(again)) => {
+                    held = again;
+                    flag.store(true, Ordering::SeqCst);
+                    tracing::info!("the database's writer lock is held again");
+                    break;
+                }
+                Ok(None) => tracing::error!(
+                    "another idsync process took this database's writer lock: this one writes nothing until it can take it back"
+                ),
+                Err(_) => {} // the database is not back yet
+            }
+        }
+    }
 }
 
 /// One key's value, on a pooled connection (the engine's own reads and a
@@ -391,6 +449,15 @@ impl Engine for PostgresEngine {
     fn write(&self, mut batch: Batch) -> Result<(), EngineError> {
         if batch.is_empty() {
             return Ok(());
+        }
+        if !self.lock_held.load(Ordering::SeqCst) {
+            return Err(EngineError::Io {
+                engine: NAME,
+                message: "nothing written: this process does not hold the database's writer lock \
+                          (lost with its connection; taken back once the database answers and no \
+                          other idsync holds it)"
+                    .into(),
+            });
         }
         let (pool, durable) = (self.pool.clone(), self.durable);
         let expect = std::mem::take(&mut batch.expect);

@@ -172,6 +172,29 @@ fn a_database_restart_under_load_loses_nothing_acknowledged() {
     // Written again after the outage, by the same daemon.
     let r = s.post("/Users", user("after", "after@example.org", "Load"));
     assert_eq!(r.status, 201, "{}", r.body);
+    // The writer lock went with the old connections; the daemon took it
+    // back, so a second daemon is still refused.
+    let mut second = s.env.serve(&[]);
+    let status = second.wait(Duration::from_secs(30)).expect("it stops");
+    assert!(
+        !status.success(),
+        "a second daemon started: {}",
+        second.log()
+    );
+    assert!(
+        second
+            .log()
+            .contains("another idsync process uses this database"),
+        "{}",
+        second.log()
+    );
+    assert!(
+        s.daemon
+            .log()
+            .contains("the database's writer lock is held again"),
+        "{}",
+        s.daemon.log()
+    );
     for login in &acked {
         let r = s.filter("Users", &format!("userName eq \"{login}\""));
         assert_eq!(r.body["totalResults"], 1, "{login}: {}", r.body);
