@@ -629,6 +629,68 @@ mod tests {
         with_engine(EngineKind::Postgres, reader_is_a_snapshot);
     }
 
+    /// With `ca_file`, connections use TLS and verify the server: a
+    /// cluster that rejects plain connections is used; one whose
+    /// certificate another CA signed is refused, and so is `sslmode=require`
+    /// without a CA to verify with.
+    #[test]
+    fn postgres_over_tls_verifies_the_server() {
+        let cluster = crate::test_postgres::TestPostgres::start_tls();
+        let dir = tempfile::tempdir().unwrap();
+        let open = |url: String, ca_file: Option<std::path::PathBuf>| {
+            let opts = EngineOptions {
+                postgres: Some(crate::PostgresOptions {
+                    url,
+                    ca_file,
+                    ..Default::default()
+                }),
+                ..opts()
+            };
+            open_engine(EngineKind::Postgres, dir.path(), &opts)
+        };
+        let engine = open(cluster.url(), Some(cluster.ca_file())).expect("TLS, verified");
+        put_all(&*engine, &[b"over-tls"]);
+        assert_eq!(engine.get(b"over-tls").unwrap(), Some(b"over-tls".to_vec()));
+        drop(engine);
+
+        let refused = |result: Result<Box<dyn Engine>, EngineError>| match result {
+            Ok(_) => panic!("opened"),
+            Err(e) => e.to_string(),
+        };
+        let plain = refused(open(cluster.url(), None));
+        assert!(plain.contains("rejects connection") && plain.contains("no encryption"), "{plain}");
+
+        let other = dir.path().join("other-ca.pem");
+        let made = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=another CA"])
+            .arg("-keyout")
+            .arg(dir.path().join("other.key"))
+            .arg("-out")
+            .arg(&other)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let untrusted = refused(open(cluster.url(), Some(other)));
+        assert!(untrusted.contains("certificate"), "{untrusted}");
+
+        let url = format!("{}?sslmode=require", cluster.url());
+        let no_ca = refused(open(url, None));
+        assert!(
+            no_ca.contains("sslmode=require needs store.postgres.ca_file"),
+            "{no_ca}"
+        );
+    }
+
     /// Until replicas share a database, a second process on it is refused
     /// (its change log numbers would collide); the first one's end frees it.
     #[test]

@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::engine::{Batch, Engine, EngineError, Op, Reader};
 
@@ -57,6 +59,9 @@ pub struct PostgresOptions {
     pub pool_size: usize,
     /// Longest a statement may run before PostgreSQL cancels it.
     pub statement_timeout: Duration,
+    /// TLS to the database, its certificate verified (chain and host name)
+    /// against the CA certificates (PEM) in this file; plain TCP without.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for PostgresOptions {
@@ -66,16 +71,28 @@ impl Default for PostgresOptions {
             password: None,
             pool_size: 16,
             statement_timeout: Duration::from_secs(30),
+            ca_file: None,
         }
     }
 }
 
 /// Wrap any driver or pool error, keeping its own message (the driver's
 /// includes the server's: "db error: ERROR: …").
-fn io_err(e: impl std::fmt::Display) -> EngineError {
+fn io_err(e: impl std::error::Error) -> EngineError {
+    // The driver's errors keep their cause apart ("error performing TLS
+    // handshake" says nothing of the certificate): name each.
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        source = cause.source();
+    }
     EngineError::Io {
         engine: NAME,
-        message: e.to_string(),
+        message,
     }
 }
 
@@ -167,14 +184,9 @@ impl PostgresEngine {
         config.connect_timeout(Duration::from_secs(10));
         let timeout_ms = opts.statement_timeout.as_millis();
         config.options(format!("-c statement_timeout={timeout_ms}"));
+        let tls = Tls::from_options(opts, &mut config).map_err(open_err)?;
         let lock_config = config.clone();
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager = tls.manager(config);
         let pool = Pool::builder(manager)
             .max_size(opts.pool_size.max(2))
             .runtime(Runtime::Tokio1)
@@ -189,7 +201,7 @@ impl PostgresEngine {
             .build()
             .map(|r| OwnRuntime(Some(r)))
             .map_err(|e| open_err(e.to_string()))?;
-        let lock_held = sole_writer(&runtime, lock_config).map_err(open_err)?;
+        let lock_held = sole_writer(&runtime, lock_config, tls).map_err(open_err)?;
         let engine = Self {
             runtime,
             pool,
@@ -240,14 +252,14 @@ fn run_on<T: Send + 'static>(
 fn sole_writer(
     runtime: &tokio::runtime::Runtime,
     config: tokio_postgres::Config,
+    tls: Tls,
 ) -> Result<Arc<AtomicBool>, String> {
-    let first = config.clone();
+    let (first, first_tls) = (config.clone(), tls.clone());
     // A process killed a moment ago still holds it until its server
     // process notices the closed connection: wait a little.
-    let locked = run_on(
-        runtime,
-        async move { take_sole_writer(&first, LOCK_WAIT).await },
-    )
+    let locked = run_on(runtime, async move {
+        take_sole_writer(&first, &first_tls, LOCK_WAIT).await
+    })
     .map_err(|e| e.to_string())?;
     let Some(held) = locked else {
         return Err("another idsync process uses this database \
@@ -255,24 +267,110 @@ fn sole_writer(
             .into());
     };
     let flag = Arc::new(AtomicBool::new(true));
-    runtime.spawn(keep_sole_writer(config, held, Arc::clone(&flag)));
+    runtime.spawn(keep_sole_writer(config, tls, held, Arc::clone(&flag)));
     Ok(flag)
 }
 
-/// A connection holding the lock: its client, and the task driving it,
-/// which ends when the connection does.
+/// A connection: its client, and the task driving it, which ends when the
+/// connection does.
 type LockConnection = (tokio_postgres::Client, tokio::task::JoinHandle<()>);
+
+/// How connections are made: plain TCP, or TLS with the server's
+/// certificate verified against `store.postgres.ca_file`.
+#[derive(Clone)]
+enum Tls {
+    Off,
+    Verified(MakeRustlsConnect),
+}
+
+impl Tls {
+    /// From the options; `config` is told to require TLS when it is on.
+    fn from_options(
+        opts: &PostgresOptions,
+        config: &mut tokio_postgres::Config,
+    ) -> Result<Self, String> {
+        let Some(path) = &opts.ca_file else {
+            if config.get_ssl_mode() == SslMode::Require {
+                return Err("sslmode=require needs store.postgres.ca_file \
+                            (the CA certificate that signed the server's)"
+                    .into());
+            }
+            return Ok(Tls::Off);
+        };
+        config.ssl_mode(SslMode::Require);
+        Ok(Tls::Verified(MakeRustlsConnect::new(client_tls(path)?)))
+    }
+
+    /// A pool manager making connections this way.
+    fn manager(&self, config: tokio_postgres::Config) -> Manager {
+        let recycling = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        match self {
+            Tls::Off => Manager::from_config(config, NoTls, recycling),
+            Tls::Verified(tls) => Manager::from_config(config, tls.clone(), recycling),
+        }
+    }
+
+    /// One connection made this way, its driver spawned.
+    async fn connect(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> Result<LockConnection, EngineError> {
+        fn drive<F: Future + Send + 'static>(connection: F) -> tokio::task::JoinHandle<()>
+        where
+            F::Output: Send,
+        {
+            tokio::spawn(async move {
+                let _ = connection.await;
+            })
+        }
+        match self {
+            Tls::Off => {
+                let (client, connection) = config.connect(NoTls).await.map_err(io_err)?;
+                Ok((client, drive(connection)))
+            }
+            Tls::Verified(tls) => {
+                let (client, connection) = config.connect(tls.clone()).await.map_err(io_err)?;
+                Ok((client, drive(connection)))
+            }
+        }
+    }
+}
+
+/// A rustls client configuration (ring provider) trusting only the CA
+/// certificates of `path`.
+fn client_tls(path: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let shown =
+        |e: &dyn std::fmt::Display| format!("store.postgres.ca_file {}: {e}", path.display());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| shown(&e))? {
+        roots
+            .add(cert.map_err(|e| shown(&e))?)
+            .map_err(|e| shown(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(shown(&"no certificate in it"));
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| shown(&e))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
 
 /// Connect and try for [`SOLE_WRITER_LOCK`] until `wait` has passed;
 /// `None` when another session holds it.
 async fn take_sole_writer(
     config: &tokio_postgres::Config,
+    tls: &Tls,
     wait: Duration,
 ) -> Result<Option<LockConnection>, EngineError> {
-    let (client, connection) = config.connect(NoTls).await.map_err(io_err)?;
-    let driver = tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let (client, driver) = tls.connect(config).await?;
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let row = client
@@ -296,6 +394,7 @@ async fn take_sole_writer(
 /// holds it, they stay stopped (and say so).
 async fn keep_sole_writer(
     config: tokio_postgres::Config,
+    tls: Tls,
     mut held: LockConnection,
     flag: Arc<AtomicBool>,
 ) {
@@ -305,7 +404,7 @@ async fn keep_sole_writer(
         tracing::warn!("lost the connection holding the database's writer lock: writes wait until it is taken again");
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            match take_sole_writer(&config, Duration::ZERO).await {
+            match take_sole_writer(&config, &tls, Duration::ZERO).await {
                 Ok(Some(again)) => {
                     held = again;
                     flag.store(true, Ordering::SeqCst);

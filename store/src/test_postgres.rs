@@ -85,8 +85,125 @@ impl TestPostgres {
         Self::start_with(&[])
     }
 
+    /// A new cluster that takes TLS connections only (`hostssl` in
+    /// `pg_hba.conf`, a plain one is rejected), with a certificate for
+    /// 127.0.0.1 from a CA made by `openssl` ([`TestPostgres::ca_file`]).
+    pub fn start_tls() -> Self {
+        let mut cluster = Self::init(&["-c", "fsync=off", "-c", "ssl=on"]);
+        let dir = cluster.dir.clone();
+        let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+        let ext = dir.join("server.ext");
+        std::fs::write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("the extensions file");
+        let openssl = |args: &[&str]| {
+            let ok = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "openssl {args:?} failed");
+        };
+        let new_key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"],
+                &new_key[..],
+                &[
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=idsync test CA",
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"],
+                &new_key[..],
+                &[
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ]);
+        for f in [&cert, &key] {
+            let _ = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(f)
+                .status();
+        }
+        let _ = Command::new("chmod").arg("600").arg(&key).status();
+        cluster.settings.extend(
+            [
+                format!("ssl_cert_file={}", cert.display()),
+                format!("ssl_key_file={}", key.display()),
+            ]
+            .into_iter()
+            .flat_map(|v| ["-c".to_string(), v]),
+        );
+        let hba = cluster.dir.join("data/pg_hba.conf");
+        std::fs::write(
+            &hba,
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .expect("pg_hba.conf");
+        cluster.start_again();
+        cluster
+    }
+
+    /// The CA certificate of a [`TestPostgres::start_tls`] cluster's
+    /// server certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
     /// A new cluster started with `settings` (`postgres` arguments).
     fn start_with(settings: &[&str]) -> Self {
+        let mut cluster = Self::init(settings);
+        cluster.start_again();
+        cluster
+    }
+
+    /// A new cluster's data, not started.
+    fn init(settings: &[&str]) -> Self {
         let dir =
             std::env::temp_dir().join(format!("idsync-pg-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).expect("the cluster's directory");
@@ -111,14 +228,12 @@ impl TestPostgres {
         .status()
         .expect("initdb runs");
         assert!(status.success(), "initdb failed in {}", dir.display());
-        let mut cluster = Self {
+        Self {
             dir,
             child: None,
             port: free_port(),
             settings: settings.iter().map(|s| s.to_string()).collect(),
-        };
-        cluster.start_again();
-        cluster
+        }
     }
 
     /// Start the server of a stopped cluster (same data, same port), and

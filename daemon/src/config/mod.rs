@@ -131,6 +131,9 @@ pub struct PostgresConfig {
     pub pool_size: usize,
     /// Longest a statement may run, in milliseconds.
     pub statement_timeout_ms: u64,
+    /// The CA certificate(s), PEM, that signed the server's: connections
+    /// then use TLS and verify the server (chain and host name).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for PostgresConfig {
@@ -141,6 +144,7 @@ impl Default for PostgresConfig {
             password_file: None,
             pool_size: d.pool_size,
             statement_timeout_ms: d.statement_timeout.as_millis() as u64,
+            ca_file: None,
         }
     }
 }
@@ -431,6 +435,7 @@ impl Config {
             password,
             pool_size: pg.pool_size,
             statement_timeout: std::time::Duration::from_millis(pg.statement_timeout_ms),
+            ca_file: pg.ca_file.clone(),
         })
     }
 
