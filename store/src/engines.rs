@@ -87,13 +87,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         if kind == EngineKind::Postgres {
             let cluster = crate::test_postgres::TestPostgres::start();
-            let opts = EngineOptions {
-                postgres: Some(crate::PostgresOptions {
-                    url: cluster.url(),
-                    ..Default::default()
-                }),
-                ..opts()
-            };
+            let opts = cluster.engine_options(opts());
             let engine = open_engine(kind, dir.path(), &opts).expect("open postgres");
             test(&*engine);
             drop(engine);
@@ -658,7 +652,10 @@ mod tests {
             Err(e) => e.to_string(),
         };
         let plain = refused(open(cluster.url(), None));
-        assert!(plain.contains("rejects connection") && plain.contains("no encryption"), "{plain}");
+        assert!(
+            plain.contains("rejects connection") && plain.contains("no encryption"),
+            "{plain}"
+        );
 
         let other = dir.path().join("other-ca.pem");
         let made = Command::new("openssl")
@@ -697,13 +694,7 @@ mod tests {
     fn one_engine_per_postgres_database() {
         let cluster = crate::test_postgres::TestPostgres::start();
         let dir = tempfile::tempdir().unwrap();
-        let opts = EngineOptions {
-            postgres: Some(crate::PostgresOptions {
-                url: cluster.url(),
-                ..Default::default()
-            }),
-            ..opts()
-        };
+        let opts = cluster.engine_options(opts());
         let first = open_engine(EngineKind::Postgres, dir.path(), &opts).unwrap();
         let Err(second) = open_engine(EngineKind::Postgres, dir.path(), &opts) else {
             panic!("a second engine opened the same database");

@@ -304,6 +304,17 @@ impl TestPostgres {
         self.url_of("postgres")
     }
 
+    /// Engine options for database `postgres` (the rest: `base`'s).
+    pub fn engine_options(&self, base: crate::EngineOptions) -> crate::EngineOptions {
+        crate::EngineOptions {
+            postgres: Some(crate::PostgresOptions {
+                url: self.url(),
+                ..Default::default()
+            }),
+            ..base
+        }
+    }
+
     /// The URL of `database` as the superuser.
     pub fn url_of(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)

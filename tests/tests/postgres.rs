@@ -23,6 +23,25 @@ fn on_postgres(pg: &TestPostgres) -> String {
     )
 }
 
+/// Start a second daemon on `s`'s installation (the same database) and
+/// see it refused for the database's writer lock.
+fn a_second_daemon_is_refused(s: &Scim) {
+    let mut second = s.env.serve(&[]);
+    let status = second.wait(Duration::from_secs(30)).expect("it stops");
+    assert!(
+        !status.success(),
+        "a second daemon started: {}",
+        second.log()
+    );
+    assert!(
+        second
+            .log()
+            .contains("another idsync process uses this database"),
+        "{}",
+        second.log()
+    );
+}
+
 /// A token for `idsync status` (the monitor role).
 const MONITOR: &str = "idsync_monitor-token-for-the-postgres-test";
 
@@ -81,16 +100,7 @@ fn the_daemon_keeps_its_store_in_postgres() {
     assert_eq!(r.body["totalResults"], 1, "{}", r.body);
 
     // A second daemon on the same database is refused at start.
-    let mut second = s.env.serve(&[]);
-    let status = second.wait(Duration::from_secs(30)).expect("it stops");
-    assert!(!status.success());
-    assert!(
-        second
-            .log()
-            .contains("another idsync process uses this database"),
-        "{}",
-        second.log()
-    );
+    a_second_daemon_is_refused(&s);
 
     // SIGKILL, then a restart: every acknowledged write is there.
     s.daemon.signal("KILL");
@@ -174,20 +184,7 @@ fn a_database_restart_under_load_loses_nothing_acknowledged() {
     assert_eq!(r.status, 201, "{}", r.body);
     // The writer lock went with the old connections; the daemon took it
     // back, so a second daemon is still refused.
-    let mut second = s.env.serve(&[]);
-    let status = second.wait(Duration::from_secs(30)).expect("it stops");
-    assert!(
-        !status.success(),
-        "a second daemon started: {}",
-        second.log()
-    );
-    assert!(
-        second
-            .log()
-            .contains("another idsync process uses this database"),
-        "{}",
-        second.log()
-    );
+    a_second_daemon_is_refused(&s);
     assert!(
         s.daemon
             .log()

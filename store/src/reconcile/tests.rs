@@ -644,13 +644,7 @@ fn reading_ahead_changes_no_outcome() {
 
     let cluster = crate::test_postgres::TestPostgres::start();
     let dir = tempfile::tempdir().unwrap();
-    let opts = EngineOptions {
-        postgres: Some(crate::PostgresOptions {
-            url: cluster.url(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let opts = cluster.engine_options(EngineOptions::default());
     let store = Arc::new(Store::open(EngineKind::Postgres, dir.path(), &opts).unwrap());
     let rec = Reconciler::new(store, Settings::default()).unwrap();
     assert_eq!(read_ahead_outcomes(&rec), expected, "postgres (read-ahead)");
