@@ -124,10 +124,15 @@ fn lenient(raw: &str) -> &str {
 /// Lenient mode keys the value it stores: keyed by the raw text instead,
 /// ` "a@x.org" ` and `a@x.org` were two keys for one value, and both rows
 /// were accepted (found by fuzzing, docs/fuzzing.md).
+///
+/// Blanks are what [`cell`] trims (space and tab), nothing more: trimmed
+/// as Unicode white space, a name of one no-break space had no key while
+/// the value kept it, and two such rows were both accepted (found by
+/// fuzzing).
 fn key_text(raw: &str, blanks: Blanks) -> &str {
     match blanks {
-        Blanks::Strict => raw.trim(),
-        Blanks::Lenient => lenient(raw).trim(),
+        Blanks::Strict => raw.trim_matches([' ', '\t']),
+        Blanks::Lenient => lenient(raw),
     }
 }
 
@@ -781,6 +786,14 @@ mod tests {
         let a = AssetLayout::detect(&["name"][..]);
         assert_eq!(a.key_cell(&["web-1 "][..], Blanks::Lenient), Some("web-1"));
         assert_eq!(a.key_cell(&["\"\""][..], Blanks::Lenient), Some("\"\""));
+        // Only space and tab are blanks: a value of other white space is
+        // kept, and keyed as kept.
+        for blanks in [Blanks::Strict, Blanks::Lenient] {
+            assert_eq!(a.key_cell(&["\u{a0}"][..], blanks), Some("\u{a0}"));
+            assert_eq!(a.key_cell(&[" \u{a0}\t"][..], blanks), Some("\u{a0}"));
+            let parsed = a.parse(&["\u{a0}"][..], blanks).expect("a name");
+            assert_eq!(parsed.name, "\u{a0}");
+        }
     }
 
     #[test]
