@@ -44,7 +44,7 @@ impl Tx<'_> {
     /// ahead (its rows are applied by now): memory stays one chunk's.
     pub fn read_ahead(&mut self, rows: &[Planned<'_>]) -> Result<(), StoreError> {
         self.forget_read_ahead();
-        if !self.reads_are_remote() {
+        if !self.store().is_remote() {
             return Ok(());
         }
         let lookups: Vec<(Index, &str)> = rows.iter().flat_map(|row| lookups_of(*row)).collect();

@@ -269,11 +269,6 @@ impl<'r> Tx<'r> {
         read(reader.as_deref().expect("just opened"))
     }
 
-    /// Whether each look-up is a round trip to another process.
-    pub(super) fn reads_are_remote(&self) -> bool {
-        self.store.is_remote()
-    }
-
     /// Fetch, in one request, the keys of `wanted` this Tx cannot answer
     /// yet; later reads of them wait for nothing.
     pub(super) fn fetch(&mut self, wanted: &[Vec<u8>]) -> Result<(), StoreError> {
@@ -302,9 +297,15 @@ impl<'r> Tx<'r> {
         Ok(())
     }
 
-    /// Drop what was read ahead.
+    /// Drop what was read ahead (keeping the table's room for the next
+    /// chunk).
     pub(super) fn forget_read_ahead(&mut self) {
-        self.fetched = HashMap::new();
+        self.fetched.clear();
+    }
+
+    /// The store this transaction writes.
+    pub(super) fn store(&self) -> &Store {
+        self.store
     }
 
     pub(super) fn load<T: Stored>(&self, id: Uuid) -> Result<Option<T>, StoreError> {

@@ -19,12 +19,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::config::SslMode;
-use tokio_postgres::NoTls;
-use tokio_postgres_rustls::MakeRustlsConnect;
+use deadpool_postgres::{Object, Pool, Runtime};
 
 use super::engine::{Batch, Engine, EngineError, Op, Reader};
+
+mod reader;
+mod tls;
+mod url;
+mod writer_lock;
+
+use reader::PostgresReader;
+use tls::Tls;
+use url::redacted;
+pub use url::url_has_password;
+use writer_lock::sole_writer;
 
 /// Name reported by [`Engine::name`] and used in error messages.
 const NAME: &str = "postgres";
@@ -110,11 +118,6 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// The session advisory lock one idsync holds on its database: until
-/// several replicas share one (a gap-free change log across writers), a
-/// second process on the same database is refused at start.
-const SOLE_WRITER_LOCK: i64 = 0x6964_7379_6e63; // "idsync"
-
 /// The transaction advisory lock a batch with expectations holds while it
 /// checks and writes ([`Batch::expect`]).
 const EXPECTING: i64 = 0x6964_7379_6e64;
@@ -139,9 +142,6 @@ impl Drop for OwnRuntime {
         }
     }
 }
-
-/// How long a start waits for [`SOLE_WRITER_LOCK`].
-const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// An [`Engine`] on one table of a PostgreSQL database.
 pub struct PostgresEngine {
@@ -246,180 +246,6 @@ fn run_on<T: Send + 'static>(
     })
 }
 
-/// A connection of its own that holds [`SOLE_WRITER_LOCK`], kept by a
-/// task on `runtime` for the engine's life; the flag says whether the lock
-/// is held now. Fails when another process holds it.
-fn sole_writer(
-    runtime: &tokio::runtime::Runtime,
-    config: tokio_postgres::Config,
-    tls: Tls,
-) -> Result<Arc<AtomicBool>, String> {
-    let (first, first_tls) = (config.clone(), tls.clone());
-    // A process killed a moment ago still holds it until its server
-    // process notices the closed connection: wait a little.
-    let locked = run_on(runtime, async move {
-        take_sole_writer(&first, &first_tls, LOCK_WAIT).await
-    })
-    .map_err(|e| e.to_string())?;
-    let Some(held) = locked else {
-        return Err("another idsync process uses this database \
-             (one process per database until replicas are supported: docs/operations.md)"
-            .into());
-    };
-    let flag = Arc::new(AtomicBool::new(true));
-    runtime.spawn(keep_sole_writer(config, tls, held, Arc::clone(&flag)));
-    Ok(flag)
-}
-
-/// A connection: its client, and the task driving it, which ends when the
-/// connection does.
-type LockConnection = (tokio_postgres::Client, tokio::task::JoinHandle<()>);
-
-/// How connections are made: plain TCP, or TLS with the server's
-/// certificate verified against `store.postgres.ca_file`.
-#[derive(Clone)]
-enum Tls {
-    Off,
-    Verified(MakeRustlsConnect),
-}
-
-impl Tls {
-    /// From the options; `config` is told to require TLS when it is on.
-    fn from_options(
-        opts: &PostgresOptions,
-        config: &mut tokio_postgres::Config,
-    ) -> Result<Self, String> {
-        let Some(path) = &opts.ca_file else {
-            if config.get_ssl_mode() == SslMode::Require {
-                return Err("sslmode=require needs store.postgres.ca_file \
-                            (the CA certificate that signed the server's)"
-                    .into());
-            }
-            return Ok(Tls::Off);
-        };
-        config.ssl_mode(SslMode::Require);
-        Ok(Tls::Verified(MakeRustlsConnect::new(client_tls(path)?)))
-    }
-
-    /// A pool manager making connections this way.
-    fn manager(&self, config: tokio_postgres::Config) -> Manager {
-        let recycling = ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        };
-        match self {
-            Tls::Off => Manager::from_config(config, NoTls, recycling),
-            Tls::Verified(tls) => Manager::from_config(config, tls.clone(), recycling),
-        }
-    }
-
-    /// One connection made this way, its driver spawned.
-    async fn connect(
-        &self,
-        config: &tokio_postgres::Config,
-    ) -> Result<LockConnection, EngineError> {
-        fn drive<F: Future + Send + 'static>(connection: F) -> tokio::task::JoinHandle<()>
-        where
-            F::Output: Send,
-        {
-            tokio::spawn(async move {
-                let _ = connection.await;
-            })
-        }
-        match self {
-            Tls::Off => {
-                let (client, connection) = config.connect(NoTls).await.map_err(io_err)?;
-                Ok((client, drive(connection)))
-            }
-            Tls::Verified(tls) => {
-                let (client, connection) = config.connect(tls.clone()).await.map_err(io_err)?;
-                Ok((client, drive(connection)))
-            }
-        }
-    }
-}
-
-/// A rustls client configuration (ring provider) trusting only the CA
-/// certificates of `path`.
-fn client_tls(path: &std::path::Path) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let shown =
-        |e: &dyn std::fmt::Display| format!("store.postgres.ca_file {}: {e}", path.display());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| shown(&e))? {
-        roots
-            .add(cert.map_err(|e| shown(&e))?)
-            .map_err(|e| shown(&e))?;
-    }
-    if roots.is_empty() {
-        return Err(shown(&"no certificate in it"));
-    }
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| shown(&e))?
-    .with_root_certificates(roots)
-    .with_no_client_auth())
-}
-
-/// Connect and try for [`SOLE_WRITER_LOCK`] until `wait` has passed;
-/// `None` when another session holds it.
-async fn take_sole_writer(
-    config: &tokio_postgres::Config,
-    tls: &Tls,
-    wait: Duration,
-) -> Result<Option<LockConnection>, EngineError> {
-    let (client, driver) = tls.connect(config).await?;
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let row = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&SOLE_WRITER_LOCK])
-            .await
-            .map_err(io_err)?;
-        if row.get::<_, bool>(0) {
-            return Ok(Some((client, driver)));
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Ok(None);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Hold the lock for the engine's life. A session lock ends with its
-/// connection: when the database restarts, another idsync could take it.
-/// So when the connection ends, writes stop (`held` false) until this
-/// task has taken the lock again, every second; while another process
-/// holds it, they stay stopped (and say so).
-async fn keep_sole_writer(
-    config: tokio_postgres::Config,
-    tls: Tls,
-    mut held: LockConnection,
-    flag: Arc<AtomicBool>,
-) {
-    loop {
-        let _ = (&mut held.1).await;
-        flag.store(false, Ordering::SeqCst);
-        tracing::warn!("lost the connection holding the database's writer lock: writes wait until it is taken again");
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            match take_sole_writer(&config, &tls, Duration::ZERO).await {
-                Ok(Some(again)) => {
-                    held = again;
-                    flag.store(true, Ordering::SeqCst);
-                    tracing::info!("the database's writer lock is held again");
-                    break;
-                }
-                Ok(None) => tracing::error!(
-                    "another idsync process took this database's writer lock: this one writes nothing until it can take it back"
-                ),
-                Err(_) => {} // the database is not back yet
-            }
-        }
-    }
-}
-
 /// One key's value, on a pooled connection (the engine's own reads and a
 /// snapshot reader's).
 async fn point_read(client: &Object, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
@@ -439,32 +265,6 @@ async fn many_read(
     let found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
         rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
     Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
-}
-
-/// A URL's scheme (with `://`), its user, its password when it has one,
-/// and what follows the `@`; `None` when it has no user part.
-fn userinfo(url: &str) -> Option<(&str, &str, Option<&str>, &str)> {
-    let scheme = url.find("://")? + 3;
-    let at = url.rfind('@').filter(|at| *at > scheme)?;
-    let (user, password) = match url[scheme..at].split_once(':') {
-        Some((user, password)) => (user, Some(password)),
-        None => (&url[scheme..at], None),
-    };
-    Some((&url[..scheme], user, password, &url[at..]))
-}
-
-/// Whether a `postgres://` URL carries a password (the configuration
-/// refuses one: it belongs in `password_file`).
-pub fn url_has_password(url: &str) -> bool {
-    userinfo(url).is_some_and(|(_, _, password, _)| password.is_some())
-}
-
-/// The URL without a password, for messages.
-fn redacted(url: &str) -> String {
-    match userinfo(url) {
-        Some((scheme, user, _, rest)) => format!("{scheme}{user}{rest}"),
-        None => url.to_owned(),
-    }
 }
 
 /// What a batch leaves behind: keys to put with their values, and keys to
@@ -539,10 +339,7 @@ impl Engine for PostgresEngine {
             client.batch_execute("SELECT 1").await.map_err(io_err)?;
             Ok(client)
         })?;
-        Ok(Box::new(PostgresReader {
-            engine: self,
-            client: std::sync::Mutex::new(Some(client)),
-        }))
+        Ok(Box::new(PostgresReader::new(self, client)))
     }
 
     fn write(&self, mut batch: Batch) -> Result<(), EngineError> {
@@ -649,62 +446,6 @@ impl Engine for PostgresEngine {
     fn flush(&self) -> Result<(), EngineError> {
         // Every commit is the database's: nothing is held back here.
         Ok(())
-    }
-}
-
-/// A `REPEATABLE READ` transaction on a pooled connection, rolled back
-/// (and the connection returned) when the reader is dropped. The
-/// connection travels to the runtime for each query and comes back.
-struct PostgresReader<'e> {
-    engine: &'e PostgresEngine,
-    client: std::sync::Mutex<Option<Object>>,
-}
-
-impl PostgresReader<'_> {
-    /// Run `read` on the snapshot's connection.
-    fn on_snapshot<T: Send + 'static, F>(
-        &self,
-        read: impl FnOnce(Object) -> F,
-    ) -> Result<T, EngineError>
-    where
-        F: std::future::Future<Output = (Result<T, EngineError>, Object)> + Send + 'static,
-    {
-        let mut held = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        let client = held.take().ok_or_else(|| EngineError::Io {
-            engine: NAME,
-            message: "the snapshot's connection was lost".into(),
-        })?;
-        let future = read(client);
-        let (answer, client) = self.engine.run(async move { Ok(future.await) })?;
-        *held = Some(client);
-        answer
-    }
-}
-
-impl Reader for PostgresReader<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
-        let key = key.to_vec();
-        self.on_snapshot(|client| async move { (point_read(&client, &key).await, client) })
-    }
-
-    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
-        let wanted: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
-        self.on_snapshot(|client| async move { (many_read(&client, wanted).await, client) })
-    }
-}
-
-impl Drop for PostgresReader<'_> {
-    fn drop(&mut self) {
-        let held = self.client.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let Some(client) = held.take() {
-            // Back to the pool only once the snapshot has ended; a failed
-            // rollback drops the connection instead.
-            self.engine.runtime.spawn(async move {
-                if client.batch_execute("ROLLBACK").await.is_err() {
-                    drop(Object::take(client));
-                }
-            });
-        }
     }
 }
 
