@@ -10,7 +10,8 @@
 //! a certificate for its public key with fields decided by the daemon
 //! ([`CaBackend::issue`]), and, for PKCS#12 enrollment, generate the key
 //! and wrap key, certificate and chain in a password-protected file
-//! ([`generate_key`], [`build_p12`]).
+//! ([`generate_key`], [`build_p12`]); sign the CRL of each issuer
+//! ([`CaBackend::publish_crl`], names in [`crl`]).
 //!
 //! One backend exists now, the [`LocalCa`]: a CA whose key idsync holds.
 //! ACME and SCEP backends come later and take the same [`Csr`] and
@@ -27,6 +28,7 @@ use time::OffsetDateTime;
 
 use crate::connector::BoxFuture;
 
+mod crl;
 mod csr;
 mod local;
 mod p12;
@@ -36,6 +38,10 @@ pub(crate) mod pkcs12;
 #[cfg(test)]
 mod tests;
 
+pub use crl::{
+    crl_file_name, crl_url, is_issuer_id, issuer_id, issuer_id_of_chain, CrlSpec, PublishedCrl,
+    RevokedEntry,
+};
 pub use csr::{parse_csr, Csr};
 pub use local::{LocalCa, LocalCaConfig};
 pub use p12::{
@@ -148,6 +154,12 @@ pub trait CaBackend: Send + Sync {
         csr: &'a Csr,
         req: &'a IssueRequest<'a>,
     ) -> BoxFuture<'a, Result<Issued, CaError>>;
+    /// The ids ([`issuer_id`]) of the issuers this backend signs with, each
+    /// of which publishes a CRL.
+    fn issuers(&self) -> Result<Vec<String>, CaError>;
+    /// Sign the CRL `spec` describes, with a cRLNumber above every earlier
+    /// one of its issuer, and keep it where the backend keeps its CRLs.
+    fn publish_crl(&self, spec: &CrlSpec<'_>) -> Result<PublishedCrl, CaError>;
 }
 
 /// Upper-case hex of `bytes` without leading zero bytes, as OpenSSL prints a

@@ -709,6 +709,9 @@ fn ca_loaded_intermediate_issues_with_its_chain() {
     assert_verifies(d, &issued);
     // Cut at the issuer's notAfter (20 days), not the requested 30.
     assert!((issued.not_after - issued.not_before).whole_days() <= 20);
+    // Its CRL repeats the SHA-1 key identifier openssl gave the
+    // intermediate, so openssl finds it and refuses the revoked leaf.
+    crl::assert_revoked_by_crl(&ca, d, &issued);
     let constrained =
         Req::new("a.example.org", &["a.example.org"], &[]).policy(&["*.example.org"], &[]);
     let issued = ca.issue_blocking(&csr, &constrained.get()).unwrap();
@@ -747,3 +750,5 @@ fn ca_backend_trait_issues() {
     let issued = rt.block_on(backend.issue(&csr, &r)).unwrap();
     assert_verifies(tmp.path(), &issued);
 }
+
+mod crl;

@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::profile::KeyType;
+use super::revocation::Revocation;
 use crate::model::Meta;
 
 /// An issued certificate, kept with its asset for download.
@@ -40,5 +41,9 @@ pub struct Certificate {
         skip_serializing_if = "Option::is_none"
     )]
     pub installed: Option<OffsetDateTime>,
+    /// Set once, by `idsync certificates revoke`; the certificate is then
+    /// in its issuer's CRL until it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Revocation>,
     pub meta: Meta,
 }

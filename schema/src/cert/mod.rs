@@ -10,7 +10,8 @@
 //! - `policy`: DNS names, IP ranges and domain policies;
 //! - `subject`: subject templates and the data that fills them;
 //! - `request`: enrollment requests and their state machine;
-//! - `certificate`: the issued certificate.
+//! - `certificate`: the issued certificate;
+//! - `revocation`: why and when one was revoked.
 //!
 //! The modules are private; every item is re-exported here, at
 //! `idsync_schema::cert::…`.
@@ -19,6 +20,7 @@ mod certificate;
 mod policy;
 mod profile;
 mod request;
+mod revocation;
 mod subject;
 #[cfg(test)]
 mod tests;
@@ -29,6 +31,7 @@ pub use profile::{
     CertificateProfile, KeyType, ProfileError, ProfileSettings, ProfileState, Protocol, Usage,
 };
 pub use request::{EnrollmentRequest, RequestStatus};
+pub use revocation::{Revocation, RevocationReason};
 pub use subject::{
     check_subject_template, render_subject, CertificateData, SubjectError, SUBJECT_ATTRIBUTES,
     TEMPLATE_FIELDS,

@@ -6,7 +6,9 @@
 //! - `sub/<sha256 of a domain policy>.key` (0600) and `.crt` (0644): one
 //!   sub-CA per domain policy, created on first use, carrying the policy as
 //!   X.509 name constraints (a second line of defence behind the daemon's
-//!   own name checks).
+//!   own name checks);
+//! - `crl/<issuer id>.crl` (0644): the last CRL each issuer signed (DER),
+//!   replaced atomically by [`LocalCa::publish_crl`].
 //!
 //! Everything is read once at [`LocalCa::open`]: issuing does no file I/O
 //! and parses no key (a sub-CA is created or read once, on its first use).
@@ -17,6 +19,7 @@
 
 mod constraints;
 mod files;
+mod revocation;
 mod signer;
 
 use std::collections::HashMap;
@@ -30,7 +33,7 @@ use time::Duration;
 use zeroize::Zeroizing;
 
 use super::p12::key_pair_for;
-use super::{CaBackend, CaError, Csr, IssueRequest, Issued};
+use super::{CaBackend, CaError, CrlSpec, Csr, IssueRequest, Issued, PublishedCrl};
 use crate::connector::BoxFuture;
 use constraints::{canonical_policy, hex_lower, name_constraints};
 use files::{make_dir, read_certs, read_key, write_new, write_replace};
@@ -87,6 +90,14 @@ pub struct LocalCaConfig {
     /// checks (default true).
     #[serde(default = "default_true")]
     pub name_constraints: bool,
+    /// The base URL the CRLs are published under (`http://host/crl`): when
+    /// set, each certificate issued names its issuer's CRL,
+    /// `<crl_url>/<issuer id>.crl`, as its CRL distribution point. Unset
+    /// (the default), certificates name none; the CRLs are published
+    /// anyway, in `dir/crl/` and at `/crl/<issuer id>.crl` on the admin
+    /// listener.
+    #[serde(default)]
+    pub crl_url: Option<String>,
 }
 
 impl Default for LocalCaConfig {
@@ -100,6 +111,7 @@ impl Default for LocalCaConfig {
             common_name: default_common_name(),
             validity_days: default_validity_days(),
             name_constraints: true,
+            crl_url: None,
         }
     }
 }
@@ -109,8 +121,11 @@ pub struct LocalCa {
     root: Arc<Signer>,
     dir: PathBuf,
     name_constraints: bool,
+    crl_url: Option<String>,
     /// Sub-CAs by the canonical form of their domain policy.
     subs: Mutex<HashMap<String, Arc<Signer>>>,
+    /// The cRLNumber each issuer (by id) last signed.
+    crl_numbers: Mutex<HashMap<String, u64>>,
 }
 
 impl std::fmt::Debug for LocalCa {
@@ -133,6 +148,9 @@ impl LocalCa {
     /// or has expired. `default_dir` is used when `cfg.dir` is unset.
     pub fn open(cfg: &LocalCaConfig, default_dir: &Path) -> Result<LocalCa, CaError> {
         let dir = cfg.dir.clone().unwrap_or_else(|| default_dir.to_path_buf());
+        if let Some(url) = &cfg.crl_url {
+            check_crl_url(url)?;
+        }
         let root = match (&cfg.key_file, &cfg.cert_file) {
             (Some(key_path), Some(cert_path)) => {
                 let key = read_key(key_path)?;
@@ -186,7 +204,9 @@ impl LocalCa {
             root: Arc::new(root),
             dir,
             name_constraints: cfg.name_constraints,
+            crl_url: cfg.crl_url.clone(),
             subs: Mutex::new(HashMap::new()),
+            crl_numbers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -228,9 +248,9 @@ impl LocalCa {
     ) -> Result<Issued, CaError> {
         if self.name_constraints && !req.policy.is_empty() {
             let sub = self.sub_ca(req.policy)?;
-            sign_leaf(&sub, csr, req)
+            sign_leaf(&sub, csr, req, self.crl_url.as_deref())
         } else {
-            sign_leaf(&self.root, csr, req)
+            sign_leaf(&self.root, csr, req, self.crl_url.as_deref())
         }
     }
 
@@ -257,11 +277,7 @@ impl LocalCa {
         let key_path = sub_dir.join(format!("{hash}.key"));
         let cert_path = sub_dir.join(format!("{hash}.crt"));
         if key_path.exists() && cert_path.exists() {
-            let key = read_key(&key_path)?;
-            let cert = read_certs(&cert_path)?.remove(0);
-            let mut above = vec![self.root.cert_der.clone()];
-            above.extend(self.root.above.iter().cloned());
-            let sub = Signer::new(key, cert, above, &key_path, &cert_path)?;
+            let sub = self.read_sub(&key_path, &cert_path)?;
             let fresh = sub.not_after > now() + Duration::days(1);
             if self.root.signed(&sub.cert_der) && fresh {
                 return Ok(sub);
@@ -286,9 +302,48 @@ impl LocalCa {
         let key_pem = Zeroizing::new(key.serialize_pem());
         write_replace(&key_path, key_pem.as_bytes(), 0o600)?;
         write_replace(&cert_path, cert.pem().as_bytes(), 0o644)?;
+        Signer::new(
+            key,
+            cert.der().to_vec(),
+            self.above_subs(),
+            &key_path,
+            &cert_path,
+        )
+    }
+
+    /// A sub-CA from its files.
+    fn read_sub(&self, key_path: &Path, cert_path: &Path) -> Result<Signer, CaError> {
+        let key = read_key(key_path)?;
+        let cert = read_certs(cert_path)?.remove(0);
+        Signer::new(key, cert, self.above_subs(), key_path, cert_path)
+    }
+
+    /// What is above every sub-CA: the CA and the CA's own chain.
+    fn above_subs(&self) -> Vec<Vec<u8>> {
         let mut above = vec![self.root.cert_der.clone()];
         above.extend(self.root.above.iter().cloned());
-        Signer::new(key, cert.der().to_vec(), above, &key_path, &cert_path)
+        above
+    }
+}
+
+/// A `crl_url` a relying party can fetch: an absolute http(s) URL, ASCII,
+/// without a query or fragment (the file name is appended to it).
+fn check_crl_url(url: &str) -> Result<(), CaError> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    let ok = rest.is_some_and(|r| {
+        !r.is_empty()
+            && !r.starts_with('/')
+            && r.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(CaError::Config(format!(
+            "crl_url must be an absolute http:// or https:// URL without spaces, query or fragment, not {url:?}"
+        )))
     }
 }
 
@@ -346,6 +401,14 @@ impl CaBackend for LocalCa {
         req: &'a IssueRequest<'a>,
     ) -> BoxFuture<'a, Result<Issued, CaError>> {
         Box::pin(async move { self.issue_blocking(csr, req) })
+    }
+
+    fn issuers(&self) -> Result<Vec<String>, CaError> {
+        Ok(self.signers()?.iter().map(|s| s.id.clone()).collect())
+    }
+
+    fn publish_crl(&self, spec: &CrlSpec<'_>) -> Result<PublishedCrl, CaError> {
+        LocalCa::publish_crl(self, spec)
     }
 }
 

@@ -1,27 +1,35 @@
 //! What goes into a certificate the local CA makes: a [`Signer`] (a CA key
 //! and its certificate, parsed and checked once, so that issuing parses
 //! nothing), the fields of every CA certificate idsync creates
-//! ([`ca_params`]), and the leaf for a CSR's public key with exactly the
-//! request's fields ([`sign_leaf`]).
+//! ([`ca_params`]), the leaf for a CSR's public key with exactly the
+//! request's fields ([`sign_leaf`]), and the signer's CRL ([`sign_crl`]).
 
 use std::path::Path;
 
 use idsync_schema::cert::{KeyType, Usage};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
-    SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
+    DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
+    KeyPair, KeyUsagePurpose, PublicKeyData, RevokedCertParams, SanType, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
+use x509_parser::extensions::ParsedExtension;
 
 use super::files::shown;
+use crate::ca::crl::{self, issuer_id, CrlSpec};
 use crate::ca::csr::key_type_of;
 use crate::ca::{serial_hex, subject_text, CaError, Csr, IssueRequest, Issued};
 
 /// A CA key and certificate ready to sign: parsed once.
 pub(super) struct Signer {
     pub(super) issuer: Issuer<'static, KeyPair>,
+    /// Names this signer's CRL ([`issuer_id`]).
+    pub(super) id: String,
+    /// The certificate's subject key identifier, which its CRLs' authority
+    /// key identifier must repeat (an operator's CA may have made it in
+    /// another way than rcgen would).
+    key_id: KeyIdMethod,
     pub(super) key_type: KeyType,
     /// The certificate, DER.
     pub(super) cert_der: Vec<u8>,
@@ -87,6 +95,14 @@ impl Signer {
             .and_then(|a| a.as_str().ok())
             .unwrap_or("idsync CA")
             .to_owned();
+        let key_id = cert
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            })
+            .map_or(KeyIdMethod::Sha256, KeyIdMethod::PreSpecified);
         drop(cert);
         let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(cert_der.as_slice()), key)
             .map_err(|e| bad_cert(format!("rcgen cannot sign with it: {e}")))?;
@@ -96,6 +112,8 @@ impl Signer {
         }
         Ok(Signer {
             issuer,
+            id: issuer_id(&cert_der),
+            key_id,
             key_type,
             cert_der,
             chain,
@@ -203,11 +221,13 @@ pub(super) fn ca_params(
     Ok(params)
 }
 
-/// Sign a leaf for the CSR's public key with the request's fields.
+/// Sign a leaf for the CSR's public key with the request's fields; with
+/// `crl_base` (`[ca] crl_url`) it names its issuer's CRL.
 pub(super) fn sign_leaf(
     signer: &Signer,
     csr: &Csr,
     req: &IssueRequest<'_>,
+    crl_base: Option<&str>,
 ) -> Result<Issued, CaError> {
     if req.validity_days == 0 {
         return Err(CaError::BadName("validity_days must be at least 1".into()));
@@ -242,6 +262,11 @@ pub(super) fn sign_leaf(
         params.insert_extended_key_usage(eku(*u));
     }
     params.use_authority_key_identifier_extension = true;
+    if let Some(base) = crl_base {
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![crl::crl_url(base, &signer.id)],
+        }];
+    }
     let cert = params
         .signed_by(&csr.public_key_data(), &signer.issuer)
         .map_err(|e| CaError::Signing(e.to_string()))?;
@@ -253,4 +278,39 @@ pub(super) fn sign_leaf(
         not_before,
         not_after,
     })
+}
+
+/// The signer's CRL (DER) listing `spec`'s entries, numbered `number`.
+pub(super) fn sign_crl(
+    signer: &Signer,
+    spec: &CrlSpec<'_>,
+    number: u64,
+) -> Result<Vec<u8>, CaError> {
+    let revoked_certs = spec
+        .entries
+        .iter()
+        .map(|e| {
+            let serial = crl::serial_bytes(&e.serial).ok_or_else(|| {
+                CaError::Signing(format!("CRL: serial {:?} is not hex", e.serial))
+            })?;
+            Ok(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&serial),
+                revocation_time: e.at.replace_nanosecond(0).unwrap_or(e.at),
+                reason_code: Some(crl::reason_code(e.reason)),
+                invalidity_date: None,
+            })
+        })
+        .collect::<Result<Vec<_>, CaError>>()?;
+    let params = CertificateRevocationListParams {
+        this_update: spec.this_update,
+        next_update: spec.next_update,
+        crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: signer.key_id.clone(),
+    };
+    let crl = params
+        .signed_by(&signer.issuer)
+        .map_err(|e| CaError::Signing(format!("CRL of {}: {e}", signer.common_name)))?;
+    Ok(crl.der().to_vec())
 }

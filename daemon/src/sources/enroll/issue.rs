@@ -315,6 +315,7 @@ impl Enrollment {
             pem: issued.pem,
             chain: issued.chain,
             installed: None,
+            revoked: None,
             meta: Meta::new(OffsetDateTime::now_utc()),
         };
         let (c, r) = (cert.clone(), request.clone());
