@@ -6,6 +6,8 @@
 //!
 //! Every route needs a bearer token with the right role (see
 //! [`crate::infra::auth`]); health and metrics need the monitor role.
+//! The one exception is the CRLs (`/crl/…`), which relying parties fetch
+//! without credentials.
 //! The listener is small on purpose: HTTP/1.1 only, bodies bounded, headers
 //! bounded in time, connections bounded in number, in all and per peer (they
 //! share the daemon's file descriptors with the folder watcher and the
@@ -101,8 +103,16 @@ async fn handle(
     if req.body().size_hint().lower() > max as u64 {
         return too_large(max);
     }
-    let authorization = req.headers().get(header::AUTHORIZATION);
     let path = req.uri().path();
+    // CRLs are public, signed data a relying party fetches without a
+    // token (see `crate::sources::enroll::crl`).
+    if path.starts_with(crate::sources::enroll::crl::CRL_PREFIX) {
+        return match &state.enrollment {
+            Some(svc) => svc.crl_response(req.method(), path),
+            None => respond(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+        };
+    }
+    let authorization = req.headers().get(header::AUTHORIZATION);
     let api = crate::sources::enroll::routes::is_api_route(path);
     // Steering connectors changes the directory: admin only.
     let mail = crate::sources::activation::routes::is_mail_route(path);

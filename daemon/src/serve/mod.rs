@@ -158,6 +158,7 @@ struct Services {
     admin: JoinHandle<()>,
     scim: Option<JoinHandle<()>>,
     activation: Option<JoinHandle<()>>,
+    crls: JoinHandle<()>,
 }
 
 /// Open the store, start the connectors, the enrollment service and the
@@ -200,6 +201,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         .await
         .with_context(|| format!("binding the admin listener on {listen}"))?;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let crls = tokio::spawn(Arc::clone(&enrollment).keep_crls_fresh(shutdown_rx.clone()));
     let admin = tokio::spawn(serve_admin(
         listener,
         Arc::new(AdminState {
@@ -260,6 +262,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         admin,
         scim,
         activation,
+        crls,
     };
     Ok((d, services))
 }
@@ -277,6 +280,7 @@ async fn stop(mut d: Daemon, services: Services) -> Result<()> {
     services.connectors.stop().await;
     let _ = services.shutdown.send(true);
     let _ = services.admin.await;
+    let _ = services.crls.await;
     for listener in [services.scim, services.activation].into_iter().flatten() {
         let _ = listener.await;
     }

@@ -122,9 +122,22 @@ impl Tx<'_> {
         Ok(self.write(old.as_ref(), new)?)
     }
 
-    /// Store a new or changed certificate.
+    /// Store a new or changed certificate. A revocation is final: once
+    /// recorded it is never changed or taken back.
     pub fn put_certificate(&mut self, new: Certificate) -> Result<Outcome, WriteError> {
         let old = self.load::<Certificate>(new.id)?;
+        if let Some(done) = old.as_ref().and_then(|o| o.revoked.as_ref()) {
+            if new.revoked.as_ref() != Some(done) {
+                return Err(Violation::new(
+                    "revoked",
+                    done.reason.as_str(),
+                    Rule::Transition {
+                        from: "revoked".into(),
+                    },
+                )
+                .into());
+            }
+        }
         Ok(self.write(old.as_ref(), new)?)
     }
 }

@@ -48,6 +48,9 @@ fn default_common_name() -> String {
 fn default_validity_days() -> u32 {
     3650
 }
+fn default_crl_validity_hours() -> u32 {
+    168
+}
 fn default_true() -> bool {
     true
 }
@@ -98,6 +101,12 @@ pub struct LocalCaConfig {
     /// listener.
     #[serde(default)]
     pub crl_url: Option<String>,
+    /// Hours from a CRL's thisUpdate to its nextUpdate (default 168, a
+    /// week). The daemon signs new CRLs on every revocation and when half
+    /// of this has passed, so a relying party that caches a CRL until its
+    /// nextUpdate never holds an expired one.
+    #[serde(default = "default_crl_validity_hours")]
+    pub crl_validity_hours: u32,
 }
 
 impl Default for LocalCaConfig {
@@ -112,6 +121,7 @@ impl Default for LocalCaConfig {
             validity_days: default_validity_days(),
             name_constraints: true,
             crl_url: None,
+            crl_validity_hours: default_crl_validity_hours(),
         }
     }
 }
@@ -150,6 +160,12 @@ impl LocalCa {
         let dir = cfg.dir.clone().unwrap_or_else(|| default_dir.to_path_buf());
         if let Some(url) = &cfg.crl_url {
             check_crl_url(url)?;
+        }
+        if !(1..=8760).contains(&cfg.crl_validity_hours) {
+            return Err(CaError::Config(format!(
+                "crl_validity_hours must be 1 to 8760 (a year), not {}",
+                cfg.crl_validity_hours
+            )));
         }
         let root = match (&cfg.key_file, &cfg.cert_file) {
             (Some(key_path), Some(cert_path)) => {
@@ -296,6 +312,12 @@ impl LocalCa {
         let mut params = ca_params(&cn, self.root.not_after, 0)?;
         params.name_constraints = Some(name_constraints(policy));
         params.use_authority_key_identifier_extension = true;
+        // A relying party checking the whole chain finds the CA's CRL too.
+        if let Some(base) = &self.crl_url {
+            params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+                uris: vec![crate::ca::crl_url(base, &self.root.id)],
+            }];
+        }
         let cert = params
             .signed_by(&key, &self.root.issuer)
             .map_err(|e| CaError::Signing(format!("sub-CA: {e}")))?;

@@ -139,6 +139,14 @@ pub enum CertificatesCommand {
     },
     /// Confirm that the certificate is installed (seed 002, last step).
     Confirm { id: String },
+    /// Revoke the certificate (final) and publish its issuer's CRL.
+    Revoke {
+        id: String,
+        /// unspecified, key-compromise, affiliation-changed, superseded,
+        /// cessation-of-operation or privilege-withdrawn (RFC 5280 §5.3.1).
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
     /// Print the CA chain that issued certificates verify against.
     Ca,
 }

@@ -304,6 +304,13 @@ async fn certificates(api: &Api<'_>, c: CertificatesCommand) -> anyhow::Result<u
             println!("certificate {id}: installation confirmed");
             Ok(0)
         }
+        CertificatesCommand::Revoke { id, reason } => {
+            let path = format!("certificates/{}/revoke", seg(&id));
+            let body = json!({ "reason": reason });
+            api.ok(Method::POST, &path, Some(body)).await?;
+            println!("certificate {id}: revoked ({reason}); its issuer's CRL is published");
+            Ok(0)
+        }
         CertificatesCommand::Ca => {
             let a = api.ok(Method::GET, "ca", None).await?;
             write_or_print(None, &a.body)?;

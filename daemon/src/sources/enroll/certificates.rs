@@ -1,6 +1,7 @@
-//! Issued certificates: reading them (one, or an asset's) and the last
-//! step of an enrollment, confirming the installation.
+//! Issued certificates: reading them (one, or an asset's), the last step
+//! of an enrollment (confirming the installation) and revoking them.
 
+use idsync_schema::cert::{Revocation, RevocationReason};
 use idsync_schema::{Certificate, Kind};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -47,6 +48,53 @@ impl Enrollment {
         })
         .await?;
         tracing::info!(target: "idsync::audit", certificate = %id, by = who, "certificate installation confirmed");
+        Ok(cert)
+    }
+
+    /// Revoke a certificate (final), then publish its issuer's CRL. The
+    /// revocation is answered once it is durable; a CRL that could not be
+    /// published yet is an error the caller sees, and is published within
+    /// a minute by [`Enrollment::keep_crls_fresh`].
+    pub(crate) async fn revoke(
+        &self,
+        who: &str,
+        id: Uuid,
+        reason: RevocationReason,
+    ) -> Result<Certificate, EnrollError> {
+        let revocation = Revocation {
+            at: OffsetDateTime::now_utc(),
+            reason,
+            by: who.to_owned(),
+        };
+        let cert = self
+            .write(who, move |tx| {
+                let mut cert = tx
+                    .certificate(id)?
+                    .ok_or_else(|| EnrollError::NotFound(format!("no certificate {id}")))?;
+                if let Some(done) = &cert.revoked {
+                    return Err(EnrollError::Conflict(format!(
+                        "certificate {id} was revoked already, at {} ({})",
+                        done.at, done.reason
+                    )));
+                }
+                cert.revoked = Some(revocation);
+                tx.put_certificate(cert.clone())?;
+                Ok(cert)
+            })
+            .await?;
+        tracing::info!(
+            target: "idsync::audit",
+            certificate = %id,
+            serial = %cert.serial,
+            reason = %reason,
+            by = who,
+            "certificate revoked"
+        );
+        self.publish_crls().await.map_err(|e| {
+            EnrollError::Internal(format!(
+                "certificate {id} is revoked, but its CRL could not be published yet ({e}); it is tried again within a minute"
+            ))
+        })?;
         Ok(cert)
     }
 }

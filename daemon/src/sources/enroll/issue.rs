@@ -353,6 +353,7 @@ impl Enrollment {
             profile = %cert.profile,
             "certificate issued"
         );
+        self.publish_crl_of_new_issuer(&cert.chain).await;
         Ok(Enrolled {
             request,
             certificate: Some(cert),

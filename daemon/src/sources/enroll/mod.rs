@@ -15,8 +15,9 @@
 //!
 //! The service is one [`Enrollment`], its methods spread by concern:
 //! [`profiles`], [`issue`] (P10 and P12 enrollment), [`requests`]
-//! (approvals and reading requests), [`certificates`], with the checks
-//! they share in [`checks`]. Callers:
+//! (approvals and reading requests), [`certificates`] (reading and
+//! revoking them), [`crl`] (publishing the CRLs), with the checks they
+//! share in [`checks`]. Callers:
 //!
 //! - [`routes`]: the `/api/v1` routes of the admin listener;
 //! - `crate::cli::enroll`: the CLI side (`idsync profiles|assets|enroll|
@@ -24,6 +25,7 @@
 
 mod certificates;
 mod checks;
+pub(crate) mod crl;
 mod error;
 mod issue;
 mod password;
@@ -91,6 +93,7 @@ pub struct Enrollment {
     file_profiles: RwLock<BTreeSet<String>>,
     max_listed: usize,
     p12_iterations: u32,
+    crls: crl::Crls,
 }
 
 impl fmt::Debug for Enrollment {
@@ -163,6 +166,7 @@ pub fn start(
         Arc::new(ca),
         settings.enrollment,
         settings.profiles,
+        time::Duration::hours(i64::from(settings.ca.crl_validity_hours)),
     )))
 }
 
@@ -174,6 +178,7 @@ impl Enrollment {
         ca: Arc<dyn CaBackend>,
         cfg: &EnrollmentConfig,
         profiles: &[ProfileSettings],
+        crl_validity: time::Duration,
     ) -> Self {
         let svc = Self {
             rec,
@@ -183,6 +188,7 @@ impl Enrollment {
             file_profiles: RwLock::new(BTreeSet::new()),
             max_listed: cfg.max_listed,
             p12_iterations: cfg.p12_iterations,
+            crls: crl::Crls::new(crl_validity),
         };
         svc.set_file_profiles(profiles);
         svc

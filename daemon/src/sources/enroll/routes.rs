@@ -13,6 +13,10 @@
 //! | `POST /api/v1/requests/ID/approve`, `…/reject` | approver |
 //! | `POST /api/v1/requests/ID/p12` | operator (the requester, or admin) |
 //! | `GET /api/v1/certificates/ID`, `…/pem`; `POST …/installed` | operator |
+//! | `POST /api/v1/certificates/ID/revoke` | operator |
+//!
+//! The CRLs (`GET /crl/<issuer id>.crl`) are served beside this API,
+//! without a token: see [`super::crl`].
 //!
 //! Each route is one line of the route table ([`endpoint`]), which gives
 //! its roles with it; the table above is its summary. The admin role may
@@ -23,6 +27,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::HeaderValue;
 use hyper::{Method, Response, StatusCode};
+use idsync_schema::cert::RevocationReason;
 use idsync_schema::{CertificateData, KeyType, ProfileSettings, RequestStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -66,6 +71,7 @@ enum Endpoint<'p> {
     Certificate(&'p str),
     CertificatePem(&'p str),
     ConfirmInstalled(&'p str),
+    Revoke(&'p str),
 }
 
 /// The route table: each route and the roles that may call it (any one
@@ -91,6 +97,7 @@ fn endpoint<'p>(method: &Method, parts: &[&'p str]) -> Option<(&'static [Role], 
         (&Method::GET, ["certificates", id]) => (OPERATOR, E::Certificate(id)),
         (&Method::GET, ["certificates", id, "pem"]) => (OPERATOR, E::CertificatePem(id)),
         (&Method::POST, ["certificates", id, "installed"]) => (OPERATOR, E::ConfirmInstalled(id)),
+        (&Method::POST, ["certificates", id, "revoke"]) => (OPERATOR, E::Revoke(id)),
         _ => return None,
     };
     Some(route)
@@ -191,6 +198,14 @@ struct P12Body {
 #[serde(deny_unknown_fields)]
 struct DecisionBody {
     comment: Option<String>,
+}
+
+/// `POST /certificates/ID/revoke`: the reason by its name
+/// ([`RevocationReason::as_str`]); none is `unspecified`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -306,6 +321,15 @@ async fn serve(
         }
         Endpoint::ConfirmInstalled(id) => {
             ok(to_json(&svc.confirm_installed(who, parse_id(id)?).await?))
+        }
+        Endpoint::Revoke(id) => {
+            let id = parse_id(id)?;
+            let body: RevokeBody = parse_json(&call.body)?;
+            let reason = match body.reason.as_deref() {
+                None => RevocationReason::Unspecified,
+                Some(r) => RevocationReason::parse(r).map_err(bad_request)?,
+            };
+            ok(to_json(&svc.revoke(who, id, reason).await?))
         }
     }
 }
@@ -489,6 +513,7 @@ mod tests {
             (Method::GET, "certificates/1", OPERATOR),
             (Method::GET, "certificates/1/pem", OPERATOR),
             (Method::POST, "certificates/1/installed", OPERATOR),
+            (Method::POST, "certificates/1/revoke", OPERATOR),
             // No route: approvers hear 404 for what they read, else 403.
             (Method::GET, "requests/1/x", READERS),
             (Method::GET, "ca/x", READERS),
