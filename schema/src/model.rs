@@ -34,6 +34,8 @@ pub enum Kind {
     Request,
     /// An issued certificate.
     Certificate,
+    /// An asset registered for ACME or SCEP enrollment.
+    Registration,
 }
 
 impl Kind {
@@ -46,6 +48,7 @@ impl Kind {
             Kind::Profile => "profiles",
             Kind::Request => "requests",
             Kind::Certificate => "certificates",
+            Kind::Registration => "registrations",
         }
     }
 }

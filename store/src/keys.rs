@@ -41,6 +41,7 @@ pub fn object_prefix(kind: Kind) -> &'static [u8] {
         Kind::Profile => b"o/p/",
         Kind::Request => b"o/r/",
         Kind::Certificate => b"o/c/",
+        Kind::Registration => b"o/e/",
     }
 }
 

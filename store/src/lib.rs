@@ -187,7 +187,7 @@ impl Store {
             Kind::Group => &[Index::GroupName, Index::GroupExternalId],
             Kind::Asset => &[Index::AssetName],
             Kind::Profile => &[Index::ProfileName],
-            Kind::Request | Kind::Certificate => &[],
+            Kind::Request | Kind::Certificate | Kind::Registration => &[],
         };
         for index in indexes {
             if let Some(id) = self.lookup(*index, key)? {

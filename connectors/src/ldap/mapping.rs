@@ -36,7 +36,7 @@ pub fn kind_config(cfg: &LdapConfig, kind: Kind) -> Option<&KindConfig> {
         Kind::User => &cfg.users,
         Kind::Group => &cfg.groups,
         Kind::Asset => &cfg.assets,
-        Kind::Profile | Kind::Request | Kind::Certificate => return None,
+        Kind::Profile | Kind::Request | Kind::Certificate | Kind::Registration => return None,
     };
     k.enabled.then_some(k)
 }

@@ -55,6 +55,7 @@ pub enum KindArg {
     Profiles,
     Requests,
     Certificates,
+    Registrations,
 }
 
 impl From<KindArg> for Kind {
@@ -66,6 +67,7 @@ impl From<KindArg> for Kind {
             KindArg::Profiles => Kind::Profile,
             KindArg::Requests => Kind::Request,
             KindArg::Certificates => Kind::Certificate,
+            KindArg::Registrations => Kind::Registration,
         }
     }
 }
@@ -137,7 +139,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::cli::enroll::AssetsCommand,
     },
-    /// Enroll a certificate: upload a CSR (p10) or get a PKCS#12 (p12).
+    /// Enroll a certificate: upload a CSR (p10) or get a PKCS#12 (p12);
+    /// or register an asset for ACME or SCEP.
     Enroll {
         #[command(subcommand)]
         command: crate::cli::enroll::EnrollCommand,
@@ -147,7 +150,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::cli::enroll::RequestsCommand,
     },
-    /// Issued certificates: show, download, confirm installation.
+    /// ACME and SCEP registrations: list, approve, reject, revoke.
+    Registrations {
+        #[command(subcommand)]
+        command: crate::cli::enroll::RegistrationsCommand,
+    },
+    /// Issued certificates: show, download, confirm installation, revoke.
     Certificates {
         #[command(subcommand)]
         command: crate::cli::enroll::CertificatesCommand,
@@ -238,6 +246,9 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Assets { command } => certs::run(&cfg, certs::Command::Assets(command)),
         Command::Enroll { command } => certs::run(&cfg, certs::Command::Enroll(command)),
         Command::Requests { command } => certs::run(&cfg, certs::Command::Requests(command)),
+        Command::Registrations { command } => {
+            certs::run(&cfg, certs::Command::Registrations(command))
+        }
         Command::Certificates { command } => {
             certs::run(&cfg, certs::Command::Certificates(command))
         }

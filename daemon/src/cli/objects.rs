@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use anyhow::{bail, Result};
-use idsync_schema::{Asset, Certificate, CertificateProfile, EnrollmentRequest, Group, Kind, User};
+use idsync_schema::{
+    Asset, Certificate, CertificateProfile, EnrollmentRequest, Group, Kind, Registration, User,
+};
 use idsync_store::Store;
 
 use super::Format;
@@ -40,6 +42,9 @@ pub fn show(store: &Store, kind: Kind, key: &str) -> Result<u8> {
         Kind::Certificate => store
             .find::<Certificate>(kind, key)?
             .map(|c| serde_json::to_string_pretty(&c)),
+        Kind::Registration => store
+            .find::<Registration>(kind, key)?
+            .map(|r| serde_json::to_string_pretty(&r)),
     };
     match json {
         Some(j) => {
@@ -140,6 +145,14 @@ pub fn list(store: &Store, kind: Kind, format: Format) -> Result<()> {
                 "-"
             }
         )),
+        Kind::Registration => each!(Registration, |r: &Registration| format!(
+            "{}\t{}\t{}\t{}\t{}",
+            r.id,
+            r.status,
+            r.protocol,
+            r.profile,
+            rfc3339(r.expires)
+        )),
     }
     if format == Format::Json {
         writeln!(out, "]")?;
@@ -185,6 +198,7 @@ fn table_header(kind: Kind) -> &'static str {
         Kind::Profile => "id\tname\tprotocol\tstate",
         Kind::Request => "id\tstatus\tprotocol\tprofile\trequester",
         Kind::Certificate => "id\tserial\tsubject\tnotAfter\tinstalled",
+        Kind::Registration => "id\tstatus\tprotocol\tprofile\texpires",
     }
 }
 

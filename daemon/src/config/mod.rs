@@ -385,6 +385,7 @@ impl Config {
             enrollment: &self.enrollment,
             ca: &self.ca,
             ca_dir: self.data_dir.join("ca"),
+            data_dir: self.data_dir.clone(),
             profiles: &self.profiles,
         }
     }

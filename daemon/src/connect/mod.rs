@@ -75,7 +75,8 @@ pub fn build_mail(
     tokens: &[crate::infra::auth::TokenConfig],
     data_dir: &std::path::Path,
 ) -> Result<Arc<dyn Connector>> {
-    let key = crate::infra::mail_key::load_or_create(data_dir).context("the mail key")?;
+    use crate::infra::key_file;
+    let key = key_file::load_or_create(data_dir, key_file::MAIL).context("the mail key")?;
     let requesters = tokens
         .iter()
         .filter_map(|t| Some((t.name.clone(), t.mail.clone()?)))

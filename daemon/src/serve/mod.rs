@@ -158,7 +158,8 @@ struct Services {
     admin: JoinHandle<()>,
     scim: Option<JoinHandle<()>>,
     activation: Option<JoinHandle<()>>,
-    crls: JoinHandle<()>,
+    /// Enrollment's clock: CRLs, registration expiry.
+    upkeep: JoinHandle<()>,
 }
 
 /// Open the store, start the connectors, the enrollment service and the
@@ -201,7 +202,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         .await
         .with_context(|| format!("binding the admin listener on {listen}"))?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let crls = tokio::spawn(Arc::clone(&enrollment).keep_crls_fresh(shutdown_rx.clone()));
+    let upkeep = tokio::spawn(Arc::clone(&enrollment).upkeep(shutdown_rx.clone()));
     let admin = tokio::spawn(serve_admin(
         listener,
         Arc::new(AdminState {
@@ -262,7 +263,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         admin,
         scim,
         activation,
-        crls,
+        upkeep,
     };
     Ok((d, services))
 }
@@ -280,7 +281,7 @@ async fn stop(mut d: Daemon, services: Services) -> Result<()> {
     services.connectors.stop().await;
     let _ = services.shutdown.send(true);
     let _ = services.admin.await;
-    let _ = services.crls.await;
+    let _ = services.upkeep.await;
     for listener in [services.scim, services.activation].into_iter().flatten() {
         let _ = listener.await;
     }

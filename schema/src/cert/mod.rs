@@ -11,7 +11,8 @@
 //! - `subject`: subject templates and the data that fills them;
 //! - `request`: enrollment requests and their state machine;
 //! - `certificate`: the issued certificate;
-//! - `revocation`: why and when one was revoked.
+//! - `revocation`: why and when one was revoked;
+//! - `registration`: an asset registered for ACME or SCEP.
 //!
 //! The modules are private; every item is re-exported here, at
 //! `idsync_schema::cert::…`.
@@ -19,6 +20,7 @@
 mod certificate;
 mod policy;
 mod profile;
+mod registration;
 mod request;
 mod revocation;
 mod subject;
@@ -30,6 +32,7 @@ pub use policy::{check_dns_name, check_names, split_dns_list, DomainPolicy, IpRa
 pub use profile::{
     CertificateProfile, KeyType, ProfileError, ProfileSettings, ProfileState, Protocol, Usage,
 };
+pub use registration::{Registration, RegistrationStatus};
 pub use request::{EnrollmentRequest, RequestStatus};
 pub use revocation::{Revocation, RevocationReason};
 pub use subject::{

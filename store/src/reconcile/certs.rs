@@ -1,10 +1,11 @@
 //! The certificate rules: profiles (whose state decides whether the
-//! assets naming them are `active` or `pending`), enrollment requests
-//! (whose status follows a state machine) and certificates.
+//! assets naming them are `active` or `pending`), enrollment requests and
+//! ACME/SCEP registrations (whose status follows a state machine) and
+//! certificates.
 
 use idsync_schema::{
     Asset, AssetState, Certificate, CertificateProfile, EnrollmentRequest, Meta, ProfileSettings,
-    ProfileState, Rule, Violation,
+    ProfileState, Registration, Rule, Violation,
 };
 use uuid::Uuid;
 
@@ -107,6 +108,31 @@ impl Tx<'_> {
     /// one the state machine allows ([`idsync_schema::RequestStatus::may_become`]).
     pub fn put_request(&mut self, new: EnrollmentRequest) -> Result<Outcome, WriteError> {
         let old = self.load::<EnrollmentRequest>(new.id)?;
+        if let Some(old) = &old {
+            if old.status != new.status && !old.status.may_become(new.status) {
+                return Err(Violation::new(
+                    "status",
+                    new.status.as_str(),
+                    Rule::Transition {
+                        from: old.status.as_str().to_owned(),
+                    },
+                )
+                .into());
+            }
+        }
+        Ok(self.write(old.as_ref(), new)?)
+    }
+
+    /// The registration with `id`, as this transaction sees it.
+    pub fn registration(&self, id: Uuid) -> Result<Option<Registration>, StoreError> {
+        self.load(id)
+    }
+
+    /// Store a new or changed registration. A status change must be one
+    /// the state machine allows
+    /// ([`idsync_schema::RegistrationStatus::may_become`]).
+    pub fn put_registration(&mut self, new: Registration) -> Result<Outcome, WriteError> {
+        let old = self.load::<Registration>(new.id)?;
         if let Some(old) = &old {
             if old.status != new.status && !old.status.may_become(new.status) {
                 return Err(Violation::new(

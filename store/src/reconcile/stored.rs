@@ -6,7 +6,8 @@
 //! and relations right for every kind.
 
 use idsync_schema::{
-    Asset, Certificate, CertificateProfile, EnrollmentRequest, Group, Kind, Meta, User,
+    Asset, Certificate, CertificateProfile, EnrollmentRequest, Group, Kind, Meta, Registration,
+    User,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -119,6 +120,12 @@ stored!(CertificateProfile, Kind::Profile, {
 });
 
 stored!(EnrollmentRequest, Kind::Request, {
+    fn index_keys(&self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
+});
+
+stored!(Registration, Kind::Registration, {
     fn index_keys(&self) -> Vec<Vec<u8>> {
         Vec::new()
     }

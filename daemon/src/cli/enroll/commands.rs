@@ -1,5 +1,6 @@
 //! The enrollment commands as clap reads them: their arguments and help
-//! text (`idsync profiles|assets|enroll|requests|certificates --help`).
+//! text (`idsync profiles|assets|enroll|requests|registrations|certificates
+//! --help`).
 
 use std::path::PathBuf;
 
@@ -82,6 +83,61 @@ pub enum EnrollCommand {
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
+    /// Register an asset for ACME: print the external account binding
+    /// (key id and HMAC key, shown once) its ACME client enrolls with.
+    Acme {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The DNS names the device may get certificates for,
+        /// comma-separated (default: the asset's).
+        #[arg(long)]
+        dns: Option<String>,
+    },
+    /// Register an asset for SCEP: print the one-time challenge password
+    /// (shown once) its SCEP client enrolls with.
+    Scep {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The DNS names the device may get certificates for,
+        /// comma-separated (default: the asset's).
+        #[arg(long)]
+        dns: Option<String>,
+    },
+}
+
+/// `idsync registrations …`
+#[derive(Debug, Subcommand)]
+pub enum RegistrationsCommand {
+    /// List ACME and SCEP registrations, newest first.
+    List {
+        /// pending_approval, active, used, expired, revoked or rejected.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        asset: Option<String>,
+        /// acme or scep.
+        #[arg(long)]
+        protocol: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one registration as JSON (never its secret).
+    Show { id: String },
+    /// Approve a registration (approver role; not your own).
+    Approve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Reject a registration (approver role; not your own).
+    Reject {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Withdraw a registration: its secret stops working.
+    Revoke { id: String },
 }
 
 /// `idsync requests …`
@@ -158,5 +214,6 @@ pub(crate) enum Command {
     Assets(AssetsCommand),
     Enroll(EnrollCommand),
     Requests(RequestsCommand),
+    Registrations(RegistrationsCommand),
     Certificates(CertificatesCommand),
 }

@@ -22,10 +22,12 @@ use crate::cli::client::{Answer, DaemonClient};
 use crate::config::Config;
 
 mod commands;
+mod registrations;
 
 pub(crate) use commands::Command;
 pub use commands::{
-    AssetsCommand, CertificatesCommand, EnrollCommand, ProfilesCommand, RequestsCommand, TargetArgs,
+    AssetsCommand, CertificatesCommand, EnrollCommand, ProfilesCommand, RegistrationsCommand,
+    RequestsCommand, TargetArgs,
 };
 
 /// Run `cmd` against the daemon of `cfg`; the exit status.
@@ -57,6 +59,7 @@ async fn execute(
         Command::Assets(c) => assets(&api, c).await,
         Command::Enroll(c) => enroll(&api, c, password).await,
         Command::Requests(c) => requests(&api, c, password).await,
+        Command::Registrations(c) => registrations::run(&api, c).await,
         Command::Certificates(c) => certificates(&api, c).await,
     }
 }
@@ -196,6 +199,12 @@ async fn enroll(api: &Api<'_>, c: EnrollCommand, password: Option<String>) -> an
                 .call(Method::POST, "enroll/p12", Some(strip_nulls(body)))
                 .await?;
             enrolled(a, None, Some(&out))
+        }
+        EnrollCommand::Acme { target, dns } => {
+            registrations::register(api, "acme", &target, dns).await
+        }
+        EnrollCommand::Scep { target, dns } => {
+            registrations::register(api, "scep", &target, dns).await
         }
     }
 }

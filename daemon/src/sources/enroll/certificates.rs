@@ -54,7 +54,7 @@ impl Enrollment {
     /// Revoke a certificate (final), then publish its issuer's CRL. The
     /// revocation is answered once it is durable; a CRL that could not be
     /// published yet is an error the caller sees, and is published within
-    /// a minute by [`Enrollment::keep_crls_fresh`].
+    /// a minute by [`Enrollment::upkeep`].
     pub(crate) async fn revoke(
         &self,
         who: &str,

@@ -122,8 +122,7 @@ pub(super) fn check_data(
     profile: &CertificateProfile,
     data: &CertificateData,
 ) -> Result<(Subject, Vec<IpAddr>), EnrollError> {
-    let ips = cert::check_names(profile, &data.dns_names, &data.ip_addresses)
-        .map_err(|e| EnrollError::Invalid(e.to_string()))?;
+    let ips = cert::check_names(profile, &data.dns_names, &data.ip_addresses)?;
     let mut subject =
         render_subject(&profile.subject, data).map_err(|e| EnrollError::Invalid(e.to_string()))?;
     for (attr, value) in &mut subject {

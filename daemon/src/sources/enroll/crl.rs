@@ -25,7 +25,6 @@ use idsync_connectors::ca::{is_issuer_id, issuer_id_of_chain, CaBackend, CrlSpec
 use idsync_schema::{Certificate, Kind};
 use idsync_store::reconcile::Reconciler;
 use time::{Duration, OffsetDateTime};
-use tokio::sync::watch;
 
 use super::{EnrollError, Enrollment};
 use crate::infra::http::respond;
@@ -34,8 +33,6 @@ use crate::infra::http::respond;
 pub(crate) const CRL_PREFIX: &str = "/crl/";
 /// RFC 2585 §4.2.
 const PKIX_CRL: &str = "application/pkix-crl";
-/// How often the keeper looks whether the CRLs are due.
-const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The CRLs as last published, and when they are due again.
 #[derive(Debug)]
@@ -101,7 +98,7 @@ impl Enrollment {
     /// After an issuance by an issuer that has no CRL yet (a policy's
     /// sub-CA, made on its first use): publish, so that the CRL its
     /// certificate names can be fetched at once. A failure is retried by
-    /// [`Enrollment::keep_crls_fresh`]; the certificate stays issued.
+    /// [`Enrollment::upkeep`]; the certificate stays issued.
     pub(crate) async fn publish_crl_of_new_issuer(&self, chain: &str) {
         let Some(issuer) = issuer_id_of_chain(chain) else {
             return;
@@ -119,22 +116,18 @@ impl Enrollment {
         }
     }
 
-    /// Publish at start, then whenever due, until `shutdown`.
-    pub(crate) async fn keep_crls_fresh(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            if self.crls.due(OffsetDateTime::now_utc()) {
-                match self.publish_crls().await {
-                    Ok(n) => tracing::info!(crls = n, "published the CRLs"),
-                    Err(e) => tracing::error!(
-                        error = %e,
-                        "could not publish the CRLs; trying again in a minute"
-                    ),
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(CHECK_EVERY) => {}
-                _ = shutdown.changed() => return,
-            }
+    /// Publish the CRLs if they are due (at start, after a failure, or
+    /// when half of their validity has passed).
+    pub(crate) async fn publish_crls_if_due(&self) {
+        if !self.crls.due(OffsetDateTime::now_utc()) {
+            return;
+        }
+        match self.publish_crls().await {
+            Ok(n) => tracing::info!(crls = n, "published the CRLs"),
+            Err(e) => tracing::error!(
+                error = %e,
+                "could not publish the CRLs; trying again in a minute"
+            ),
         }
     }
 

@@ -4,6 +4,7 @@
 //! idsync is logged and named only vaguely to the caller).
 
 use idsync_connectors::ca::CaError;
+use idsync_schema::cert::NameError;
 use idsync_schema::Rule;
 use idsync_store::reconcile::WriteError;
 use idsync_store::writer::WriteFailed;
@@ -59,6 +60,12 @@ impl From<WriteError> for EnrollError {
             WriteError::Rejected(v) => EnrollError::Invalid(v.to_string()),
             WriteError::Store(e) => e.into(),
         }
+    }
+}
+
+impl From<NameError> for EnrollError {
+    fn from(e: NameError) -> Self {
+        EnrollError::Invalid(e.to_string())
     }
 }
 

@@ -30,10 +30,13 @@ mod error;
 mod issue;
 mod password;
 mod profiles;
+mod registration_routes;
+mod registrations;
 mod requests;
 pub(crate) mod routes;
 #[cfg(test)]
 mod tests;
+mod upkeep;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -50,6 +53,8 @@ use idsync_store::{Actor, Store};
 
 pub use error::EnrollError;
 pub use password::Password;
+pub(crate) use registrations::RegistrationFilter;
+pub use registrations::{Registered, Secret};
 
 /// Most enrollment writes that share one commit (group commit).
 const WRITER_BATCH: usize = 512;
@@ -94,6 +99,10 @@ pub struct Enrollment {
     max_listed: usize,
     p12_iterations: u32,
     crls: crl::Crls,
+    /// Days a registration is valid (`registration_days`).
+    registration_days: u32,
+    /// What ACME bindings derive from (`crate::infra::key_file`).
+    registration_key: [u8; 32],
 }
 
 impl fmt::Debug for Enrollment {
@@ -117,6 +126,8 @@ pub struct EnrollmentConfig {
     /// 2048 is OpenSSL 3's default; each costs CPU per file, and guessing
     /// a password costs an attacker the same per try.
     pub p12_iterations: u32,
+    /// Days an ACME or SCEP registration is valid (1 to 365).
+    pub registration_days: u32,
 }
 
 impl Default for EnrollmentConfig {
@@ -125,6 +136,7 @@ impl Default for EnrollmentConfig {
             keygen_threads: 2,
             max_listed: 1000,
             p12_iterations: idsync_connectors::ca::P12_KDF_ITERATIONS,
+            registration_days: 7,
         }
     }
 }
@@ -137,6 +149,8 @@ pub struct Settings<'a> {
     pub enrollment: &'a EnrollmentConfig,
     pub ca: &'a ca::LocalCaConfig,
     pub ca_dir: std::path::PathBuf,
+    /// Where the daemon's own keys live (`crate::infra::key_file`).
+    pub data_dir: std::path::PathBuf,
     pub profiles: &'a [ProfileSettings],
 }
 
@@ -150,6 +164,15 @@ pub fn start(
     use anyhow::Context as _;
     let ca = ca::LocalCa::open(settings.ca, &settings.ca_dir).context("opening the CA")?;
     tracing::info!(key = %ca.key_type(), "local CA ready");
+    if !(1..=365).contains(&settings.enrollment.registration_days) {
+        anyhow::bail!(
+            "enrollment.registration_days must be 1 to 365, not {}",
+            settings.enrollment.registration_days
+        );
+    }
+    use crate::infra::key_file;
+    let registration_key = key_file::load_or_create(&settings.data_dir, key_file::REGISTRATION)
+        .context("the registration key")?;
     let (writer, _thread) = Writer::start(
         "enrollment",
         Arc::clone(rec),
@@ -167,6 +190,7 @@ pub fn start(
         settings.enrollment,
         settings.profiles,
         time::Duration::hours(i64::from(settings.ca.crl_validity_hours)),
+        registration_key,
     )))
 }
 
@@ -179,6 +203,7 @@ impl Enrollment {
         cfg: &EnrollmentConfig,
         profiles: &[ProfileSettings],
         crl_validity: time::Duration,
+        registration_key: [u8; 32],
     ) -> Self {
         let svc = Self {
             rec,
@@ -189,6 +214,8 @@ impl Enrollment {
             max_listed: cfg.max_listed,
             p12_iterations: cfg.p12_iterations,
             crls: crl::Crls::new(crl_validity),
+            registration_days: cfg.registration_days,
+            registration_key,
         };
         svc.set_file_profiles(profiles);
         svc

@@ -14,6 +14,10 @@
 //! | `POST /api/v1/requests/ID/p12` | operator (the requester, or admin) |
 //! | `GET /api/v1/certificates/ID`, `…/pem`; `POST …/installed` | operator |
 //! | `POST /api/v1/certificates/ID/revoke` | operator |
+//! | `POST /api/v1/enroll/acme`, `POST /api/v1/enroll/scep` | operator |
+//! | `GET /api/v1/registrations`, `GET /api/v1/registrations/ID` | operator, approver |
+//! | `POST /api/v1/registrations/ID/approve`, `…/reject` | approver |
+//! | `POST /api/v1/registrations/ID/revoke` | operator |
 //!
 //! The CRLs (`GET /crl/<issuer id>.crl`) are served beside this API,
 //! without a token: see [`super::crl`].
@@ -28,12 +32,14 @@ use http_body_util::Full;
 use hyper::header::HeaderValue;
 use hyper::{Method, Response, StatusCode};
 use idsync_schema::cert::RevocationReason;
-use idsync_schema::{CertificateData, KeyType, ProfileSettings, RequestStatus};
+use idsync_schema::{CertificateData, KeyType, ProfileSettings, Protocol, RequestStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{EnrollError, Enrolled, Enrollment, Password, RequestFilter, Target};
+use super::{
+    registration_routes, EnrollError, Enrolled, Enrollment, Password, RequestFilter, Target,
+};
 use crate::api::{P12_TYPE, PREFIX};
 use crate::infra::auth::Role;
 use crate::infra::http::{percent_decode, respond, respond_json};
@@ -72,6 +78,12 @@ enum Endpoint<'p> {
     CertificatePem(&'p str),
     ConfirmInstalled(&'p str),
     Revoke(&'p str),
+    Register(Protocol),
+    Registrations,
+    Registration(&'p str),
+    ApproveRegistration(&'p str),
+    RejectRegistration(&'p str),
+    RevokeRegistration(&'p str),
 }
 
 /// The route table: each route and the roles that may call it (any one
@@ -98,6 +110,13 @@ fn endpoint<'p>(method: &Method, parts: &[&'p str]) -> Option<(&'static [Role], 
         (&Method::GET, ["certificates", id, "pem"]) => (OPERATOR, E::CertificatePem(id)),
         (&Method::POST, ["certificates", id, "installed"]) => (OPERATOR, E::ConfirmInstalled(id)),
         (&Method::POST, ["certificates", id, "revoke"]) => (OPERATOR, E::Revoke(id)),
+        (&Method::POST, ["enroll", "acme"]) => (OPERATOR, E::Register(Protocol::Acme)),
+        (&Method::POST, ["enroll", "scep"]) => (OPERATOR, E::Register(Protocol::Scep)),
+        (&Method::GET, ["registrations"]) => (READERS, E::Registrations),
+        (&Method::GET, ["registrations", id]) => (READERS, E::Registration(id)),
+        (&Method::POST, ["registrations", id, "approve"]) => (APPROVER, E::ApproveRegistration(id)),
+        (&Method::POST, ["registrations", id, "reject"]) => (APPROVER, E::RejectRegistration(id)),
+        (&Method::POST, ["registrations", id, "revoke"]) => (OPERATOR, E::RevokeRegistration(id)),
         _ => return None,
     };
     Some(route)
@@ -118,7 +137,7 @@ pub(crate) fn roles_for(method: &Method, path: &str) -> &'static [Role] {
 /// anything else, operators.
 fn unrouted_roles(method: &Method, parts: &[&str]) -> &'static [Role] {
     match (method, parts) {
-        (&Method::GET, ["ca" | "profiles" | "requests", ..]) => READERS,
+        (&Method::GET, ["ca" | "profiles" | "requests" | "registrations", ..]) => READERS,
         _ => OPERATOR,
     }
 }
@@ -146,11 +165,11 @@ fn error_response(e: &EnrollError) -> Response<Full<Bytes>> {
     respond_json(status, &json!({ "error": e.to_string() }))
 }
 
-fn bad_request(message: impl Into<String>) -> EnrollError {
+pub(super) fn bad_request(message: impl Into<String>) -> EnrollError {
     EnrollError::Invalid(message.into())
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, EnrollError> {
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, EnrollError> {
     if body.is_empty() {
         return serde_json::from_slice(b"{}").map_err(|e| bad_request(format!("the body: {e}")));
     }
@@ -162,7 +181,7 @@ fn parse_id(s: &str) -> Result<Uuid, EnrollError> {
 }
 
 /// Query parameters, percent-decoded.
-fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+pub(super) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     query
         .unwrap_or("")
         .split('&')
@@ -331,6 +350,27 @@ async fn serve(
             };
             ok(to_json(&svc.revoke(who, id, reason).await?))
         }
+        Endpoint::Register(protocol) => {
+            registration_routes::register(svc, who, protocol, &call.body).await
+        }
+        Endpoint::Registrations => {
+            let filter = registration_routes::filter(call.query)?;
+            ok(to_json(&svc.registrations(&filter)?))
+        }
+        Endpoint::Registration(id) => ok(to_json(&svc.registration(parse_id(id)?)?)),
+        Endpoint::ApproveRegistration(id) => {
+            let body: DecisionBody = parse_json(&call.body)?;
+            let r = svc.approve_registration(who, parse_id(id)?, body.comment);
+            ok(to_json(&r.await?))
+        }
+        Endpoint::RejectRegistration(id) => {
+            let body: DecisionBody = parse_json(&call.body)?;
+            let r = svc.reject_registration(who, parse_id(id)?, body.comment);
+            ok(to_json(&r.await?))
+        }
+        Endpoint::RevokeRegistration(id) => {
+            ok(to_json(&svc.revoke_registration(who, parse_id(id)?).await?))
+        }
     }
 }
 
@@ -470,7 +510,7 @@ fn enrolled_response(done: &Enrolled) -> Response<Full<Bytes>> {
     )
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Value {
+pub(super) fn to_json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).expect("domain objects serialise")
 }
 
@@ -514,6 +554,13 @@ mod tests {
             (Method::GET, "certificates/1/pem", OPERATOR),
             (Method::POST, "certificates/1/installed", OPERATOR),
             (Method::POST, "certificates/1/revoke", OPERATOR),
+            (Method::POST, "enroll/acme", OPERATOR),
+            (Method::POST, "enroll/scep", OPERATOR),
+            (Method::GET, "registrations", READERS),
+            (Method::GET, "registrations/1", READERS),
+            (Method::POST, "registrations/1/approve", APPROVER),
+            (Method::POST, "registrations/1/reject", APPROVER),
+            (Method::POST, "registrations/1/revoke", OPERATOR),
             // No route: approvers hear 404 for what they read, else 403.
             (Method::GET, "requests/1/x", READERS),
             (Method::GET, "ca/x", READERS),

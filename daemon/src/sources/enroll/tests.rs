@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use idsync_schema::{Certificate, CertificateData, Kind, ProfileSettings, Protocol, RequestStatus};
+use uuid::Uuid;
 
 use super::*;
 use crate::config::Config;
@@ -85,4 +86,86 @@ fn racing_downloads_make_one_file() {
             .unwrap();
         assert_eq!(certs, 1);
     });
+}
+
+/// A registration of `status` expiring at `expires`, stored directly.
+fn stored_registration(
+    svc: &Enrollment,
+    rt: &tokio::runtime::Runtime,
+    status: idsync_schema::RegistrationStatus,
+    expires: time::OffsetDateTime,
+) -> Uuid {
+    let r = idsync_schema::Registration {
+        id: Uuid::now_v7(),
+        protocol: Protocol::Scep,
+        asset: Uuid::now_v7(),
+        profile: "Vault".into(),
+        dns_names: vec!["a.example.org".into()],
+        expires,
+        status,
+        requester: "ops".into(),
+        decided_by: None,
+        comment: None,
+        challenge_sha256: Some(registrations::challenge_sha256("secret")),
+        meta: idsync_schema::Meta::new(time::OffsetDateTime::now_utc()),
+    };
+    let id = r.id;
+    rt.block_on(svc.write("ops", move |tx| {
+        tx.put_registration(r)?;
+        Ok(())
+    }))
+    .unwrap();
+    id
+}
+
+/// Registrations past their expiry become `expired` (once), the others
+/// and the final ones stay as they are.
+#[test]
+fn registrations_expire_once() {
+    use idsync_schema::RegistrationStatus::*;
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, rt) = service(dir.path());
+    let past = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    let future = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+    let due = stored_registration(&svc, &rt, Active, past);
+    let used = stored_registration(&svc, &rt, Used, past);
+    let later = stored_registration(&svc, &rt, PendingApproval, future);
+    let done = stored_registration(&svc, &rt, Rejected, past);
+    assert_eq!(rt.block_on(svc.expire_registrations()).unwrap(), 2);
+    assert_eq!(rt.block_on(svc.expire_registrations()).unwrap(), 0);
+    let status = |id| svc.registration(id).unwrap().status;
+    assert_eq!(status(due), Expired);
+    assert_eq!(status(used), Expired);
+    assert_eq!(status(later), PendingApproval);
+    assert_eq!(status(done), Rejected);
+    // Final: not revived by a decision.
+    let again = rt.block_on(svc.approve_registration("boss", due, None));
+    assert!(matches!(again, Err(EnrollError::Conflict(_))), "{again:?}");
+}
+
+/// An approval and a rejection racing: one wins, the other is told.
+#[test]
+fn racing_registration_decisions_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, rt) = service(dir.path());
+    let future = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+    let id = stored_registration(
+        &svc,
+        &rt,
+        idsync_schema::RegistrationStatus::PendingApproval,
+        future,
+    );
+    let (a, b) = rt.block_on(async {
+        tokio::join!(
+            svc.approve_registration("boss", id, None),
+            svc.reject_registration("lead", id, None)
+        )
+    });
+    assert_eq!(
+        [&a, &b].iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{a:?} {b:?}"
+    );
+    let lost = if a.is_err() { a } else { b };
+    assert!(matches!(lost, Err(EnrollError::Conflict(_))), "{lost:?}");
 }

@@ -105,7 +105,9 @@ impl Layout {
             Kind::User => UserLayout::from_header(first).map(Layout::Users),
             Kind::Group => GroupLayout::from_header(first).map(Layout::Groups),
             Kind::Asset => Ok(Layout::Assets(AssetLayout::detect(first))),
-            Kind::Profile | Kind::Request | Kind::Certificate => Err(LayoutError::Empty),
+            Kind::Profile | Kind::Request | Kind::Certificate | Kind::Registration => {
+                Err(LayoutError::Empty)
+            }
         }
     }
 
