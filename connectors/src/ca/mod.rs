@@ -160,6 +160,8 @@ pub trait CaBackend: Send + Sync {
     /// Sign the CRL `spec` describes, with a cRLNumber above every earlier
     /// one of its issuer, and keep it where the backend keeps its CRLs.
     fn publish_crl(&self, spec: &CrlSpec<'_>) -> Result<PublishedCrl, CaError>;
+    /// The CRLs kept from the last publication (before a restart).
+    fn kept_crls(&self) -> Result<Vec<PublishedCrl>, CaError>;
 }
 
 /// Upper-case hex of `bytes` without leading zero bytes, as OpenSSL prints a

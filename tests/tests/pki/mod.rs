@@ -340,3 +340,24 @@ pub fn verify(pki: &Pki, name: &str, pem: &str) -> String {
     let shown = openssl(&["x509", "-in", leaf.to_str().unwrap(), "-noout", "-text"]);
     text(&shown)
 }
+
+/// Every file under `dir`, read whole.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.push((p, bytes));
+            }
+        }
+    }
+    out
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}

@@ -432,6 +432,10 @@ impl CaBackend for LocalCa {
     fn publish_crl(&self, spec: &CrlSpec<'_>) -> Result<PublishedCrl, CaError> {
         LocalCa::publish_crl(self, spec)
     }
+
+    fn kept_crls(&self) -> Result<Vec<PublishedCrl>, CaError> {
+        LocalCa::kept_crls(self)
+    }
 }
 
 // The daemon shares one LocalCa between tasks.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::files::{make_dir, write_replace};
 use super::signer::{sign_crl, Signer};
 use super::LocalCa;
-use crate::ca::crl::{crl_file_name, number_of};
+use crate::ca::crl::{crl_file_name, is_issuer_id, number_of};
 use crate::ca::{CaError, CrlSpec, PublishedCrl};
 
 impl LocalCa {
@@ -80,6 +80,47 @@ impl LocalCa {
             der,
             number,
         })
+    }
+}
+
+impl LocalCa {
+    /// The CRLs kept in `dir/crl/` (the last each issuer signed), so that
+    /// a restarted daemon serves them before it signs new ones.
+    pub fn kept_crls(&self) -> Result<Vec<PublishedCrl>, CaError> {
+        let crl_dir = self.dir.join("crl");
+        let entries = match std::fs::read_dir(&crl_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(CaError::Io {
+                    path: crl_dir.display().to_string(),
+                    source,
+                })
+            }
+        };
+        let mut out = Vec::new();
+        for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+            let Some(issuer) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".crl"))
+                .filter(|id| is_issuer_id(id))
+            else {
+                continue;
+            };
+            let der = std::fs::read(&path).map_err(|source| CaError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            if let Some(number) = number_of(&der) {
+                out.push(PublishedCrl {
+                    issuer: issuer.to_owned(),
+                    der,
+                    number,
+                });
+            }
+        }
+        Ok(out)
     }
 }
 

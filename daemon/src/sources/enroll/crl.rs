@@ -67,6 +67,20 @@ impl Crls {
 }
 
 impl Enrollment {
+    /// Serve the CRLs the CA kept from before a restart until new ones are
+    /// signed (they are valid until their nextUpdate).
+    pub(crate) fn serve_kept_crls(&self) -> Result<usize, EnrollError> {
+        let kept = self.ca.kept_crls()?;
+        let n = kept.len();
+        let mut current = self.crls.current.write().unwrap_or_else(|p| p.into_inner());
+        for crl in kept {
+            current
+                .entry(crl.issuer)
+                .or_insert_with(|| Bytes::from(crl.der));
+        }
+        Ok(n)
+    }
+
     /// Sign and publish every issuer's CRL from the revocations in the
     /// store; the number of CRLs published.
     pub(crate) async fn publish_crls(&self) -> Result<usize, EnrollError> {

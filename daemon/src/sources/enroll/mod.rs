@@ -183,7 +183,7 @@ pub fn start(
         WRITER_BATCH,
     )
     .context("starting the enrollment writer")?;
-    Ok(Arc::new(Enrollment::new(
+    let svc = Arc::new(Enrollment::new(
         Arc::clone(rec),
         writer,
         Arc::new(ca),
@@ -191,7 +191,9 @@ pub fn start(
         settings.profiles,
         time::Duration::hours(i64::from(settings.ca.crl_validity_hours)),
         registration_key,
-    )))
+    ));
+    svc.serve_kept_crls().context("reading the kept CRLs")?;
+    Ok(svc)
 }
 
 impl Enrollment {
