@@ -5,12 +5,15 @@
 //! - [`scim`]: the SCIM 2.0 server for identity providers;
 //! - [`enroll`]: certificate profiles, enrollment and approvals, with the
 //!   admin API's routes for them;
+//! - [`acme`]: the ACME server's protocol layer (JWS, account keys,
+//!   external account binding); the server itself comes next;
 //! - [`activation`]: queueing the activation mails of an application
 //!   (seed 003's "Send E-Mails"), with its admin route.
 //!
 //! Sources never talk to connectors and never import the CLI or the daemon
 //! loop (`serve`).
 
+pub mod acme;
 pub mod activation;
 pub mod enroll;
 pub mod import;

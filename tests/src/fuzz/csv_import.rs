@@ -199,10 +199,17 @@ fn detect(line: &[u8]) -> u8 {
 
 /// Whether line `n` (1-based) can hold the first record: every line
 /// before it is one the reader skips as blank (a record of one empty
-/// field: nothing, `""`, either with a `\r`).
+/// field: nothing, `""`, either with a `\r`; or `"\r"`, as the reader
+/// takes a last value's trailing `\r` for the CR of a CRLF line end even
+/// inside quotes, docs/formats.md).
 fn header_can_be_on(body: &[u8], n: usize) -> bool {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let blank = |l: &[u8]| matches!(l, b"" | b"\r" | b"\"\"" | b"\"\"\r");
+    let blank = |l: &[u8]| {
+        matches!(
+            l,
+            b"" | b"\r" | b"\"\"" | b"\"\"\r" | b"\"\r\"" | b"\"\r\"\r"
+        )
+    };
     let lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
     n >= 1 && n <= lines.len() && lines[..n - 1].iter().all(|l| blank(l))
 }
