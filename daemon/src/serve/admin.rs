@@ -135,7 +135,13 @@ async fn handle(
                 }
                 _ => tracing::info!(%peer, reason = %denied, "admin request refused"),
             }
-            return refusal(&denied);
+            // An unread body is left on the connection: close it, and
+            // say so, so that a client does not send its next request
+            // down a connection the server is closing.
+            if req.body().is_end_stream() {
+                return refusal(&denied);
+            }
+            return closing(refusal(&denied));
         }
     };
     let (parts, body) = req.into_parts();
@@ -448,6 +454,32 @@ mod tests {
         // A valid token without the monitor role.
         let a = get(s.addr, "/readyz", Some(READER)).await;
         assert_eq!(a.status, StatusCode::FORBIDDEN);
+    }
+
+    /// A refused request whose body was not read is answered with
+    /// `Connection: close`: a client must not send its next request down
+    /// that connection (ureq did, and got an EOF). Without a body the
+    /// connection stays open.
+    #[tokio::test]
+    async fn a_refused_body_closes_the_connection() {
+        let s = start().await;
+        let with_body = raw(
+            s.addr,
+            b"POST /api/v1/certificates/x/revoke HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}",
+        )
+        .await;
+        assert!(with_body.starts_with("HTTP/1.1 401"), "{with_body}");
+        assert!(
+            with_body.to_ascii_lowercase().contains("connection: close"),
+            "{with_body}"
+        );
+        let a = get(s.addr, "/metrics", None).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+        assert!(
+            !a.headers.contains_key(header::CONNECTION),
+            "{:?}",
+            a.headers
+        );
     }
 
     #[tokio::test]
