@@ -109,16 +109,8 @@ impl Tx<'_> {
     pub fn put_request(&mut self, new: EnrollmentRequest) -> Result<Outcome, WriteError> {
         let old = self.load::<EnrollmentRequest>(new.id)?;
         if let Some(old) = &old {
-            if old.status != new.status && !old.status.may_become(new.status) {
-                return Err(Violation::new(
-                    "status",
-                    new.status.as_str(),
-                    Rule::Transition {
-                        from: old.status.as_str().to_owned(),
-                    },
-                )
-                .into());
-            }
+            let allowed = old.status.may_become(new.status);
+            check_transition(old.status.as_str(), new.status.as_str(), allowed)?;
         }
         Ok(self.write(old.as_ref(), new)?)
     }
@@ -134,16 +126,8 @@ impl Tx<'_> {
     pub fn put_registration(&mut self, new: Registration) -> Result<Outcome, WriteError> {
         let old = self.load::<Registration>(new.id)?;
         if let Some(old) = &old {
-            if old.status != new.status && !old.status.may_become(new.status) {
-                return Err(Violation::new(
-                    "status",
-                    new.status.as_str(),
-                    Rule::Transition {
-                        from: old.status.as_str().to_owned(),
-                    },
-                )
-                .into());
-            }
+            let allowed = old.status.may_become(new.status);
+            check_transition(old.status.as_str(), new.status.as_str(), allowed)?;
         }
         Ok(self.write(old.as_ref(), new)?)
     }
@@ -166,4 +150,20 @@ impl Tx<'_> {
         }
         Ok(self.write(old.as_ref(), new)?)
     }
+}
+
+/// Refuse a status change its state machine does not allow (`allowed`);
+/// keeping the status is always allowed.
+fn check_transition(from: &str, to: &str, allowed: bool) -> Result<(), WriteError> {
+    if from == to || allowed {
+        return Ok(());
+    }
+    Err(Violation::new(
+        "status",
+        to,
+        Rule::Transition {
+            from: from.to_owned(),
+        },
+    )
+    .into())
 }

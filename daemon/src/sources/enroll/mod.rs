@@ -236,6 +236,27 @@ impl Enrollment {
         self.rec.store()
     }
 
+    /// The objects of `kind` that `keep` keeps, newest first (ids are
+    /// time-ordered), at most `max_listed`: what `requests list` and
+    /// `registrations list` answer.
+    fn newest<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: idsync_schema::Kind,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>, EnrollError> {
+        let mut out = std::collections::VecDeque::new();
+        self.store().for_each::<T>(kind, |o| {
+            if keep(&o) {
+                if out.len() == self.max_listed {
+                    out.pop_front();
+                }
+                out.push_back(o);
+            }
+            Ok(true)
+        })?;
+        Ok(out.into_iter().rev().collect())
+    }
+
     /// The CA chain clients verify issued certificates with (PEM).
     pub(crate) fn ca_chain(&self) -> String {
         self.ca.chain_pem()

@@ -145,21 +145,11 @@ impl Enrollment {
             Some(a) => Some(self.asset(a)?.id),
             None => None,
         };
-        let mut out = std::collections::VecDeque::new();
-        self.store()
-            .for_each::<Registration>(Kind::Registration, |r| {
-                let keep = filter.status.is_none_or(|s| r.status == s)
-                    && asset.is_none_or(|a| r.asset == a)
-                    && filter.protocol.is_none_or(|p| r.protocol == p);
-                if keep {
-                    if out.len() == self.max_listed {
-                        out.pop_front();
-                    }
-                    out.push_back(r);
-                }
-                Ok(true)
-            })?;
-        Ok(out.into_iter().rev().collect())
+        self.newest(Kind::Registration, |r: &Registration| {
+            filter.status.is_none_or(|s| r.status == s)
+                && asset.is_none_or(|a| r.asset == a)
+                && filter.protocol.is_none_or(|p| r.protocol == p)
+        })
     }
 
     /// An approver says yes (not to their own registration).

@@ -165,26 +165,15 @@ impl Enrollment {
             Some(a) => Some(self.asset(a)?.id),
             None => None,
         };
-        let mut out = std::collections::VecDeque::new();
-        self.store()
-            .for_each::<EnrollmentRequest>(Kind::Request, |r| {
-                let keep = filter.status.is_none_or(|s| r.status == s)
-                    && asset.is_none_or(|a| r.asset == Some(a))
-                    && filter
-                        .profile
-                        .as_deref()
-                        .is_none_or(|p| r.profile.eq_ignore_ascii_case(p))
-                    && filter.requester.as_deref().is_none_or(|q| r.requester == q);
-                if keep {
-                    // Ids are time-ordered: the last ones are the newest.
-                    if out.len() == self.max_listed {
-                        out.pop_front();
-                    }
-                    out.push_back(r);
-                }
-                Ok(true)
-            })?;
-        Ok(out.into_iter().rev().collect())
+        self.newest(Kind::Request, |r: &EnrollmentRequest| {
+            filter.status.is_none_or(|s| r.status == s)
+                && asset.is_none_or(|a| r.asset == Some(a))
+                && filter
+                    .profile
+                    .as_deref()
+                    .is_none_or(|p| r.profile.eq_ignore_ascii_case(p))
+                && filter.requester.as_deref().is_none_or(|q| r.requester == q)
+        })
     }
 }
 
