@@ -41,6 +41,21 @@ pub fn is_issuer_id(id: &str) -> bool {
     id.len() == ISSUER_ID_CHARS && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Whether `url` can be a `crl_url` a relying party fetches: an absolute
+/// http(s) URL, ASCII, without a query or fragment (the file name is
+/// appended to it).
+pub fn is_crl_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    rest.is_some_and(|r| {
+        !r.is_empty()
+            && !r.starts_with('/')
+            && r.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
+    })
+}
+
 /// The CRL file name of issuer `id`, as published over HTTP and in the
 /// CA's directory.
 pub fn crl_file_name(id: &str) -> String {

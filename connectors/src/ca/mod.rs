@@ -39,8 +39,8 @@ pub(crate) mod pkcs12;
 mod tests;
 
 pub use crl::{
-    crl_file_name, crl_url, is_issuer_id, issuer_id, issuer_id_of_chain, CrlSpec, PublishedCrl,
-    RevokedEntry,
+    crl_file_name, crl_url, is_crl_url, is_issuer_id, issuer_id, issuer_id_of_chain, CrlSpec,
+    PublishedCrl, RevokedEntry,
 };
 pub use csr::{parse_csr, Csr};
 pub use local::{LocalCa, LocalCaConfig};

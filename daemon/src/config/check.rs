@@ -107,6 +107,24 @@ impl Config {
                 "must be at least 1000 (NIST SP 800-132)",
             ),
             (
+                !(1..=365).contains(&self.enrollment.registration_days),
+                "enrollment.registration_days",
+                "must be 1 to 365",
+            ),
+            (
+                !(1..=8760).contains(&self.ca.crl_validity_hours),
+                "ca.crl_validity_hours",
+                "must be 1 to 8760 (a year)",
+            ),
+            (
+                self.ca
+                    .crl_url
+                    .as_deref()
+                    .is_some_and(|u| !idsync_connectors::ca::is_crl_url(u)),
+                "ca.crl_url",
+                "must be an absolute http:// or https:// URL without spaces, query or fragment",
+            ),
+            (
                 self.enrollment.keygen_threads == 0,
                 "enrollment.keygen_threads",
                 "must be at least 1",

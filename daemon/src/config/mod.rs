@@ -578,6 +578,19 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("\"a b\""), "{err}");
+        // Enrollment's bounds, all three reported at once.
+        let err = load_str(
+            "[enrollment]\nregistration_days = 0\n[ca]\ncrl_validity_hours = 9000\ncrl_url = \"pki.example.org/crl\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "enrollment.registration_days",
+            "ca.crl_validity_hours",
+            "ca.crl_url",
+        ] {
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 
     #[test]

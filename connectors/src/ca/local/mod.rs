@@ -33,7 +33,7 @@ use time::Duration;
 use zeroize::Zeroizing;
 
 use super::p12::key_pair_for;
-use super::{CaBackend, CaError, CrlSpec, Csr, IssueRequest, Issued, PublishedCrl};
+use super::{is_crl_url, CaBackend, CaError, CrlSpec, Csr, IssueRequest, Issued, PublishedCrl};
 use crate::connector::BoxFuture;
 use constraints::{canonical_policy, hex_lower, name_constraints};
 use files::{make_dir, read_certs, read_key, write_new, write_replace};
@@ -348,25 +348,14 @@ impl LocalCa {
     }
 }
 
-/// A `crl_url` a relying party can fetch: an absolute http(s) URL, ASCII,
-/// without a query or fragment (the file name is appended to it).
+/// Refuse a `crl_url` a relying party could not fetch ([`is_crl_url`]).
 fn check_crl_url(url: &str) -> Result<(), CaError> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
-    let ok = rest.is_some_and(|r| {
-        !r.is_empty()
-            && !r.starts_with('/')
-            && r.bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(CaError::Config(format!(
-            "crl_url must be an absolute http:// or https:// URL without spaces, query or fragment, not {url:?}"
-        )))
+    if is_crl_url(url) {
+        return Ok(());
     }
+    Err(CaError::Config(format!(
+        "crl_url must be an absolute http:// or https:// URL without spaces, query or fragment, not {url:?}"
+    )))
 }
 
 /// Create a root CA in `dir`.

@@ -164,12 +164,6 @@ pub fn start(
     use anyhow::Context as _;
     let ca = ca::LocalCa::open(settings.ca, &settings.ca_dir).context("opening the CA")?;
     tracing::info!(key = %ca.key_type(), "local CA ready");
-    if !(1..=365).contains(&settings.enrollment.registration_days) {
-        anyhow::bail!(
-            "enrollment.registration_days must be 1 to 365, not {}",
-            settings.enrollment.registration_days
-        );
-    }
     use crate::infra::key_file;
     let registration_key = key_file::load_or_create(&settings.data_dir, key_file::REGISTRATION)
         .context("the registration key")?;
