@@ -119,7 +119,11 @@ fn registrations_end_to_end() {
             404,
             "nosuch",
         ),
-        (json!({"profile": "Device ACME"}), 422, "asset"),
+        (
+            json!({"profile": "Device ACME", "dnsNames": "web1.example.org"}),
+            422,
+            "a registration is for an asset",
+        ),
         (
             json!({"asset": "web1.example.org", "profile": "Device ACME", "extra": 1}),
             422,

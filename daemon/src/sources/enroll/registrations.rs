@@ -74,10 +74,10 @@ impl Enrollment {
             )));
         }
         let resolved = self.resolve(target, protocol)?;
-        let names = registered_names(&resolved, dns)?;
         let asset = resolved.asset.as_ref().map(|a| a.id).ok_or_else(|| {
             EnrollError::Invalid("a registration is for an asset: name one".into())
         })?;
+        let names = registered_names(&resolved, dns)?;
         let now = OffsetDateTime::now_utc();
         let mut r = Registration {
             id: Uuid::now_v7(),
