@@ -17,12 +17,7 @@ const ISSUER_ID_CHARS: usize = 16;
 
 /// The id of the issuer whose certificate is `cert_der`.
 pub fn issuer_id(cert_der: &[u8]) -> String {
-    let digest = Sha256::digest(cert_der);
-    let mut hex = String::with_capacity(ISSUER_ID_CHARS);
-    for b in &digest[..ISSUER_ID_CHARS / 2] {
-        hex.push_str(&format!("{b:02x}"));
-    }
-    hex
+    hex::encode(&Sha256::digest(cert_der)[..ISSUER_ID_CHARS / 2])
 }
 
 /// The id of the issuer of a certificate whose chain (issuer first, PEM)
@@ -112,15 +107,10 @@ pub(crate) fn reason_code(reason: RevocationReason) -> rcgen::RevocationReason {
 
 /// Bytes of a hex serial (`0A1B…`, as stored); `None` when it is not hex.
 pub(crate) fn serial_bytes(hex: &str) -> Option<Vec<u8>> {
-    let padded = if hex.len() % 2 == 1 {
-        format!("0{hex}")
-    } else {
-        hex.to_owned()
-    };
-    (0..padded.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(padded.get(i..i + 2)?, 16).ok())
-        .collect()
+    match hex.len() % 2 {
+        0 => hex::decode(hex).ok(),
+        _ => hex::decode(format!("0{hex}")).ok(),
+    }
 }
 
 /// The cRLNumber of a CRL (DER), when it has one that fits 64 bits.

@@ -53,12 +53,27 @@ impl LocalCa {
         Ok(out)
     }
 
+    /// The signer `id` names: the CA or a sub-CA already in memory, else
+    /// one read from `dir/sub` (the files are read only when needed, not
+    /// once per CRL).
+    fn signer_by_id(&self, id: &str) -> Result<Option<Arc<Signer>>, CaError> {
+        if self.root.id == id {
+            return Ok(Some(Arc::clone(&self.root)));
+        }
+        let cached = {
+            let subs = self.subs.lock().unwrap_or_else(|p| p.into_inner());
+            subs.values().find(|s| s.id == id).cloned()
+        };
+        match cached {
+            Some(s) => Ok(Some(s)),
+            None => Ok(self.signers()?.into_iter().find(|s| s.id == id)),
+        }
+    }
+
     /// Sign and keep the CRL of `spec.issuer`.
     pub fn publish_crl(&self, spec: &CrlSpec<'_>) -> Result<PublishedCrl, CaError> {
         let signer = self
-            .signers()?
-            .into_iter()
-            .find(|s| s.id == spec.issuer)
+            .signer_by_id(spec.issuer)?
             .ok_or_else(|| CaError::Config(format!("no issuer {} in this CA", spec.issuer)))?;
         let crl_dir = self.dir.join("crl");
         let path = crl_dir.join(crl_file_name(&signer.id));
