@@ -250,6 +250,24 @@ impl<B: Body + Unpin> Body for BusyBody<B> {
     }
 }
 
+/// 405 for a method other than GET or HEAD (HEAD too: some probes and
+/// fetchers use it; hyper leaves the body out), else `None`.
+pub fn unless_get_or_head(method: &hyper::Method) -> Option<Response<Full<Bytes>>> {
+    if method == hyper::Method::GET || method == hyper::Method::HEAD {
+        return None;
+    }
+    let mut r = respond(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "text/plain; charset=utf-8",
+        "method not allowed\n",
+    );
+    r.headers_mut().insert(
+        hyper::header::ALLOW,
+        hyper::header::HeaderValue::from_static("GET, HEAD"),
+    );
+    Some(r)
+}
+
 /// An answer of the admin listener (every route's: health, connectors,
 /// enrollment).
 pub fn respond(

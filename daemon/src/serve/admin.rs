@@ -31,7 +31,7 @@ use tokio::sync::watch;
 
 use crate::infra::auth::{Auth, Denied, Role};
 use crate::infra::conn_limit::{Limiter, Limits, Slot};
-use crate::infra::http::respond;
+use crate::infra::http::{respond, unless_get_or_head};
 use crate::infra::metrics::Metrics;
 
 /// `/healthz` fails when the main loop has not turned for this long.
@@ -210,12 +210,8 @@ fn route(state: &AdminState, method: &Method, path: &str) -> Response<Full<Bytes
         "/status" => status,
         _ => return respond(StatusCode::NOT_FOUND, TEXT, "not found\n"),
     };
-    // HEAD too: some probes use it; hyper leaves the body out.
-    if method != Method::GET && method != Method::HEAD {
-        let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return r;
+    if let Some(refused) = unless_get_or_head(method) {
+        return refused;
     }
     page(state)
 }

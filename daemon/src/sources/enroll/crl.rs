@@ -27,7 +27,7 @@ use idsync_store::reconcile::Reconciler;
 use time::{Duration, OffsetDateTime};
 
 use super::{EnrollError, Enrollment};
-use crate::infra::http::respond;
+use crate::infra::http::{respond, unless_get_or_head};
 
 /// The path prefix of the CRLs on the admin listener.
 pub(crate) const CRL_PREFIX: &str = "/crl/";
@@ -148,11 +148,8 @@ impl Enrollment {
     /// `GET /crl/<issuer id>.crl`: the issuer's last CRL, DER.
     pub(crate) fn crl_response(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
         const TEXT: &str = "text/plain; charset=utf-8";
-        if method != Method::GET && method != Method::HEAD {
-            let mut r = respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return r;
+        if let Some(refused) = unless_get_or_head(method) {
+            return refused;
         }
         let id = path
             .strip_prefix(CRL_PREFIX)
