@@ -21,9 +21,9 @@ pub mod text;
 
 pub use activation::{Activation, ActivationState, ApplicationSettings, SendPolicy};
 pub use cert::{
-    Certificate, CertificateData, CertificateProfile, DomainPolicy, EnrollmentRequest, KeyType,
-    ProfileSettings, ProfileState, Protocol, Registration, RegistrationStatus, RequestStatus,
-    Usage,
+    AcmeAccount, AcmeAccountStatus, Certificate, CertificateData, CertificateProfile, DomainPolicy,
+    EnrollmentRequest, KeyType, ProfileSettings, ProfileState, Protocol, Registration,
+    RegistrationStatus, RequestStatus, Usage,
 };
 pub use input::{AssetInput, Field, GroupInput, UserInput};
 pub use model::{

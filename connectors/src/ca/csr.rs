@@ -273,3 +273,11 @@ fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {
         _ => None,
     }
 }
+
+/// The subjectPublicKey bits of a DER certificate (what ACME's revokeCert
+/// compares with the key that signed the request).
+pub fn certificate_public_key(der: &[u8]) -> Result<Vec<u8>, CaError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| CaError::BadCsr(format!("the certificate does not parse: {e}")))?;
+    Ok(cert.public_key().subject_public_key.data.to_vec())
+}

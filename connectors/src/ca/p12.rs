@@ -73,6 +73,12 @@ impl GeneratedKey {
         self.kind
     }
 
+    /// The private key as PKCS#8 DER, for a TLS listener of the daemon's
+    /// own (zeroed when dropped; never written anywhere).
+    pub fn pkcs8_der(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        zeroize::Zeroizing::new(self.key.serialize_der())
+    }
+
     /// A CSR from this key, so that the PKCS#12 path goes through the same
     /// [`CaBackend::issue`](super::CaBackend::issue) as an uploaded one. It
     /// carries `subject` and no extension (the backend decides those).

@@ -36,6 +36,9 @@ impl Config {
                 self.scim
                     .check()
                     .map_err(|(key, message)| invalid(key, message)),
+                self.acme
+                    .check()
+                    .map_err(|(key, message)| invalid(key, message)),
                 self.check_connectors(),
                 idsync_schema::activation::check_applications(&self.applications)
                     .map_err(|m| invalid("applications", m)),

@@ -44,6 +44,8 @@ pub struct Config {
     pub folders: FoldersConfig,
     pub admin: AdminConfig,
     pub scim: crate::sources::scim::ScimConfig,
+    /// The ACME server's listener (`[acme]`, docs/certificates.md).
+    pub acme: crate::sources::acme::AcmeConfig,
     /// The activation page's listener and password policy (issue 16).
     pub activation: crate::sources::activation::config::ActivationConfig,
     /// API tokens (hashes only). Without any, `idsync serve` makes an admin
@@ -74,6 +76,7 @@ impl Default for Config {
             folders: FoldersConfig::default(),
             admin: AdminConfig::default(),
             scim: crate::sources::scim::ScimConfig::default(),
+            acme: crate::sources::acme::AcmeConfig::default(),
             activation: Default::default(),
             tokens: Vec::new(),
             connectors: Vec::new(),

@@ -139,6 +139,55 @@ pub async fn sending(stream: &TcpStream, slot: &Slot) -> bool {
     sent
 }
 
+/// Any connection a listener serves: plain TCP or TLS over it.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// [`serve_listener`] for a listener that may speak TLS: with `tls`, the
+/// first byte and the whole handshake must come within the first-byte
+/// timeout (a client that has not finished it holds no place for long);
+/// without, the first byte must. Then `connection` serves the stream.
+pub async fn serve_maybe_tls<F, Fut>(
+    listener: TcpListener,
+    limiter: Arc<Limiter>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: watch::Receiver<bool>,
+    connection: F,
+) where
+    F: Fn(Box<dyn Io>, SocketAddr, Slot) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let label = limiter.label();
+    let serve = move |stream: TcpStream, peer: SocketAddr, slot: Slot| {
+        let (tls, connection) = (tls.clone(), connection.clone());
+        async move {
+            let Some(acceptor) = tls else {
+                if first_byte(&stream, &slot).await {
+                    connection(Box::new(stream), peer, slot).await;
+                }
+                return;
+            };
+            let handshake = async {
+                if !sending(&stream, &slot).await {
+                    return None;
+                }
+                Some(acceptor.accept(stream).await)
+            };
+            match slot.before_first_byte(handshake).await {
+                Some(Some(Ok(tls))) => connection(Box::new(tls), peer, slot).await,
+                Some(Some(Err(e))) => {
+                    tracing::debug!(%peer, error = %e, "{label} TLS handshake failed")
+                }
+                Some(None) => {}
+                None => {
+                    tracing::debug!(%peer, "{label} TLS handshake unfinished, connection closed")
+                }
+            }
+        }
+    };
+    serve_listener(listener, limiter, shutdown, serve).await;
+}
+
 /// Serve `stream` until the client closes it, `shutdown` asks, or the
 /// limiter asks (through `slot`) to make room; then the request in flight
 /// (if any) finishes and the connection closes.

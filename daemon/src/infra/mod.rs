@@ -1,7 +1,7 @@
 //! What every part of the daemon shares and no feature owns: bearer-token
 //! authentication, the HTTP listeners' accept loop, connection limits and
-//! connection serving, request rate limits, the metrics, sd_notify, files
-//! holding a secret (the mail key among them).
+//! connection serving, TLS acceptors, request rate limits, the metrics,
+//! sd_notify, files holding a secret (the mail key among them).
 //!
 //! Infrastructure imports no feature (`sources`, `connect`, `serve`,
 //! `cli`): features report into it, never the other way round.
@@ -16,3 +16,4 @@ pub mod metrics;
 pub mod private_file;
 pub mod rate_limit;
 pub mod sd_notify;
+pub mod tls;

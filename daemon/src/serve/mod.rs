@@ -157,6 +157,7 @@ struct Services {
     shutdown: watch::Sender<bool>,
     admin: JoinHandle<()>,
     scim: Option<JoinHandle<()>>,
+    acme: Option<JoinHandle<()>>,
     activation: Option<JoinHandle<()>>,
     /// Enrollment's clock: CRLs, registration expiry.
     upkeep: JoinHandle<()>,
@@ -228,6 +229,13 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         shutdown_rx.clone(),
     )
     .await?;
+    let acme = crate::sources::acme::listener::start(
+        &cfg.acme,
+        Arc::clone(&enrollment),
+        &metrics,
+        shutdown_rx.clone(),
+    )
+    .await?;
     let activation = match page {
         Some(page) => Some(
             crate::sources::activation::listener::start(
@@ -262,6 +270,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         shutdown,
         admin,
         scim,
+        acme,
         activation,
         upkeep,
     };
@@ -282,7 +291,10 @@ async fn stop(mut d: Daemon, services: Services) -> Result<()> {
     let _ = services.shutdown.send(true);
     let _ = services.admin.await;
     let _ = services.upkeep.await;
-    for listener in [services.scim, services.activation].into_iter().flatten() {
+    for listener in [services.scim, services.acme, services.activation]
+        .into_iter()
+        .flatten()
+    {
         let _ = listener.await;
     }
     d.rec.store().flush()?;
@@ -345,6 +357,7 @@ impl Daemon {
                             != serde_json::to_value(&self.cfg.connectors).ok(),
                     ),
                     ("scim", new.scim != self.cfg.scim),
+                    ("acme", new.acme != self.cfg.acme),
                     (
                         "ca",
                         serde_json::to_value(&new.ca).ok()

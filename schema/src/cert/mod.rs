@@ -32,7 +32,7 @@ pub use policy::{check_dns_name, check_names, split_dns_list, DomainPolicy, IpRa
 pub use profile::{
     CertificateProfile, KeyType, ProfileError, ProfileSettings, ProfileState, Protocol, Usage,
 };
-pub use registration::{Registration, RegistrationStatus};
+pub use registration::{AcmeAccount, AcmeAccountStatus, Registration, RegistrationStatus};
 pub use request::{EnrollmentRequest, RequestStatus};
 pub use revocation::{Revocation, RevocationReason};
 pub use subject::{

@@ -202,6 +202,10 @@ pub struct ProfileSettings {
     /// Enrollments wait for an approver's yes.
     #[serde(default)]
     pub requires_approval: bool,
+    /// ACME: a registration's names count as authorized, with no challenge
+    /// (the operator vouched for them when registering the asset).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preauthorized: bool,
     #[serde(default)]
     pub state: ProfileState,
 }
@@ -238,6 +242,7 @@ impl ProfileSettings {
             usages: default_usages(),
             domain_policy: DomainPolicy::default(),
             requires_approval: false,
+            preauthorized: false,
             state: ProfileState::Active,
         }
     }

@@ -107,7 +107,37 @@ pub struct Registration {
     /// SCEP: the SHA-256 of the challenge password, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge_sha256: Option<String>,
+    /// ACME: the account its external account binding made (one per
+    /// registration: the binding is single use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AcmeAccount>,
     pub meta: Meta,
+}
+
+/// Whether an ACME account may still act (RFC 8555 §7.1.2; `revoked` is
+/// the registration's own status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AcmeAccountStatus {
+    Valid,
+    Deactivated,
+}
+
+/// The ACME account bound to a registration: its public key (a JWK; keys
+/// are public) and what the client told about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcmeAccount {
+    /// The account key as canonical JWK JSON (RFC 7638 member order).
+    pub key: String,
+    /// Its RFC 7638 thumbprint (base64url SHA-256): how a `jwk`-signed
+    /// request finds its account.
+    pub thumbprint: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contact: Vec<String>,
+    pub status: AcmeAccountStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
 }
 
 impl Registration {

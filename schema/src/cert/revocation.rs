@@ -46,6 +46,23 @@ impl RevocationReason {
         }
     }
 
+    /// Its RFC 5280 §5.3.1 code (ACME's `revokeCert` sends codes).
+    pub fn code(self) -> u8 {
+        match self {
+            RevocationReason::Unspecified => 0,
+            RevocationReason::KeyCompromise => 1,
+            RevocationReason::AffiliationChanged => 3,
+            RevocationReason::Superseded => 4,
+            RevocationReason::CessationOfOperation => 5,
+            RevocationReason::PrivilegeWithdrawn => 9,
+        }
+    }
+
+    /// The reason of RFC 5280 code `code`, if it is one idsync offers.
+    pub fn from_code(code: u64) -> Option<RevocationReason> {
+        Self::ALL.into_iter().find(|r| u64::from(r.code()) == code)
+    }
+
     /// The reason named `s`; the error lists the names there are.
     pub fn parse(s: &str) -> Result<RevocationReason, String> {
         Self::ALL

@@ -151,6 +151,18 @@ impl Jwk {
         URL_SAFE_NO_PAD.encode(Sha256::digest(self.canonical_json().as_bytes()))
     }
 
+    /// The key as a certificate's subjectPublicKey bits carry it: the
+    /// uncompressed EC point, the 32 Ed25519 bytes, or the DER of an RSA
+    /// key's `SEQUENCE { n, e }` (RFC 8017 A.1.1). For revokeCert signed
+    /// with the certificate's key.
+    pub fn public_key_bits(&self) -> Vec<u8> {
+        match self {
+            Jwk::Ec { x, y, .. } => [&[4u8][..], x, y].concat(),
+            Jwk::Ed25519 { x } => x.clone(),
+            Jwk::Rsa { n, e } => der_sequence(&[der_uint(n), der_uint(e)].concat()),
+        }
+    }
+
     /// Whether `alg` is the one algorithm this key signs with.
     pub fn signs_with(&self, alg: Alg) -> bool {
         matches!(
@@ -214,4 +226,41 @@ fn bytes(obj: &Map<String, Value>, name: &str) -> Result<Vec<u8>, JwsError> {
     URL_SAFE_NO_PAD
         .decode(text)
         .map_err(|_| JwsError::BadKey(format!("JWK member {name:?} is not base64url")))
+}
+
+/// A DER INTEGER of the unsigned big-endian `v` (a leading zero when its
+/// top bit is set).
+fn der_uint(v: &[u8]) -> Vec<u8> {
+    let v = match v.iter().position(|b| *b != 0) {
+        Some(i) => &v[i..],
+        None => &[0u8][..],
+    };
+    let mut content = Vec::with_capacity(v.len() + 1);
+    if v[0] & 0x80 != 0 {
+        content.push(0);
+    }
+    content.extend_from_slice(v);
+    der_tlv(0x02, &content)
+}
+
+fn der_sequence(content: &[u8]) -> Vec<u8> {
+    der_tlv(0x30, content)
+}
+
+fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend_from_slice(&bytes);
+    }
+    out.extend_from_slice(content);
+    out
 }

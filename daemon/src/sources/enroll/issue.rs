@@ -29,6 +29,20 @@ impl Enrollment {
     ) -> Result<Enrolled, EnrollError> {
         let resolved = self.resolve(target, Protocol::P10)?;
         let csr = ca::parse_csr(csr)?;
+        self.enroll_csr(who, Protocol::P10, &resolved, &csr, Uuid::now_v7())
+            .await
+    }
+
+    /// Enroll `csr` (P10, ACME, SCEP) as request `id`: issued at once, or
+    /// recorded to wait for an approver when the profile says so.
+    pub(super) async fn enroll_csr(
+        &self,
+        who: &str,
+        protocol: Protocol,
+        resolved: &Resolved,
+        csr: &Csr,
+        id: Uuid,
+    ) -> Result<Enrolled, EnrollError> {
         let profile = &resolved.profile;
         check_key_type(profile, csr.key_type)?;
         // The names are the CSR's: every one must pass the profile. Its
@@ -37,16 +51,23 @@ impl Enrollment {
         let requested = CertificateData {
             dns_names: csr.dns_names.clone(),
             ip_addresses: csr.ip_addresses.iter().map(IpAddr::to_string).collect(),
-            ..csr_subject_data(&csr)
+            ..csr_subject_data(csr)
         };
-        let data = complete(requested, resolved.asset.as_ref());
+        let mut data = complete(requested.clone(), resolved.asset.as_ref());
+        if protocol != Protocol::P10 {
+            // ACME and SCEP: the names are exactly the CSR's, which the
+            // registration allowed; the asset's data fills the subject only.
+            data.dns_names = requested.dns_names;
+            data.ip_addresses = requested.ip_addresses;
+        }
         let (subject, ips) = check_data(profile, &data)?;
-        let request = self.new_request(who, Protocol::P10, &resolved, data, None, Some(&csr));
+        let mut request = self.new_request(who, protocol, resolved, data, None, Some(csr));
+        request.id = id;
         if profile.requires_approval {
             return self.wait_for_approval(who, request).await;
         }
         let issued = self
-            .issue(&csr, profile, &subject, &request.data, &ips)
+            .issue(csr, profile, &subject, &request.data, &ips)
             .await?;
         self.record_issued(who, request, csr.key_type, issued, None)
             .await

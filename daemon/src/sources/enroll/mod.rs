@@ -23,6 +23,7 @@
 //! - `crate::cli::enroll`: the CLI side (`idsync profiles|assets|enroll|
 //!   requests|certificates`), which talks to the running daemon.
 
+pub(crate) mod acme;
 mod certificates;
 mod checks;
 pub(crate) mod crl;

@@ -94,6 +94,7 @@ impl Enrollment {
             decided_by: None,
             comment: None,
             challenge_sha256: None,
+            account: None,
             meta: Meta::new(now),
         };
         let (mut eab_hmac_key, mut challenge) = (None, None);
@@ -236,7 +237,7 @@ impl Enrollment {
 
     /// Move `r` to `to` if it is still in one of `from` when the write
     /// commits, with `change` applied.
-    async fn move_registration(
+    pub(super) async fn move_registration(
         &self,
         who: &str,
         mut r: Registration,

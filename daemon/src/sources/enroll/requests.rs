@@ -12,8 +12,9 @@ use super::checks::{check_data, check_key_type, check_usable};
 use super::{EnrollError, Enrolled, Enrollment, RequestFilter};
 
 impl Enrollment {
-    /// Approve a pending request. A P10 request is issued at once; a P12
-    /// request waits for its requester to download the file.
+    /// Approve a pending request. A request with a CSR (P10, ACME, SCEP)
+    /// is issued at once; a P12 request waits for its requester to
+    /// download the file.
     pub(crate) async fn approve(
         &self,
         who: &str,
@@ -22,11 +23,11 @@ impl Enrollment {
     ) -> Result<Enrolled, EnrollError> {
         let request = self.decidable(who, id)?;
         match request.protocol {
-            Protocol::P10 => {
+            Protocol::P10 | Protocol::Acme | Protocol::Scep => {
                 // The request was fine when made; the profile or asset
                 // may have changed since.
                 let outcome = self
-                    .issue_approved_p10(who, &request, comment.clone())
+                    .issue_approved_csr(who, &request, comment.clone())
                     .await;
                 self.fail_on_refusal(who, request, comment, outcome).await
             }
@@ -43,18 +44,17 @@ impl Enrollment {
         }
     }
 
-    async fn issue_approved_p10(
+    async fn issue_approved_csr(
         &self,
         who: &str,
         request: &EnrollmentRequest,
         comment: Option<String>,
     ) -> Result<Enrolled, EnrollError> {
         let profile = self.profile(&request.profile)?;
-        check_usable(&profile, Protocol::P10)?;
-        let pem = request
-            .csr
-            .as_deref()
-            .ok_or_else(|| EnrollError::Internal("the P10 request has no CSR".into()))?;
+        check_usable(&profile, request.protocol)?;
+        let pem = request.csr.as_deref().ok_or_else(|| {
+            EnrollError::Internal(format!("the {} request has no CSR", request.protocol))
+        })?;
         let csr = ca::parse_csr(pem.as_bytes())?;
         check_key_type(&profile, csr.key_type)?;
         let (subject, ips) = check_data(&profile, &request.data)?;

@@ -107,6 +107,7 @@ fn stored_registration(
         decided_by: None,
         comment: None,
         challenge_sha256: Some(registrations::challenge_sha256("secret")),
+        account: None,
         meta: idsync_schema::Meta::new(time::OffsetDateTime::now_utc()),
     };
     let id = r.id;

@@ -21,7 +21,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -69,7 +69,9 @@ pub async fn start(
     )
     .context("starting the SCIM writer thread")?;
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(cert), Some(key)) => Some(super::tls::acceptor(cert, key).context("scim TLS")?),
+        (Some(cert), Some(key)) => {
+            Some(crate::infra::tls::acceptor(cert, key).context("scim TLS")?)
+        }
         _ => None,
     };
     let state = Arc::new(State::new(cfg.clone(), rec, writer));
@@ -96,36 +98,12 @@ pub(crate) async fn serve_scim(
     tls: Option<TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let serve = |stream: TcpStream, peer: SocketAddr, slot: Slot| {
-        let (state, auth, shutdown, tls) =
-            (state.clone(), auth.clone(), shutdown.clone(), tls.clone());
-        async move {
-            let Some(acceptor) = tls else {
-                if crate::infra::http::first_byte(&stream, &slot).await {
-                    connection(stream, peer, slot, state, auth, shutdown).await;
-                }
-                return;
-            };
-            // The first byte and the whole handshake within the first-byte
-            // timeout: a client that has not finished it holds no place
-            // for long.
-            let handshake = async {
-                if !crate::infra::http::sending(&stream, &slot).await {
-                    return None;
-                }
-                Some(acceptor.accept(stream).await)
-            };
-            match slot.before_first_byte(handshake).await {
-                Some(Some(Ok(tls))) => connection(tls, peer, slot, state, auth, shutdown).await,
-                Some(Some(Err(e))) => {
-                    tracing::debug!(%peer, error = %e, "SCIM TLS handshake failed")
-                }
-                Some(None) => {}
-                None => tracing::debug!(%peer, "SCIM TLS handshake unfinished, connection closed"),
-            }
-        }
+    let stop = shutdown.clone();
+    let serve = move |stream: Box<dyn crate::infra::http::Io>, peer: SocketAddr, slot: Slot| {
+        let (state, auth, shutdown) = (state.clone(), auth.clone(), shutdown.clone());
+        connection(stream, peer, slot, state, auth, shutdown)
     };
-    crate::infra::http::serve_listener(listener, limiter, shutdown.clone(), serve).await;
+    crate::infra::http::serve_maybe_tls(listener, limiter, tls, stop, serve).await;
 }
 
 async fn connection<IO>(

@@ -19,7 +19,7 @@
 //!     group-commit `idsync_store::writer`, into the reconciler, the one
 //!     write path), `members` (group memberships), `etag`
 //!     (conditional requests), `bulk`;
-//! - `listener` and `tls`: HTTP (hyper), optional TLS (rustls),
+//! - `listener`: HTTP (hyper), optional TLS (rustls, `crate::infra::tls`),
 //!   authentication, limits, shutdown.
 
 mod bulk;
@@ -37,7 +37,7 @@ mod read;
 mod resource;
 mod routes;
 mod state;
-mod tls;
+
 mod write;
 
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,6 @@
-//! TLS for the SCIM listener, through rustls, when `scim.tls_cert` and
-//! `scim.tls_key` are set.
+//! TLS for the daemon's listeners, through rustls: SCIM when `scim.tls_cert`
+//! and `scim.tls_key` are set, ACME always (from files, or a certificate
+//! its CA issued at start).
 //!
 //! The ring provider is named explicitly: it is the one the LDAP connector
 //! uses, and two providers in one process make rustls refuse to pick one.
@@ -43,6 +44,26 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
         path: key.to_owned(),
         message: e.to_string(),
     })?;
+    from_parts(chain, key_der)
+}
+
+/// An acceptor for a chain (PEM text, leaf first) and a PKCS#8 key held
+/// in memory (a certificate the daemon issued itself).
+pub fn acceptor_in_memory(chain_pem: &str, pkcs8: &[u8]) -> Result<TlsAcceptor, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Certificates {
+            path: PathBuf::from("(issued at start)"),
+            message: e.to_string(),
+        })?;
+    let key = PrivateKeyDer::Pkcs8(pkcs8.to_vec().into());
+    from_parts(chain, key)
+}
+
+fn from_parts(
+    chain: Vec<CertificateDer<'static>>,
+    key_der: PrivateKeyDer<'static>,
+) -> Result<TlsAcceptor, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

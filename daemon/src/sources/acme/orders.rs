@@ -1,0 +1,182 @@
+//! Orders and authorizations in memory (RFC 8555 §7.1.3, §7.1.4), bounded
+//! in number and lifetime. They are the cheap, short-lived part of ACME:
+//! a client whose order a restart forgot places a new one. What must
+//! outlive a restart does: a finalized order is an enrollment request of
+//! the same id in the store (`super::order` rebuilds it from there).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::problem::Problem;
+
+/// Where an authorization (and its one challenge) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthzStatus {
+    Pending,
+    /// The challenge is being checked.
+    Processing,
+    Valid,
+    Invalid,
+}
+
+/// One name to prove control of, with its http-01 challenge.
+#[derive(Debug, Clone)]
+pub(crate) struct Authz {
+    pub id: Uuid,
+    /// The registration (= account) that owns it.
+    pub account: Uuid,
+    pub name: String,
+    pub status: AuthzStatus,
+    pub expires: OffsetDateTime,
+    /// The http-01 token (RFC 8555 §8.3: 128 bits of entropy, base64url).
+    pub token: String,
+    pub validated: Option<OffsetDateTime>,
+    pub error: Option<Problem>,
+}
+
+/// An order before finalization.
+#[derive(Debug, Clone)]
+pub(crate) struct Order {
+    pub id: Uuid,
+    pub account: Uuid,
+    pub names: Vec<String>,
+    pub authzs: Vec<Uuid>,
+    pub expires: OffsetDateTime,
+    /// Set once finalize was accepted: the order's state is its
+    /// enrollment request's from then on.
+    pub finalized: bool,
+}
+
+/// Why an order could not be kept.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Full {
+    Server,
+    Account,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    orders: HashMap<Uuid, Order>,
+    authzs: HashMap<Uuid, Authz>,
+}
+
+/// Every live order and authorization.
+#[derive(Debug)]
+pub(crate) struct Orders {
+    inner: Mutex<Inner>,
+    max: usize,
+    max_per_account: usize,
+}
+
+impl Orders {
+    pub fn new(max: usize, max_per_account: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            max,
+            max_per_account,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keep a new order and its authorizations, unless the bounds say no
+    /// (expired ones are dropped first).
+    pub fn insert(&self, order: Order, authzs: Vec<Authz>) -> Result<(), Full> {
+        let mut inner = self.lock();
+        let now = OffsetDateTime::now_utc();
+        if inner.orders.len() >= self.max {
+            inner.orders.retain(|_, o| o.expires > now);
+            inner.authzs.retain(|_, a| a.expires > now);
+        }
+        if inner.orders.len() >= self.max {
+            return Err(Full::Server);
+        }
+        let pending = inner
+            .orders
+            .values()
+            .filter(|o| o.account == order.account && !o.finalized && o.expires > now)
+            .count();
+        if pending >= self.max_per_account {
+            return Err(Full::Account);
+        }
+        for a in authzs {
+            inner.authzs.insert(a.id, a);
+        }
+        inner.orders.insert(order.id, order);
+        Ok(())
+    }
+
+    pub fn order(&self, id: Uuid) -> Option<Order> {
+        self.lock().orders.get(&id).cloned()
+    }
+
+    /// The ids of an account's live orders.
+    pub fn ids_of(&self, account: Uuid) -> Vec<Uuid> {
+        let now = OffsetDateTime::now_utc();
+        let mut ids: Vec<Uuid> = self
+            .lock()
+            .orders
+            .values()
+            .filter(|o| o.account == account && o.expires > now)
+            .map(|o| o.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    pub fn authz(&self, id: Uuid) -> Option<Authz> {
+        self.lock().authzs.get(&id).cloned()
+    }
+
+    /// The authorizations of `order`, in its order.
+    pub fn authzs_of(&self, order: &Order) -> Vec<Authz> {
+        let inner = self.lock();
+        order
+            .authzs
+            .iter()
+            .filter_map(|id| inner.authzs.get(id).cloned())
+            .collect()
+    }
+
+    /// Change authorization `id` with `f` (under the lock); its new state.
+    pub fn update_authz(&self, id: Uuid, f: impl FnOnce(&mut Authz)) -> Option<Authz> {
+        let mut inner = self.lock();
+        let a = inner.authzs.get_mut(&id)?;
+        f(a);
+        Some(a.clone())
+    }
+
+    /// Mark `id` finalized unless it was already: true for the one caller
+    /// that may go on (of two racing finalize requests, one wins).
+    pub fn claim_finalize(&self, id: Uuid) -> bool {
+        let mut inner = self.lock();
+        match inner.orders.get_mut(&id) {
+            Some(o) if !o.finalized => {
+                o.finalized = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Undo [`Orders::claim_finalize`] after a refusal that left nothing
+    /// in the store (the client may send a better CSR).
+    pub fn release_finalize(&self, id: Uuid) {
+        if let Some(o) = self.lock().orders.get_mut(&id) {
+            o.finalized = false;
+        }
+    }
+
+    /// Pending orders and authorizations of an account, gone with it
+    /// (deactivation): later requests with their URLs find nothing.
+    pub fn forget_account(&self, account: Uuid) {
+        let mut inner = self.lock();
+        inner.orders.retain(|_, o| o.account != account);
+        inner.authzs.retain(|_, a| a.account != account);
+    }
+}

@@ -1,0 +1,387 @@
+//! The ACME server end to end (issue 15) with real clients: Debian's
+//! `lego` (4.9) and `certbot` (2.1), against the real daemon. An asset is
+//! registered (`idsync enroll acme`), the client makes its account with
+//! the external account binding, orders, answers http-01 on a loopback
+//! port (`[acme] resolve` sends the validator there), finalizes and
+//! downloads; `openssl verify` checks the certificate against the CA.
+//! Refusals end as RFC 8555 says: a wrong HMAC `unauthorized`, a name
+//! outside the registration `rejectedIdentifier`, a used binding
+//! `unauthorized`; with approval the order waits in `processing` until an
+//! approver decides.
+
+mod pki;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use idsync_tests::{free_port, wait_until};
+use pki::*;
+
+/// The lego (http-01) port each name is validated on.
+struct Ports {
+    acme: u16,
+    web1: u16,
+    app: u16,
+}
+
+fn profiles(p: &Ports) -> String {
+    format!(
+        r#"
+[[profiles]]
+name = "Device ACME"
+protocol = "acme"
+key_types = ["ecdsa-p256", "rsa-2048"]
+[profiles.domain_policy]
+names = ["*.example.org"]
+
+[[profiles]]
+name = "Approved ACME"
+protocol = "acme"
+requires_approval = true
+
+[[profiles]]
+name = "Trusted ACME"
+protocol = "acme"
+preauthorized = true
+
+[acme]
+enabled = true
+listen = "127.0.0.1:{acme}"
+[acme.resolve]
+"web1.example.org" = "127.0.0.1:{web1}"
+"www.example.org" = "127.0.0.1:{web1}"
+"app.example.org" = "127.0.0.1:{app}"
+"#,
+        acme = p.acme,
+        web1 = p.web1,
+        app = p.app
+    )
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The value after `label` on a line of the CLI's output.
+fn field(text: &str, label: &str) -> String {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} in:\n{text}"))
+        .trim()
+        .to_owned()
+}
+
+/// `idsync enroll acme`: the registration's id and HMAC key.
+fn register(pki: &Pki, asset: &str, profile: &str, dns: Option<&str>) -> (String, String) {
+    let mut args = vec!["enroll", "acme", "--asset", asset, "--profile", profile];
+    if let Some(d) = dns {
+        args.extend(["--dns", d]);
+    }
+    let o = pki.cli(OPS, &args);
+    assert!(o.status.success(), "{}", text(&o));
+    let shown = out(&o);
+    (field(&shown, "key id"), field(&shown, "HMAC key"))
+}
+
+/// The CA's root, as clients are told to trust it.
+fn root_file(pki: &Pki) -> PathBuf {
+    let root = pki.get(OPS, "/ca");
+    assert_eq!(root.status, 200);
+    let f = pki.dir().join("acme-root.pem");
+    std::fs::write(&f, &root.body).unwrap();
+    f
+}
+
+struct Lego<'a> {
+    pki: &'a Pki,
+    dir: PathBuf,
+    port: u16,
+    acme: u16,
+}
+
+impl Lego<'_> {
+    fn run(&self, kid: &str, hmac: &str, domains: &[&str], extra: &[&str]) -> Output {
+        let mut cmd = Command::new("lego");
+        cmd.env("LEGO_CA_CERTIFICATES", root_file(self.pki)).args([
+            "--server",
+            &format!("https://127.0.0.1:{}/acme/directory", self.acme),
+            "--accept-tos",
+            "--email",
+            "ops@example.org",
+            "--eab",
+            "--kid",
+            kid,
+            "--hmac",
+            hmac,
+            "--http",
+            "--http.port",
+            &format!("127.0.0.1:{}", self.port),
+            "--path",
+            self.dir.to_str().unwrap(),
+            "--cert.timeout",
+            "60",
+        ]);
+        for d in domains {
+            cmd.args(["--domains", d]);
+        }
+        cmd.args(extra);
+        if !extra.contains(&"revoke") {
+            cmd.arg("run");
+        }
+        timed(cmd, Duration::from_secs(120))
+    }
+
+    fn certificate(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join("certificates").join(format!("{name}.crt")))
+            .unwrap_or_else(|e| panic!("lego's certificate of {name}: {e}"))
+    }
+}
+
+/// Run `cmd`, killing it after `limit`.
+fn timed(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the client is installed");
+    let pid = child.id();
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    });
+    let o = child.wait_with_output().expect("wait for the client");
+    drop(watchdog);
+    o
+}
+
+fn start() -> (Pki, Ports) {
+    let ports = Ports {
+        acme: free_port(),
+        web1: free_port(),
+        app: free_port(),
+    };
+    let pki = Pki::start_with(&profiles(&ports));
+    wait_until("the ACME listener", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", ports.acme)).is_ok()
+    });
+    (pki, ports)
+}
+
+fn lego_at<'a>(pki: &'a Pki, ports: &Ports, name: &str, port: u16) -> Lego<'a> {
+    Lego {
+        pki,
+        dir: pki.dir().join(format!("lego-{name}")),
+        port,
+        acme: ports.acme,
+    }
+}
+
+fn registration(pki: &Pki, id: &str) -> serde_json::Value {
+    let r = pki.get(OPS, &format!("/registrations/{id}"));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+#[test]
+fn lego_enrolls_with_its_registration_and_is_refused_outside_it() {
+    let (pki, ports) = start();
+    let (kid, hmac) = register(&pki, "web1.example.org", "Device ACME", None);
+
+    // A wrong HMAC: unauthorized, and the registration stays unused.
+    let wrong = lego_at(&pki, &ports, "wrong", ports.web1);
+    let bad_hmac = "A".repeat(43);
+    let o = wrong.run(&kid, &bad_hmac, &["web1.example.org"], &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("urn:ietf:params:acme:error:unauthorized"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(registration(&pki, &kid)["status"], "active");
+
+    // The right one: account, order, http-01, finalize, download.
+    let lego = lego_at(&pki, &ports, "web1", ports.web1);
+    let o = lego.run(&kid, &hmac, &["web1.example.org", "www.example.org"], &[]);
+    assert!(o.status.success(), "lego run: {}", text(&o));
+    let pem = lego.certificate("web1.example.org");
+    let shown = verify(&pki, "acme-web1", &pem);
+    assert!(shown.contains("DNS:web1.example.org"), "{shown}");
+    assert!(shown.contains("DNS:www.example.org"), "{shown}");
+    let r = registration(&pki, &kid);
+    assert_eq!(r["status"], "used", "{r}");
+
+    // The certificate is the asset's, with its request, in the change log.
+    let o = pki.cli(OPS, &["assets", "certificates", "web1.example.org"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let leaf = pki.dir().join("acme-web1.leaf.pem");
+    let serial = out(&openssl(&[
+        "x509",
+        "-noout",
+        "-serial",
+        "-in",
+        leaf.to_str().unwrap(),
+    ]));
+    let serial = serial.trim().trim_start_matches("serial=");
+    assert!(out(&o).contains(serial), "{serial} in {}", out(&o));
+    let requests = pki.get(OPS, "/requests?profile=Device%20ACME").json();
+    let listed = requests.as_array().cloned().unwrap_or_default();
+    assert!(
+        listed
+            .iter()
+            .any(|q| q["protocol"] == "acme" && q["status"] == "issued"),
+        "{requests}"
+    );
+
+    // The same account orders again (a name it may have, a renewal).
+    let o = lego.run(&kid, &hmac, &["www.example.org"], &[]);
+    assert!(o.status.success(), "second order: {}", text(&o));
+
+    // A name outside the registration: rejectedIdentifier.
+    let o = lego.run(&kid, &hmac, &["other.example.org"], &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("rejectedIdentifier"),
+        "outside the registration: {}",
+        text(&o)
+    );
+
+    // The binding was used: a second account with it is refused.
+    let again = lego_at(&pki, &ports, "again", ports.web1);
+    let o = again.run(&kid, &hmac, &["web1.example.org"], &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("unauthorized") && text(&o).contains("used"),
+        "{}",
+        text(&o)
+    );
+
+    // revokeCert by the account: the CRL lists it.
+    let o = lego.run(&kid, &hmac, &["web1.example.org"], &["revoke"]);
+    assert!(o.status.success(), "lego revoke: {}", text(&o));
+    let certs = pki.get(OPS, "/assets/web1.example.org/certificates").json();
+    let revoked = certs
+        .as_array()
+        .or_else(|| certs["certificates"].as_array())
+        .into_iter()
+        .flatten()
+        .filter(|c| !c["revoked"].is_null())
+        .count();
+    assert_eq!(revoked, 1, "{certs}");
+}
+
+#[test]
+fn certbot_standalone_gets_a_certificate() {
+    let (pki, ports) = start();
+    let (kid, hmac) = register(&pki, "app.example.org", "Device ACME", None);
+    let dir = pki.dir().join("certbot");
+    let mut cmd = Command::new("certbot");
+    cmd.env("REQUESTS_CA_BUNDLE", root_file(&pki)).args([
+        "certonly",
+        "--standalone",
+        "--non-interactive",
+        "--agree-tos",
+        "--no-eff-email",
+        "-m",
+        "ops@example.org",
+        "--server",
+        &format!("https://127.0.0.1:{}/acme/directory", ports.acme),
+        "--eab-kid",
+        &kid,
+        "--eab-hmac-key",
+        &hmac,
+        "-d",
+        "app.example.org",
+        "--http-01-address",
+        "127.0.0.1",
+        "--http-01-port",
+        &ports.app.to_string(),
+        "--config-dir",
+        &dir.join("config").display().to_string(),
+        "--work-dir",
+        &dir.join("work").display().to_string(),
+        "--logs-dir",
+        &dir.join("logs").display().to_string(),
+    ]);
+    let o = timed(cmd, Duration::from_secs(180));
+    assert!(o.status.success(), "certbot: {}", text(&o));
+    let live = dir.join("config/live/app.example.org/fullchain.pem");
+    let pem = std::fs::read_to_string(&live).expect("certbot's fullchain.pem");
+    let shown = verify(&pki, "acme-certbot", &pem);
+    assert!(shown.contains("DNS:app.example.org"), "{shown}");
+}
+
+#[test]
+fn an_order_waits_for_approval_then_is_issued() {
+    let (pki, ports) = start();
+    // The registration itself is approved first (who may enroll, which
+    // names); each certificate then waits for an approver (which key).
+    let (kid, hmac) = register(&pki, "web1.example.org", "Approved ACME", None);
+    let o = pki.cli(BOSS, &["registrations", "approve", &kid]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let lego = lego_at(&pki, &ports, "approved", ports.web1);
+    std::thread::scope(|s| {
+        let client = s.spawn(|| lego.run(&kid, &hmac, &["web1.example.org"], &[]));
+        // The order is processing: its request waits for an approver.
+        let mut pending = String::new();
+        wait_until("the ACME request to wait", Duration::from_secs(60), || {
+            let r = pki
+                .get(
+                    BOSS,
+                    "/requests?status=pending_approval&profile=Approved%20ACME",
+                )
+                .json();
+            pending = r[0]["id"].as_str().unwrap_or("").to_owned();
+            !pending.is_empty()
+        });
+        let o = pki.cli(BOSS, &["requests", "approve", &pending]);
+        assert!(o.status.success(), "{}", text(&o));
+        let o = client.join().unwrap();
+        assert!(o.status.success(), "lego after approval: {}", text(&o));
+    });
+    verify(&pki, "acme-approved", &lego.certificate("web1.example.org"));
+
+    // A rejected one ends the order invalid.
+    std::thread::scope(|s| {
+        let client = s.spawn(|| lego.run(&kid, &hmac, &["web1.example.org"], &[]));
+        let mut pending = String::new();
+        wait_until("the second ACME request", Duration::from_secs(60), || {
+            let r = pki
+                .get(
+                    BOSS,
+                    "/requests?status=pending_approval&profile=Approved%20ACME",
+                )
+                .json();
+            pending = r[0]["id"].as_str().unwrap_or("").to_owned();
+            !pending.is_empty()
+        });
+        let o = pki.cli(
+            BOSS,
+            &["requests", "reject", &pending, "--comment", "not now"],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        let o = client.join().unwrap();
+        assert!(!o.status.success(), "lego after rejection: {}", text(&o));
+        assert!(
+            text(&o).contains("invalid") || text(&o).contains("rejected"),
+            "{}",
+            text(&o)
+        );
+    });
+}
+
+#[test]
+fn a_preauthorized_profile_needs_no_challenge() {
+    let (pki, ports) = start();
+    let (kid, hmac) = register(&pki, "app.example.org", "Trusted ACME", None);
+    // Nothing answers on this port: a challenge would fail.
+    let closed = free_port();
+    let lego = lego_at(&pki, &ports, "trusted", closed);
+    // lego still needs a solver configured; with the authorization valid
+    // already, it is never started.
+    let o = lego.run(&kid, &hmac, &["app.example.org"], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    verify(&pki, "acme-trusted", &lego.certificate("app.example.org"));
+    let _: &Path = pki.dir();
+}
