@@ -39,6 +39,8 @@ mod validate;
 #[cfg(test)]
 mod rfc_vectors;
 #[cfg(test)]
+mod server_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;

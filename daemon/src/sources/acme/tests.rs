@@ -15,34 +15,39 @@ use super::eab::{self, EabError};
 use super::jwk::Jwk;
 use super::jws::{self, JwsError, Signer};
 
-fn b64(b: &[u8]) -> String {
+pub(super) fn b64(b: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
 /// A key of each kind, its JWK and a way to sign with it.
-enum TestKey {
+pub(super) enum TestKey {
     Ec(EcdsaKeyPair, &'static str, &'static str),
     Rsa(RsaKeyPair),
     Ed(Ed25519KeyPair),
 }
 
 impl TestKey {
-    fn p256() -> TestKey {
+    pub(super) fn p256() -> TestKey {
         let k = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
         TestKey::Ec(k, "P-256", "ES256")
     }
-    fn p384() -> TestKey {
+    pub(super) fn p384() -> TestKey {
         let k = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).unwrap();
         TestKey::Ec(k, "P-384", "ES384")
     }
-    fn rsa() -> TestKey {
+    pub(super) fn rsa() -> TestKey {
         TestKey::Rsa(RsaKeyPair::generate(rsa::KeySize::Rsa2048).unwrap())
     }
-    fn ed() -> TestKey {
+    /// A P-256 key given as PKCS#8 (a certificate's key, for revokeCert).
+    pub(super) fn p256_from_pkcs8(der: &[u8]) -> TestKey {
+        let k = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).unwrap();
+        TestKey::Ec(k, "P-256", "ES256")
+    }
+    pub(super) fn ed() -> TestKey {
         TestKey::Ed(Ed25519KeyPair::generate().unwrap())
     }
 
-    fn alg(&self) -> &'static str {
+    pub(super) fn alg(&self) -> &'static str {
         match self {
             TestKey::Ec(_, _, alg) => alg,
             TestKey::Rsa(_) => "RS256",
@@ -50,7 +55,7 @@ impl TestKey {
         }
     }
 
-    fn jwk(&self) -> Value {
+    pub(super) fn jwk(&self) -> Value {
         match self {
             TestKey::Ec(k, crv, _) => {
                 let point = k.public_key().as_ref();
@@ -69,7 +74,7 @@ impl TestKey {
         }
     }
 
-    fn sign(&self, input: &[u8]) -> Vec<u8> {
+    pub(super) fn sign(&self, input: &[u8]) -> Vec<u8> {
         let rng = SystemRandom::new();
         match self {
             TestKey::Ec(k, _, _) => k.sign(&rng, input).unwrap().as_ref().to_vec(),
@@ -83,7 +88,7 @@ impl TestKey {
     }
 
     /// A flattened JWS of `payload` with `header` (alg added), signed.
-    fn jws(&self, mut header: Value, payload: &[u8]) -> Value {
+    pub(super) fn jws(&self, mut header: Value, payload: &[u8]) -> Value {
         header["alg"] = json!(self.alg());
         let protected = b64(header.to_string().as_bytes());
         let payload = b64(payload);
@@ -320,7 +325,7 @@ fn thumbprints_ignore_member_order_and_extra_members() {
 }
 
 /// An external account binding of `account` for `url`, MACed with `key`.
-fn binding(account: &TestKey, kid: &str, url: &str, key: &[u8], nonce: bool) -> Value {
+pub(super) fn binding(account: &TestKey, kid: &str, url: &str, key: &[u8], nonce: bool) -> Value {
     let mut h = json!({"alg": "HS256", "kid": kid, "url": url});
     if nonce {
         h["nonce"] = json!("n");
