@@ -59,19 +59,6 @@ listen = "127.0.0.1:{acme}"
     )
 }
 
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The value after `label` on a line of the CLI's output.
-fn field(text: &str, label: &str) -> String {
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix(label))
-        .unwrap_or_else(|| panic!("no {label:?} in:\n{text}"))
-        .trim()
-        .to_owned()
-}
-
 /// `idsync enroll acme`: the registration's id and HMAC key.
 fn register(pki: &Pki, asset: &str, profile: &str, dns: Option<&str>) -> (String, String) {
     let mut args = vec!["enroll", "acme", "--asset", asset, "--profile", profile];
@@ -136,23 +123,6 @@ impl Lego<'_> {
         std::fs::read_to_string(self.dir.join("certificates").join(format!("{name}.crt")))
             .unwrap_or_else(|e| panic!("lego's certificate of {name}: {e}"))
     }
-}
-
-/// Run `cmd`, killing it after `limit`.
-fn timed(mut cmd: Command, limit: Duration) -> Output {
-    let child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the client is installed");
-    let pid = child.id();
-    let watchdog = std::thread::spawn(move || {
-        std::thread::sleep(limit);
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    });
-    let o = child.wait_with_output().expect("wait for the client");
-    drop(watchdog);
-    o
 }
 
 fn start() -> (Pki, Ports) {
@@ -324,17 +294,7 @@ fn an_order_waits_for_approval_then_is_issued() {
     std::thread::scope(|s| {
         let client = s.spawn(|| lego.run(&kid, &hmac, &["web1.example.org"], &[]));
         // The order is processing: its request waits for an approver.
-        let mut pending = String::new();
-        wait_until("the ACME request to wait", Duration::from_secs(60), || {
-            let r = pki
-                .get(
-                    BOSS,
-                    "/requests?status=pending_approval&profile=Approved%20ACME",
-                )
-                .json();
-            pending = r[0]["id"].as_str().unwrap_or("").to_owned();
-            !pending.is_empty()
-        });
+        let pending = pending_request(&pki, "Approved ACME");
         let o = pki.cli(BOSS, &["requests", "approve", &pending]);
         assert!(o.status.success(), "{}", text(&o));
         let o = client.join().unwrap();
@@ -345,17 +305,7 @@ fn an_order_waits_for_approval_then_is_issued() {
     // A rejected one ends the order invalid.
     std::thread::scope(|s| {
         let client = s.spawn(|| lego.run(&kid, &hmac, &["web1.example.org"], &[]));
-        let mut pending = String::new();
-        wait_until("the second ACME request", Duration::from_secs(60), || {
-            let r = pki
-                .get(
-                    BOSS,
-                    "/requests?status=pending_approval&profile=Approved%20ACME",
-                )
-                .json();
-            pending = r[0]["id"].as_str().unwrap_or("").to_owned();
-            !pending.is_empty()
-        });
+        let pending = pending_request(&pki, "Approved ACME");
         let o = pki.cli(
             BOSS,
             &["requests", "reject", &pending, "--comment", "not now"],

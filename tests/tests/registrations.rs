@@ -29,19 +29,6 @@ protocol = "scep"
 requires_approval = true
 "#;
 
-fn out(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The value after `label` on a line of the CLI's output.
-fn field(text: &str, label: &str) -> String {
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix(label))
-        .unwrap_or_else(|| panic!("no {label:?} in:\n{text}"))
-        .trim()
-        .to_owned()
-}
-
 #[test]
 fn registrations_end_to_end() {
     let mut pki = Pki::start_with(REGISTRATION_PROFILES);

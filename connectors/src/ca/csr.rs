@@ -281,3 +281,10 @@ pub fn certificate_public_key(der: &[u8]) -> Result<Vec<u8>, CaError> {
         .map_err(|e| CaError::BadCsr(format!("the certificate does not parse: {e}")))?;
     Ok(cert.public_key().subject_public_key.data.to_vec())
 }
+
+/// The notAfter of a DER certificate.
+pub fn certificate_not_after(der: &[u8]) -> Result<time::OffsetDateTime, CaError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| CaError::BadCsr(format!("the certificate does not parse: {e}")))?;
+    Ok(cert.validity().not_after.to_datetime())
+}

@@ -42,14 +42,14 @@ pub use crl::{
     crl_file_name, crl_url, is_crl_url, is_issuer_id, issuer_id, issuer_id_of_chain, CrlSpec,
     PublishedCrl, RevokedEntry,
 };
-pub use csr::{certificate_public_key, parse_csr, Csr};
+pub use csr::{certificate_not_after, certificate_public_key, parse_csr, Csr};
 pub use local::{LocalCa, LocalCaConfig};
 pub use p12::{
     build_p12, build_p12_with_iterations, generate_key, GeneratedKey, P12_KDF_ITERATIONS,
 };
 
 /// DER as one PEM block with `tag`, LF line endings.
-pub(crate) fn pem_block(tag: &str, der: &[u8]) -> String {
+pub fn pem_block(tag: &str, der: &[u8]) -> String {
     pem::encode_config(
         &pem::Pem::new(tag, der.to_vec()),
         pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),

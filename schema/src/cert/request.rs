@@ -94,5 +94,19 @@ pub struct EnrollmentRequest {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<Uuid>,
+    /// SCEP: the client's transactionID, which its polls and resends name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<String>,
     pub meta: Meta,
+}
+
+impl EnrollmentRequest {
+    /// How it ended, for a client told it failed: `rejected: not now`,
+    /// `failed: <reason>` (the reason, else the approver's comment).
+    pub fn outcome(&self) -> String {
+        match self.reason.as_deref().or(self.comment.as_deref()) {
+            Some(why) => format!("{}: {why}", self.status),
+            None => self.status.to_string(),
+        }
+    }
 }

@@ -361,3 +361,55 @@ pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A command's standard output.
+pub fn out(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The value after `label` on a line of the CLI's output.
+pub fn field(text: &str, label: &str) -> String {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} in:\n{text}"))
+        .trim()
+        .to_owned()
+}
+
+/// Run a client, killed after `limit` (a hung peer fails the test, it
+/// does not hang it).
+pub fn timed(mut cmd: Command, limit: Duration) -> std::process::Output {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the client is installed");
+    let pid = child.id();
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    });
+    child.wait_with_output().expect("wait for the client")
+}
+
+/// Wait until a request of `profile` waits for approval (a client is
+/// polling it meanwhile); its id.
+pub fn pending_request(pki: &Pki, profile: &str) -> String {
+    let path = format!(
+        "/requests?status=pending_approval&profile={}",
+        profile.replace(' ', "%20")
+    );
+    let mut pending = String::new();
+    wait_until(
+        "a request to wait for approval",
+        Duration::from_secs(60),
+        || {
+            pending = pki.get(BOSS, &path).json()[0]["id"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            !pending.is_empty()
+        },
+    );
+    pending
+}

@@ -311,13 +311,8 @@ fn view_of_request(r: &EnrollmentRequest) -> View {
         RequestStatus::Rejected | RequestStatus::Failed => (
             "invalid",
             Some(Problem::unauthorized(format!(
-                "the certificate request was {}{}",
-                r.status,
-                r.reason
-                    .as_deref()
-                    .or(r.comment.as_deref())
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
+                "the certificate request was {}",
+                r.outcome()
             ))),
         ),
     };

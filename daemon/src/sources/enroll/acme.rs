@@ -12,6 +12,7 @@ use idsync_schema::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::issue::CsrEnrollment;
 use super::{EnrollError, Enrolled, Enrollment, Target};
 
 /// Days the ACME listener's own certificate is valid (it is issued anew
@@ -165,8 +166,13 @@ impl Enrollment {
         };
         let resolved = self.resolve(&target, Protocol::Acme)?;
         let who = acme_requester(registration.id);
-        self.enroll_csr(&who, Protocol::Acme, &resolved, &csr, order)
-            .await
+        let how = CsrEnrollment {
+            protocol: Protocol::Acme,
+            id: order,
+            names: Some(ordered),
+            transaction: None,
+        };
+        self.enroll_csr(&who, &resolved, &csr, how).await
     }
 
     /// The certificate idsync issued whose DER is `der`, if any.

@@ -20,6 +20,16 @@ use super::checks::{
 use super::requests::{audit, changed_meanwhile, put_if};
 use super::{EnrollError, Enrolled, Enrollment, Password, Target};
 
+/// How a CSR is enrolled: by which protocol, as which request, for which
+/// names (ACME, SCEP: the registration's; P10: the CSR's and the asset's).
+pub(super) struct CsrEnrollment {
+    pub protocol: Protocol,
+    pub id: Uuid,
+    pub names: Option<Vec<String>>,
+    /// SCEP's transactionID.
+    pub transaction: Option<String>,
+}
+
 impl Enrollment {
     pub async fn enroll_p10(
         &self,
@@ -29,20 +39,25 @@ impl Enrollment {
     ) -> Result<Enrolled, EnrollError> {
         let resolved = self.resolve(target, Protocol::P10)?;
         let csr = ca::parse_csr(csr)?;
-        self.enroll_csr(who, Protocol::P10, &resolved, &csr, Uuid::now_v7())
-            .await
+        let how = CsrEnrollment {
+            protocol: Protocol::P10,
+            id: Uuid::now_v7(),
+            names: None,
+            transaction: None,
+        };
+        self.enroll_csr(who, &resolved, &csr, how).await
     }
 
-    /// Enroll `csr` (P10, ACME, SCEP) as request `id`: issued at once, or
-    /// recorded to wait for an approver when the profile says so.
+    /// Enroll `csr` (P10, ACME, SCEP) as request `how.id`: issued at once,
+    /// or recorded to wait for an approver when the profile says so.
     pub(super) async fn enroll_csr(
         &self,
         who: &str,
-        protocol: Protocol,
         resolved: &Resolved,
         csr: &Csr,
-        id: Uuid,
+        how: CsrEnrollment,
     ) -> Result<Enrolled, EnrollError> {
+        let protocol = how.protocol;
         let profile = &resolved.profile;
         check_key_type(profile, csr.key_type)?;
         // The names are the CSR's: every one must pass the profile. Its
@@ -54,15 +69,16 @@ impl Enrollment {
             ..csr_subject_data(csr)
         };
         let mut data = complete(requested.clone(), resolved.asset.as_ref());
-        if protocol != Protocol::P10 {
-            // ACME and SCEP: the names are exactly the CSR's, which the
-            // registration allowed; the asset's data fills the subject only.
-            data.dns_names = requested.dns_names;
+        if let Some(names) = how.names {
+            // ACME and SCEP: the names are the ones the registration
+            // allowed; the asset's data fills the subject only.
+            data.dns_names = names;
             data.ip_addresses = requested.ip_addresses;
         }
         let (subject, ips) = check_data(profile, &data)?;
         let mut request = self.new_request(who, protocol, resolved, data, None, Some(csr));
-        request.id = id;
+        request.id = how.id;
+        request.transaction = how.transaction;
         if profile.requires_approval {
             return self.wait_for_approval(who, request).await;
         }
@@ -278,6 +294,7 @@ impl Enrollment {
             comment: None,
             reason: None,
             certificate: None,
+            transaction: None,
             meta: Meta::new(OffsetDateTime::now_utc()),
         }
     }
