@@ -69,6 +69,11 @@ fn pkcs12_roundtrip() {
     replay("pkcs12_roundtrip");
 }
 
+#[test]
+fn acme_jws() {
+    replay("acme_jws");
+}
+
 /// Every target has its corpus directory, and nothing else lives there.
 #[test]
 fn the_corpus_directories_are_the_targets() {

@@ -9,6 +9,7 @@
 //! and asserts properties of the code under test where they are cheap: a
 //! failed assertion is a finding just as a crash is.
 
+pub mod acme_jws;
 pub mod csr_parse;
 pub mod csv_import;
 pub mod pkcs12_roundtrip;
@@ -20,12 +21,13 @@ pub mod scim_patch;
 pub type Target = (&'static str, fn(&[u8]));
 
 /// Every target by name, as `fuzz/corpus/<name>/` and `scripts/fuzz` call it.
-pub const TARGETS: [Target; 5] = [
+pub const TARGETS: [Target; 6] = [
     ("csv_import", csv_import::run),
     ("scim_filter", scim_filter::run),
     ("scim_patch", scim_patch::run),
     ("csr_parse", csr_parse::run),
     ("pkcs12_roundtrip", pkcs12_roundtrip::run),
+    ("acme_jws", acme_jws::run),
 ];
 
 /// The nesting bound the SCIM server applies by default
