@@ -7,6 +7,8 @@
 //!   admin API's routes for them;
 //! - [`acme`]: the ACME server's protocol layer (JWS, account keys,
 //!   external account binding); the server itself comes next;
+//! - [`scep`]: the SCEP protocol layer (RFC 8894: signed and enveloped
+//!   CMS messages, BER); the server comes around it;
 //! - [`activation`]: queueing the activation mails of an application
 //!   (seed 003's "Send E-Mails"), with its admin route.
 //!
@@ -18,4 +20,5 @@ pub mod activation;
 pub mod enroll;
 pub mod import;
 pub mod inbox;
+pub mod scep;
 pub mod scim;

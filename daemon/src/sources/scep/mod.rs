@@ -1,0 +1,28 @@
+//! SCEP (RFC 8894): certificates for devices that speak it (routers, MDM
+//! agents, strongSwan's `pki --scep`), enrolled through an RA of the local CA.
+//!
+//! The protocol layer, pure (no I/O), kept apart from the server:
+//! - [`message`]: the interface the server calls: [`message::parse`] a
+//!   PKIOperation, [`message::cert_rep`] answer it, the GetCACert and
+//!   GetCACaps answers;
+//! - `signed` (the SignedData layer: attributes, signature) and
+//!   `envelope` (the EnvelopedData layer: key transport, content cipher),
+//!   on `cms` (the RFC 5652 structures) and `crypto` (the algorithms, on
+//!   aws-lc-rs);
+//! - [`ber`]: BER to DER, which real clients make necessary.
+//!
+//! Invariant: nothing from a request's content is read before its
+//! signature verified ([`message::parse`]).
+
+pub mod ber;
+mod cms;
+mod crypto;
+mod envelope;
+mod error;
+pub mod message;
+mod signed;
+
+#[cfg(test)]
+mod testclient;
+#[cfg(test)]
+mod tests;
