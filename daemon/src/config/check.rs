@@ -39,6 +39,9 @@ impl Config {
                 self.acme
                     .check()
                     .map_err(|(key, message)| invalid(key, message)),
+                self.scep
+                    .check()
+                    .map_err(|(key, message)| invalid(key, message)),
                 self.check_connectors(),
                 idsync_schema::activation::check_applications(&self.applications)
                     .map_err(|m| invalid("applications", m)),

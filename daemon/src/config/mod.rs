@@ -46,6 +46,8 @@ pub struct Config {
     pub scim: crate::sources::scim::ScimConfig,
     /// The ACME server's listener (`[acme]`, docs/certificates.md).
     pub acme: crate::sources::acme::AcmeConfig,
+    /// The SCEP server's listener (`[scep]`, docs/certificates.md).
+    pub scep: crate::sources::scep::ScepConfig,
     /// The activation page's listener and password policy (issue 16).
     pub activation: crate::sources::activation::config::ActivationConfig,
     /// API tokens (hashes only). Without any, `idsync serve` makes an admin
@@ -77,6 +79,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             scim: crate::sources::scim::ScimConfig::default(),
             acme: crate::sources::acme::AcmeConfig::default(),
+            scep: crate::sources::scep::ScepConfig::default(),
             activation: Default::default(),
             tokens: Vec::new(),
             connectors: Vec::new(),

@@ -158,6 +158,7 @@ struct Services {
     admin: JoinHandle<()>,
     scim: Option<JoinHandle<()>>,
     acme: Option<JoinHandle<()>>,
+    scep: Option<JoinHandle<()>>,
     activation: Option<JoinHandle<()>>,
     /// Enrollment's clock: CRLs, registration expiry.
     upkeep: JoinHandle<()>,
@@ -236,6 +237,14 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         shutdown_rx.clone(),
     )
     .await?;
+    let scep = crate::sources::scep::listener::start(
+        &cfg.scep,
+        Arc::clone(&enrollment),
+        &cfg.enrollment_settings().ca_dir,
+        &metrics,
+        shutdown_rx.clone(),
+    )
+    .await?;
     let activation = match page {
         Some(page) => Some(
             crate::sources::activation::listener::start(
@@ -271,6 +280,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         admin,
         scim,
         acme,
+        scep,
         activation,
         upkeep,
     };
@@ -291,9 +301,14 @@ async fn stop(mut d: Daemon, services: Services) -> Result<()> {
     let _ = services.shutdown.send(true);
     let _ = services.admin.await;
     let _ = services.upkeep.await;
-    for listener in [services.scim, services.acme, services.activation]
-        .into_iter()
-        .flatten()
+    for listener in [
+        services.scim,
+        services.acme,
+        services.scep,
+        services.activation,
+    ]
+    .into_iter()
+    .flatten()
     {
         let _ = listener.await;
     }
@@ -358,6 +373,7 @@ impl Daemon {
                     ),
                     ("scim", new.scim != self.cfg.scim),
                     ("acme", new.acme != self.cfg.acme),
+                    ("scep", new.scep != self.cfg.scep),
                     (
                         "ca",
                         serde_json::to_value(&new.ca).ok()

@@ -5,10 +5,10 @@
 //! - [`scim`]: the SCIM 2.0 server for identity providers;
 //! - [`enroll`]: certificate profiles, enrollment and approvals, with the
 //!   admin API's routes for them;
-//! - [`acme`]: the ACME server's protocol layer (JWS, account keys,
-//!   external account binding); the server itself comes next;
-//! - [`scep`]: the SCEP protocol layer (RFC 8894: signed and enveloped
-//!   CMS messages, BER); the server comes around it;
+//! - [`acme`]: the ACME server (RFC 8555): its protocol layer (JWS,
+//!   account keys, external account binding) and its HTTPS listener;
+//! - [`scep`]: the SCEP server (RFC 8894): its protocol layer (signed and
+//!   enveloped CMS messages, BER) and its listener;
 //! - [`activation`]: queueing the activation mails of an application
 //!   (seed 003's "Send E-Mails"), with its admin route.
 //!

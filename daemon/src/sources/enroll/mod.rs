@@ -35,6 +35,7 @@ mod registration_routes;
 mod registrations;
 mod requests;
 pub(crate) mod routes;
+pub(crate) mod scep;
 #[cfg(test)]
 mod tests;
 mod upkeep;

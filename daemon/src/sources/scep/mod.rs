@@ -11,16 +11,24 @@
 //!   aws-lc-rs);
 //! - [`ber`]: BER to DER, which real clients make necessary.
 //!
+//! The server around it: `listener` (HTTP, the operations, the refusals as
+//! CertRep FAILURE messages) and `config` (`[scep]`); every decision is
+//! `crate::sources::enroll::Enrollment`'s (`enroll/scep.rs`).
+//!
 //! Invariant: nothing from a request's content is read before its
 //! signature verified ([`message::parse`]).
 
 pub mod ber;
 mod cms;
+mod config;
 mod crypto;
 mod envelope;
 mod error;
+pub mod listener;
 pub mod message;
 mod signed;
+
+pub use config::ScepConfig;
 
 #[cfg(test)]
 mod testclient;
