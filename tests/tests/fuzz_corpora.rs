@@ -74,6 +74,11 @@ fn acme_jws() {
     replay("acme_jws");
 }
 
+#[test]
+fn scep_message() {
+    replay("scep_message");
+}
+
 /// Every target has its corpus directory, and nothing else lives there.
 #[test]
 fn the_corpus_directories_are_the_targets() {

@@ -14,6 +14,7 @@ pub mod csr_parse;
 pub mod csv_import;
 pub mod pkcs12_roundtrip;
 mod print;
+pub mod scep_message;
 pub mod scim_filter;
 pub mod scim_patch;
 
@@ -21,13 +22,14 @@ pub mod scim_patch;
 pub type Target = (&'static str, fn(&[u8]));
 
 /// Every target by name, as `fuzz/corpus/<name>/` and `scripts/fuzz` call it.
-pub const TARGETS: [Target; 6] = [
+pub const TARGETS: [Target; 7] = [
     ("csv_import", csv_import::run),
     ("scim_filter", scim_filter::run),
     ("scim_patch", scim_patch::run),
     ("csr_parse", csr_parse::run),
     ("pkcs12_roundtrip", pkcs12_roundtrip::run),
     ("acme_jws", acme_jws::run),
+    ("scep_message", scep_message::run),
 ];
 
 /// The nesting bound the SCIM server applies by default
