@@ -6,7 +6,8 @@
 //!
 //! Before finalize an order lives in memory (`super::orders`); from
 //! finalize on, its state is its enrollment request's (same id), so it
-//! survives a restart.
+//! survives a restart and leaves memory (read back, it lists no
+//! authorizations: they were valid, and are gone with it).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -143,7 +144,10 @@ impl Acme {
                 other => other.into(),
             });
         }
-        let view = self.find_order(id, account.id)?;
+        let mut view = self.find_order(id, account.id)?;
+        // The request in the store answers for the order from now on.
+        view.authzs = order.authzs.clone();
+        self.orders.forget_finalized(id);
         Ok(self.order_reply(200, &view))
     }
 

@@ -61,6 +61,10 @@ pub(crate) enum Full {
 struct Inner {
     orders: HashMap<Uuid, Order>,
     authzs: HashMap<Uuid, Authz>,
+    /// Unfinalized orders per account, so that a new order is counted
+    /// without a scan (recounted only when at the bound: expired orders
+    /// leave the map lazily).
+    pending: HashMap<Uuid, usize>,
 }
 
 /// Every live order and authorization.
@@ -96,14 +100,18 @@ impl Orders {
         if inner.orders.len() >= self.max {
             return Err(Full::Server);
         }
-        let pending = inner
-            .orders
-            .values()
-            .filter(|o| o.account == order.account && !o.finalized && o.expires > now)
-            .count();
-        if pending >= self.max_per_account {
-            return Err(Full::Account);
+        if inner.pending.get(&order.account).copied().unwrap_or(0) >= self.max_per_account {
+            let live = inner
+                .orders
+                .values()
+                .filter(|o| o.account == order.account && !o.finalized && o.expires > now)
+                .count();
+            inner.pending.insert(order.account, live);
+            if live >= self.max_per_account {
+                return Err(Full::Account);
+            }
         }
+        *inner.pending.entry(order.account).or_default() += 1;
         for a in authzs {
             inner.authzs.insert(a.id, a);
         }
@@ -155,20 +163,40 @@ impl Orders {
     /// that may go on (of two racing finalize requests, one wins).
     pub fn claim_finalize(&self, id: Uuid) -> bool {
         let mut inner = self.lock();
-        match inner.orders.get_mut(&id) {
+        let account = match inner.orders.get_mut(&id) {
             Some(o) if !o.finalized => {
                 o.finalized = true;
-                true
+                o.account
             }
-            _ => false,
+            _ => return false,
+        };
+        if let Some(n) = inner.pending.get_mut(&account) {
+            *n = n.saturating_sub(1);
         }
+        true
     }
 
     /// Undo [`Orders::claim_finalize`] after a refusal that left nothing
     /// in the store (the client may send a better CSR).
     pub fn release_finalize(&self, id: Uuid) {
-        if let Some(o) = self.lock().orders.get_mut(&id) {
-            o.finalized = false;
+        let mut inner = self.lock();
+        let Some(o) = inner.orders.get_mut(&id) else {
+            return;
+        };
+        o.finalized = false;
+        let account = o.account;
+        *inner.pending.entry(account).or_default() += 1;
+    }
+
+    /// Drop a finalized order and its authorizations: its enrollment
+    /// request in the store answers for it from now on, and memory stays
+    /// for orders in progress.
+    pub fn forget_finalized(&self, id: Uuid) {
+        let mut inner = self.lock();
+        if let Some(o) = inner.orders.remove(&id) {
+            for a in &o.authzs {
+                inner.authzs.remove(a);
+            }
         }
     }
 
@@ -178,5 +206,58 @@ impl Orders {
         let mut inner = self.lock();
         inner.orders.retain(|_, o| o.account != account);
         inner.authzs.retain(|_, a| a.account != account);
+        inner.pending.remove(&account);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(account: Uuid) -> (Order, Vec<Authz>) {
+        let expires = OffsetDateTime::now_utc() + time::Duration::hours(1);
+        let authz = Authz {
+            id: Uuid::now_v7(),
+            account,
+            name: "a.example.org".into(),
+            status: AuthzStatus::Valid,
+            expires,
+            token: "t".into(),
+            validated: None,
+            error: None,
+        };
+        let o = Order {
+            id: Uuid::now_v7(),
+            account,
+            names: vec!["a.example.org".into()],
+            authzs: vec![authz.id],
+            expires,
+            finalized: false,
+        };
+        (o, vec![authz])
+    }
+
+    #[test]
+    fn bounds_count_pending_orders_and_finalized_ones_leave() {
+        let orders = Orders::new(10, 2);
+        let (me, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let (a, az) = order(me);
+        orders.insert(a.clone(), az).unwrap();
+        let (b, bz) = order(me);
+        orders.insert(b, bz).unwrap();
+        let (c, cz) = order(me);
+        assert_eq!(orders.insert(c.clone(), cz.clone()), Err(Full::Account));
+        let (d, dz) = order(other);
+        orders.insert(d, dz).unwrap();
+        // Finalizing one makes room; a refusal of it takes the room back.
+        assert!(orders.claim_finalize(a.id));
+        assert!(!orders.claim_finalize(a.id), "once");
+        orders.release_finalize(a.id);
+        assert_eq!(orders.insert(c.clone(), cz.clone()), Err(Full::Account));
+        assert!(orders.claim_finalize(a.id));
+        orders.forget_finalized(a.id);
+        assert!(orders.order(a.id).is_none() && orders.authz(a.authzs[0]).is_none());
+        orders.insert(c, cz).unwrap();
+        assert_eq!(orders.ids_of(me).len(), 2);
     }
 }
