@@ -52,9 +52,10 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// The file's code without its inline test module (by convention the last
-/// item, `#[cfg(test)] mod tests { … }`), and nothing of a `tests.rs` file.
+/// item, `#[cfg(test)] mod tests { … }`), and nothing of a test-only file
+/// (`tests.rs`, or `<what>_tests.rs` beside it: declared `#[cfg(test)]`).
 fn non_test_code(rel: &str, text: &str) -> String {
-    if rel.ends_with("/tests.rs") {
+    if rel.ends_with("/tests.rs") || rel.ends_with("_tests.rs") {
         return String::new();
     }
     match text.find("#[cfg(test)]\nmod tests {") {
