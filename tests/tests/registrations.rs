@@ -140,7 +140,12 @@ fn registrations_end_to_end() {
     let v = r.json();
     let scep_id = v["registration"]["id"].as_str().unwrap().to_owned();
     let challenge = v["scep"]["challenge"].as_str().unwrap().to_owned();
-    assert_eq!(challenge.len(), 32, "{challenge}");
+    // Hex: a PrintableString (how clients send it in the CSR) has no `_`.
+    assert_eq!(challenge.len(), 40, "{challenge}");
+    assert!(
+        challenge.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{challenge}"
+    );
     assert_eq!(v["registration"]["status"], "pending_approval");
     assert!(v.get("acme").is_none());
     let o = pki.cli(LEAD, &["registrations", "approve", &scep_id]);

@@ -299,12 +299,14 @@ fn registered_names(resolved: &Resolved, dns: Option<&str>) -> Result<Vec<String
     Ok(names)
 }
 
-/// 24 random bytes as base64url (32 characters): a challenge password.
+/// 20 random bytes as hex (40 characters): a challenge password. Hex, not
+/// base64url: clients put it in a PrintableString, which has no `_` (a
+/// CSR with one does not parse, and the enrollment is refused).
 fn random_secret() -> Result<Secret, EnrollError> {
-    let mut b = Zeroizing::new([0u8; 24]);
+    let mut b = Zeroizing::new([0u8; 20]);
     getrandom::fill(b.as_mut())
         .map_err(|e| EnrollError::Internal(format!("no random challenge: {e}")))?;
-    Ok(Zeroizing::new(URL_SAFE_NO_PAD.encode(b.as_ref())))
+    Ok(Zeroizing::new(hex::encode(b.as_ref())))
 }
 
 /// What a registration keeps of its challenge: SHA-256, hex. (A SCEP

@@ -30,7 +30,9 @@ mod signed;
 
 pub use config::ScepConfig;
 
-#[cfg(test)]
-mod testclient;
+// The tests' own client; with the `scep-client` feature also for the
+// `scep` bench (daemon/benches/scep.rs). Not part of normal builds.
+#[cfg(any(test, feature = "scep-client"))]
+pub mod testclient;
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,10 @@
 //! and reads a CertRep as they would (RA signature, recipientNonce,
 //! envelope opened with its key, the certificates). Lenient where the
 //! tests need it to be; not a client for use.
+//!
+//! Built for the tests, and with the `scep-client` feature for the `scep`
+//! bench (daemon/benches/scep.rs), which drives idsync and micromdm's
+//! scepserver with it; never in normal builds.
 
 use aws_lc_rs::rsa::{Pkcs1PrivateDecryptingKey, PrivateDecryptingKey};
 use aws_lc_rs::signature::RsaKeyPair;
