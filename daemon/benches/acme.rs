@@ -58,7 +58,7 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -75,7 +75,8 @@ use instant_acme::{
 };
 use sha2::{Digest as _, Sha256};
 
-use common::{free_port, median, stop, TOKEN};
+use common::process::{cpu_seconds, watchdog, Server};
+use common::{free_port, median, TOKEN};
 
 /// The asset's name, the one name every order asks for.
 const NAME: &str = "web1.example.org";
@@ -123,68 +124,6 @@ fn args() -> Args {
         i += 1;
     }
     a
-}
-
-// ---------------------------------------------------------------------
-// Processes: every server this bench starts is stopped on the way out,
-// by the watchdog too.
-
-/// The ids of the servers running now (for the watchdog).
-static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-
-/// A server process: SIGTERM (idsync) or SIGKILL (pebble) when dropped.
-struct Server {
-    child: Option<Child>,
-    graceful: bool,
-}
-
-impl Server {
-    fn new(child: Child, graceful: bool) -> Self {
-        RUNNING.lock().unwrap().push(child.id());
-        Server {
-            child: Some(child),
-            graceful,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    /// Exited already: its status.
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            RUNNING.lock().unwrap().retain(|p| *p != child.id());
-            if self.graceful {
-                stop(child);
-            } else {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-}
-
-/// Kill what is still running and leave after `limit`.
-fn watchdog(limit: Duration) {
-    std::thread::spawn(move || {
-        std::thread::sleep(limit);
-        eprintln!("acme bench: still running after {limit:?}; stopping its servers and giving up");
-        for pid in RUNNING.lock().unwrap().iter() {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
-        std::process::exit(2);
-    });
 }
 
 // ---------------------------------------------------------------------
@@ -349,27 +288,6 @@ struct Job {
     challenges: Challenges,
     /// The server's process, for its CPU time.
     server_pid: u32,
-}
-
-/// CPU seconds (user + system, all threads) of process `pid`, or of this
-/// one (the client and the http-01 responder) when `None`.
-fn cpu_seconds(pid: Option<u32>) -> f64 {
-    let path = pid.map_or("/proc/self/stat".to_owned(), |p| format!("/proc/{p}/stat"));
-    let Ok(stat) = std::fs::read_to_string(path) else {
-        return f64::NAN;
-    };
-    // After `pid (comm) `: state, ppid, … utime and stime are the 12th
-    // and 13th fields.
-    let fields: Vec<&str> = stat[stat.rfind(')').map_or(0, |i| i + 2)..]
-        .split(' ')
-        .collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    match (ticks(11), ticks(12)) {
-        (Some(u), Some(s)) if hz > 0.0 => (u + s) / hz,
-        _ => f64::NAN,
-    }
 }
 
 /// Poll the order until it is `want`; an error at `invalid`.
@@ -1025,9 +943,10 @@ fn main() {
     idsync_rows.retain(|(n, _, _)| chosen(n));
     let with_pebble = chosen("pebble");
     let rows = idsync_rows.len() + usize::from(with_pebble);
-    watchdog(Duration::from_secs(
-        300 + rows as u64 * (5 + a.runs as u64 * (a.seconds + 40)),
-    ));
+    watchdog(
+        "acme",
+        Duration::from_secs(300 + rows as u64 * (5 + a.runs as u64 * (a.seconds + 40))),
+    );
 
     let tmp = tempfile::tempdir().expect("temp dir");
     let rt = tokio::runtime::Builder::new_multi_thread()

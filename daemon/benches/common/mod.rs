@@ -5,6 +5,8 @@
 //! Each bench is a crate of its own; not every one uses every item.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
