@@ -343,6 +343,19 @@ pub fn respond_json(status: StatusCode, body: &impl serde::Serialize) -> Respons
     )
 }
 
+/// A query string as a map, each name and value `%XX`- and `+`-decoded (a
+/// repeated parameter keeps its last value).
+pub fn parse_query(q: Option<&str>) -> std::collections::HashMap<String, String> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (percent_decode(k, true), percent_decode(v, true)),
+            None => (percent_decode(p, true), String::new()),
+        })
+        .collect()
+}
+
 /// Decode `%XX` (and `+` as a space in a query, `plus_is_space`).
 pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
@@ -526,5 +539,22 @@ mod tests {
         }
         assert!(get(OTHER, s.addr, "/").await.starts_with("HTTP/1.1 200"));
         assert_eq!(s.stats.evicted.load(Relaxed), 0);
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::parse_query;
+
+    #[test]
+    fn query_decoding() {
+        let q = parse_query(Some(
+            "filter=userName%20eq%20%22a%40b%22&count=10&x&attributes=a,b+c&bad=%zz%4",
+        ));
+        assert_eq!(q["filter"], "userName eq \"a@b\"");
+        assert_eq!(q["count"], "10");
+        assert_eq!(q["x"], "");
+        assert_eq!(q["attributes"], "a,b c");
+        assert_eq!(q["bad"], "%zz%4");
     }
 }

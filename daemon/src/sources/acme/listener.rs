@@ -126,15 +126,13 @@ type Parts = (hyper::Method, String, Option<String>, Bytes);
 /// The request's method, path, content type and body (at most `max`
 /// bytes, within [`BODY_READ_TIMEOUT`]), or the refusal.
 async fn read(req: Request<Incoming>, max: usize) -> Result<Parts, Reply> {
-    let too_large = || {
-        let mut r: Reply = Problem::new(
+    let too_large = || -> Reply {
+        Problem::new(
             "malformed",
             413,
             format!("the body is larger than {max} bytes"),
         )
-        .into();
-        r.links.clear();
-        r
+        .into()
     };
     if req.body().size_hint().lower() > max as u64 {
         return Err(too_large());

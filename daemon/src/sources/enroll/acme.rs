@@ -197,32 +197,65 @@ impl Enrollment {
 
     /// A certificate and key for a listener of the daemon's own (ACME's
     /// HTTPS), issued by the CA for `dns_names` and `ips`: chain PEM (leaf
-    /// first) and PKCS#8 key. Not recorded: it is the daemon's, made anew
-    /// at every start.
+    /// first) and PKCS#8 key. Made anew at every start.
     pub(crate) async fn listener_certificate(
         &self,
         dns_names: &[String],
         ips: &[std::net::IpAddr],
     ) -> Result<(String, zeroize::Zeroizing<Vec<u8>>), EnrollError> {
-        let key = ca::generate_key(idsync_schema::KeyType::EcdsaP256)?;
         let cn = dns_names
             .first()
             .cloned()
             .unwrap_or_else(|| "idsync".into());
-        let subject = vec![("CN".to_owned(), cn)];
-        let csr = key.csr(&subject)?;
-        let req = IssueRequest {
-            subject: &subject,
+        let own = OwnCertificate {
+            key_type: idsync_schema::KeyType::EcdsaP256,
+            subject: &[("CN".to_owned(), cn)],
             dns_names,
-            ip_addresses: ips,
-            validity_days: LISTENER_CERT_DAYS,
-            usages: &[Usage::ServerAuth],
+            ips,
+            usage: Usage::ServerAuth,
+            days: LISTENER_CERT_DAYS,
+            label: "idsync listener",
+        };
+        let (issued, key) = self.issue_own(own).await?;
+        Ok((format!("{}{}", issued.pem, issued.chain), key))
+    }
+
+    /// Issue a certificate of the daemon's own (a listener's, the SCEP
+    /// RA's) from a key generated here (off the runtime: RSA is slow): not
+    /// recorded as an enrollment, and under no profile or policy.
+    pub(super) async fn issue_own(
+        &self,
+        own: OwnCertificate<'_>,
+    ) -> Result<(ca::Issued, zeroize::Zeroizing<Vec<u8>>), EnrollError> {
+        let key_type = own.key_type;
+        let key = tokio::task::spawn_blocking(move || ca::generate_key(key_type))
+            .await
+            .map_err(|e| EnrollError::Internal(format!("key generation: {e}")))??;
+        let csr = key.csr(own.subject)?;
+        let req = IssueRequest {
+            subject: own.subject,
+            dns_names: own.dns_names,
+            ip_addresses: own.ips,
+            validity_days: own.days,
+            usages: &[own.usage],
             policy: &DomainPolicy::default(),
-            profile: "idsync listener",
+            profile: own.label,
         };
         let issued = self.ca.issue(&csr, &req).await?;
-        Ok((format!("{}{}", issued.pem, issued.chain), key.pkcs8_der()))
+        Ok((issued, key.pkcs8_der()))
     }
+}
+
+/// A certificate of the daemon's own: see [`Enrollment::issue_own`].
+pub(super) struct OwnCertificate<'a> {
+    pub key_type: idsync_schema::KeyType,
+    pub subject: &'a [(String, String)],
+    pub dns_names: &'a [String],
+    pub ips: &'a [std::net::IpAddr],
+    pub usage: Usage,
+    pub days: u32,
+    /// What the CA logs it under.
+    pub label: &'static str,
 }
 
 fn list(names: &[String]) -> String {

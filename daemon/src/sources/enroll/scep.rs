@@ -8,10 +8,10 @@
 
 use std::path::Path;
 
-use idsync_connectors::ca::{self, IssueRequest};
+use idsync_connectors::ca;
 use idsync_schema::{
-    Certificate, DomainPolicy, EnrollmentRequest, KeyType, Kind, Protocol, Registration,
-    RegistrationStatus, RequestStatus, Usage,
+    Certificate, EnrollmentRequest, KeyType, Kind, Protocol, Registration, RegistrationStatus,
+    RequestStatus, Usage,
 };
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use super::acme::OwnCertificate;
 use super::issue::CsrEnrollment;
 use super::registrations::challenge_sha256;
 use super::{EnrollError, Enrolled, Enrollment, Target};
@@ -59,26 +60,24 @@ impl Enrollment {
         if let Some(kept) = read_ra(&key_path, &cert_path)? {
             return Ok(kept);
         }
-        let key = tokio::task::spawn_blocking(|| ca::generate_key(KeyType::Rsa2048))
-            .await
-            .map_err(|e| EnrollError::Internal(format!("RA key generation: {e}")))??;
-        let subject = vec![
+        let subject = [
             ("CN".to_owned(), "idsync SCEP RA".to_owned()),
             ("O".to_owned(), "idsync".to_owned()),
         ];
-        let csr = key.csr(&subject)?;
-        let req = IssueRequest {
+        let own = OwnCertificate {
+            key_type: KeyType::Rsa2048,
             subject: &subject,
             dns_names: &[],
-            ip_addresses: &[],
-            validity_days: RA_DAYS,
-            usages: &[Usage::ClientAuth],
-            policy: &DomainPolicy::default(),
-            profile: "idsync SCEP RA",
+            ips: &[],
+            usage: Usage::ClientAuth,
+            days: RA_DAYS,
+            label: "idsync SCEP RA",
         };
-        let issued = self.ca.issue(&csr, &req).await?;
-        let key_pkcs8 = key.pkcs8_der();
-        let cert_der = first_der(&issued.pem)?;
+        let (issued, key_pkcs8) = self.issue_own(own).await?;
+        let cert_der = pem_certificates(&issued.pem)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| EnrollError::Internal("the RA certificate is missing".into()))?;
         let internal =
             |e: std::io::Error| EnrollError::Internal(format!("writing the SCEP RA: {e}"));
         let _ = std::fs::remove_file(&key_path);
@@ -310,17 +309,17 @@ fn scep_names(csr: &ca::Csr, allowed: &[String]) -> Result<Vec<String>, EnrollEr
 
 /// The certificate and its chain, DER, leaf first.
 fn certs_der(c: &Certificate) -> Result<Vec<Vec<u8>>, EnrollError> {
-    let text = format!("{}{}", c.pem, c.chain);
+    pem_certificates(&format!("{}{}", c.pem, c.chain))
+}
+
+/// The DER certificates of PEM text idsync wrote (a certificate, a chain).
+pub(crate) fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, EnrollError> {
     CertificateDer::pem_slice_iter(text.as_bytes())
         .map(|d| d.map(|d| d.to_vec()))
         .collect::<Result<_, _>>()
-        .map_err(|e| EnrollError::Internal(format!("a stored certificate does not parse: {e}")))
-}
-
-fn first_der(pem: &str) -> Result<Vec<u8>, EnrollError> {
-    CertificateDer::from_pem_slice(pem.as_bytes())
-        .map(|d| d.to_vec())
-        .map_err(|e| EnrollError::Internal(format!("an issued certificate does not parse: {e}")))
+        .map_err(|e| {
+            EnrollError::Internal(format!("a certificate idsync wrote does not parse: {e}"))
+        })
 }
 
 /// The RA kept in the CA directory, unless missing, unreadable or due.

@@ -94,7 +94,8 @@ impl Scep {
     ) -> anyhow::Result<Self> {
         let keys = enrollment.scep_ra(ca_dir).await.context("the SCEP RA")?;
         let ra = Ra::new(keys.cert_der.clone(), &keys.key_pkcs8).context("the SCEP RA")?;
-        let chain = pem_ders(&enrollment.ca_chain());
+        let chain = crate::sources::enroll::scep::pem_certificates(&enrollment.ca_chain())
+            .context("the CA chain")?;
         let ca_ra_certs = message::ca_ra_certs(&keys.cert_der, &chain).context("GetCACert")?;
         Ok(Self {
             enrollment,
@@ -113,7 +114,7 @@ impl Scep {
                 "not found: SCEP lives at /scep\n",
             );
         }
-        let query = crate::sources::scim::listener::parse_query(req.uri().query());
+        let query = crate::infra::http::parse_query(req.uri().query());
         let operation = query.get("operation").cloned().unwrap_or_default();
         let method = req.method().clone();
         match (method.clone(), operation.as_str()) {
@@ -245,21 +246,10 @@ fn server_error(e: &ScepError) -> Response<Body> {
 /// GET's `message`: base64, standard or URL-safe (scepclient sends the
 /// latter), padded or not.
 fn decode_message(m: &str) -> Option<Vec<u8>> {
-    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
-    let m = m.trim();
-    let padded = format!("{m}{}", "=".repeat((4 - m.len() % 4) % 4));
-    let unpadded = m.trim_end_matches('=');
-    let repadded = format!("{unpadded}{}", "=".repeat((4 - unpadded.len() % 4) % 4));
-    [m, padded.as_str(), repadded.as_str()]
-        .iter()
-        .find_map(|c| STANDARD.decode(c).or_else(|_| URL_SAFE.decode(c)).ok())
-}
-
-/// The DER certificates of PEM text.
-fn pem_ders(pem: &str) -> Vec<Vec<u8>> {
-    use rustls::pki_types::pem::PemObject as _;
-    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
-        .filter_map(Result::ok)
-        .map(|d| d.to_vec())
-        .collect()
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let m = m.trim().trim_end_matches('=');
+    STANDARD_NO_PAD
+        .decode(m)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(m))
+        .ok()
 }

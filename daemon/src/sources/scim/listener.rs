@@ -8,7 +8,6 @@
 //! `routes::Response` back into HTTP; everything SCIM is behind
 //! `routes::dispatch`.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -164,42 +163,6 @@ fn refusal(denied: &Denied) -> Response<Body> {
     r
 }
 
-/// `%XX` and `+` decoding of one query component.
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() && s.is_char_boundary(i + 3) => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The query string as a map (a repeated parameter keeps its last value).
-pub(crate) fn parse_query(q: Option<&str>) -> HashMap<String, String> {
-    q.unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
-        .collect()
-}
-
 fn header_text(req: &Request<Incoming>, name: header::HeaderName) -> Option<String> {
     req.headers()
         .get(name)
@@ -252,7 +215,7 @@ async fn handle(
             return refusal(&denied);
         }
     };
-    let query = parse_query(req.uri().query());
+    let query = crate::infra::http::parse_query(req.uri().query());
     let if_match = header_text(&req, header::IF_MATCH);
     let if_none_match = header_text(&req, header::IF_NONE_MATCH);
     let body = match json_body(req, max).await {
@@ -340,21 +303,4 @@ fn to_http(r: routes::Response) -> Response<Body> {
         h.insert(header::LOCATION, l);
     }
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_decoding() {
-        let q = parse_query(Some(
-            "filter=userName%20eq%20%22a%40b%22&count=10&x&attributes=a,b+c&bad=%zz%4",
-        ));
-        assert_eq!(q["filter"], "userName eq \"a@b\"");
-        assert_eq!(q["count"], "10");
-        assert_eq!(q["x"], "");
-        assert_eq!(q["attributes"], "a,b c");
-        assert_eq!(q["bad"], "%zz%4");
-    }
 }
