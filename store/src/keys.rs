@@ -13,6 +13,11 @@
 //! | `i/p/name/` | lower-cased profile name | profile id |
 //! | `i/gm/` | group id, user id | empty (membership) |
 //! | `i/a/cert/` | asset id, certificate id | empty (the asset's certificates) |
+//! | `i/e/chal/` | SCEP challenge SHA-256 (hex) | registration id |
+//! | `i/e/acct/` | ACME account key thumbprint | registration id |
+//! | `i/c/serial/` | lower-cased serial (hex), `0x00`, certificate id | empty |
+//! | `i/r/txn/` | SHA-256 of the SCEP transactionID, request id | empty |
+//! | `s/indexes` | — | the index layout version the store was last brought to (u32 big-endian) |
 //! | `c/` | sequence number (u64 big-endian) | change event JSON |
 //! | `s/head` | — | last sequence number (u64 big-endian) |
 //! | `s/import/` | file digest (hex) | import progress JSON |
@@ -67,6 +72,10 @@ pub enum Index {
     GroupExternalId,
     AssetName,
     ProfileName,
+    /// SCEP registrations by the SHA-256 (hex) of their challenge.
+    RegistrationChallenge,
+    /// ACME registrations by their account key's JWK thumbprint.
+    AcmeAccount,
 }
 
 impl Index {
@@ -79,13 +88,21 @@ impl Index {
             Index::GroupExternalId => b"i/g/ext/",
             Index::AssetName => b"i/a/name/",
             Index::ProfileName => b"i/p/name/",
+            Index::RegistrationChallenge => b"i/e/chal/",
+            Index::AcmeAccount => b"i/e/acct/",
         }
     }
 
     /// Whether values compare without regard to case (mail, names) or
     /// exactly (external ids, which the identity provider owns).
     fn folds_case(self) -> bool {
-        !matches!(self, Index::UserExternalId | Index::GroupExternalId)
+        !matches!(
+            self,
+            Index::UserExternalId
+                | Index::GroupExternalId
+                | Index::RegistrationChallenge
+                | Index::AcmeAccount
+        )
     }
 
     /// The attribute the index covers, as the documents name it.
@@ -97,6 +114,8 @@ impl Index {
             Index::GroupName => "displayName",
             Index::AssetName => "name",
             Index::ProfileName => "certificateProfile",
+            Index::RegistrationChallenge => "challenge",
+            Index::AcmeAccount => "account",
         }
     }
 
@@ -147,6 +166,46 @@ pub fn certificate_of_asset(asset: Uuid, certificate: Uuid) -> Vec<u8> {
     k.extend_from_slice(certificate.as_bytes());
     k
 }
+
+/// Prefix of the certificates whose serial is `serial` (hex, any case).
+/// Serials are random, so one serial names one certificate of one CA; a
+/// prefix rather than a unique entry keeps two CAs' equal serials apart.
+pub fn certificates_of_serial_prefix(serial: &str) -> Vec<u8> {
+    let mut k = join(b"i/c/serial/", serial.to_ascii_lowercase().as_bytes());
+    k.push(0);
+    k
+}
+
+/// Marks `certificate` as having `serial`.
+pub fn certificate_of_serial(serial: &str, certificate: Uuid) -> Vec<u8> {
+    let mut k = certificates_of_serial_prefix(serial);
+    k.extend_from_slice(certificate.as_bytes());
+    k
+}
+
+/// Prefix of the requests made under SCEP transactionID `transaction`.
+/// The client picks it (any length, any bytes), so the key holds its
+/// digest: fixed length, one transaction's prefix never covers another's.
+pub fn requests_of_transaction_prefix(transaction: &str) -> Vec<u8> {
+    use sha2::Digest as _;
+    join(b"i/r/txn/", &sha2::Sha256::digest(transaction.as_bytes()))
+}
+
+/// Marks `request` as made under `transaction`.
+pub fn request_of_transaction(transaction: &str, request: Uuid) -> Vec<u8> {
+    let mut k = requests_of_transaction_prefix(transaction);
+    k.extend_from_slice(request.as_bytes());
+    k
+}
+
+/// Where the store notes the index layout it was brought to
+/// ([`INDEX_LAYOUT`]); indexes added later are filled in for the objects
+/// stored before them once, at the first start of the version adding them.
+pub const INDEX_LAYOUT_KEY: &[u8] = b"s/indexes";
+
+/// The index layout this version writes: 2 added the registration,
+/// certificate-serial and SCEP-transaction indexes.
+pub const INDEX_LAYOUT: u32 = 2;
 
 /// Prefix of the members of `group`.
 pub fn members_prefix(group: Uuid) -> Vec<u8> {
@@ -233,6 +292,9 @@ mod tests {
         assert!(!asset_of_profile("web2", a).starts_with(&assets_of_profile_prefix("web")));
         assert!(asset_of_profile("Web", a).starts_with(&assets_of_profile_prefix("web")));
         assert!(!object(Kind::User, a).starts_with(object_prefix(Kind::Group)));
+        assert!(!certificate_of_serial("0a1", a).starts_with(&certificates_of_serial_prefix("0a")));
+        assert!(certificate_of_serial("0A1", a).starts_with(&certificates_of_serial_prefix("0a1")));
+        assert!(!request_of_transaction("t1", a).starts_with(&requests_of_transaction_prefix("t")));
     }
 
     #[test]

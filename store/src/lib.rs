@@ -293,8 +293,15 @@ impl Store {
 
     /// The ids of the members of `group`.
     pub fn members(&self, group: Uuid) -> Result<Vec<Uuid>, StoreError> {
+        self.marked(&keys::members_prefix(group))
+    }
+
+    /// The ids at the end of the marker keys under `prefix` (see
+    /// [`keys`]: members of a group, certificates of a serial, requests
+    /// of a SCEP transaction, …).
+    pub fn marked(&self, prefix: &[u8]) -> Result<Vec<Uuid>, StoreError> {
         let mut ids = Vec::new();
-        self.scan(&keys::members_prefix(group), |k, _| {
+        self.scan(prefix, |k, _| {
             ids.extend(keys::trailing_id(k));
             Ok(true)
         })?;

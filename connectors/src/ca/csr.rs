@@ -282,6 +282,14 @@ pub fn certificate_public_key(der: &[u8]) -> Result<Vec<u8>, CaError> {
     Ok(cert.public_key().subject_public_key.data.to_vec())
 }
 
+/// The serial number of a DER certificate, as [`crate::ca::Issued`]
+/// records it (upper-case hex, as OpenSSL prints it).
+pub fn certificate_serial(der: &[u8]) -> Result<String, CaError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| CaError::BadCsr(format!("the certificate does not parse: {e}")))?;
+    Ok(super::serial_hex(cert.raw_serial()))
+}
+
 /// The notAfter of a DER certificate.
 pub fn certificate_not_after(der: &[u8]) -> Result<time::OffsetDateTime, CaError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)

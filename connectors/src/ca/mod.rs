@@ -42,7 +42,7 @@ pub use crl::{
     crl_file_name, crl_url, is_crl_url, is_issuer_id, issuer_id, issuer_id_of_chain, CrlSpec,
     PublishedCrl, RevokedEntry,
 };
-pub use csr::{certificate_not_after, certificate_public_key, parse_csr, Csr};
+pub use csr::{certificate_not_after, certificate_public_key, certificate_serial, parse_csr, Csr};
 pub use local::{LocalCa, LocalCaConfig};
 pub use p12::{
     build_p12, build_p12_with_iterations, generate_key, GeneratedKey, P12_KDF_ITERATIONS,

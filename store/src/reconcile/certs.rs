@@ -129,6 +129,13 @@ impl Tx<'_> {
             let allowed = old.status.may_become(new.status);
             check_transition(old.status.as_str(), new.status.as_str(), allowed)?;
         }
+        // One challenge, one account key: each names one registration.
+        if let Some(hash) = &new.challenge_sha256 {
+            self.check_unique(Index::RegistrationChallenge, hash, new.id)?;
+        }
+        if let Some(account) = &new.account {
+            self.check_unique(Index::AcmeAccount, &account.thumbprint, new.id)?;
+        }
         Ok(self.write(old.as_ref(), new)?)
     }
 

@@ -23,7 +23,9 @@
 //! - `users`, `groups`, `assets`, `certs`: the rules of each kind;
 //! - `activation`: the activation e-mail's state per user and application;
 //! - `read_ahead`: a chunk of rows' look-ups in two round trips, for an
-//!   engine across the network.
+//!   engine across the network;
+//! - `upgrade`: index entries a later version added, written once for the
+//!   objects stored before it.
 
 mod activation;
 mod assets;
@@ -34,6 +36,7 @@ mod stored;
 #[cfg(test)]
 mod tests;
 mod tx;
+mod upgrade;
 mod users;
 mod write;
 
@@ -141,12 +144,14 @@ impl Reconciler {
     /// A reconciler over `store`, continuing its change log.
     pub fn new(store: Arc<Store>, settings: Settings) -> Result<Self, StoreError> {
         let next = store.head()? + 1;
-        Ok(Self {
+        let reconciler = Self {
             store,
             settings: RwLock::new(Arc::new(settings)),
             next_seq: Mutex::new(next),
             waiting: AtomicUsize::new(0),
-        })
+        };
+        reconciler.upgrade_indexes()?;
+        Ok(reconciler)
     }
 
     /// The store it writes to (for reads).

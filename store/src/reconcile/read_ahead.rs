@@ -34,6 +34,7 @@ impl Index {
             Index::GroupName | Index::GroupExternalId => Kind::Group,
             Index::AssetName => Kind::Asset,
             Index::ProfileName => Kind::Profile,
+            Index::RegistrationChallenge | Index::AcmeAccount => Kind::Registration,
         }
     }
 }

@@ -123,11 +123,27 @@ stored!(EnrollmentRequest, Kind::Request, {
     fn index_keys(&self) -> Vec<Vec<u8>> {
         Vec::new()
     }
+    fn marker_keys(&self) -> Vec<Vec<u8>> {
+        self.transaction
+            .iter()
+            .map(|t| keys::request_of_transaction(t, self.id))
+            .collect()
+    }
 });
 
 stored!(Registration, Kind::Registration, {
     fn index_keys(&self) -> Vec<Vec<u8>> {
-        Vec::new()
+        let mut k: Vec<Vec<u8>> = self
+            .challenge_sha256
+            .iter()
+            .map(|c| Index::RegistrationChallenge.key(c))
+            .collect();
+        k.extend(
+            self.account
+                .iter()
+                .map(|a| Index::AcmeAccount.key(&a.thumbprint)),
+        );
+        k
     }
 });
 
@@ -136,9 +152,12 @@ stored!(Certificate, Kind::Certificate, {
         Vec::new()
     }
     fn marker_keys(&self) -> Vec<Vec<u8>> {
-        self.asset
+        let mut k: Vec<Vec<u8>> = self
+            .asset
             .iter()
             .map(|a| keys::certificate_of_asset(*a, self.id))
-            .collect()
+            .collect();
+        k.push(keys::certificate_of_serial(&self.serial, self.id));
+        k
     }
 });

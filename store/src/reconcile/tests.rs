@@ -9,7 +9,7 @@ use idsync_schema::{Field, Group, GroupInput, Kind, Rule, Source, Status, User, 
 use uuid::Uuid;
 
 use super::*;
-use crate::keys::Index;
+use crate::keys::{self, Index};
 use crate::{Actor, ChangeEvent, EngineKind, EngineOptions, Operation, Store};
 
 fn reconciler(dir: &std::path::Path) -> Reconciler {
@@ -688,4 +688,172 @@ fn a_batch_numbered_from_a_moved_head_does_not_land() {
         .map(|e| e.seq)
         .collect();
     assert_eq!(seqs, [1, 2, 3]);
+}
+
+/// A SCEP registration with challenge digest `challenge` and, when given,
+/// an ACME account with key thumbprint `thumbprint`.
+fn registration(challenge: &str, thumbprint: Option<&str>) -> idsync_schema::Registration {
+    let now = time::OffsetDateTime::now_utc();
+    idsync_schema::Registration {
+        id: Uuid::now_v7(),
+        protocol: idsync_schema::Protocol::Scep,
+        asset: Uuid::now_v7(),
+        profile: "Vault".into(),
+        dns_names: Vec::new(),
+        expires: now + time::Duration::days(1),
+        status: idsync_schema::RegistrationStatus::Active,
+        requester: "ops".into(),
+        decided_by: None,
+        comment: None,
+        challenge_sha256: Some(challenge.into()),
+        account: thumbprint.map(|t| idsync_schema::AcmeAccount {
+            key: "{}".into(),
+            thumbprint: t.into(),
+            contact: Vec::new(),
+            status: idsync_schema::AcmeAccountStatus::Valid,
+            created: now,
+        }),
+        meta: idsync_schema::Meta::new(now),
+    }
+}
+
+/// A request made under SCEP `transaction` and the certificate with
+/// `serial` it got.
+fn request_and_certificate(
+    transaction: &str,
+    serial: &str,
+) -> (idsync_schema::EnrollmentRequest, idsync_schema::Certificate) {
+    use idsync_schema::{Certificate, EnrollmentRequest, KeyType, Meta, Protocol, RequestStatus};
+    let now = time::OffsetDateTime::now_utc();
+    let request = EnrollmentRequest {
+        id: Uuid::now_v7(),
+        protocol: Protocol::Scep,
+        profile: "Vault".into(),
+        asset: None,
+        requester: "ops".into(),
+        status: RequestStatus::Approved,
+        data: Default::default(),
+        key_type: None,
+        csr: None,
+        decided_by: None,
+        comment: None,
+        reason: None,
+        certificate: None,
+        transaction: Some(transaction.into()),
+        meta: Meta::new(now),
+    };
+    let certificate = Certificate {
+        id: Uuid::now_v7(),
+        serial: serial.into(),
+        subject: "CN=a".into(),
+        profile: "Vault".into(),
+        asset: None,
+        request: request.id,
+        key_type: KeyType::EcdsaP256,
+        dns_names: Vec::new(),
+        ip_addresses: Vec::new(),
+        not_before: now,
+        not_after: now,
+        pem: String::new(),
+        chain: String::new(),
+        installed: None,
+        revoked: None,
+        meta: Meta::new(now),
+    };
+    (request, certificate)
+}
+
+/// The enrollment indexes find what they index, and one challenge or one
+/// account key cannot name two registrations.
+#[test]
+fn enrollment_indexes_find_and_stay_unique() {
+    let (dir, rec) = fresh();
+    let first = registration("c1", Some("k1"));
+    let (request, certificate) = request_and_certificate("t1", "0A1B");
+    in_tx(&rec, |tx| {
+        tx.put_registration(first.clone()).unwrap();
+        tx.put_request(request.clone()).unwrap();
+        tx.put_certificate(certificate.clone()).unwrap();
+    });
+    let store = rec.store();
+    assert_eq!(
+        store.lookup(Index::RegistrationChallenge, "c1").unwrap(),
+        Some(first.id)
+    );
+    assert_eq!(
+        store.lookup(Index::AcmeAccount, "k1").unwrap(),
+        Some(first.id)
+    );
+    assert_eq!(
+        store
+            .marked(&keys::requests_of_transaction_prefix("t1"))
+            .unwrap(),
+        vec![request.id]
+    );
+    assert_eq!(
+        store
+            .marked(&keys::certificates_of_serial_prefix("0a1b"))
+            .unwrap(),
+        vec![certificate.id]
+    );
+    let mut tx = rec.begin(Source::Api, Actor::default());
+    assert_refused(
+        tx.put_registration(registration("c1", None)),
+        "challenge",
+        Rule::NotUnique,
+    );
+    assert_refused(
+        tx.put_registration(registration("c2", Some("k1"))),
+        "account",
+        Rule::NotUnique,
+    );
+    drop(tx);
+    drop(dir);
+}
+
+/// A store written before the enrollment indexes existed gets their
+/// entries at the next start, and only once.
+#[test]
+fn a_store_without_the_enrollment_indexes_gets_them_at_start() {
+    let (dir, rec) = fresh();
+    let r = registration("c1", Some("k1"));
+    let (request, certificate) = request_and_certificate("t1", "0A1B");
+    in_tx(&rec, |tx| {
+        tx.put_registration(r.clone()).unwrap();
+        tx.put_request(request.clone()).unwrap();
+        tx.put_certificate(certificate.clone()).unwrap();
+    });
+    // What an older version left: the objects, none of the new entries.
+    let mut old = crate::engine::Batch::new();
+    old.delete(Index::RegistrationChallenge.key("c1"));
+    old.delete(Index::AcmeAccount.key("k1"));
+    old.delete(keys::request_of_transaction("t1", request.id));
+    old.delete(keys::certificate_of_serial("0A1B", certificate.id));
+    old.delete(keys::INDEX_LAYOUT_KEY.to_vec());
+    rec.store().engine().write(old).unwrap();
+    let head = rec.store().head().unwrap();
+    assert_eq!(rec.store().lookup(Index::AcmeAccount, "k1").unwrap(), None);
+    drop(rec);
+
+    let rec = reconciler(dir.path());
+    let store = rec.store();
+    assert_eq!(
+        store.lookup(Index::RegistrationChallenge, "c1").unwrap(),
+        Some(r.id)
+    );
+    assert_eq!(store.lookup(Index::AcmeAccount, "k1").unwrap(), Some(r.id));
+    assert_eq!(
+        store
+            .marked(&keys::requests_of_transaction_prefix("t1"))
+            .unwrap(),
+        vec![request.id]
+    );
+    assert_eq!(
+        store
+            .marked(&keys::certificates_of_serial_prefix("0A1B"))
+            .unwrap(),
+        vec![certificate.id]
+    );
+    assert_eq!(store.head().unwrap(), head, "the upgrade changes no object");
+    assert!(!rec.upgrade_indexes().unwrap(), "done once");
 }

@@ -9,6 +9,7 @@ use idsync_schema::{
     AcmeAccount, AcmeAccountStatus, Certificate, DomainPolicy, Kind, Protocol, Registration,
     RegistrationStatus, Usage,
 };
+use idsync_store::keys::{self, Index};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -30,19 +31,11 @@ impl Enrollment {
         &self,
         thumbprint: &str,
     ) -> Result<Option<Registration>, EnrollError> {
-        let mut found = None;
-        self.store()
-            .for_each::<Registration>(Kind::Registration, |r| {
-                if r.account
-                    .as_ref()
-                    .is_some_and(|a| a.thumbprint == thumbprint)
-                {
-                    found = Some(r);
-                    return Ok(false);
-                }
-                Ok(true)
-            })?;
-        Ok(found)
+        let store = self.store();
+        match store.lookup(Index::AcmeAccount, thumbprint)? {
+            Some(id) => Ok(store.object(Kind::Registration, id)?),
+            None => Ok(None),
+        }
     }
 
     /// Bind `account` to registration `id`: it must be an active ACME
@@ -171,6 +164,7 @@ impl Enrollment {
             id: order,
             names: Some(ordered),
             transaction: None,
+            spends: None,
         };
         self.enroll_csr(&who, &resolved, &csr, how).await
     }
@@ -180,19 +174,20 @@ impl Enrollment {
         &self,
         der: &[u8],
     ) -> Result<Option<Certificate>, EnrollError> {
-        let mut found = None;
-        self.store()
-            .for_each::<Certificate>(Kind::Certificate, |c| {
-                use rustls::pki_types::{pem::PemObject as _, CertificateDer};
-                let same = CertificateDer::from_pem_slice(c.pem.as_bytes())
-                    .is_ok_and(|d| d.as_ref() == der);
-                if same {
-                    found = Some(c);
-                    return Ok(false);
-                }
-                Ok(true)
-            })?;
-        Ok(found)
+        use rustls::pki_types::{pem::PemObject as _, CertificateDer};
+        let Ok(serial) = ca::certificate_serial(der) else {
+            return Ok(None);
+        };
+        let store = self.store();
+        for id in store.marked(&keys::certificates_of_serial_prefix(&serial))? {
+            let Some(c) = store.object::<Certificate>(Kind::Certificate, id)? else {
+                continue;
+            };
+            if CertificateDer::from_pem_slice(c.pem.as_bytes()).is_ok_and(|d| d.as_ref() == der) {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
     }
 
     /// A certificate and key for a listener of the daemon's own (ACME's

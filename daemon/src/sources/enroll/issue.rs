@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use idsync_connectors::ca::{self, Csr, IssueRequest, Issued};
 use idsync_schema::{
     Certificate, CertificateData, CertificateProfile, EnrollmentRequest, KeyType, Meta, Protocol,
-    RequestStatus,
+    Registration, RequestStatus,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -17,6 +17,7 @@ use super::checks::{
     check_data, check_key_type, check_usable, complete, csr_subject_data, normalise, recheck,
     Resolved,
 };
+use super::registrations::{audit_spent, spend};
 use super::requests::{audit, changed_meanwhile, put_if};
 use super::{EnrollError, Enrolled, Enrollment, Password, Target};
 
@@ -28,6 +29,10 @@ pub(super) struct CsrEnrollment {
     pub names: Option<Vec<String>>,
     /// SCEP's transactionID.
     pub transaction: Option<String>,
+    /// SCEP: the registration whose challenge this request spends, in the
+    /// same commit as the request (one durable write per enrollment; of
+    /// two requests with one challenge, only one commits).
+    pub spends: Option<Registration>,
 }
 
 impl Enrollment {
@@ -44,6 +49,7 @@ impl Enrollment {
             id: Uuid::now_v7(),
             names: None,
             transaction: None,
+            spends: None,
         };
         self.enroll_csr(who, &resolved, &csr, how).await
     }
@@ -80,12 +86,12 @@ impl Enrollment {
         request.id = how.id;
         request.transaction = how.transaction;
         if profile.requires_approval {
-            return self.wait_for_approval(who, request).await;
+            return self.wait_for_approval(who, request, how.spends).await;
         }
         let issued = self
             .issue(csr, profile, &subject, &request.data, &ips)
             .await?;
-        self.record_issued(who, request, csr.key_type, issued, None)
+        self.record_issued(who, request, csr.key_type, issued, None, how.spends)
             .await
     }
 
@@ -108,7 +114,7 @@ impl Enrollment {
         let (subject, ips) = check_data(profile, &data)?;
         let request = self.new_request(who, Protocol::P12, &resolved, data, Some(key_type), None);
         if profile.requires_approval {
-            return self.wait_for_approval(who, request).await;
+            return self.wait_for_approval(who, request, None).await;
         }
         let password = password.ok_or_else(|| {
             EnrollError::Invalid("a P12 enrollment needs a password for the file".into())
@@ -223,7 +229,7 @@ impl Enrollment {
         )?;
         drop(key);
         let mut done = self
-            .record_issued(who, request, key_type, issued, None)
+            .record_issued(who, request, key_type, issued, None, None)
             .await?;
         done.p12 = Some(p12);
         Ok(done)
@@ -303,13 +309,18 @@ impl Enrollment {
         &self,
         who: &str,
         request: EnrollmentRequest,
+        spends: Option<Registration>,
     ) -> Result<Enrolled, EnrollError> {
         let r = request.clone();
-        self.write(who, move |tx| {
-            recheck(tx, &r)?;
-            put_if(tx, None, r)
-        })
-        .await?;
+        let spent = self
+            .write(who, move |tx| {
+                recheck(tx, &r)?;
+                let spent = spends.map(|g| spend(tx, g)).transpose()?;
+                put_if(tx, None, r)?;
+                Ok(spent)
+            })
+            .await?;
+        audit_spent(spent.as_ref(), who);
         audit(&request, who, "requested");
         // The approvers' notification: this line, and the change event
         // (status pending_approval) that a webhook connector delivers.
@@ -329,7 +340,8 @@ impl Enrollment {
     }
 
     /// Store the certificate and move the request to `issued` (with the
-    /// approval first when `approval` is given), in one commit.
+    /// approval first when `approval` is given, and the registration
+    /// `spends` used up), in one commit.
     pub(super) async fn record_issued(
         &self,
         who: &str,
@@ -337,6 +349,7 @@ impl Enrollment {
         key_type: KeyType,
         issued: Issued,
         approval: Option<(String, Option<String>)>,
+        spends: Option<Registration>,
     ) -> Result<Enrolled, EnrollError> {
         let cert = Certificate {
             id: Uuid::now_v7(),
@@ -357,10 +370,11 @@ impl Enrollment {
             meta: Meta::new(OffsetDateTime::now_utc()),
         };
         let (c, r) = (cert.clone(), request.clone());
-        let stored = self
+        let (stored, spent) = self
             .write(who, move |tx| {
                 let mut r = r;
                 recheck(tx, &r)?;
+                let spent = spends.map(|g| spend(tx, g)).transpose()?;
                 // A new request (no approval needed) is stored first; a
                 // stored one must still be as it was read: of two approvals
                 // or two downloads racing, one wins.
@@ -379,9 +393,10 @@ impl Enrollment {
                 r.status = RequestStatus::Issued;
                 r.certificate = Some(c.id);
                 tx.put_request(r.clone())?;
-                Ok(r)
+                Ok((r, spent))
             })
             .await?;
+        audit_spent(spent.as_ref(), who);
         request = stored;
         audit(&request, who, "issued");
         tracing::info!(

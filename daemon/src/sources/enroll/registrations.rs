@@ -22,8 +22,10 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::checks::Resolved;
+use idsync_store::reconcile::Tx;
 use zeroize::Zeroizing;
+
+use super::checks::Resolved;
 
 use super::{EnrollError, Enrollment, Target};
 
@@ -272,6 +274,32 @@ impl Enrollment {
             .await?;
         audit(&stored, who, to.as_str());
         Ok(stored)
+    }
+}
+
+/// Use up registration `r` (a SCEP challenge) in `tx`: it must still be
+/// active there, so of two requests spending one challenge only the
+/// first to commit does. The registration as stored.
+pub(super) fn spend(tx: &mut Tx<'_>, mut r: Registration) -> Result<Registration, EnrollError> {
+    let id = r.id;
+    let now = tx
+        .registration(id)?
+        .ok_or_else(|| EnrollError::NotFound(format!("no registration {id}")))?;
+    if now.status != RegistrationStatus::Active {
+        return Err(EnrollError::Invalid(format!(
+            "registration {id} became {} meanwhile: its challenge password is spent",
+            now.status
+        )));
+    }
+    r.status = RegistrationStatus::Used;
+    tx.put_registration(r.clone())?;
+    Ok(r)
+}
+
+/// The audit line of a registration [`spend`] used up, once committed.
+pub(super) fn audit_spent(spent: Option<&Registration>, who: &str) {
+    if let Some(r) = spent {
+        audit(r, who, RegistrationStatus::Used.as_str());
     }
 }
 

@@ -68,6 +68,7 @@ impl Enrollment {
             csr.key_type,
             issued,
             Some((who.to_owned(), comment)),
+            None,
         )
         .await
     }

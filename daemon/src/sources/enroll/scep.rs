@@ -13,6 +13,7 @@ use idsync_schema::{
     Certificate, EnrollmentRequest, KeyType, Kind, Protocol, Registration, RegistrationStatus,
     RequestStatus, Usage,
 };
+use idsync_store::keys::{self, Index};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
 use time::OffsetDateTime;
@@ -114,22 +115,15 @@ impl Enrollment {
         };
         let resolved = self.resolve(&target, Protocol::Scep)?;
         super::checks::check_key_type(&resolved.profile, csr.key_type)?;
-        // Spent before the certificate is made: of two requests with one
+        // Spent in the request's own commit: of two requests with one
         // challenge, one gets it.
         let who = scep_requester(registration.id);
-        self.move_registration(
-            &who,
-            registration,
-            &[RegistrationStatus::Active],
-            RegistrationStatus::Used,
-            |_| {},
-        )
-        .await?;
         let how = CsrEnrollment {
             protocol: Protocol::Scep,
             id: Uuid::now_v7(),
             names: Some(names),
             transaction: Some(transaction.to_owned()),
+            spends: Some(registration),
         };
         let enrolled = self.enroll_csr(&who, &resolved, &csr, how).await?;
         self.decision_of(enrolled)
@@ -188,6 +182,7 @@ impl Enrollment {
             id: Uuid::now_v7(),
             names: Some(names),
             transaction: Some(transaction.to_owned()),
+            spends: None,
         };
         let who = format!("scep-renewal:{}", old.id);
         let enrolled = self.enroll_csr(&who, &resolved, &csr, how).await?;
@@ -197,15 +192,13 @@ impl Enrollment {
     /// The active SCEP registration whose challenge is `challenge`.
     fn registration_of_challenge(&self, challenge: &str) -> Result<Registration, EnrollError> {
         let hash = challenge_sha256(challenge);
-        let mut found = None;
-        self.store()
-            .for_each::<Registration>(Kind::Registration, |r| {
-                if r.protocol == Protocol::Scep && r.challenge_sha256.as_deref() == Some(&hash) {
-                    found = Some(r);
-                    return Ok(false);
-                }
-                Ok(true)
-            })?;
+        let store = self.store();
+        let found = match store.lookup(Index::RegistrationChallenge, &hash)? {
+            Some(id) => store
+                .object::<Registration>(Kind::Registration, id)?
+                .filter(|r| r.protocol == Protocol::Scep),
+            None => None,
+        };
         let r =
             found.ok_or_else(|| EnrollError::Invalid("the challenge password is wrong".into()))?;
         if r.is_past(OffsetDateTime::now_utc()) {
@@ -236,22 +229,21 @@ impl Enrollment {
         transaction: &str,
         public_key: &[u8],
     ) -> Result<Option<EnrollmentRequest>, EnrollError> {
-        let mut found = None;
-        self.store()
-            .for_each::<EnrollmentRequest>(Kind::Request, |r| {
-                let same = r.protocol == Protocol::Scep
-                    && r.transaction.as_deref() == Some(transaction)
-                    && r.csr
-                        .as_deref()
-                        .and_then(|pem| ca::parse_csr(pem.as_bytes()).ok())
-                        .is_some_and(|c| c.public_key == public_key);
-                if same {
-                    found = Some(r);
-                    return Ok(false);
-                }
-                Ok(true)
-            })?;
-        Ok(found)
+        let store = self.store();
+        for id in store.marked(&keys::requests_of_transaction_prefix(transaction))? {
+            let Some(r) = store.object::<EnrollmentRequest>(Kind::Request, id)? else {
+                continue;
+            };
+            let same = r.protocol == Protocol::Scep
+                && r.csr
+                    .as_deref()
+                    .and_then(|pem| ca::parse_csr(pem.as_bytes()).ok())
+                    .is_some_and(|c| c.public_key == public_key);
+            if same {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
     }
 
     /// A stored request's state, as SCEP answers it.

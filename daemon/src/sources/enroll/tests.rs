@@ -95,8 +95,9 @@ fn stored_registration(
     status: idsync_schema::RegistrationStatus,
     expires: time::OffsetDateTime,
 ) -> Uuid {
+    let id = Uuid::now_v7();
     let r = idsync_schema::Registration {
-        id: Uuid::now_v7(),
+        id,
         protocol: Protocol::Scep,
         asset: Uuid::now_v7(),
         profile: "Vault".into(),
@@ -106,11 +107,11 @@ fn stored_registration(
         requester: "ops".into(),
         decided_by: None,
         comment: None,
-        challenge_sha256: Some(registrations::challenge_sha256("secret")),
+        // One challenge names one registration.
+        challenge_sha256: Some(registrations::challenge_sha256(&id.to_string())),
         account: None,
         meta: idsync_schema::Meta::new(time::OffsetDateTime::now_utc()),
     };
-    let id = r.id;
     rt.block_on(svc.write("ops", move |tx| {
         tx.put_registration(r)?;
         Ok(())
