@@ -335,3 +335,49 @@ fn a_preauthorized_profile_needs_no_challenge() {
     verify(&pki, "acme-trusted", &lego.certificate("app.example.org"));
     let _: &Path = pki.dir();
 }
+
+/// Each peer address gets `requests_per_minute_per_peer`; past it, RFC
+/// 8555 §6.6's `rateLimited` with `Retry-After` (and a fresh nonce, as on
+/// every answer). Python's urllib is the client: a plain HTTPS GET that
+/// trusts the CA, nothing ACME-specific.
+#[test]
+fn a_peer_over_its_request_rate_is_rate_limited() {
+    let port = free_port();
+    let pki = Pki::start_with(&format!(
+        "[acme]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\nrequests_per_minute_per_peer = 5\n"
+    ));
+    wait_until("the ACME listener", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let script = r#"
+import json, ssl, sys, urllib.request, urllib.error
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+for _ in range(7):
+    try:
+        r = urllib.request.urlopen(sys.argv[2], context=ctx)
+        print(r.status)
+    except urllib.error.HTTPError as e:
+        body = json.loads(e.read())
+        print(e.code, e.headers.get("Retry-After"), bool(e.headers.get("Replay-Nonce")), body["type"])
+"#;
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            script,
+            root_file(&pki).to_str().unwrap(),
+            &format!("https://127.0.0.1:{port}/acme/directory"),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let lines: Vec<String> = out(&o).lines().map(str::to_owned).collect();
+    assert_eq!(lines[..5], ["200"; 5], "{lines:?}");
+    for refused in &lines[5..] {
+        let f: Vec<&str> = refused.split(' ').collect();
+        assert_eq!(f[0], "429", "{lines:?}");
+        let wait: u64 = f[1].parse().unwrap();
+        assert!((1..=60).contains(&wait), "{lines:?}");
+        assert_eq!(f[2], "True", "a nonce on the refusal: {lines:?}");
+        assert_eq!(f[3], "urn:ietf:params:acme:error:rateLimited", "{lines:?}");
+    }
+}

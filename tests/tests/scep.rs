@@ -273,3 +273,30 @@ fn strongswan_enrolls_with_names_and_polls_through_an_approval() {
         verify(&pki, "scep-approved", &with_root(&pki, &out(&o)));
     });
 }
+
+/// Each peer address gets `requests_per_minute_per_peer` (a PKIOperation
+/// costs RSA private-key operations); past it, 429 with `Retry-After`.
+#[test]
+fn a_peer_over_its_request_rate_is_refused() {
+    let port = free_port();
+    let _pki = Pki::start_with(&format!(
+        "[scep]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\nrequests_per_minute_per_peer = 5\n"
+    ));
+    wait_until("the SCEP listener", Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let url = format!("http://127.0.0.1:{port}/scep?operation=GetCACaps");
+    let answers: Vec<(u16, Option<String>)> = (0..7)
+        .map(|_| match ureq::get(&url).call() {
+            Ok(r) => (r.status(), None),
+            Err(ureq::Error::Status(code, r)) => (code, r.header("Retry-After").map(str::to_owned)),
+            Err(e) => panic!("{e}"),
+        })
+        .collect();
+    assert!(answers[..5].iter().all(|(s, _)| *s == 200), "{answers:?}");
+    for (status, wait) in &answers[5..] {
+        assert_eq!(*status, 429, "{answers:?}");
+        let wait: u64 = wait.as_deref().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&wait), "{answers:?}");
+    }
+}

@@ -29,6 +29,7 @@ use super::server::{Acme, Reply, ReplyBody, PREFIX};
 use super::AcmeConfig;
 use crate::infra::conn_limit::{Limiter, Slot};
 use crate::infra::metrics::Metrics;
+use crate::infra::rate_limit::RateLimit;
 use crate::sources::enroll::Enrollment;
 
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -53,15 +54,24 @@ pub async fn start(
     let tls = acceptor(cfg, &enrollment).await?;
     let limiter = Limiter::new("ACME", cfg.limits(), metrics.listener_stats("acme"));
     let acme = Arc::new(Acme::new(cfg, enrollment));
+    let per_peer = Arc::new(RateLimit::per_minute(cfg.requests_per_minute_per_peer));
     tracing::info!(%listen, directory = %acme.directory_url(), "ACME listener started");
     let max = cfg.max_body_bytes;
     let stop = shutdown.clone();
     let serve = move |io: Box<dyn crate::infra::http::Io>, peer: SocketAddr, slot: Slot| {
         let (acme, shutdown) = (Arc::clone(&acme), shutdown.clone());
+        let per_peer = Arc::clone(&per_peer);
         async move {
             let service = service_fn(move |req| {
                 let acme = Arc::clone(&acme);
-                async move { Ok::<_, Infallible>(handle(&acme, req, max).await) }
+                let allowed = per_peer.check(&peer.ip());
+                async move {
+                    let response = match allowed {
+                        Ok(()) => handle(&acme, req, max).await,
+                        Err(wait) => to_http(&acme, rate_limited(wait)),
+                    };
+                    Ok::<_, Infallible>(response)
+                }
             });
             crate::infra::http::serve_connection(io, service, peer, slot, shutdown, "ACME").await;
         }
@@ -119,6 +129,18 @@ async fn handle(acme: &Acme, req: Request<Incoming>, max: usize) -> Response<Bod
         Err(reply) => reply,
     };
     to_http(acme, reply)
+}
+
+/// The answer to a peer over its request rate (RFC 8555 §6.6).
+fn rate_limited(wait: Duration) -> Reply {
+    let mut reply: Reply = Problem::new(
+        "rateLimited",
+        429,
+        "too many requests from this address: retry later",
+    )
+    .into();
+    reply.retry_after = Some(wait.as_secs().max(1));
+    reply
 }
 
 type Parts = (hyper::Method, String, Option<String>, Bytes);

@@ -84,6 +84,10 @@ pub struct AcmeConfig {
     pub http01_port: u16,
     /// Seconds an http-01 fetch may take.
     pub validation_timeout_secs: u64,
+    /// Requests one peer address may make per minute; more are answered
+    /// `rateLimited` (429) with `Retry-After`. Every POST costs a
+    /// signature check, so one peer cannot take the CPU from the rest.
+    pub requests_per_minute_per_peer: u32,
     /// Where a name is validated, instead of its DNS address:
     /// `"web1.example.org" = "127.0.0.1:5002"` (tests, split horizons).
     pub resolve: BTreeMap<String, String>,
@@ -106,6 +110,7 @@ impl Default for AcmeConfig {
             order_minutes: 60,
             http01_port: 80,
             validation_timeout_secs: 10,
+            requests_per_minute_per_peer: 3000,
             resolve: BTreeMap::new(),
         }
     }
@@ -142,6 +147,10 @@ impl AcmeConfig {
                 self.max_connections_per_peer >= 1,
             ),
             ("acme.max_orders", self.max_orders >= 1),
+            (
+                "acme.requests_per_minute_per_peer",
+                self.requests_per_minute_per_peer >= 1,
+            ),
             (
                 "acme.max_orders_per_account",
                 self.max_orders_per_account >= 1,

@@ -46,8 +46,6 @@ use crate::infra::rate_limit::RateLimit;
 
 /// Largest form body read: two passwords of `max_bytes`, encoded.
 pub const MAX_FORM_BYTES: usize = 4096;
-/// Peers and links remembered by the rate limits at most.
-const RATE_KEYS: usize = 100_000;
 
 /// The built-in pages: (language, template).
 const PAGES: &[(&str, &str)] = &[
@@ -150,15 +148,11 @@ impl Page {
             policy: cfg.password.clone(),
             common: CommonPasswords::new(&extra),
             templates,
-            per_peer: RateLimit::new(
-                cfg.requests_per_minute_per_peer,
-                Duration::from_secs(60),
-                RATE_KEYS,
-            ),
+            per_peer: RateLimit::per_minute(cfg.requests_per_minute_per_peer),
             per_link: RateLimit::new(
                 cfg.attempts_per_link_per_hour,
                 Duration::from_secs(3600),
-                RATE_KEYS,
+                crate::infra::rate_limit::MAX_KEYS,
             ),
             in_flight: Mutex::new(HashSet::new()),
         })

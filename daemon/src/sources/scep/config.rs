@@ -19,6 +19,10 @@ pub struct ScepConfig {
     pub max_connections_per_peer: usize,
     /// Milliseconds a new connection has to send its first byte.
     pub first_byte_timeout_ms: u64,
+    /// Requests one peer address may make per minute; more are answered
+    /// 429 with `Retry-After`. A PKIOperation costs RSA private-key
+    /// operations, so one peer cannot take the CPU from the rest.
+    pub requests_per_minute_per_peer: u32,
 }
 
 impl Default for ScepConfig {
@@ -30,6 +34,7 @@ impl Default for ScepConfig {
             max_connections: 1024,
             max_connections_per_peer: 64,
             first_byte_timeout_ms: 3000,
+            requests_per_minute_per_peer: 600,
         }
     }
 }
@@ -46,6 +51,10 @@ impl ScepConfig {
             (
                 "scep.max_connections_per_peer",
                 self.max_connections_per_peer >= 1,
+            ),
+            (
+                "scep.requests_per_minute_per_peer",
+                self.requests_per_minute_per_peer >= 1,
             ),
         ];
         if let Some((key, _)) = bounded.iter().find(|(_, ok)| !ok) {

@@ -11,7 +11,7 @@
 //! ([`Enrollment::scep_request`] and its siblings).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use super::ScepConfig;
 use crate::infra::conn_limit::Slot;
 use crate::infra::http::respond;
 use crate::infra::metrics::Metrics;
+use crate::infra::rate_limit::RateLimit;
 use crate::sources::enroll::scep::ScepDecision;
 use crate::sources::enroll::{EnrollError, Enrollment};
 
@@ -46,6 +47,7 @@ pub(crate) struct Scep {
     /// `GetCACert`'s answer, made once.
     ca_ra_certs: Bytes,
     max_body: usize,
+    per_peer: RateLimit<IpAddr>,
 }
 
 /// Start the SCEP listener of `idsync serve` when `[scep]` enables it.
@@ -63,7 +65,7 @@ pub async fn start(
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the SCEP listener on {listen}"))?;
-    let scep = Arc::new(Scep::new(enrollment, ca_dir, cfg.max_body_bytes).await?);
+    let scep = Arc::new(Scep::new(enrollment, ca_dir, cfg).await?);
     let limiter = crate::infra::conn_limit::Limiter::new(
         "SCEP",
         cfg.limits(),
@@ -90,7 +92,7 @@ impl Scep {
     async fn new(
         enrollment: Arc<Enrollment>,
         ca_dir: &std::path::Path,
-        max_body: usize,
+        cfg: &ScepConfig,
     ) -> anyhow::Result<Self> {
         let keys = enrollment.scep_ra(ca_dir).await.context("the SCEP RA")?;
         let ra = Ra::new(keys.cert_der.clone(), &keys.key_pkcs8).context("the SCEP RA")?;
@@ -101,11 +103,23 @@ impl Scep {
             enrollment,
             ra,
             ca_ra_certs: Bytes::from(ca_ra_certs),
-            max_body,
+            max_body: cfg.max_body_bytes,
+            per_peer: RateLimit::per_minute(cfg.requests_per_minute_per_peer),
         })
     }
 
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if let Err(wait) = self.per_peer.check(&peer.ip()) {
+            let mut r = respond(
+                StatusCode::TOO_MANY_REQUESTS,
+                TEXT,
+                "too many requests from this address: retry later\n",
+            );
+            let secs = wait.as_secs().max(1);
+            r.headers_mut()
+                .insert(hyper::header::RETRY_AFTER, secs.into());
+            return r;
+        }
         let path = req.uri().path();
         if path != "/scep" && path != "/scep/pkiclient.exe" && path != "/cgi-bin/pkiclient.exe" {
             return respond(
