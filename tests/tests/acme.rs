@@ -88,7 +88,8 @@ struct Lego<'a> {
 }
 
 impl Lego<'_> {
-    fn run(&self, kid: &str, hmac: &str, domains: &[&str], extra: &[&str]) -> Output {
+    /// lego with its account's binding, before its solver and command.
+    fn base(&self, kid: &str, hmac: &str) -> Command {
         let mut cmd = Command::new("lego");
         cmd.env("LEGO_CA_CERTIFICATES", root_file(self.pki)).args([
             "--server",
@@ -99,16 +100,19 @@ impl Lego<'_> {
             "--eab",
             "--kid",
             kid,
-            "--hmac",
-            hmac,
-            "--http",
-            "--http.port",
-            &format!("127.0.0.1:{}", self.port),
+            &format!("--hmac={hmac}"),
             "--path",
             self.dir.to_str().unwrap(),
             "--cert.timeout",
             "60",
         ]);
+        cmd
+    }
+
+    /// `lego run` (or `revoke`, in `extra`) answering http-01.
+    fn run(&self, kid: &str, hmac: &str, domains: &[&str], extra: &[&str]) -> Output {
+        let mut cmd = self.base(kid, hmac);
+        cmd.args(["--http", "--http.port", &format!("127.0.0.1:{}", self.port)]);
         for d in domains {
             cmd.args(["--domains", d]);
         }
@@ -258,8 +262,9 @@ fn certbot_standalone_gets_a_certificate() {
         &format!("https://127.0.0.1:{}/acme/directory", ports.acme),
         "--eab-kid",
         &kid,
-        "--eab-hmac-key",
-        &hmac,
+        // `=`: a base64url key may start with `-`, which a separate
+        // argument would make an option.
+        &format!("--eab-hmac-key={hmac}"),
         "-d",
         "app.example.org",
         "--http-01-address",
@@ -380,4 +385,248 @@ for _ in range(7):
         assert_eq!(f[2], "True", "a nonce on the refusal: {lines:?}");
         assert_eq!(f[3], "urn:ietf:params:acme:error:rateLimited", "{lines:?}");
     }
+}
+
+/// The TSIG key the throwaway DNS server takes updates with (base64 of 32
+/// bytes; a test secret, nothing else knows it).
+const TSIG: (&str, &str) = (
+    "idsync-test",
+    "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=",
+);
+
+/// A throwaway BIND (Debian's `bind9`) on 127.0.0.1: the primary of
+/// `example.org`, taking RFC 2136 updates signed with [`TSIG`], as a
+/// zone an ACME client places its dns-01 records in. Stopped on drop.
+struct Named {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Named {
+    fn start() -> Named {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let d = dir.path().display();
+        let (key, secret) = TSIG;
+        std::fs::write(
+            dir.path().join("named.conf"),
+            format!(
+                r#"options {{
+    directory "{d}";
+    pid-file "{d}/named.pid";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+    allow-query {{ 127.0.0.1; }};
+}};
+key "{key}" {{ algorithm hmac-sha256; secret "{secret}"; }};
+controls {{ }};
+zone "example.org" {{
+    type primary;
+    file "{d}/example.org.zone";
+    allow-update {{ key "{key}"; }};
+}};
+"#
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("example.org.zone"),
+            "$TTL 60\n@ IN SOA ns.example.org. hostmaster.example.org. 1 60 60 600 60\n\
+             @ IN NS ns.example.org.\nns IN A 127.0.0.1\n",
+        )
+        .unwrap();
+        let mut cmd = Command::new("/usr/sbin/named");
+        cmd.arg("-g").arg("-c").arg(dir.path().join("named.conf"));
+        // As root, named would switch to the package's `bind` user, who
+        // cannot write the temp dir; it stays who it is.
+        if is_root() {
+            cmd.args(["-u", "root"]);
+        }
+        let log = std::fs::File::create(dir.path().join("named.log")).unwrap();
+        let child = cmd
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("named (Debian's bind9) runs");
+        let named = Named { dir, port, child };
+        wait_until("named answering", Duration::from_secs(30), || {
+            Command::new("dig")
+                .args([
+                    "@127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "+short",
+                    "SOA",
+                    "example.org",
+                ])
+                .output()
+                .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+        });
+        named
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("named.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether the tests run as root (`id -u` is 0).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// The daemon with `[acme] dns_resolver` pointing at `named`.
+fn start_with_dns(named: &Named) -> (Pki, u16) {
+    let acme = free_port();
+    let pki = Pki::start_with(&format!(
+        r#"
+[[profiles]]
+name = "Device ACME"
+protocol = "acme"
+key_types = ["ecdsa-p256", "rsa-2048"]
+[profiles.domain_policy]
+names = ["*.example.org"]
+
+[acme]
+enabled = true
+listen = "127.0.0.1:{acme}"
+dns_resolver = "{}"
+"#,
+        named.address()
+    ));
+    wait_until("the ACME listener", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", acme)).is_ok()
+    });
+    (pki, acme)
+}
+
+/// lego places its record in a real zone with RFC 2136 (TSIG-signed
+/// updates to BIND); idsync finds it asking that server, and issues.
+#[test]
+fn lego_proves_a_name_with_dns01() {
+    let named = Named::start();
+    let (pki, acme) = start_with_dns(&named);
+    let (kid, hmac) = register(&pki, "web1.example.org", "Device ACME", None);
+    let lego = Lego {
+        pki: &pki,
+        dir: pki.dir().join("lego-dns"),
+        port: 0,
+        acme,
+    };
+    let (key, secret) = TSIG;
+    let mut cmd = lego.base(&kid, &hmac);
+    cmd.env("RFC2136_NAMESERVER", named.address())
+        .env("RFC2136_TSIG_ALGORITHM", "hmac-sha256.")
+        .env("RFC2136_TSIG_KEY", key)
+        .env("RFC2136_TSIG_SECRET", secret)
+        .env("RFC2136_PROPAGATION_TIMEOUT", "30")
+        .env("RFC2136_POLLING_INTERVAL", "1")
+        .args([
+            "--dns",
+            "rfc2136",
+            "--dns.resolvers",
+            &named.address(),
+            // Its propagation check asks the zone's NS on port 53; this
+            // one listens elsewhere (idsync asks it where it is).
+            "--dns.disable-cp",
+            "--domains",
+            "web1.example.org",
+            "run",
+        ]);
+    let o = timed(cmd, Duration::from_secs(120));
+    assert!(
+        o.status.success(),
+        "lego: {}\nnamed: {}",
+        text(&o),
+        named.log()
+    );
+    assert!(text(&o).contains("DNS-01"), "{}", text(&o));
+    let shown = verify(&pki, "acme-dns", &lego.certificate("web1.example.org"));
+    assert!(shown.contains("DNS:web1.example.org"), "{shown}");
+    let log = pki.daemon.as_ref().unwrap().log();
+    assert!(log.contains("dns-01"), "the daemon checked dns-01: {log}");
+}
+
+/// A TXT record that is not the key authorization's digest: certbot's
+/// manual hook places a wrong one in the real zone, idsync finds it and
+/// refuses (`incorrectResponse`), and nothing is issued.
+#[test]
+fn a_wrong_dns01_record_is_refused() {
+    let named = Named::start();
+    let (pki, acme) = start_with_dns(&named);
+    let (kid, hmac) = register(&pki, "web1.example.org", "Device ACME", None);
+    let (key, secret) = TSIG;
+    let hook = pki.dir().join("wrong-record.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nprintf 'server 127.0.0.1 {}\\nzone example.org\\n\
+             update add _acme-challenge.%s. 60 IN TXT \"not-%s\"\\nsend\\n' \
+             \"$CERTBOT_DOMAIN\" \"$CERTBOT_VALIDATION\" | nsupdate -y hmac-sha256:{key}:{secret}\n",
+            named.port
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let dir = pki.dir().join("certbot-dns");
+    let mut cmd = Command::new("certbot");
+    cmd.env("REQUESTS_CA_BUNDLE", root_file(&pki)).args([
+        "certonly",
+        "--manual",
+        "--preferred-challenges",
+        "dns",
+        "--manual-auth-hook",
+        hook.to_str().unwrap(),
+        "--non-interactive",
+        "--agree-tos",
+        "--no-eff-email",
+        "-m",
+        "ops@example.org",
+        "--server",
+        &format!("https://127.0.0.1:{acme}/acme/directory"),
+        "--eab-kid",
+        &kid,
+        // `=`: a base64url key may start with `-`, which a separate
+        // argument would make an option.
+        &format!("--eab-hmac-key={hmac}"),
+        "-d",
+        "web1.example.org",
+        "--config-dir",
+        &dir.join("config").display().to_string(),
+        "--work-dir",
+        &dir.join("work").display().to_string(),
+        "--logs-dir",
+        &dir.join("logs").display().to_string(),
+    ]);
+    let o = timed(cmd, Duration::from_secs(120));
+    assert!(!o.status.success(), "certbot: {}", text(&o));
+    let said = format!(
+        "{}{}",
+        text(&o),
+        std::fs::read_to_string(dir.join("logs/letsencrypt.log")).unwrap_or_default()
+    );
+    assert!(said.contains("incorrectResponse"), "{said}");
+    let certs = pki.cli(OPS, &["assets", "certificates", "web1.example.org"]);
+    assert!(
+        !out(&certs).contains("BEGIN CERTIFICATE"),
+        "{}",
+        out(&certs)
+    );
 }

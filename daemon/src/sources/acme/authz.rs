@@ -1,13 +1,15 @@
-//! Authorizations and their challenge (RFC 8555 §7.5): one `http-01`
-//! challenge per name. A POST with `{}` to the challenge starts its
+//! Authorizations and their challenges (RFC 8555 §7.5): `http-01` per
+//! name, and `dns-01` where `[acme] dns_resolver` is set (a wildcard name
+//! gets dns-01 only). A POST with `{}` to one challenge starts its
 //! validation in the background (`super::validate`); the client polls the
-//! authorization until it is `valid` or `invalid`.
+//! authorization until it is `valid` or `invalid`. Each challenge's URL is
+//! `/chall/{authorization}/{type}`.
 
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::orders::{Authz, AuthzStatus};
+use super::orders::{Authz, AuthzStatus, Challenge, ChallengeKind};
 use super::problem::Problem;
 use super::server::{Acme, Reply, Signed};
 
@@ -21,8 +23,19 @@ impl Acme {
 
     /// POST to a challenge: `{}` asks for its validation (RFC 8555
     /// §7.5.1); POST-as-GET reads it.
-    pub(super) fn challenge_post(&self, id: Uuid, signed: &Signed) -> Result<Reply, Problem> {
+    pub(super) fn challenge_post(
+        &self,
+        id: Uuid,
+        kind: &str,
+        signed: &Signed,
+    ) -> Result<Reply, Problem> {
         let mut a = self.own_authz(id, signed)?;
+        let not_offered =
+            || Problem::not_found(format!("no challenge {kind:?} of authorization {id}"));
+        let kind = ChallengeKind::parse(kind).ok_or_else(not_offered)?;
+        if a.challenge(kind).is_none() {
+            return Err(not_offered());
+        }
         if !signed.is_get() {
             signed.object()?;
             if a.status == AuthzStatus::Pending {
@@ -32,18 +45,26 @@ impl Acme {
                     .as_ref()
                     .map(|acc| acc.thumbprint.clone())
                     .unwrap_or_default();
-                if let Some(started) = self.orders.update_authz(id, |x| {
+                let mut won = false;
+                let updated = self.orders.update_authz(id, |x| {
                     if x.status == AuthzStatus::Pending {
                         x.status = AuthzStatus::Processing;
+                        x.tried = Some(kind);
+                        won = true;
                     }
-                }) {
-                    a = started;
-                    self.validator
-                        .start(&a, &key, std::sync::Arc::clone(&self.orders));
+                });
+                if let Some(now) = updated {
+                    a = now;
+                    // Of two POSTs racing, one starts the validation.
+                    if won {
+                        self.validator
+                            .start(&a, kind, &key, std::sync::Arc::clone(&self.orders));
+                    }
                 }
             }
         }
-        let mut reply = Reply::json(200, self.challenge_json(&a));
+        let challenge = a.challenge(kind).ok_or_else(not_offered)?;
+        let mut reply = Reply::json(200, self.challenge_json(&a, challenge));
         reply.retry_after = poll_soon(&a);
         reply.links.push(format!(
             "<{}>;rel=\"up\"",
@@ -70,34 +91,51 @@ impl Acme {
         } else {
             status
         };
-        json!({
+        let (name, wildcard) = a.identifier();
+        let challenges: Vec<Value> = a
+            .challenges
+            .iter()
+            .map(|c| self.challenge_json(a, c))
+            .collect();
+        let mut v = json!({
             "status": status,
             "expires": a.expires.format(&Rfc3339).unwrap_or_default(),
-            "identifier": {"type": "dns", "value": a.name},
-            "challenges": [self.challenge_json(a)],
-        })
+            "identifier": {"type": "dns", "value": name},
+            "challenges": challenges,
+        });
+        if wildcard {
+            v["wildcard"] = json!(true);
+        }
+        v
     }
 
-    fn challenge_json(&self, a: &Authz) -> Value {
+    /// A challenge as the authorization's state shows it: the one tried
+    /// carries the outcome; the others stay pending (none tried: a
+    /// preauthorized name, every one valid).
+    fn challenge_json(&self, a: &Authz, c: &Challenge) -> Value {
+        let concerned = a.tried.is_none_or(|t| t == c.kind);
         let status = match a.status {
+            _ if !concerned => "pending",
             AuthzStatus::Pending => "pending",
             AuthzStatus::Processing => "processing",
             AuthzStatus::Valid => "valid",
             AuthzStatus::Invalid => "invalid",
         };
-        let mut c = json!({
-            "type": "http-01",
-            "url": self.url(&format!("/chall/{}", a.id)),
+        let mut v = json!({
+            "type": c.kind.as_str(),
+            "url": self.url(&format!("/chall/{}/{}", a.id, c.kind.as_str())),
             "status": status,
-            "token": a.token,
+            "token": c.token,
         });
-        if let Some(t) = a.validated.and_then(|t| t.format(&Rfc3339).ok()) {
-            c["validated"] = json!(t);
+        if concerned {
+            if let Some(t) = a.validated.and_then(|t| t.format(&Rfc3339).ok()) {
+                v["validated"] = json!(t);
+            }
+            if let Some(e) = &a.error {
+                v["error"] = e.to_json();
+            }
         }
-        if let Some(e) = &a.error {
-            c["error"] = e.to_json();
-        }
-        c
+        v
     }
 }
 

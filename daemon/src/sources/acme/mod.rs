@@ -15,7 +15,8 @@
 //!   signature, account), `account` (newAccount, account updates,
 //!   deactivation, keyChange), `order` (newOrder, finalize, certificate
 //!   download, revokeCert), `authz` (authorizations, challenges) and
-//!   `validate` (http-01);
+//!   `validate` (in the background, bounded: `http01`, and `dns01` where
+//!   `dns_resolver` is set);
 //! - `listener`: HTTPS (hyper, rustls through `crate::infra::tls`),
 //!   limits, shutdown.
 //!
@@ -25,7 +26,9 @@
 
 mod account;
 mod authz;
+mod dns01;
 pub mod eab;
+mod http01;
 pub mod jwk;
 pub mod jws;
 pub mod listener;
@@ -84,6 +87,10 @@ pub struct AcmeConfig {
     pub http01_port: u16,
     /// Seconds an http-01 fetch may take.
     pub validation_timeout_secs: u64,
+    /// The DNS server dns-01 challenges are checked with (`ip:port`):
+    /// a recursive resolver, or the zone's authoritative server. Unset:
+    /// dns-01 is not offered (and wildcard names cannot be ordered).
+    pub dns_resolver: Option<String>,
     /// Requests one peer address may make per minute; more are answered
     /// `rateLimited` (429) with `Retry-After`. Every POST costs a
     /// signature check, so one peer cannot take the CPU from the rest.
@@ -110,6 +117,7 @@ impl Default for AcmeConfig {
             order_minutes: 60,
             http01_port: 80,
             validation_timeout_secs: 10,
+            dns_resolver: None,
             requests_per_minute_per_peer: 3000,
             resolve: BTreeMap::new(),
         }
@@ -134,6 +142,10 @@ impl AcmeConfig {
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(("acme.tls_cert", "tls_cert and tls_key go together".into()));
+        }
+        if let Some(addr) = &self.dns_resolver {
+            addr.parse::<std::net::SocketAddr>()
+                .map_err(|e| ("acme.dns_resolver", format!("`{addr}`: {e}")))?;
         }
         for (name, addr) in &self.resolve {
             addr.parse::<std::net::SocketAddr>()

@@ -20,7 +20,7 @@ use idsync_schema::cert::RevocationReason;
 use idsync_schema::{EnrollmentRequest, RequestStatus};
 
 use super::jws::Signer;
-use super::orders::{Authz, AuthzStatus, Full, Order};
+use super::orders::{Authz, AuthzStatus, Challenge, ChallengeKind, Full, Order};
 use super::problem::Problem;
 use super::server::{Acme, Reply, ReplyBody, Signed};
 use crate::sources::enroll::acme::acme_requester;
@@ -55,9 +55,9 @@ impl Acme {
         let profile = self.enrollment.profile(&account.profile)?;
         let now = OffsetDateTime::now_utc();
         let expires = (now + self.order_ttl).min(account.expires);
-        let authzs: Vec<Authz> = names
-            .iter()
-            .map(|name| Authz {
+        let mut authzs = Vec::with_capacity(names.len());
+        for name in &names {
+            authzs.push(Authz {
                 id: Uuid::now_v7(),
                 account: account.id,
                 name: name.clone(),
@@ -68,11 +68,12 @@ impl Acme {
                     false => AuthzStatus::Pending,
                 },
                 expires,
-                token: random_token(),
+                challenges: self.challenges_for(name, profile.preauthorized)?,
+                tried: None,
                 validated: profile.preauthorized.then_some(now),
                 error: None,
-            })
-            .collect();
+            });
+        }
         let order = Order {
             id: Uuid::now_v7(),
             account: account.id,
@@ -101,6 +102,34 @@ impl Acme {
         );
         let view = self.view(&order);
         Ok(self.order_reply(201, &view))
+    }
+
+    /// The challenges offered for `name`: http-01, and dns-01 when a
+    /// resolver is configured; a wildcard can only be proved in DNS
+    /// (RFC 8555 §7.1.3, §8.3). A preauthorized wildcard needs none.
+    fn challenges_for(&self, name: &str, preauthorized: bool) -> Result<Vec<Challenge>, Problem> {
+        let challenge = |kind| Challenge {
+            kind,
+            token: random_token(),
+        };
+        let dns = self.validator.offers_dns01();
+        match (name.starts_with("*."), dns) {
+            (false, false) => Ok(vec![challenge(ChallengeKind::Http01)]),
+            (false, true) => Ok(vec![
+                challenge(ChallengeKind::Http01),
+                challenge(ChallengeKind::Dns01),
+            ]),
+            (true, true) => Ok(vec![challenge(ChallengeKind::Dns01)]),
+            (true, false) if preauthorized => Ok(Vec::new()),
+            (true, false) => Err(Problem::new(
+                "rejectedIdentifier",
+                400,
+                format!(
+                    "{name:?} is a wildcard, which only dns-01 proves; this server offers \
+                     dns-01 once [acme] dns_resolver is set"
+                ),
+            )),
+        }
     }
 
     pub(super) fn order_post(&self, id: Uuid, signed: &Signed) -> Result<Reply, Problem> {
@@ -378,7 +407,7 @@ fn identifiers(v: Option<&Value>, allowed: &[String]) -> Result<Vec<String>, Pro
     Ok(names)
 }
 
-/// An http-01 token: 128 random bits, base64url (RFC 8555 §8.1).
+/// A challenge token: 128 random bits, base64url (RFC 8555 §8.1).
 fn random_token() -> String {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).expect("the OS gives random bytes");

@@ -12,7 +12,42 @@ use uuid::Uuid;
 
 use super::problem::Problem;
 
-/// Where an authorization (and its one challenge) stands.
+/// A way to prove control of a name (RFC 8555 §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChallengeKind {
+    /// A file served over HTTP on port 80 (§8.3).
+    Http01,
+    /// A TXT record at `_acme-challenge.{name}` (§8.4).
+    Dns01,
+}
+
+impl ChallengeKind {
+    /// The challenge type as ACME names it (and its URL ends).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::Dns01 => "dns-01",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "http-01" => Some(ChallengeKind::Http01),
+            "dns-01" => Some(ChallengeKind::Dns01),
+            _ => None,
+        }
+    }
+}
+
+/// One challenge an authorization offers.
+#[derive(Debug, Clone)]
+pub(crate) struct Challenge {
+    pub kind: ChallengeKind,
+    /// 128 random bits, base64url (RFC 8555 §8.1), one per challenge.
+    pub token: String,
+}
+
+/// Where an authorization stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AuthzStatus {
     Pending,
@@ -22,7 +57,7 @@ pub(crate) enum AuthzStatus {
     Invalid,
 }
 
-/// One name to prove control of, with its http-01 challenge.
+/// One name to prove control of, with the challenges offered for it.
 #[derive(Debug, Clone)]
 pub(crate) struct Authz {
     pub id: Uuid,
@@ -31,10 +66,30 @@ pub(crate) struct Authz {
     pub name: String,
     pub status: AuthzStatus,
     pub expires: OffsetDateTime,
-    /// The http-01 token (RFC 8555 §8.3: 128 bits of entropy, base64url).
-    pub token: String,
+    /// http-01, and dns-01 where a resolver is configured (a wildcard
+    /// name: dns-01 only, RFC 8555 §7.1.3).
+    pub challenges: Vec<Challenge>,
+    /// The challenge the client asked to validate; the others stay
+    /// pending (one is enough).
+    pub tried: Option<ChallengeKind>,
     pub validated: Option<OffsetDateTime>,
     pub error: Option<Problem>,
+}
+
+impl Authz {
+    /// The challenge of `kind`, if offered.
+    pub fn challenge(&self, kind: ChallengeKind) -> Option<&Challenge> {
+        self.challenges.iter().find(|c| c.kind == kind)
+    }
+
+    /// The name as its identifier shows it, and whether it is a wildcard
+    /// (RFC 8555 §7.1.4: `*.` is left out and `wildcard` set).
+    pub fn identifier(&self) -> (&str, bool) {
+        match self.name.strip_prefix("*.") {
+            Some(base) => (base, true),
+            None => (&self.name, false),
+        }
+    }
 }
 
 /// An order before finalization.
@@ -222,7 +277,11 @@ mod tests {
             name: "a.example.org".into(),
             status: AuthzStatus::Valid,
             expires,
-            token: "t".into(),
+            challenges: vec![Challenge {
+                kind: ChallengeKind::Http01,
+                token: "t".into(),
+            }],
+            tried: None,
             validated: None,
             error: None,
         };
