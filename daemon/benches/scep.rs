@@ -35,10 +35,10 @@
 //! enrollments issued), since both grow over the bench.
 //!
 //! The challengePassword is a PrintableString when the challenge fits
-//! one, else a UTF8String, as Go's encoding/asn1 (scepclient) chooses:
-//! idsync's challenges are base64url and 4 in 10 hold a `_`, which a
-//! PrintableString may not (`--challenge-encoding printable` forces a
-//! PrintableString anyway, `utf8` a UTF8String; the errors say which).
+//! one, else a UTF8String, as Go's encoding/asn1 (scepclient) chooses
+//! (idsync's challenges are hex, so they always fit;
+//! `--challenge-encoding printable` forces a PrintableString anyway,
+//! `utf8` a UTF8String; the errors say which).
 //! `IDSYNC_LOG__LEVEL=info` in the environment logs idsync's refusals.
 //!
 //! - idsync: the release `idsync serve` with an RSA-2048 CA, a `scep`
