@@ -171,3 +171,39 @@ fn racing_registration_decisions_one_wins() {
     let lost = if a.is_err() { a } else { b };
     assert!(matches!(lost, Err(EnrollError::Conflict(_))), "{lost:?}");
 }
+
+/// Two requests spending one SCEP challenge in their own commits: the
+/// first to commit uses it up, the other is refused and writes nothing.
+#[test]
+fn one_challenge_is_spent_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, rt) = service(dir.path());
+    let future = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+    let id = stored_registration(
+        &svc,
+        &rt,
+        idsync_schema::RegistrationStatus::Active,
+        future,
+    );
+    let r = svc.registration(id).unwrap();
+    let head = svc.store().head().unwrap();
+    let (a, b) = rt.block_on(async {
+        let (r1, r2) = (r.clone(), r.clone());
+        tokio::join!(
+            svc.write("scep", move |tx| registrations::spend(tx, r1)),
+            svc.write("scep", move |tx| registrations::spend(tx, r2))
+        )
+    });
+    assert_eq!(
+        [&a, &b].iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{a:?} {b:?}"
+    );
+    let lost = if a.is_err() { a } else { b };
+    assert!(matches!(lost, Err(EnrollError::Invalid(_))), "{lost:?}");
+    assert_eq!(
+        svc.registration(id).unwrap().status,
+        idsync_schema::RegistrationStatus::Used
+    );
+    assert_eq!(svc.store().head().unwrap(), head + 1, "one change: used");
+}
