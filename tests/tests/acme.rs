@@ -244,40 +244,52 @@ fn lego_enrolls_with_its_registration_and_is_refused_outside_it() {
     assert_eq!(revoked, 1, "{certs}");
 }
 
+/// `certbot certonly` against the daemon's ACME listener on `acme` with
+/// the binding `kid`/`hmac`, its state under `dir`; `how` says how it
+/// answers challenges and which names it asks for.
+fn certbot(pki: &Pki, acme: u16, kid: &str, hmac: &str, dir: &Path, how: &[&str]) -> Command {
+    let mut cmd = Command::new("certbot");
+    cmd.env("REQUESTS_CA_BUNDLE", root_file(pki))
+        .arg("certonly")
+        .args(how)
+        .args([
+            "--non-interactive",
+            "--agree-tos",
+            "--no-eff-email",
+            "-m",
+            "ops@example.org",
+            "--server",
+            &format!("https://127.0.0.1:{acme}/acme/directory"),
+            "--eab-kid",
+            kid,
+            // `=`: a base64url key may start with `-`, which a separate
+            // argument would make an option.
+            &format!("--eab-hmac-key={hmac}"),
+            "--config-dir",
+            &dir.join("config").display().to_string(),
+            "--work-dir",
+            &dir.join("work").display().to_string(),
+            "--logs-dir",
+            &dir.join("logs").display().to_string(),
+        ]);
+    cmd
+}
+
 #[test]
 fn certbot_standalone_gets_a_certificate() {
     let (pki, ports) = start();
     let (kid, hmac) = register(&pki, "app.example.org", "Device ACME", None);
     let dir = pki.dir().join("certbot");
-    let mut cmd = Command::new("certbot");
-    cmd.env("REQUESTS_CA_BUNDLE", root_file(&pki)).args([
-        "certonly",
+    let how = [
         "--standalone",
-        "--non-interactive",
-        "--agree-tos",
-        "--no-eff-email",
-        "-m",
-        "ops@example.org",
-        "--server",
-        &format!("https://127.0.0.1:{}/acme/directory", ports.acme),
-        "--eab-kid",
-        &kid,
-        // `=`: a base64url key may start with `-`, which a separate
-        // argument would make an option.
-        &format!("--eab-hmac-key={hmac}"),
         "-d",
         "app.example.org",
         "--http-01-address",
         "127.0.0.1",
         "--http-01-port",
         &ports.app.to_string(),
-        "--config-dir",
-        &dir.join("config").display().to_string(),
-        "--work-dir",
-        &dir.join("work").display().to_string(),
-        "--logs-dir",
-        &dir.join("logs").display().to_string(),
-    ]);
+    ];
+    let cmd = certbot(&pki, ports.acme, &kid, &hmac, &dir, &how);
     let o = timed(cmd, Duration::from_secs(180));
     assert!(o.status.success(), "certbot: {}", text(&o));
     let live = dir.join("config/live/app.example.org/fullchain.pem");
@@ -603,35 +615,16 @@ fn a_wrong_dns01_record_is_refused() {
     .unwrap();
     std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let dir = pki.dir().join("certbot-dns");
-    let mut cmd = Command::new("certbot");
-    cmd.env("REQUESTS_CA_BUNDLE", root_file(&pki)).args([
-        "certonly",
+    let how = [
         "--manual",
         "--preferred-challenges",
         "dns",
         "--manual-auth-hook",
         hook.to_str().unwrap(),
-        "--non-interactive",
-        "--agree-tos",
-        "--no-eff-email",
-        "-m",
-        "ops@example.org",
-        "--server",
-        &format!("https://127.0.0.1:{acme}/acme/directory"),
-        "--eab-kid",
-        &kid,
-        // `=`: a base64url key may start with `-`, which a separate
-        // argument would make an option.
-        &format!("--eab-hmac-key={hmac}"),
         "-d",
         "web1.example.org",
-        "--config-dir",
-        &dir.join("config").display().to_string(),
-        "--work-dir",
-        &dir.join("work").display().to_string(),
-        "--logs-dir",
-        &dir.join("logs").display().to_string(),
-    ]);
+    ];
+    let cmd = certbot(&pki, acme, &kid, &hmac, &dir, &how);
     let o = timed(cmd, Duration::from_secs(120));
     assert!(!o.status.success(), "certbot: {}", text(&o));
     let said = format!(

@@ -763,39 +763,49 @@ fn request_and_certificate(
     (request, certificate)
 }
 
+type EnrollmentObjects = (
+    idsync_schema::Registration,
+    idsync_schema::EnrollmentRequest,
+    idsync_schema::Certificate,
+);
+
+/// A registration (challenge `c1`, account `k1`), a request (transaction
+/// `t1`) and a certificate (serial `0A1B`), committed.
+fn store_enrollment_objects(rec: &Reconciler) -> EnrollmentObjects {
+    let r = registration("c1", Some("k1"));
+    let (request, certificate) = request_and_certificate("t1", "0A1B");
+    in_tx(rec, |tx| {
+        tx.put_registration(r.clone()).unwrap();
+        tx.put_request(request.clone()).unwrap();
+        tx.put_certificate(certificate.clone()).unwrap();
+    });
+    (r, request, certificate)
+}
+
+/// Each of [`store_enrollment_objects`]'s is found through its index.
+fn assert_found_by_index(rec: &Reconciler, (r, request, certificate): &EnrollmentObjects) {
+    let store = rec.store();
+    let found = |index, value| store.lookup(index, value).unwrap();
+    assert_eq!(found(Index::RegistrationChallenge, "c1"), Some(r.id));
+    assert_eq!(found(Index::AcmeAccount, "k1"), Some(r.id));
+    let marked = |prefix: Vec<u8>| store.marked(&prefix).unwrap();
+    assert_eq!(
+        marked(keys::requests_of_transaction_prefix("t1")),
+        [request.id]
+    );
+    assert_eq!(
+        marked(keys::certificates_of_serial_prefix("0a1b")),
+        [certificate.id]
+    );
+}
+
 /// The enrollment indexes find what they index, and one challenge or one
 /// account key cannot name two registrations.
 #[test]
 fn enrollment_indexes_find_and_stay_unique() {
     let (dir, rec) = fresh();
-    let first = registration("c1", Some("k1"));
-    let (request, certificate) = request_and_certificate("t1", "0A1B");
-    in_tx(&rec, |tx| {
-        tx.put_registration(first.clone()).unwrap();
-        tx.put_request(request.clone()).unwrap();
-        tx.put_certificate(certificate.clone()).unwrap();
-    });
-    let store = rec.store();
-    assert_eq!(
-        store.lookup(Index::RegistrationChallenge, "c1").unwrap(),
-        Some(first.id)
-    );
-    assert_eq!(
-        store.lookup(Index::AcmeAccount, "k1").unwrap(),
-        Some(first.id)
-    );
-    assert_eq!(
-        store
-            .marked(&keys::requests_of_transaction_prefix("t1"))
-            .unwrap(),
-        vec![request.id]
-    );
-    assert_eq!(
-        store
-            .marked(&keys::certificates_of_serial_prefix("0a1b"))
-            .unwrap(),
-        vec![certificate.id]
-    );
+    let stored = store_enrollment_objects(&rec);
+    assert_found_by_index(&rec, &stored);
     let mut tx = rec.begin(Source::Api, Actor::default());
     assert_refused(
         tx.put_registration(registration("c1", None)),
@@ -816,13 +826,7 @@ fn enrollment_indexes_find_and_stay_unique() {
 #[test]
 fn a_store_without_the_enrollment_indexes_gets_them_at_start() {
     let (dir, rec) = fresh();
-    let r = registration("c1", Some("k1"));
-    let (request, certificate) = request_and_certificate("t1", "0A1B");
-    in_tx(&rec, |tx| {
-        tx.put_registration(r.clone()).unwrap();
-        tx.put_request(request.clone()).unwrap();
-        tx.put_certificate(certificate.clone()).unwrap();
-    });
+    let (r, request, certificate) = store_enrollment_objects(&rec);
     // What an older version left: the objects, none of the new entries.
     let mut old = crate::engine::Batch::new();
     old.delete(Index::RegistrationChallenge.key("c1"));
@@ -836,24 +840,11 @@ fn a_store_without_the_enrollment_indexes_gets_them_at_start() {
     drop(rec);
 
     let rec = reconciler(dir.path());
-    let store = rec.store();
+    assert_found_by_index(&rec, &(r, request, certificate));
     assert_eq!(
-        store.lookup(Index::RegistrationChallenge, "c1").unwrap(),
-        Some(r.id)
+        rec.store().head().unwrap(),
+        head,
+        "the upgrade changes no object"
     );
-    assert_eq!(store.lookup(Index::AcmeAccount, "k1").unwrap(), Some(r.id));
-    assert_eq!(
-        store
-            .marked(&keys::requests_of_transaction_prefix("t1"))
-            .unwrap(),
-        vec![request.id]
-    );
-    assert_eq!(
-        store
-            .marked(&keys::certificates_of_serial_prefix("0A1B"))
-            .unwrap(),
-        vec![certificate.id]
-    );
-    assert_eq!(store.head().unwrap(), head, "the upgrade changes no object");
     assert!(!rec.upgrade_indexes().unwrap(), "done once");
 }

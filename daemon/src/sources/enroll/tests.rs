@@ -70,9 +70,7 @@ fn racing_downloads_make_one_file() {
             svc.download_p12("ops", false, id, password()),
             svc.download_p12("ops", false, id, password())
         );
-        let won = [&a, &b].iter().filter(|r| r.is_ok()).count();
-        assert_eq!(won, 1, "{a:?} {b:?}");
-        let lost = if a.is_err() { a } else { b };
+        let lost = the_loser(a, b);
         assert!(matches!(lost, Err(EnrollError::Conflict(_))), "{lost:?}");
         let stored = svc.request(id).unwrap();
         assert_eq!(stored.status, RequestStatus::Issued);
@@ -145,17 +143,43 @@ fn registrations_expire_once() {
     assert!(matches!(again, Err(EnrollError::Conflict(_))), "{again:?}");
 }
 
+/// Of two racing outcomes `a` and `b`, exactly one is a success: the
+/// other, returned.
+fn the_loser<T: std::fmt::Debug>(
+    a: Result<T, EnrollError>,
+    b: Result<T, EnrollError>,
+) -> Result<T, EnrollError> {
+    assert_eq!(
+        [&a, &b].iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{a:?} {b:?}"
+    );
+    if a.is_err() {
+        a
+    } else {
+        b
+    }
+}
+
+/// A registration of `status` that expires tomorrow.
+fn live_registration(
+    svc: &Enrollment,
+    rt: &tokio::runtime::Runtime,
+    status: idsync_schema::RegistrationStatus,
+) -> Uuid {
+    let tomorrow = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+    stored_registration(svc, rt, status, tomorrow)
+}
+
 /// An approval and a rejection racing: one wins, the other is told.
 #[test]
 fn racing_registration_decisions_one_wins() {
     let dir = tempfile::tempdir().unwrap();
     let (svc, rt) = service(dir.path());
-    let future = time::OffsetDateTime::now_utc() + time::Duration::days(1);
-    let id = stored_registration(
+    let id = live_registration(
         &svc,
         &rt,
         idsync_schema::RegistrationStatus::PendingApproval,
-        future,
     );
     let (a, b) = rt.block_on(async {
         tokio::join!(
@@ -163,12 +187,7 @@ fn racing_registration_decisions_one_wins() {
             svc.reject_registration("lead", id, None)
         )
     });
-    assert_eq!(
-        [&a, &b].iter().filter(|r| r.is_ok()).count(),
-        1,
-        "{a:?} {b:?}"
-    );
-    let lost = if a.is_err() { a } else { b };
+    let lost = the_loser(a, b);
     assert!(matches!(lost, Err(EnrollError::Conflict(_))), "{lost:?}");
 }
 
@@ -178,13 +197,7 @@ fn racing_registration_decisions_one_wins() {
 fn one_challenge_is_spent_once() {
     let dir = tempfile::tempdir().unwrap();
     let (svc, rt) = service(dir.path());
-    let future = time::OffsetDateTime::now_utc() + time::Duration::days(1);
-    let id = stored_registration(
-        &svc,
-        &rt,
-        idsync_schema::RegistrationStatus::Active,
-        future,
-    );
+    let id = live_registration(&svc, &rt, idsync_schema::RegistrationStatus::Active);
     let r = svc.registration(id).unwrap();
     let head = svc.store().head().unwrap();
     let (a, b) = rt.block_on(async {
@@ -194,12 +207,7 @@ fn one_challenge_is_spent_once() {
             svc.write("scep", move |tx| registrations::spend(tx, r2))
         )
     });
-    assert_eq!(
-        [&a, &b].iter().filter(|r| r.is_ok()).count(),
-        1,
-        "{a:?} {b:?}"
-    );
-    let lost = if a.is_err() { a } else { b };
+    let lost = the_loser(a, b);
     assert!(matches!(lost, Err(EnrollError::Invalid(_))), "{lost:?}");
     assert_eq!(
         svc.registration(id).unwrap().status,
