@@ -25,16 +25,19 @@ struct Ports {
     app: u16,
 }
 
-fn profiles(p: &Ports) -> String {
-    format!(
-        r#"
+/// The profile most tests enroll with.
+const DEVICE_ACME: &str = r#"
 [[profiles]]
 name = "Device ACME"
 protocol = "acme"
 key_types = ["ecdsa-p256", "rsa-2048"]
 [profiles.domain_policy]
 names = ["*.example.org"]
+"#;
 
+fn profiles(p: &Ports) -> String {
+    format!(
+        r#"{DEVICE_ACME}
 [[profiles]]
 name = "Approved ACME"
 protocol = "acme"
@@ -525,14 +528,7 @@ fn is_root() -> bool {
 fn start_with_dns(named: &Named) -> (Pki, u16) {
     let acme = free_port();
     let pki = Pki::start_with(&format!(
-        r#"
-[[profiles]]
-name = "Device ACME"
-protocol = "acme"
-key_types = ["ecdsa-p256", "rsa-2048"]
-[profiles.domain_policy]
-names = ["*.example.org"]
-
+        r#"{DEVICE_ACME}
 [acme]
 enabled = true
 listen = "127.0.0.1:{acme}"
