@@ -10,6 +10,15 @@
 //!
 //! A dedicated thread, not a task: `Reconciler::begin` blocks while a CSV
 //! import holds the writer lock, and must not stall the async runtime.
+//!
+//! A batch the engine refuses because another writer moved the change
+//! log's head first ([`EngineError::Conflict`]: another reconciler on the
+//! same store, another replica on the same database) wrote nothing, so
+//! its requests are applied again on a fresh transaction, which reads
+//! what the other writer committed (a uniqueness check may now refuse).
+//! That is why a job is `FnMut`: it may run more than once, and only its
+//! last run counts. Any other failure of a commit is not retried: it may
+//! have landed, and applying a create twice would make two objects.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -19,7 +28,7 @@ use idsync_schema::Source;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::reconcile::{Reconciler, Tx};
-use crate::Actor;
+use crate::{Actor, EngineError, StoreError};
 
 /// Why a job got no answer of its own: the error type of a job says how
 /// each reads to its client.
@@ -38,7 +47,11 @@ enum Failure {
     Writer(WriteFailed),
 }
 type Output = Result<Boxed, Failure>;
-type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Result<Boxed, Boxed> + Send>;
+type Job = Box<dyn FnMut(&mut Tx<'_>) -> Result<Boxed, Boxed> + Send>;
+
+/// Times a batch is applied again after losing the head to another
+/// writer, before its requests are refused.
+const CONFLICT_RETRIES: usize = 8;
 
 struct Request {
     source: Source,
@@ -73,12 +86,13 @@ impl Writer {
 
     /// Apply `job` in the next shared transaction as `actor` from
     /// `source`; returns once its commit is durable (or the job or the
-    /// commit failed).
-    pub async fn run<T, E, F>(&self, source: Source, actor: Actor, job: F) -> Result<T, E>
+    /// commit failed). The job may run more than once (see the module
+    /// docs); what it returns from its last run is the answer.
+    pub async fn run<T, E, F>(&self, source: Source, actor: Actor, mut job: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<WriteFailed> + Send + 'static,
-        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+        F: FnMut(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |tx| {
@@ -119,53 +133,77 @@ fn run(
                 Err(_) => break,
             }
         }
+        commit_batch(&rec, &on_commit, &mut batch);
+    }
+}
+
+/// Apply every request of `batch` in one transaction and commit it (again
+/// after a lost race for the head), then answer each.
+fn commit_batch(rec: &Reconciler, on_commit: &impl Fn(u64), batch: &mut Vec<Request>) {
+    let mut retries = 0;
+    let (outputs, committed) = loop {
         let mut tx = rec.begin(batch[0].source, Actor::default());
-        let mut answers = Vec::with_capacity(batch.len());
-        for req in batch.drain(..) {
-            tx.set_source(req.source);
-            tx.set_actor(req.actor);
-            let sp = tx.savepoint();
-            let job = req.job;
-            let out = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)))
-            {
-                Ok(out) => out.map_err(Failure::Job),
-                Err(_) => {
-                    tracing::error!("a write panicked; it is refused");
-                    Err(Failure::Writer(WriteFailed::Internal(
-                        "internal error".into(),
-                    )))
-                }
-            };
-            if out.is_err() {
-                tx.rollback_to(sp);
-            }
-            answers.push((req.reply, out));
-        }
-        let requests = answers.len();
+        let outputs: Vec<Output> = batch.iter_mut().map(|req| apply(&mut tx, req)).collect();
         let started = std::time::Instant::now();
         match tx.commit() {
-            Ok(committed) => {
-                tracing::debug!(
-                    requests,
-                    events = committed.events,
-                    micros = started.elapsed().as_micros() as u64,
-                    "group commit"
-                );
-                if committed.events > 0 {
-                    on_commit(committed.head);
-                }
-                for (reply, out) in answers {
-                    let _ = reply.send(out);
-                }
+            Err(StoreError::Engine(e @ EngineError::Conflict { .. }))
+                if retries < CONFLICT_RETRIES =>
+            {
+                retries += 1;
+                tracing::debug!(error = %e, retries, "another writer moved the head; applying the batch again");
             }
-            Err(e) => {
-                tracing::error!(error = %e, "a group commit failed; its requests are refused");
-                for (reply, _) in answers {
-                    let _ = reply.send(Err(Failure::Writer(WriteFailed::Internal(e.to_string()))));
+            result => {
+                if let Ok(c) = &result {
+                    tracing::debug!(
+                        requests = outputs.len(),
+                        events = c.events,
+                        retries,
+                        micros = started.elapsed().as_micros() as u64,
+                        "group commit"
+                    );
                 }
+                break (outputs, result);
+            }
+        }
+    };
+    match committed {
+        Ok(c) => {
+            if c.events > 0 {
+                on_commit(c.head);
+            }
+            for (req, out) in batch.drain(..).zip(outputs) {
+                let _ = req.reply.send(out);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a group commit failed; its requests are refused");
+            for req in batch.drain(..) {
+                let failed = WriteFailed::Internal(e.to_string());
+                let _ = req.reply.send(Err(Failure::Writer(failed)));
             }
         }
     }
+}
+
+/// Run one request's job behind a savepoint: refused, it leaves no trace.
+fn apply(tx: &mut Tx<'_>, req: &mut Request) -> Output {
+    tx.set_source(req.source);
+    tx.set_actor(req.actor.clone());
+    let sp = tx.savepoint();
+    let job = &mut req.job;
+    let out = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(tx))) {
+        Ok(out) => out.map_err(Failure::Job),
+        Err(_) => {
+            tracing::error!("a write panicked; it is refused");
+            Err(Failure::Writer(WriteFailed::Internal(
+                "internal error".into(),
+            )))
+        }
+    };
+    if out.is_err() {
+        tx.rollback_to(sp);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -294,5 +332,88 @@ mod tests {
         drop(writer);
         thread.join().unwrap();
         assert_eq!(rec.store().head().unwrap(), 200);
+    }
+
+    /// Two writers on one store (as two replicas on one database): a
+    /// batch that lost the head to the other is applied again, so every
+    /// request lands once, the log stays gap-free, and a uniqueness race
+    /// between them ends in a refusal, not a duplicate.
+    #[test]
+    fn two_writers_on_one_store_retry_lost_races() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Arc::new(Store::open(EngineKind::Redb, dir.path(), &EngineOptions::default()).unwrap());
+        let rec = |_| Arc::new(Reconciler::new(Arc::clone(&store), Settings::default()).unwrap());
+        let (recs, mut threads) = (vec![rec(0), rec(1)], Vec::new());
+        let writers: Vec<Writer> = recs
+            .iter()
+            .map(|r| {
+                let (w, t) = Writer::start("test", Arc::clone(r), |_| {}, 16).unwrap();
+                threads.push(t);
+                w
+            })
+            .collect();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let create = |w: &Writer, mail: String| {
+            let w = w.clone();
+            tokio::spawn(async move {
+                w.run(Source::Scim, Actor::default(), move |tx| {
+                    let made = tx.create_user(user(&mail), &UserWrite::default())?;
+                    Ok::<_, JobError>(made.id())
+                })
+                .await
+            })
+        };
+        let (ids, contested) = rt.block_on(async {
+            let mut tasks = Vec::new();
+            for i in 0..300 {
+                tasks.push(create(&writers[i % 2], format!("u{i}@x.org")));
+            }
+            // The same mail on both writers at once, ten times over.
+            let mut races = Vec::new();
+            for i in 0..10 {
+                let mail = format!("both{i}@x.org");
+                races.push((create(&writers[0], mail.clone()), create(&writers[1], mail)));
+            }
+            let mut ids = Vec::new();
+            for t in tasks {
+                ids.push(t.await.unwrap().expect("every request lands"));
+            }
+            let mut contested = Vec::new();
+            for (a, b) in races {
+                contested.push((a.await.unwrap(), b.await.unwrap()));
+            }
+            (ids, contested)
+        });
+        for (a, b) in &contested {
+            assert_eq!(
+                [a, b].iter().filter(|r| r.is_ok()).count(),
+                1,
+                "one of two creates of one mail: {a:?} {b:?}"
+            );
+            let lost = if a.is_err() { a } else { b };
+            assert!(
+                matches!(lost, Err(JobError::Write(WriteError::Rejected(v))) if v.rule == idsync_schema::Rule::NotUnique),
+                "{lost:?}"
+            );
+        }
+        drop(writers);
+        for t in threads {
+            t.join().unwrap();
+        }
+        let events = store.changes(0, 1000).unwrap();
+        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=310).collect::<Vec<u64>>(), "gap-free, each once");
+        let mut created: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+        created.sort();
+        created.dedup();
+        assert_eq!(created.len(), 310, "one event per user");
+        for id in ids {
+            assert!(store.object::<User>(Kind::User, id).unwrap().is_some());
+        }
     }
 }

@@ -113,8 +113,8 @@ impl Acme {
         let changed = self
             .enrollment
             .change_acme_account(id, move |a| {
-                if let Some(c) = contact {
-                    a.contact = c;
+                if let Some(c) = &contact {
+                    a.contact = c.clone();
                 }
                 if deactivate {
                     a.status = AcmeAccountStatus::Deactivated;
@@ -200,8 +200,8 @@ impl Acme {
         let changed = self
             .enrollment
             .change_acme_account(own.id, move |a| {
-                a.key = canonical;
-                a.thumbprint = thumbprint;
+                a.key = canonical.clone();
+                a.thumbprint = thumbprint.clone();
                 Ok(())
             })
             .await

@@ -87,10 +87,10 @@ impl Enrollment {
     pub(crate) async fn change_acme_account<F>(
         &self,
         id: Uuid,
-        change: F,
+        mut change: F,
     ) -> Result<Registration, EnrollError>
     where
-        F: FnOnce(&mut AcmeAccount) -> Result<(), EnrollError> + Send + 'static,
+        F: FnMut(&mut AcmeAccount) -> Result<(), EnrollError> + Send + 'static,
     {
         let who = acme_requester(id);
         let r = self

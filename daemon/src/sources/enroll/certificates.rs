@@ -43,7 +43,7 @@ impl Enrollment {
         cert.installed = Some(OffsetDateTime::now_utc());
         let c = cert.clone();
         self.write(who, move |tx| {
-            tx.put_certificate(c)?;
+            tx.put_certificate(c.clone())?;
             Ok(())
         })
         .await?;
@@ -77,7 +77,7 @@ impl Enrollment {
                         done.at, done.reason
                     )));
                 }
-                cert.revoked = Some(revocation);
+                cert.revoked = Some(revocation.clone());
                 tx.put_certificate(cert.clone())?;
                 Ok(cert)
             })

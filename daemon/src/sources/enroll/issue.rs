@@ -315,8 +315,8 @@ impl Enrollment {
         let spent = self
             .write(who, move |tx| {
                 recheck(tx, &r)?;
-                let spent = spends.map(|g| spend(tx, g)).transpose()?;
-                put_if(tx, None, r)?;
+                let spent = spends.clone().map(|g| spend(tx, g)).transpose()?;
+                put_if(tx, None, r.clone())?;
                 Ok(spent)
             })
             .await?;
@@ -372,9 +372,9 @@ impl Enrollment {
         let (c, r) = (cert.clone(), request.clone());
         let (stored, spent) = self
             .write(who, move |tx| {
-                let mut r = r;
+                let mut r = r.clone();
                 recheck(tx, &r)?;
-                let spent = spends.map(|g| spend(tx, g)).transpose()?;
+                let spent = spends.clone().map(|g| spend(tx, g)).transpose()?;
                 // A new request (no approval needed) is stored first; a
                 // stored one must still be as it was read: of two approvals
                 // or two downloads racing, one wins.
@@ -383,7 +383,7 @@ impl Enrollment {
                     Some(stored) if stored.status == r.status => {}
                     Some(stored) => return Err(changed_meanwhile(&stored)),
                 }
-                if let Some((approver, comment)) = approval {
+                if let Some((approver, comment)) = approval.clone() {
                     r.status = RequestStatus::Approved;
                     r.decided_by = Some(approver);
                     r.comment = comment;

@@ -261,7 +261,7 @@ impl Enrollment {
     async fn write<T, F>(&self, who: &str, job: F) -> Result<T, EnrollError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Tx<'_>) -> Result<T, EnrollError> + Send + 'static,
+        F: FnMut(&mut Tx<'_>) -> Result<T, EnrollError> + Send + 'static,
     {
         self.writer.run(Source::Api, Actor::token(who), job).await
     }

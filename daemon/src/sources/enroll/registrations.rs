@@ -110,7 +110,7 @@ impl Enrollment {
         }
         let stored = r.clone();
         self.write(who, move |tx| {
-            tx.put_registration(r)?;
+            tx.put_registration(r.clone())?;
             Ok(())
         })
         .await?;
@@ -269,7 +269,7 @@ impl Enrollment {
                     )));
                 }
                 tx.put_registration(r.clone())?;
-                Ok(r)
+                Ok(r.clone())
             })
             .await?;
         audit(&stored, who, to.as_str());

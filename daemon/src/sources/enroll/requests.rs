@@ -92,7 +92,8 @@ impl Enrollment {
         }
         request.reason = Some(reason.to_owned());
         let r = request.clone();
-        self.write(who, move |tx| put_if(tx, Some(was), r)).await?;
+        self.write(who, move |tx| put_if(tx, Some(was), r.clone()))
+            .await?;
         audit(&request, who, "failed");
         Ok(())
     }
@@ -123,7 +124,7 @@ impl Enrollment {
         r.comment = comment;
         let stored = r.clone();
         self.write(who, move |tx| {
-            put_if(tx, Some(RequestStatus::PendingApproval), r)
+            put_if(tx, Some(RequestStatus::PendingApproval), r.clone())
         })
         .await?;
         audit(&stored, who, status.as_str());

@@ -111,7 +111,7 @@ fn stored_registration(
         meta: idsync_schema::Meta::new(time::OffsetDateTime::now_utc()),
     };
     rt.block_on(svc.write("ops", move |tx| {
-        tx.put_registration(r)?;
+        tx.put_registration(r.clone())?;
         Ok(())
     }))
     .unwrap();
@@ -203,8 +203,8 @@ fn one_challenge_is_spent_once() {
     let (a, b) = rt.block_on(async {
         let (r1, r2) = (r.clone(), r.clone());
         tokio::join!(
-            svc.write("scep", move |tx| registrations::spend(tx, r1)),
-            svc.write("scep", move |tx| registrations::spend(tx, r2))
+            svc.write("scep", move |tx| registrations::spend(tx, r1.clone())),
+            svc.write("scep", move |tx| registrations::spend(tx, r2.clone()))
         )
     });
     let lost = the_loser(a, b);

@@ -25,7 +25,7 @@ pub(crate) type Refs = Option<Vec<(Uuid, String)>>;
 /// One kind of resource with an endpoint.
 pub(crate) trait Resource: DeserializeOwned + Send + 'static {
     /// What to write, read from a body.
-    type Input: Send + 'static;
+    type Input: Clone + Send + 'static;
 
     /// The name in errors (`User`).
     const NAME: &'static str;

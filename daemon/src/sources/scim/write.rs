@@ -28,7 +28,7 @@ use super::state::State;
 async fn run<T, F>(state: &State, req: &Request, job: F) -> Result<T, ScimError>
 where
     T: Send + 'static,
-    F: FnOnce(&mut Tx<'_>) -> Result<T, ScimError> + Send + 'static,
+    F: FnMut(&mut Tx<'_>) -> Result<T, ScimError> + Send + 'static,
 {
     let actor = Actor::token(req.token.clone());
     state
@@ -83,7 +83,7 @@ pub(crate) async fn create<R: Resource>(
     R::validate(&input, &rules(state))?;
     let members = R::stated_members(body);
     let id = run(state, req, move |tx| {
-        let id = R::create(tx, input)?;
+        let id = R::create(tx, input.clone())?;
         members::change(tx, id, members.as_ref())?;
         Ok(id)
     })
@@ -106,7 +106,7 @@ pub(crate) async fn replace<R: Resource>(
     R::validate(&input, &rules(state))?;
     let members = R::stated_members(body);
     rewrite::<R, _>(state, id, req, members, move |tx, existing| {
-        R::update(tx, existing, input)
+        R::update(tx, existing, input.clone())
     })
     .await
 }
@@ -153,9 +153,10 @@ async fn rewrite<R, F>(
 ) -> Result<Response, ScimError>
 where
     R: Resource,
-    F: FnOnce(&mut Tx<'_>, R) -> Result<(), ScimError> + Send + 'static,
+    F: FnMut(&mut Tx<'_>, R) -> Result<(), ScimError> + Send + 'static,
 {
     let if_match = req.if_match.clone();
+    let mut edit = edit;
     run(state, req, move |tx| {
         let existing = load_matching::<R>(tx, id, if_match.as_deref())?;
         edit(tx, existing)?;
