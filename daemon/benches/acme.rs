@@ -54,11 +54,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -73,10 +72,10 @@ use instant_acme::{
     Account, AuthorizationStatus, BodyWrapper, BytesResponse, ChallengeType, ExternalAccountKey,
     HttpClient, Identifier, NewAccount, NewOrder, OrderStatus,
 };
-use sha2::{Digest as _, Sha256};
 
+use common::enrollment::{self, admin};
 use common::process::{cpu_seconds, watchdog, Server};
-use common::{free_port, median, TOKEN};
+use common::{free_port, median};
 
 /// The asset's name, the one name every order asks for.
 const NAME: &str = "web1.example.org";
@@ -641,39 +640,10 @@ struct Idsync {
 
 /// A plain HTTP/1.1 request to the admin API with the bench token:
 /// status and body.
-fn admin(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
-}
-
 fn start_idsync(dir: &Path, http01: u16) -> Idsync {
-    let idsync = Path::new(env!("CARGO_BIN_EXE_idsync"));
-    let (admin_port, acme) = (free_port(), free_port());
-    let sha = hex::encode(Sha256::digest(TOKEN.as_bytes()));
-    let config = dir.join("idsync.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"data_dir = "{data}"
-[admin]
-listen = "127.0.0.1:{admin_port}"
-[[tokens]]
-name = "ops"
-sha256 = "{sha}"
-roles = ["operator", "approver"]
-[[profiles]]
+    let acme = free_port();
+    let extra = format!(
+        r#"[[profiles]]
 name = "{PROFILE}"
 protocol = "acme"
 preauthorized = false
@@ -688,63 +658,14 @@ listen = "127.0.0.1:{acme}"
 requests_per_minute_per_peer = 1000000000
 [acme.resolve]
 "{NAME}" = "127.0.0.1:{http01}"
-"#,
-            data = dir.join("data").display()
-        ),
-    )
-    .unwrap();
-    // The asset, in the data-pool columns (docs/formats.md); the daemon
-    // is not running yet.
-    let csv = dir.join("assets.csv");
-    std::fs::write(
-        &csv,
-        format!(
-            "id,name,description,type,owner,certificateProfile,organization,country,dnsNames,ipAddresses,sid\n\
-             ,{NAME},Bench web server,Server,,{PROFILE},Nexus,SE,{NAME},,\n"
-        ),
-    )
-    .unwrap();
-    let out = Command::new(idsync)
-        .arg("--config")
-        .arg(&config)
-        .args(["import", "assets"])
-        .arg(&csv)
-        .output()
-        .expect("run idsync import");
-    assert!(
-        out.status.success(),
-        "idsync import assets failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+"#
     );
-    let child = Command::new(idsync)
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .env("IDSYNC_LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start idsync serve");
-    let mut server = Server::new(child, true);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let root_pem = loop {
-        if let Some(status) = server.exited() {
-            panic!("idsync serve exited: {status}");
-        }
-        if let Some((200, pem)) = admin(admin_port, "GET", "/api/v1/ca", "") {
-            if TcpStream::connect(("127.0.0.1", acme)).is_ok() {
-                break pem.into_bytes();
-            }
-        }
-        assert!(Instant::now() < deadline, "idsync did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let started = enrollment::start(dir, &extra, (NAME, PROFILE, "Bench web server"), acme);
     Idsync {
-        server,
+        server: started.server,
         acme,
-        admin: admin_port,
-        root_pem,
+        admin: started.admin,
+        root_pem: started.root_pem,
     }
 }
 

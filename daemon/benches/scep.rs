@@ -67,10 +67,9 @@
 mod common;
 
 use std::collections::VecDeque;
-use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,11 +81,11 @@ use hyper_util::rt::TokioIo;
 use idsync::sources::scep::ber;
 use idsync::sources::scep::message::{Cipher, DigestAlg};
 use idsync::sources::scep::testclient::{certs_only, Client, Request};
-use sha2::{Digest as _, Sha256};
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
+use common::enrollment::{self, admin};
 use common::process::{cpu_seconds, watchdog, Server};
-use common::{free_port, median, TOKEN};
+use common::{free_port, median};
 
 /// The asset's name: the CN and the DNS SAN of every CSR.
 const NAME: &str = "web1.example.org";
@@ -825,23 +824,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// A plain HTTP/1.1 request to the admin API with the bench token:
 /// status and body.
-fn admin(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
-}
-
 /// A registration of the asset for the SCEP profile: its challenge.
 fn register(admin_port: u16) -> String {
     let body = serde_json::json!({"asset": NAME, "profile": PROFILE}).to_string();
@@ -884,21 +866,9 @@ struct Idsync {
 }
 
 fn start_idsync(dir: &Path) -> Idsync {
-    let idsync = Path::new(env!("CARGO_BIN_EXE_idsync"));
-    let (admin_port, scep) = (free_port(), free_port());
-    let sha = hex::encode(Sha256::digest(TOKEN.as_bytes()));
-    let config = dir.join("idsync.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"data_dir = "{data}"
-[admin]
-listen = "127.0.0.1:{admin_port}"
-[[tokens]]
-name = "ops"
-sha256 = "{sha}"
-roles = ["operator", "approver"]
-[ca]
+    let scep = free_port();
+    let extra = format!(
+        r#"[ca]
 key_type = "rsa-2048"
 [[profiles]]
 name = "{PROFILE}"
@@ -908,67 +878,13 @@ enabled = true
 listen = "127.0.0.1:{scep}"
 # One client on one address is the whole load here.
 requests_per_minute_per_peer = 1000000000
-"#,
-            data = dir.join("data").display()
-        ),
-    )
-    .unwrap();
-    // The asset, in the data-pool columns (docs/formats.md); the daemon
-    // is not running yet.
-    let csv = dir.join("assets.csv");
-    std::fs::write(
-        &csv,
-        format!(
-            "id,name,description,type,owner,certificateProfile,organization,country,dnsNames,ipAddresses,sid\n\
-             ,{NAME},,Server,,{PROFILE},Nexus,SE,{NAME},,\n"
-        ),
-    )
-    .unwrap();
-    let out = Command::new(idsync)
-        .arg("--config")
-        .arg(&config)
-        .args(["import", "assets"])
-        .arg(&csv)
-        .output()
-        .expect("run idsync import");
-    assert!(
-        out.status.success(),
-        "idsync import assets failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+"#
     );
-    let child = Command::new(idsync)
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        // warn, unless the bench is run with IDSYNC_LOG__LEVEL (`info`
-        // logs each SCEP refusal and its reason).
-        .env(
-            "IDSYNC_LOG__LEVEL",
-            std::env::var("IDSYNC_LOG__LEVEL").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start idsync serve");
-    let mut server = Server::new(child, true);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(status) = server.exited() {
-            panic!("idsync serve exited: {status}");
-        }
-        if matches!(admin(admin_port, "GET", "/api/v1/ca", ""), Some((200, _)))
-            && TcpStream::connect(("127.0.0.1", scep)).is_ok()
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "idsync did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let started = enrollment::start(dir, &extra, (NAME, PROFILE, ""), scep);
     Idsync {
-        server,
+        server: started.server,
         scep,
-        admin: admin_port,
+        admin: started.admin,
     }
 }
 

@@ -1,10 +1,12 @@
 //! What the benchmarks that drive a running `idsync serve` over HTTP share
 //! (`scim`, `postgres`): the users file and its import, the daemon started
-//! with a bench token, `wrk` and its figures.
+//! with a bench token, `wrk` and its figures; the enrollment benches'
+//! daemon (`enrollment`) and the servers and watchdog of all (`process`).
 //!
 //! Each bench is a crate of its own; not every one uses every item.
 #![allow(dead_code)]
 
+pub mod enrollment;
 pub mod process;
 
 use std::io::{Read as _, Write as _};
