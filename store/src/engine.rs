@@ -234,7 +234,18 @@ pub trait Engine: Send + Sync {
     /// Make everything written so far durable (used at shutdown when
     /// `durable` is off).
     fn flush(&self) -> Result<(), EngineError>;
+
+    /// Tell `on_head` of every change-log head other processes commit to
+    /// the same store (replicas on one database), for as long as the
+    /// engine lives. An embedded engine has no other writer: nothing to
+    /// follow.
+    fn follow_heads(&self, on_head: HeadCallback) {
+        let _ = on_head;
+    }
 }
+
+/// What [`Engine::follow_heads`] calls with each head it learns.
+pub type HeadCallback = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
 
 /// Where a prefix scan starts. A `start_after` below the prefix would start
 /// the range on keys outside it and the scan would stop at once, so it only

@@ -688,6 +688,79 @@ mod tests {
         );
     }
 
+    /// The change log's head across processes on one database: a batch
+    /// that moves the head announces it when it commits; heads another
+    /// process commits reach the store's head channel, announced ones at
+    /// once, and one committed while the listening connection was cut (its
+    /// announcement lost) when it connects again.
+    #[test]
+    fn postgres_heads_are_announced_and_followed() {
+        let cluster = crate::test_postgres::TestPostgres::start();
+        let dir = tempfile::tempdir().unwrap();
+        let opts = cluster.engine_options(opts());
+        let store = crate::Store::open(EngineKind::Postgres, dir.path(), &opts).unwrap();
+        let mut heads = store.subscribe_head();
+        let wait_for = |heads: &mut tokio::sync::watch::Receiver<u64>, want: u64| {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while *heads.borrow_and_update() != want {
+                assert!(Instant::now() < deadline, "head {want} never came");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        let psql = |sql: &str| {
+            let ok = cluster.psql("postgres").args(["-c", sql]).status().unwrap();
+            assert!(ok.success(), "{sql}");
+        };
+        // What another replica's batch writes: the head row, and (in the
+        // same transaction) its announcement.
+        let commit_head = |h: u64, announced: bool| {
+            let notify = match announced {
+                true => format!("SELECT pg_notify('idsync_head', '{h}');"),
+                false => String::new(),
+            };
+            psql(&format!(
+                "INSERT INTO idsync_kv VALUES ('\\x732f68656164', '\\x{h:016x}') \
+                 ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v; {notify}"
+            ));
+        };
+        commit_head(41, true);
+        wait_for(&mut heads, 41);
+        // The listener's connection cut; meanwhile a commit whose
+        // announcement nobody hears.
+        psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'idsync-heads'");
+        commit_head(57, false);
+        wait_for(&mut heads, 57);
+
+        // This engine's own batches announce their head.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let heard = rt.block_on(async {
+            let (client, mut connection) =
+                tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+            let (notes, mut heard) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                while let Some(Ok(m)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await
+                {
+                    if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                        let _ = notes.send(n.payload().to_owned());
+                    }
+                }
+            });
+            client.batch_execute("LISTEN idsync_head").await.unwrap();
+            let mut batch = Batch::new();
+            batch.put(crate::keys::HEAD, 58u64.to_be_bytes());
+            store.engine().write(batch).unwrap();
+            tokio::time::timeout(Duration::from_secs(10), heard.recv())
+                .await
+                .expect("an announcement")
+        });
+        assert_eq!(heard.as_deref(), Some("58"));
+    }
+
     /// Until replicas share a database, a second process on it is refused
     /// (its change log numbers would collide); the first one's end frees it.
     #[test]

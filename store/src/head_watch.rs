@@ -5,7 +5,11 @@
 //! Why here and not in the reconciler: every writer of the change log goes
 //! through an engine batch that carries the head, so this catches them all
 //! (CSV imports, SCIM, the API) in one place, and connectors' own delivery
-//! state (which never touches the head) wakes nobody.
+//! state (which never touches the head) wakes nobody. Heads other
+//! processes commit (replicas on one PostgreSQL database) come from the
+//! engine ([`Engine::follow_heads`]) into the same channel.
+
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
@@ -15,7 +19,19 @@ use super::keys;
 /// The engine, plus the head's watch channel.
 pub struct HeadWatch {
     inner: Box<dyn Engine>,
-    head: watch::Sender<u64>,
+    head: Arc<watch::Sender<u64>>,
+}
+
+/// Publish `h` if it is past what `head` holds (heads only grow; a
+/// notification may arrive after a later commit of this process).
+fn advance(head: &watch::Sender<u64>, h: u64) {
+    head.send_if_modified(|cur| {
+        let moved = h > *cur;
+        if moved {
+            *cur = h;
+        }
+        moved
+    });
 }
 
 impl HeadWatch {
@@ -26,10 +42,10 @@ impl HeadWatch {
             .and_then(|v| v.try_into().ok())
             .map(u64::from_be_bytes)
             .unwrap_or(0);
-        Ok(Self {
-            inner,
-            head: watch::channel(head).0,
-        })
+        let head = Arc::new(watch::channel(head).0);
+        let follower = Arc::clone(&head);
+        inner.follow_heads(Arc::new(move |h| advance(&follower, h)));
+        Ok(Self { inner, head })
     }
 
     /// A receiver that sees every new head.
@@ -68,13 +84,7 @@ impl Engine for HeadWatch {
         });
         self.inner.write(batch)?;
         if let Some(h) = head {
-            self.head.send_if_modified(|cur| {
-                let moved = h > *cur;
-                if moved {
-                    *cur = h;
-                }
-                moved
-            });
+            advance(&self.head, h);
         }
         Ok(())
     }

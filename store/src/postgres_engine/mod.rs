@@ -13,6 +13,10 @@
 //! a small tokio runtime that drives the connections; a call hands its query
 //! to that runtime and waits on a channel, which is safe from any thread,
 //! a tokio worker included (blocking it as a disk read would).
+//!
+//! Beside the pool, two connections of its own: the one that holds the
+//! writer lock (`writer_lock`), and the one that listens for the change
+//! log's head other processes commit (`heads`).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,8 +25,10 @@ use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool, Runtime};
 
-use super::engine::{Batch, Engine, EngineError, Op, Reader};
+use super::engine::{Batch, Engine, EngineError, HeadCallback, Op, Reader};
+use super::keys;
 
+mod heads;
 mod reader;
 mod tls;
 mod url;
@@ -153,6 +159,8 @@ pub struct PostgresEngine {
     /// back after losing it (see [`keep_sole_writer`]); writes wait for
     /// it.
     lock_held: Arc<AtomicBool>,
+    /// How the head listener connects ([`heads::follow`]).
+    connect: (tokio_postgres::Config, Tls),
 }
 
 impl std::fmt::Debug for PostgresEngine {
@@ -186,6 +194,7 @@ impl PostgresEngine {
         config.options(format!("-c statement_timeout={timeout_ms}"));
         let tls = Tls::from_options(opts, &mut config).map_err(open_err)?;
         let lock_config = config.clone();
+        let connect = (config.clone(), tls.clone());
         let manager = tls.manager(config);
         let pool = Pool::builder(manager)
             .max_size(opts.pool_size.max(2))
@@ -207,6 +216,7 @@ impl PostgresEngine {
             pool,
             durable,
             lock_held,
+            connect,
         };
         let pool = engine.pool.clone();
         engine
@@ -362,6 +372,13 @@ impl Engine for PostgresEngine {
             put_values,
             deletes,
         } = final_ops(batch);
+        // The head this batch moves to, announced to the other processes
+        // on the database when it commits.
+        let new_head = put_keys
+            .iter()
+            .position(|k| k.as_slice() == keys::HEAD)
+            .and_then(|i| <[u8; 8]>::try_from(put_values[i].as_slice()).ok())
+            .map(|b| u64::from_be_bytes(b).to_string());
         self.run(async move {
             let mut client = pool.get().await.map_err(io_err)?;
             let tx = client.transaction().await.map_err(io_err)?;
@@ -394,6 +411,9 @@ impl Engine for PostgresEngine {
                 tx.execute(&stmt, &[&put_keys, &put_values])
                     .await
                     .map_err(io_err)?;
+            }
+            if let Some(head) = &new_head {
+                tx.execute(heads::NOTIFY, &[head]).await.map_err(io_err)?;
             }
             tx.commit().await.map_err(io_err)
         })
@@ -446,6 +466,11 @@ impl Engine for PostgresEngine {
     fn flush(&self) -> Result<(), EngineError> {
         // Every commit is the database's: nothing is held back here.
         Ok(())
+    }
+
+    fn follow_heads(&self, on_head: HeadCallback) {
+        let (config, tls) = self.connect.clone();
+        heads::follow(&self.runtime, config, tls, on_head);
     }
 }
 

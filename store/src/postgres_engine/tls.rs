@@ -78,6 +78,49 @@ impl Tls {
     }
 }
 
+impl Tls {
+    /// One connection made this way whose notifications (`LISTEN`) are
+    /// sent, as their payloads, to `notes`; its driver spawned. `notes`
+    /// is dropped when the connection ends.
+    pub(super) async fn connect_notified(
+        &self,
+        config: &tokio_postgres::Config,
+        notes: tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Result<Connection, EngineError> {
+        match self {
+            Tls::Off => {
+                let (client, connection) = config.connect(NoTls).await.map_err(io_err)?;
+                Ok((client, drive_notified(connection, notes)))
+            }
+            Tls::Verified(tls) => {
+                let (client, connection) = config.connect(tls.clone()).await.map_err(io_err)?;
+                Ok((client, drive_notified(connection, notes)))
+            }
+        }
+    }
+}
+
+/// Drive `connection`, handing its notifications to `notes` (awaiting a
+/// connection instead drops them).
+fn drive_notified<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    notes: tokio::sync::mpsc::UnboundedSender<String>,
+) -> tokio::task::JoinHandle<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                if notes.send(n.payload().to_owned()).is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
 /// A rustls client configuration (ring provider) trusting only the CA
 /// certificates of `path`.
 fn client_tls(path: &std::path::Path) -> Result<rustls::ClientConfig, String> {
