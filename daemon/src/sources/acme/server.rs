@@ -222,7 +222,7 @@ impl Acme {
             ["order", o] => self.order_post(id(o)?, &signed),
             ["order", o, "finalize"] => self.finalize(id(o)?, &signed).await,
             ["authz", a] => self.authz_post(id(a)?, &signed),
-            ["chall", a, kind] => self.challenge_post(id(a)?, kind, &signed),
+            ["chall", a, kind] => self.challenge_post(id(a)?, kind, &signed).await,
             ["cert", c] => self.certificate_post(id(c)?, &signed),
             ["revoke-cert"] => self.revoke_cert(&signed).await,
             _ => Err(Problem::not_found(format!("no resource {path}"))),

@@ -33,13 +33,19 @@ struct Setup {
 /// A store with a preauthorized ACME profile, an asset and its
 /// registration; the server in front of it.
 fn setup() -> Setup {
+    setup_with(true, AcmeConfig::default())
+}
+
+/// [`setup`] with the profile's `preauthorized` and the server's `acme`
+/// configuration (its public URL set).
+fn setup_with(preauthorized: bool, acme: AcmeConfig) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config {
         data_dir: dir.path().to_path_buf(),
         ..Config::default()
     };
     let mut p = ProfileSettings::new("Device", Protocol::Acme);
-    p.preauthorized = true;
+    p.preauthorized = preauthorized;
     cfg.profiles = vec![p];
     let rec = crate::app::open(&cfg).unwrap();
     let mut tx = rec.begin(Source::Api, Actor::default());
@@ -68,7 +74,13 @@ fn setup() -> Setup {
         registered.eab_hmac_key.as_deref().unwrap().as_bytes(),
     )
     .unwrap();
-    let acme = server(&svc);
+    let acme = Acme::new(
+        &AcmeConfig {
+            public_url: Some("https://acme.test".into()),
+            ..acme
+        },
+        Arc::clone(&svc),
+    );
     Setup {
         _dir: dir,
         kid: registered.registration.id.to_string(),
@@ -431,4 +443,68 @@ fn key_change_and_deactivation() {
     );
     assert_eq!((a.status, a.problem()), (403, "unauthorized"), "{}", a.body);
     let _ = a.retry_after;
+}
+
+/// A POST to an http-01 challenge answers with the validation's outcome
+/// when it comes at once (the client skips a poll): `valid` for the key
+/// authorization, `invalid` with `incorrectResponse` for anything else.
+#[test]
+fn a_challenge_post_answers_with_the_outcome() {
+    for right in [true, false] {
+        let key = TestKey::p256();
+        let thumbprint = super::jwk::Jwk::from_json(&key.jwk()).unwrap().thumbprint();
+        // The token is only known once the order is made: the responder
+        // answers whatever it is asked with what it is given.
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            use std::io::{Read as _, Write as _};
+            let body = rx.recv().unwrap();
+            for mut stream in listener.incoming().flatten() {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let mut cfg = AcmeConfig::default();
+        cfg.resolve.insert(ASSET.into(), addr.to_string());
+        let s = setup_with(false, cfg);
+        let account = s.new_account(&key).location.unwrap();
+        let ids = json!({"identifiers": [{"type": "dns", "value": ASSET}]});
+        let order = s.post(&key, Some(&account), "/new-order", Some(ids));
+        assert_eq!(order.body["status"], "pending", "{}", order.body);
+        let authz = path_of(&s.acme, order.body["authorizations"][0].as_str().unwrap());
+        let a = s.post(&key, Some(&account), &authz, None);
+        let http01 = a.body["challenges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "http-01")
+            .cloned()
+            .unwrap();
+        let token = http01["token"].as_str().unwrap();
+        let served = match right {
+            true => format!("{token}.{thumbprint}"),
+            false => format!("{token}.someone-else"),
+        };
+        tx.send(served).unwrap();
+        let chall = path_of(&s.acme, http01["url"].as_str().unwrap());
+        let answered = s.post(&key, Some(&account), &chall, Some(json!({})));
+        assert_eq!(answered.status, 200, "{}", answered.body);
+        if right {
+            assert_eq!(answered.body["status"], "valid", "{}", answered.body);
+            assert_eq!(answered.retry_after, None);
+        } else {
+            assert_eq!(answered.body["status"], "invalid", "{}", answered.body);
+            let error = &answered.body["error"]["type"];
+            assert_eq!(error, "urn:ietf:params:acme:error:incorrectResponse");
+        }
+        let a = s.post(&key, Some(&account), &authz, None);
+        assert_eq!(a.body["status"], answered.body["status"], "{}", a.body);
+    }
 }

@@ -57,10 +57,18 @@ impl Validator {
     }
 
     /// Validate `authz`'s challenge of `kind` in the background and record
-    /// the outcome in `orders`. `thumbprint` is the account key's.
-    pub fn start(&self, authz: &Authz, kind: ChallengeKind, thumbprint: &str, orders: Arc<Orders>) {
+    /// the outcome in `orders`. `thumbprint` is the account key's. The
+    /// receiver hears when the outcome is recorded.
+    pub fn start(
+        &self,
+        authz: &Authz,
+        kind: ChallengeKind,
+        thumbprint: &str,
+        orders: Arc<Orders>,
+    ) -> tokio::sync::oneshot::Receiver<()> {
+        let (done, recorded) = tokio::sync::oneshot::channel();
         let Some(challenge) = authz.challenge(kind) else {
-            return;
+            return recorded;
         };
         let key_authorization = format!("{}.{thumbprint}", challenge.token);
         let token = challenge.token.clone();
@@ -96,7 +104,9 @@ impl Validator {
                     ))
                 });
             record(&orders, id, &name, kind, outcome);
+            let _ = done.send(());
         });
+        recorded
     }
 }
 
