@@ -74,8 +74,8 @@ use instant_acme::{
 };
 
 use common::enrollment::{self, admin};
-use common::process::{cpu_seconds, watchdog, Server};
-use common::{free_port, median};
+use common::process::{cpu_seconds, finish_run, watchdog, Server};
+use common::{free_port, median, Flags};
 
 /// The asset's name, the one name every order asks for.
 const NAME: &str = "web1.example.org";
@@ -107,20 +107,16 @@ fn args() -> Args {
         high: 16,
         only: Vec::new(),
     };
-    let argv: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < argv.len() {
-        let value = || argv.get(i + 1).cloned().expect("a value after the flag");
-        let number = || value().parse::<usize>().expect("a number after the flag");
-        match argv[i].as_str() {
-            "--runs" => a.runs = number().max(1),
-            "--seconds" => a.seconds = number().max(1) as u64,
-            "--concurrency" => a.concurrency = number().max(1),
-            "--high" => a.high = number(),
-            "--only" => a.only.push(value()),
+    let mut flags = Flags::new();
+    while let Some(flag) = flags.next() {
+        match flag.as_str() {
+            "--runs" => a.runs = flags.number().max(1),
+            "--seconds" => a.seconds = flags.number().max(1) as u64,
+            "--concurrency" => a.concurrency = flags.number().max(1),
+            "--high" => a.high = flags.number(),
+            "--only" => a.only.push(flags.value()),
             _ => {} // cargo bench passes `--bench`
         }
-        i += 1;
     }
     a
 }
@@ -470,21 +466,8 @@ async fn run(job: &Arc<Job>, seconds: f64, concurrency: usize) -> RunFigures {
             }
         }));
     }
-    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    let mut hung = false;
-    for t in tasks {
-        let abort = t.abort_handle();
-        if tokio::time::timeout(ORDER_TIMEOUT + Duration::from_secs(5), t)
-            .await
-            .is_err()
-        {
-            abort.abort();
-            hung = true;
-        }
-    }
+    let grace = ORDER_TIMEOUT + Duration::from_secs(5);
+    let hung = finish_run(tasks, &stop, deadline, Duration::from_millis(20), grace).await;
     let latencies_ms = std::mem::take(&mut *latencies.lock().unwrap());
     let errors = std::mem::take(&mut *errors.lock().unwrap());
     let steps_ms = *steps.lock().unwrap();

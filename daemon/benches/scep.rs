@@ -84,8 +84,8 @@ use idsync::sources::scep::testclient::{certs_only, Client, Request};
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
 use common::enrollment::{self, admin};
-use common::process::{cpu_seconds, watchdog, Server};
-use common::{free_port, median};
+use common::process::{cpu_seconds, finish_run, watchdog, Server};
+use common::{free_port, median, Flags};
 
 /// The asset's name: the CN and the DNS SAN of every CSR.
 const NAME: &str = "web1.example.org";
@@ -121,18 +121,15 @@ fn args() -> Args {
         only: Vec::new(),
         encoding: Encoding::Auto,
     };
-    let argv: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < argv.len() {
-        let value = || argv.get(i + 1).cloned().expect("a value after the flag");
-        let number = || value().parse::<usize>().expect("a number after the flag");
-        match argv[i].as_str() {
-            "--runs" => a.runs = number().max(1),
-            "--seconds" => a.seconds = number().max(1) as u64,
-            "--high" => a.high = number(),
-            "--only" => a.only.push(value()),
+    let mut flags = Flags::new();
+    while let Some(flag) = flags.next() {
+        match flag.as_str() {
+            "--runs" => a.runs = flags.number().max(1),
+            "--seconds" => a.seconds = flags.number().max(1) as u64,
+            "--high" => a.high = flags.number(),
+            "--only" => a.only.push(flags.value()),
             "--challenge-encoding" => {
-                a.encoding = match value().as_str() {
+                a.encoding = match flags.value().as_str() {
                     "auto" => Encoding::Auto,
                     "printable" => Encoding::Printable,
                     "utf8" => Encoding::Utf8,
@@ -141,7 +138,6 @@ fn args() -> Args {
             }
             _ => {} // cargo bench passes `--bench`
         }
-        i += 1;
     }
     a
 }
@@ -610,21 +606,8 @@ async fn run(job: Arc<Job>, seconds: f64, concurrency: usize) -> RunFigures {
         }));
     }
     let deadline = started + Duration::from_secs_f64(seconds);
-    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    let mut hung = false;
-    for t in tasks {
-        let abort = t.abort_handle();
-        if tokio::time::timeout(ENROLL_TIMEOUT + Duration::from_secs(5), t)
-            .await
-            .is_err()
-        {
-            abort.abort();
-            hung = true;
-        }
-    }
+    let grace = ENROLL_TIMEOUT + Duration::from_secs(5);
+    let hung = finish_run(tasks, &stop, deadline, Duration::from_millis(5), grace).await;
     let elapsed = started.elapsed().as_secs_f64();
     let latencies_ms = std::mem::take(&mut *latencies.lock().unwrap());
     let errors = std::mem::take(&mut *errors.lock().unwrap());

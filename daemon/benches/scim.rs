@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use common::{
     by_id_script, ensure_wrk, list, lua_strings, measure, post_script, script, some_ids, start,
-    stop,
+    stop, Flags,
 };
 
 struct Args {
@@ -54,23 +54,19 @@ fn args() -> Args {
         only: Vec::new(),
         reference: None,
     };
-    let argv: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < argv.len() {
-        let value = || argv.get(i + 1).cloned().expect("a value after the flag");
-        let number = || value().parse::<usize>().expect("a number after the flag");
-        match argv[i].as_str() {
-            "--users" => a.users = number(),
-            "--runs" => a.runs = number(),
-            "--seconds" => a.seconds = number() as u64,
-            "--connections" => a.connections = number(),
-            "--cache-mb" => a.cache_mb = number(),
-            "--keep" => a.keep = Some(PathBuf::from(value())),
-            "--only" => a.only.push(value()),
-            "--reference" => a.reference = Some(PathBuf::from(value())),
+    let mut flags = Flags::new();
+    while let Some(flag) = flags.next() {
+        match flag.as_str() {
+            "--users" => a.users = flags.number(),
+            "--runs" => a.runs = flags.number(),
+            "--seconds" => a.seconds = flags.number() as u64,
+            "--connections" => a.connections = flags.number(),
+            "--cache-mb" => a.cache_mb = flags.number(),
+            "--keep" => a.keep = Some(PathBuf::from(flags.value())),
+            "--only" => a.only.push(flags.value()),
+            "--reference" => a.reference = Some(PathBuf::from(flags.value())),
             _ => {} // cargo bench passes `--bench`
         }
-        i += 1;
     }
     a
 }

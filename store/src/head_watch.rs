@@ -39,8 +39,7 @@ impl HeadWatch {
     pub fn new(inner: Box<dyn Engine>) -> Result<Self, EngineError> {
         let head = inner
             .get(keys::HEAD)?
-            .and_then(|v| v.try_into().ok())
-            .map(u64::from_be_bytes)
+            .and_then(|v| keys::head_value(&v))
             .unwrap_or(0);
         let head = Arc::new(watch::channel(head).0);
         let follower = Arc::clone(&head);
@@ -77,9 +76,7 @@ impl Engine for HeadWatch {
 
     fn write(&self, batch: Batch) -> Result<(), EngineError> {
         let head = batch.ops.iter().rev().find_map(|op| match op {
-            Op::Put(k, v) if k.as_slice() == keys::HEAD => {
-                v.as_slice().try_into().ok().map(u64::from_be_bytes)
-            }
+            Op::Put(k, v) if k.as_slice() == keys::HEAD => keys::head_value(v),
             _ => None,
         });
         self.inner.write(batch)?;

@@ -230,6 +230,11 @@ pub fn change(seq: u64) -> Vec<u8> {
 /// Where the last sequence number is kept.
 pub const HEAD: &[u8] = b"s/head";
 
+/// The sequence number a [`HEAD`] value holds (u64 big-endian).
+pub fn head_value(v: &[u8]) -> Option<u64> {
+    v.try_into().ok().map(u64::from_be_bytes)
+}
+
 /// Prefix of import progress records.
 pub const IMPORT_PREFIX: &[u8] = b"s/import/";
 

@@ -335,8 +335,7 @@ impl Store {
         Ok(self
             .engine
             .get(keys::HEAD)?
-            .and_then(|v| v.try_into().ok())
-            .map(u64::from_be_bytes)
+            .and_then(|v| keys::head_value(&v))
             .unwrap_or(0))
     }
 

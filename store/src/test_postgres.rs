@@ -48,13 +48,18 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `program` with `args`, as the `postgres` user when this is root.
-fn as_owner(program: &Path, args: &[&str]) -> Command {
-    let root = Command::new("id")
+/// Whether the tests run as root (`id -u` is 0): throwaway servers that
+/// refuse root, or would switch users, are told whom to run as.
+pub fn is_root() -> bool {
+    Command::new("id")
         .arg("-u")
         .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if root {
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// `program` with `args`, as the `postgres` user when this is root.
+fn as_owner(program: &Path, args: &[&str]) -> Command {
+    if is_root() {
         let mut c = Command::new("setpriv");
         c.args([
             "--reuid=postgres",

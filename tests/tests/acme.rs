@@ -471,7 +471,7 @@ zone "example.org" {{
             .arg(dir.path().join("named.conf"));
         // As root, named would switch to the package's `bind` user, who
         // cannot write the temp dir; it stays who it is.
-        if is_root() {
+        if idsync_store::test_postgres::is_root() {
             cmd.args(["-u", "root"]);
         }
         let log = std::fs::File::create(dir.path().join("named.log")).unwrap();
@@ -514,14 +514,6 @@ impl Drop for Named {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Whether the tests run as root (`id -u` is 0).
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 /// The daemon with `[acme] dns_resolver` pointing at `named`.

@@ -18,6 +18,42 @@ use sha2::{Digest as _, Sha256};
 
 pub const TOKEN: &str = "idsync_bench-token";
 
+/// A bench's command line, a word at a time, for its `--flag value`
+/// options: [`Flags::next`] gives each word (cargo bench's own `--bench`
+/// among them, which the benches ignore), [`Flags::value`] the word after
+/// the one it gave.
+pub struct Flags {
+    argv: Vec<String>,
+    at: usize,
+}
+
+impl Flags {
+    pub fn new() -> Self {
+        Self {
+            argv: std::env::args().collect(),
+            at: 1,
+        }
+    }
+
+    pub fn next(&mut self) -> Option<String> {
+        let word = self.argv.get(self.at).cloned();
+        self.at += 1;
+        word
+    }
+
+    /// The value after the flag [`Flags::next`] gave.
+    pub fn value(&self) -> String {
+        self.argv
+            .get(self.at)
+            .cloned()
+            .expect("a value after the flag")
+    }
+
+    pub fn number(&self) -> usize {
+        self.value().parse().expect("a number after the flag")
+    }
+}
+
 /// Install Debian's `wrk` when it is missing.
 pub fn ensure_wrk() {
     if Command::new("wrk").arg("--version").output().is_ok() {

@@ -87,3 +87,30 @@ pub fn cpu_seconds(pid: Option<u32>) -> f64 {
         _ => f64::NAN,
     }
 }
+
+/// The end of a timed run: wait until `deadline` (or until `stop` is set
+/// early), set `stop`, and let each task finish its request within
+/// `grace`; one that does not is aborted. Whether any had to be (a hung
+/// server).
+pub async fn finish_run(
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: &std::sync::atomic::AtomicBool,
+    deadline: std::time::Instant,
+    tick: Duration,
+    grace: Duration,
+) -> bool {
+    use std::sync::atomic::Ordering;
+    while std::time::Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(tick).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut hung = false;
+    for t in tasks {
+        let abort = t.abort_handle();
+        if tokio::time::timeout(grace, t).await.is_err() {
+            abort.abort();
+            hung = true;
+        }
+    }
+    hung
+}

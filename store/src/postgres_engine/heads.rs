@@ -64,7 +64,7 @@ async fn listen(
         .query_opt(GET, &[&keys::HEAD])
         .await
         .map_err(super::io_err)?;
-    if let Some(head) = stored.and_then(|row| decode(&row.get::<_, Vec<u8>>(0))) {
+    if let Some(head) = stored.and_then(|row| keys::head_value(row.get::<_, &[u8]>(0))) {
         on_head(head);
     }
     while let Some(payload) = heard.recv().await {
@@ -73,9 +73,4 @@ async fn listen(
         }
     }
     Ok(())
-}
-
-/// The stored head's value (u64 big-endian).
-fn decode(v: &[u8]) -> Option<u64> {
-    v.try_into().ok().map(u64::from_be_bytes)
 }

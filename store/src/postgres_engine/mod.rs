@@ -377,8 +377,8 @@ impl Engine for PostgresEngine {
         let new_head = put_keys
             .iter()
             .position(|k| k.as_slice() == keys::HEAD)
-            .and_then(|i| <[u8; 8]>::try_from(put_values[i].as_slice()).ok())
-            .map(|b| u64::from_be_bytes(b).to_string());
+            .and_then(|i| keys::head_value(&put_values[i]))
+            .map(|head| head.to_string());
         self.run(async move {
             let mut client = pool.get().await.map_err(io_err)?;
             let tx = client.transaction().await.map_err(io_err)?;
