@@ -31,25 +31,45 @@ fn connect_from(local: Ipv4Addr, port: u16) -> std::io::Result<TcpStream> {
     Ok(s.into())
 }
 
+/// Why a request got no 200.
+#[derive(Debug)]
+enum Failure {
+    Connect(std::io::Error),
+    /// The request could not be sent: the server had closed the connection.
+    Write(std::io::Error),
+    Read(std::io::Error),
+    Answer(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Connect(e) => write!(f, "connect: {e}"),
+            Failure::Write(e) => write!(f, "write: {e}"),
+            Failure::Read(e) => write!(f, "read: {e}"),
+            Failure::Answer(a) => write!(f, "answer: {a:?}"),
+        }
+    }
+}
+
 /// GET `path` with the token from `local`, on a new connection: the answer,
-/// or why there is none. Answers other than 200 are errors too.
-fn get(local: Ipv4Addr, port: u16, path: &str) -> Result<String, String> {
-    let mut s = connect_from(local, port).map_err(|e| format!("connect: {e}"))?;
+/// or why there is none. Answers other than 200 are failures too.
+fn get(local: Ipv4Addr, port: u16, path: &str) -> Result<String, Failure> {
+    let mut s = connect_from(local, port).map_err(Failure::Connect)?;
     s.set_read_timeout(Some(PROMPT)).unwrap();
     s.set_write_timeout(Some(PROMPT)).unwrap();
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
     )
-    .map_err(|e| format!("write: {e}"))?;
+    .map_err(Failure::Write)?;
     let mut answer = Vec::new();
-    s.read_to_end(&mut answer)
-        .map_err(|e| format!("read: {e}"))?;
+    s.read_to_end(&mut answer).map_err(Failure::Read)?;
     let answer = String::from_utf8_lossy(&answer).into_owned();
     if answer.starts_with("HTTP/1.1 200") {
         Ok(answer)
     } else {
-        Err(format!("answer: {answer:?}"))
+        Err(Failure::Answer(answer))
     }
 }
 
@@ -102,7 +122,7 @@ fn idle_connections_do_not_shut_out_clients_with_a_token() {
     // Let them take what they can.
     std::thread::sleep(Duration::from_secs(1));
     let mut failures = Vec::new();
-    let mut tries = 0;
+    let (mut tries, mut retried) = (0, 0);
     for round in 0..20 {
         for (from, port, path) in [
             (OTHER, admin, "/healthz"),
@@ -111,7 +131,19 @@ fn idle_connections_do_not_shut_out_clients_with_a_token() {
             (IDLER, scim, SCIM_GET),
         ] {
             tries += 1;
-            if let Err(e) = get(from, port, path) {
+            let mut answer = get(from, port, path);
+            // From the idler's own address, a connection the server closed
+            // before the request's first byte reached it is, to the server,
+            // one more idle connection of that peer, and gives way to its
+            // newcomers like them (a client descheduled between connect and
+            // write, on a busy machine). HTTP clients retry an idempotent
+            // request on a connection closed before any answer (RFC 9110,
+            // section 9.2.2); so does this one, once.
+            if from == IDLER && matches!(answer, Err(Failure::Write(_))) {
+                retried += 1;
+                answer = get(from, port, path);
+            }
+            if let Err(e) = answer {
                 failures.push(format!("round {round}, from {from} to :{port}{path}: {e}"));
             }
         }
@@ -121,7 +153,7 @@ fn idle_connections_do_not_shut_out_clients_with_a_token() {
     let opened: u64 = idlers.map(|t| t.join().unwrap()).iter().sum();
     assert!(
         failures.is_empty(),
-        "{} of {tries} requests failed while {opened} idle connections were opened:\n{}",
+        "{} of {tries} requests failed ({retried} retried once) while {opened} idle connections were opened:\n{}",
         failures.len(),
         failures.join("\n")
     );

@@ -16,7 +16,11 @@
 //!   and the newcomer takes its place. Only when every connection in the
 //!   way is busy is the newcomer refused. So a client that sends its
 //!   request at once is never closed for an idler; an idle keep-alive
-//!   client may lose its connection under pressure and opens another;
+//!   client may lose its connection under pressure and opens another.
+//!   ("At once": before its own address has opened `max_per_peer` more
+//!   connections. A client behind the address that floods, whose first
+//!   byte comes later than that, looks idle and gives way like the rest;
+//!   it sees its connection closed before any answer, and retries);
 //! - a new connection has `first_byte_timeout` to send its first byte (TLS:
 //!   to finish its handshake), see [`Slot::before_first_byte`];
 //! - refusals and closes are counted for Prometheus ([`ListenerStats`]) and
