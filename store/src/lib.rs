@@ -169,6 +169,26 @@ impl Store {
             .and_then(|v| keys::trailing_id(&v)))
     }
 
+    /// One page of a search by the start of an indexed value (users whose
+    /// mail starts with `start`, compared as the index compares): up to
+    /// `limit` (index key, id) pairs in value order, strictly after the
+    /// index key `after` (the last key of the page before). It reads
+    /// only what it returns, so it stays fast on a million objects.
+    pub fn index_page(
+        &self,
+        index: Index,
+        start: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Uuid)>, StoreError> {
+        let prefix = index.key(start);
+        let page = self.engine.scan_prefix(&prefix, after, limit)?;
+        Ok(page
+            .into_iter()
+            .filter_map(|(k, v)| keys::trailing_id(&v).map(|id| (k, id)))
+            .collect())
+    }
+
     /// One object by its natural key: users by mail, loginName or id; groups
     /// by displayName or id; assets by name or id; profiles by name or id;
     /// requests and certificates by id.

@@ -6,6 +6,7 @@
 
 pub mod fuzz;
 pub mod ldap;
+pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -173,6 +173,15 @@ impl Config {
                 "max_connections and max_connections_per_peer must be at least 1",
             ),
             (
+                self.console.session_idle_minutes == 0
+                    || self.console.session_max_hours == 0
+                    || self.console.max_sessions == 0
+                    || self.console.sign_ins_per_minute_per_peer == 0,
+                "console",
+                "session_idle_minutes, session_max_hours, max_sessions and \
+                 sign_ins_per_minute_per_peer must be at least 1",
+            ),
+            (
                 !["text", "json"].contains(&self.log.format.as_str()),
                 "log.format",
                 "must be `text` or `json`",

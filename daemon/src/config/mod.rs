@@ -50,6 +50,8 @@ pub struct Config {
     pub scep: crate::sources::scep::ScepConfig,
     /// The activation page's listener and password policy (issue 16).
     pub activation: crate::sources::activation::config::ActivationConfig,
+    /// The operator console under `/ui/` on the admin listener (issue 17).
+    pub console: crate::sources::console::config::ConsoleConfig,
     /// API tokens (hashes only). Without any, `idsync serve` makes an admin
     /// token on first start and writes it once to `DATA_DIR/admin.token`.
     pub tokens: Vec<TokenConfig>,
@@ -81,6 +83,7 @@ impl Default for Config {
             acme: crate::sources::acme::AcmeConfig::default(),
             scep: crate::sources::scep::ScepConfig::default(),
             activation: Default::default(),
+            console: Default::default(),
             tokens: Vec::new(),
             connectors: Vec::new(),
             applications: Vec::new(),

@@ -358,6 +358,28 @@ impl Auth {
         self.check_any(header, &[needed]).map(|g| g.token)
     }
 
+    /// The token typed into the console's sign-in form: who it is, for a
+    /// session ([`Identity`]).
+    pub fn sign_in(&self, token: &str) -> Result<Identity, Denied> {
+        let (entries, index) = self.identify_token(token)?;
+        Ok(Identity::of(&entries[index]))
+    }
+
+    /// The token with this SHA-256, as it is in force now: a session asks
+    /// on every request, so a token removed on reload (SIGHUP) ends its
+    /// sessions and a changed role shows at once.
+    pub fn identity(&self, digest: &[u8; 32]) -> Option<Identity> {
+        let entries = self.entries();
+        // Constant time, as in `identify_token`: the digest is a secret's.
+        let mut found = None;
+        for e in entries.iter() {
+            if bool::from(e.digest[..].ct_eq(&digest[..])) {
+                found = Some(Identity::of(e));
+            }
+        }
+        found
+    }
+
     /// The tokens in force and the index of the bearer token of `header`
     /// among them.
     fn identify(&self, header: Option<&HeaderValue>) -> Result<(Arc<Vec<Entry>>, usize), Denied> {
@@ -370,8 +392,15 @@ impl Auth {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(Denied::WrongScheme);
         }
-        let token = token.trim_start_matches([' ', '\t']);
-        if token.is_empty() || token.len() > MAX_TOKEN_LEN || token.contains([' ', '\t']) {
+        self.identify_token(token.trim_start_matches([' ', '\t']))
+    }
+
+    /// The tokens in force and the index of `token` among them.
+    fn identify_token(&self, token: &str) -> Result<(Arc<Vec<Entry>>, usize), Denied> {
+        if token.is_empty()
+            || token.len() > MAX_TOKEN_LEN
+            || !token.bytes().all(|b| b.is_ascii_graphic())
+        {
             return Err(Denied::Malformed);
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -389,6 +418,49 @@ impl Auth {
             return Err(Denied::UnknownToken);
         }
         Ok((entries, index as usize))
+    }
+}
+
+/// Who a console session acts as: a token's name, roles and digest (never
+/// the token). No `Debug` of the digest.
+#[derive(Clone)]
+pub struct Identity {
+    pub token: TokenName,
+    digest: [u8; 32],
+    roles: Roles,
+}
+
+impl Identity {
+    fn of(e: &Entry) -> Self {
+        Self {
+            token: TokenName(e.name.clone()),
+            digest: e.digest,
+            roles: e.roles,
+        }
+    }
+
+    /// The token's SHA-256, which a session keeps to ask [`Auth::identity`].
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
+
+    /// Whether the token has `role` (admin has every role).
+    pub fn grants(&self, role: Role) -> bool {
+        self.roles.grants(role)
+    }
+
+    /// Whether the token has any of `roles`.
+    pub fn grants_any(&self, roles: &[Role]) -> bool {
+        roles.iter().any(|r| self.grants(*r))
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("token", &self.token)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
     }
 }
 

@@ -343,6 +343,26 @@ pub fn respond_json(status: StatusCode, body: &impl serde::Serialize) -> Respons
     )
 }
 
+/// An HTML page with the headers every page of ours carries: `csp` as its
+/// Content-Security-Policy, no framing, no MIME sniffing, no referrer,
+/// nothing cached (pages show the directory's data).
+pub fn html_page(status: StatusCode, html: String, csp: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(html)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CONTENT_SECURITY_POLICY, csp),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    r
+}
+
 /// A query string as a map, each name and value `%XX`- and `+`-decoded (a
 /// repeated parameter keeps its last value).
 pub fn parse_query(q: Option<&str>) -> std::collections::HashMap<String, String> {

@@ -16,6 +16,9 @@ use idsync_schema::report::{FileOutcome, Summary};
 /// Upper bounds (seconds) of the import-duration histogram buckets.
 pub const DURATION_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0];
 
+/// `/healthz` fails when the main loop has not turned for this long.
+pub const HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(60);
+
 /// The daemon's live figures.
 #[derive(Debug)]
 pub struct Metrics {
@@ -195,6 +198,45 @@ impl Metrics {
             self.files_rejected.load(Relaxed),
             self.change_log_head.load(Relaxed),
         )
+    }
+    /// The `/status` document (also the console's overview).
+    pub fn status_document(&self) -> serde_json::Value {
+        let m = self;
+        // `Metrics` exposes its counters only through the Prometheus text, whose
+        // metric names are a public interface anyway: read them back from it.
+        let text = m.render_prometheus();
+        let samples: std::collections::HashMap<&str, &str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .collect();
+        let n = |key: &str| samples.get(key).and_then(|v| v.parse::<u64>().ok());
+        let files = |o: &str| n(&format!("idsync_files_total{{outcome=\"{o}\"}}"));
+        let rows = |o: &str| n(&format!("idsync_rows_total{{outcome=\"{o}\"}}"));
+        let age = m.since_heartbeat();
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "ready": m.is_ready(),
+            "healthy": age < HEARTBEAT_MAX_AGE,
+            "heartbeat_age_seconds": age.as_secs_f64(),
+            "status": m.status_line(),
+            "queue_depth": n("idsync_queue_depth"),
+            "change_log_head": n("idsync_change_log_head"),
+            "uptime_seconds": n("idsync_uptime_seconds"),
+            "files": {
+                "accepted": files("accepted"),
+                "partial": files("partial"),
+                "rejected": files("rejected"),
+            },
+            "rows": {
+                "created": rows("created"),
+                "updated": rows("updated"),
+                "unchanged": rows("unchanged"),
+                "rejected": rows("rejected"),
+            },
+            "connectors": m.connectors_json(),
+            "store": m.store_json(),
+        })
     }
 
     /// The Prometheus text exposition format (version 0.0.4).

@@ -13,7 +13,6 @@
 //! share the daemon's file descriptors with the folder watcher and the
 //! store; see [`crate::infra::conn_limit`]).
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +24,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{json, Value};
+
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -34,8 +33,7 @@ use crate::infra::conn_limit::{Limiter, Limits, Slot};
 use crate::infra::http::{respond, unless_get_or_head};
 use crate::infra::metrics::Metrics;
 
-/// `/healthz` fails when the main loop has not turned for this long.
-pub const HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(60);
+pub use crate::infra::metrics::HEARTBEAT_MAX_AGE;
 /// A client must send a request's body within this time.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -58,6 +56,9 @@ pub struct AdminState {
     /// Queueing activation mails (`/mail/…`, see
     /// [`crate::sources::activation::routes`]).
     pub activations: Option<Arc<crate::sources::activation::Activations>>,
+    /// The operator console (`/ui/…`, a session from a token; see
+    /// [`crate::sources::console`]); none: `[console] enabled = false`.
+    pub console: Option<Arc<crate::sources::console::Console>>,
     /// Connections in all and per peer, first-byte timeout (`[admin]`).
     pub limits: Limits,
 }
@@ -112,6 +113,25 @@ async fn handle(
             None => respond(StatusCode::NOT_FOUND, TEXT, "not found\n"),
         };
     }
+    if crate::sources::console::is_console_route(path) {
+        let Some(console) = &state.console else {
+            return respond(StatusCode::NOT_FOUND, TEXT, "not found\n");
+        };
+        let (parts, body) = req.into_parts();
+        let body = match read_body(body, max, peer).await {
+            Ok(body) => body,
+            Err(refused) => return refused,
+        };
+        let call = crate::sources::console::ConsoleRequest {
+            method: &parts.method,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            body,
+            peer: peer.ip(),
+        };
+        return console.handle(call).await;
+    }
     let authorization = req.headers().get(header::AUTHORIZATION);
     let api = crate::sources::enroll::routes::is_api_route(path);
     // Steering connectors changes the directory: admin only.
@@ -145,24 +165,10 @@ async fn handle(
         }
     };
     let (parts, body) = req.into_parts();
-    // A chunked body declares no length: read and count it so that an
-    // oversized one is refused, not buffered.
-    let body =
-        match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, max).collect()).await {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(e)) if e.is::<LengthLimitError>() => return too_large(max),
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "admin request: unreadable body");
-                return closing(respond(StatusCode::BAD_REQUEST, TEXT, "unreadable body\n"));
-            }
-            Err(_) => {
-                return closing(respond(
-                    StatusCode::REQUEST_TIMEOUT,
-                    TEXT,
-                    "request body too slow\n",
-                ));
-            }
-        };
+    let body = match read_body(body, max, peer).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     if api {
         let content_type = parts
             .headers
@@ -198,6 +204,34 @@ async fn handle(
         .await;
     }
     route(state, &parts.method, parts.uri.path())
+}
+
+/// A request's body, whole: at most `max` bytes, within
+/// [`BODY_READ_TIMEOUT`]; else the answer that refuses it. A chunked body
+/// declares no length: it is read and counted so that an oversized one is
+/// refused, not buffered.
+async fn read_body(
+    body: Incoming,
+    max: usize,
+    peer: SocketAddr,
+) -> Result<Bytes, Response<Full<Bytes>>> {
+    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, max).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large(max)),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "admin request: unreadable body");
+            Err(closing(respond(
+                StatusCode::BAD_REQUEST,
+                TEXT,
+                "unreadable body\n",
+            )))
+        }
+        Err(_) => Err(closing(respond(
+            StatusCode::REQUEST_TIMEOUT,
+            TEXT,
+            "request body too slow\n",
+        ))),
+    }
 }
 
 type Page = fn(&AdminState) -> Response<Full<Bytes>>;
@@ -246,47 +280,9 @@ fn metrics(state: &AdminState) -> Response<Full<Bytes>> {
 }
 
 fn status(state: &AdminState) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec_pretty(&status_json(&state.metrics)).expect("JSON serialises");
+    let body =
+        serde_json::to_vec_pretty(&state.metrics.status_document()).expect("JSON serialises");
     respond(StatusCode::OK, JSON, body)
-}
-
-/// The `/status` document.
-fn status_json(m: &Metrics) -> Value {
-    // `Metrics` exposes its counters only through the Prometheus text, whose
-    // metric names are a public interface anyway: read them back from it.
-    let text = m.render_prometheus();
-    let samples: HashMap<&str, &str> = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .collect();
-    let n = |key: &str| samples.get(key).and_then(|v| v.parse::<u64>().ok());
-    let files = |o: &str| n(&format!("idsync_files_total{{outcome=\"{o}\"}}"));
-    let rows = |o: &str| n(&format!("idsync_rows_total{{outcome=\"{o}\"}}"));
-    let age = m.since_heartbeat();
-    json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "ready": m.is_ready(),
-        "healthy": age < HEARTBEAT_MAX_AGE,
-        "heartbeat_age_seconds": age.as_secs_f64(),
-        "status": m.status_line(),
-        "queue_depth": n("idsync_queue_depth"),
-        "change_log_head": n("idsync_change_log_head"),
-        "uptime_seconds": n("idsync_uptime_seconds"),
-        "files": {
-            "accepted": files("accepted"),
-            "partial": files("partial"),
-            "rejected": files("rejected"),
-        },
-        "rows": {
-            "created": rows("created"),
-            "updated": rows("updated"),
-            "unchanged": rows("unchanged"),
-            "rejected": rows("rejected"),
-        },
-        "connectors": m.connectors_json(),
-        "store": m.store_json(),
-    })
 }
 
 /// The rest of the request may be unread: do not keep the connection.
@@ -374,6 +370,7 @@ mod tests {
             connectors: None,
             activations: None,
             enrollment: None,
+            console: None,
             limits: crate::config::AdminConfig::default().limits(),
         });
         let (stop, rx) = watch::channel(false);
@@ -573,7 +570,7 @@ mod tests {
 
         let a = get(s.addr, "/status", Some(ADMIN)).await;
         assert_eq!(a.headers[header::CONTENT_TYPE], JSON);
-        let v: Value = serde_json::from_str(&a.body).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
         assert_eq!(v["ready"], true);
         assert_eq!(v["files"]["partial"], 1);
         assert_eq!(v["rows"]["rejected"], 2);

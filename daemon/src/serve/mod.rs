@@ -203,6 +203,16 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the admin listener on {listen}"))?;
+    let console = match cfg.console.enabled {
+        true => Some(Arc::new(crate::sources::console::Console::new(
+            &cfg.console,
+            Arc::clone(&auth),
+            Arc::clone(&metrics),
+            Arc::clone(&rec),
+            Arc::clone(&enrollment),
+        )?)),
+        false => None,
+    };
     let (shutdown, shutdown_rx) = watch::channel(false);
     let upkeep = tokio::spawn(Arc::clone(&enrollment).upkeep(shutdown_rx.clone()));
     let admin = tokio::spawn(serve_admin(
@@ -218,6 +228,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
                 cfg.applications.clone(),
                 cfg.mail.is_some(),
             ))),
+            console,
             limits: cfg.admin.limits(),
         }),
         shutdown_rx.clone(),

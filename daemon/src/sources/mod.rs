@@ -10,13 +10,16 @@
 //! - [`scep`]: the SCEP server (RFC 8894): its protocol layer (signed and
 //!   enveloped CMS messages, BER) and its listener;
 //! - [`activation`]: queueing the activation mails of an application
-//!   (seed 003's "Send E-Mails"), with its admin route.
+//!   (seed 003's "Send E-Mails"), with its admin route;
+//! - [`console`]: the operator console, HTML pages under `/ui/` on the
+//!   admin listener, signed in with a token.
 //!
 //! Sources never talk to connectors and never import the CLI or the daemon
 //! loop (`serve`).
 
 pub mod acme;
 pub mod activation;
+pub mod console;
 pub mod enroll;
 pub mod import;
 pub mod inbox;

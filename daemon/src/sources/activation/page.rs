@@ -484,23 +484,11 @@ fn violation_code(v: PasswordViolation) -> &'static str {
 /// The headers of every page: no script, no framing, no referrer (the
 /// link is a secret), nothing cached.
 fn html_response(status: StatusCode, html: String) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(html)));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    for (name, value) in [
-        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::CACHE_CONTROL, "no-store"),
-    ] {
-        h.insert(name, HeaderValue::from_static(value));
-    }
-    r
+    crate::infra::http::html_page(
+        status,
+        html,
+        "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    )
 }
 
 /// A link's attempt in progress; others wait for it to end.

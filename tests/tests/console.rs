@@ -1,0 +1,399 @@
+//! The operator console in a real browser (issue 17): Debian's headless
+//! Chromium driven over WebDriver against the real daemon, walking the
+//! screens as an operator and an approver would, and the refusals: a
+//! wrong token, a forged or cross-site form, a signed-out session, a role
+//! that may not see a screen, one's own request, too many sign-ins.
+//!
+//! Each screen is saved as a PNG under `target/console-screenshots/`
+//! (`docs/console.md` shows copies of them).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use idsync_tests::webdriver::Browser;
+use idsync_tests::{free_port, wait_until, Env};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const OPS: &str = "idsync_test-console-operator";
+const BOSS: &str = "idsync_test-console-approver";
+const WATCH: &str = "idsync_test-console-monitor";
+const BOTH: &str = "idsync_test-console-operator-and-approver";
+const PASSWORD: &str = "Correct-Horse-Battery-7431";
+
+const PROFILES: &str = r#"
+[[profiles]]
+name = "Approved P12"
+protocol = "p12"
+requires_approval = true
+"#;
+
+const ASSETS: &str = "\
+id,name,description,type,owner,certificateProfile,organization,country,dnsNames,ipAddresses,sid
+,vault.example.org,,Server,,Approved P12,,,vault.example.org,,
+";
+
+const USERS: &str = "\
+status,loginName,mail,firstName,lastName,language,groups
+active,eve,eve@example.org,<b>Eve</b>,Evans,en,staff
+active,evan,evan@example.org,Evan,Ng,en,
+active,bob,bob@example.org,Bob,Brown,en,staff
+";
+
+fn sha(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn screenshots() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots")
+}
+
+/// The admin API and the console's pages over plain HTTP (ureq), for what
+/// the browser cannot show: headers, and requests a browser would not send.
+struct Http {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Http {
+    fn new(port: u16) -> Self {
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            // Redirects are looked at, not followed.
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(60))
+                .redirects(0)
+                .build(),
+        }
+    }
+
+    fn send(&self, req: ureq::Request, body: Option<&str>) -> ureq::Response {
+        let resp = match body {
+            Some(b) => req
+                .set("Content-Type", "application/x-www-form-urlencoded")
+                .send_string(b),
+            None => req.call(),
+        };
+        match resp {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn api(&self, method: &str, token: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let req = self
+            .agent
+            .request(method, &format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {token}"));
+        let resp = match body {
+            Some(b) => req
+                .set("Content-Type", "application/json")
+                .send_string(&b.to_string()),
+            None => req.call(),
+        };
+        let resp = match resp {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = resp.status();
+        let text = resp.into_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A console page with `cookie` (a `name=value` pair) and extra headers.
+    fn page(
+        &self,
+        method: &str,
+        path: &str,
+        cookie: Option<&str>,
+        headers: &[(&str, &str)],
+        form: Option<&str>,
+    ) -> ureq::Response {
+        let mut req = self.agent.request(method, &format!("{}{path}", self.base));
+        if let Some(c) = cookie {
+            req = req.set("Cookie", c);
+        }
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        self.send(req, form)
+    }
+
+    fn enroll(&self, token: &str) -> String {
+        let (status, v) = self.api(
+            "POST",
+            token,
+            "/api/v1/enroll/p12",
+            Some(json!({"asset": "vault.example.org", "password": PASSWORD})),
+        );
+        assert_eq!(status, 202, "{v}");
+        v["request"]["id"].as_str().expect("request id").to_owned()
+    }
+}
+
+/// Sign in through the form; the page the browser lands on.
+fn sign_in(b: &Browser, base: &str, token: &str) -> String {
+    b.goto(&format!("{base}/ui/signin"));
+    let field = b.find("#token");
+    b.type_into(&field, token);
+    b.click_through(&b.find("form[action='/ui/signin'] button[type=submit]"));
+    b.url()
+}
+
+/// The session cookie the browser holds, as `name=value`.
+fn session_cookie(b: &Browser) -> (String, Value) {
+    let c = b
+        .cookies()
+        .into_iter()
+        .find(|c| c["name"] == "idsync_session")
+        .expect("a session cookie");
+    (
+        format!("idsync_session={}", c["value"].as_str().unwrap()),
+        c,
+    )
+}
+
+/// The CSRF token of the page shown (every signed-in page has one in its
+/// sign-out form).
+fn csrf_of(b: &Browser) -> String {
+    b.execute(
+        "return document.querySelector('input[name=csrf]').value",
+        json!([]),
+    )
+    .as_str()
+    .expect("a csrf field")
+    .to_owned()
+}
+
+#[test]
+fn operators_and_approvers_work_through_the_console_in_a_browser() {
+    let admin = free_port();
+    let token = |name: &str, t: &str, roles: &str| {
+        format!(
+            "[[tokens]]\nname = \"{name}\"\nsha256 = \"{}\"\nroles = [{roles}]\n",
+            sha(t)
+        )
+    };
+    let env = Env::with_config(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin}\"\n{PROFILES}\n{}{}{}{}",
+        token("ops", OPS, "\"operator\""),
+        token("boss", BOSS, "\"approver\", \"read\""),
+        token("watch", WATCH, "\"monitor\""),
+        token("both", BOTH, "\"operator\", \"approver\""),
+    ));
+    for (kind, name, csv) in [
+        ("groups", "groups.csv", "displayName\nstaff\n"),
+        ("users", "users.csv", USERS),
+        ("assets", "assets.csv", ASSETS),
+    ] {
+        let file = env.file(name, csv);
+        let (code, report) = env.import(kind, &file, &[]);
+        assert_eq!(code, 0, "{kind}: {report}");
+    }
+    let daemon = env.serve(&[]);
+    let base = format!("http://127.0.0.1:{admin}");
+    let http = Http::new(admin);
+    wait_until("the admin listener", Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok()
+    });
+    let pending = http.enroll(OPS);
+
+    // Without a session every page leads to the sign-in form, which
+    // carries the headers that keep other sites and scripts out.
+    let r = http.page("GET", "/ui/users", None, &[], None);
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.header("location"), Some("/ui/signin"));
+    let r = http.page("GET", "/ui/signin", None, &[], None);
+    assert_eq!(r.status(), 200);
+    let csp = r
+        .header("content-security-policy")
+        .unwrap_or_default()
+        .to_owned();
+    for directive in [
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+        "default-src 'none'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+
+    let b = Browser::start(1280, 900);
+    let shots = screenshots();
+    b.goto(&format!("{base}/ui/"));
+    assert!(b.url().ends_with("/ui/signin"), "{}", b.url());
+    b.screenshot(&shots.join("signin.png"));
+
+    // A wrong token is refused, and says so.
+    sign_in(&b, &base, "idsync_not-a-token");
+    assert_eq!(b.text(&b.find(".error")), "This token is not accepted.");
+
+    // The approver signs in: a session cookie that scripts cannot read and
+    // other sites do not get, holding no token.
+    let landed = sign_in(&b, &base, BOSS);
+    assert!(landed.ends_with("/ui/"), "{landed}");
+    let (cookie, raw) = session_cookie(&b);
+    assert_eq!(raw["httpOnly"], true, "{raw}");
+    assert_eq!(raw["sameSite"], "Strict", "{raw}");
+    assert!(!cookie.contains(BOSS));
+    assert!(b.text(&b.find(".who")).contains("boss"));
+    let nav: Vec<String> = b.find_all("nav a").iter().map(|a| b.text(a)).collect();
+    assert_eq!(nav, ["Overview", "Users", "Requests"]);
+    assert!(!b.text(&b.find("#daemon-status")).is_empty());
+    b.screenshot(&shots.join("overview.png"));
+
+    // Users: search by the start of the login name; markup in a name is
+    // shown as text.
+    b.click_through(&b.find("nav a[href='/ui/users']"));
+    b.type_into(&b.find("#q"), "ev");
+    b.click_through(&b.find("form[role=search] button"));
+    wait_until("the search's page", Duration::from_secs(10), || {
+        b.url().contains("q=ev")
+    });
+    let rows: Vec<String> = b.find_all("tbody tr").iter().map(|r| b.text(r)).collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    // In login name order: evan, eve.
+    assert!(rows[0].starts_with("evan@example.org"), "{rows:?}");
+    assert!(rows[1].contains("<b>Eve</b> Evans"), "{rows:?}");
+    assert!(
+        b.try_find("tbody b").is_none(),
+        "markup from the store rendered"
+    );
+    b.screenshot(&shots.join("users.png"));
+    b.click_through(&b.find("tbody tr:nth-child(2) a"));
+    assert!(b.text(&b.find("main")).contains("staff"));
+    assert!(b.text(&b.find("main")).contains("eve@example.org"));
+    b.screenshot(&shots.join("user.png"));
+    b.goto(&format!("{base}/ui/users?q=nobody"));
+    assert!(b.try_find("#no-users").is_some());
+
+    // Requests: the pending one, found by status.
+    b.goto(&format!("{base}/ui/requests"));
+    b.execute(
+        "document.getElementById('status').value = 'pending_approval'",
+        json!([]),
+    );
+    b.click_through(&b.find("form[role=search] button"));
+    wait_until("the filtered requests", Duration::from_secs(10), || {
+        b.url().contains("status=pending_approval")
+    });
+    let rows = b.find_all("tbody tr");
+    assert_eq!(rows.len(), 1, "{}", b.source());
+    b.screenshot(&shots.join("requests.png"));
+    b.click_through(&b.find("tbody tr a"));
+    assert!(b.url().ends_with(&pending), "{}", b.url());
+    b.screenshot(&shots.join("request.png"));
+
+    // A form whose CSRF token is not the session's is refused, and
+    // changes nothing.
+    b.execute(
+        "document.querySelector('main input[name=csrf]').value = 'forged'",
+        json!([]),
+    );
+    b.click_through(&b.find("button[value=approve]"));
+    assert!(
+        b.text(&b.find(".error"))
+            .contains("security token does not match"),
+        "{}",
+        b.source()
+    );
+    let (_, r) = http.api("GET", OPS, &format!("/api/v1/requests/{pending}"), None);
+    assert_eq!(r["status"], "pending_approval", "{r}");
+
+    // A form with the right token, sent from another site, is refused too.
+    let csrf = csrf_of(&b);
+    let path = format!("/ui/requests/{pending}/decide");
+    let form = format!("csrf={csrf}&decision=approve");
+    for header in [
+        ("Origin", "http://evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ] {
+        let r = http.page("POST", &path, Some(&cookie), &[header], Some(&form));
+        assert_eq!(r.status(), 403, "{header:?}");
+    }
+    let (_, r) = http.api("GET", OPS, &format!("/api/v1/requests/{pending}"), None);
+    assert_eq!(r["status"], "pending_approval", "{r}");
+
+    // Approved with a comment, decided by the session's token (a P12
+    // request is issued when its requester downloads the file).
+    b.goto(&format!("{base}/ui/requests/{pending}"));
+    b.type_into(&b.find("#comment"), "known server, ok");
+    b.click_through(&b.find("button[value=approve]"));
+    assert_eq!(
+        b.text(&b.find("#request-status")),
+        "approved",
+        "{}",
+        b.source()
+    );
+    assert_eq!(b.text(&b.find(".notice")), "approved by boss.");
+    let (_, r) = http.api("GET", OPS, &format!("/api/v1/requests/{pending}"), None);
+    assert_eq!(r["status"], "approved", "{r}");
+    assert_eq!(r["decidedBy"], "boss", "{r}");
+    assert_eq!(r["comment"], "known server, ok", "{r}");
+    assert!(b.try_find("button[value=approve]").is_none());
+
+    // A phone's width: the same page, readable.
+    b.resize(390, 844);
+    b.goto(&format!("{base}/ui/requests"));
+    b.screenshot(&shots.join("requests-phone.png"));
+    b.resize(1280, 900);
+
+    // Signing out ends the session on the server: the old cookie leads to
+    // the sign-in form, and a form sent with it changes nothing.
+    b.click_through(&b.find(".signout button"));
+    assert!(b.url().ends_with("/ui/signin"), "{}", b.url());
+    let r = http.page("GET", "/ui/", Some(&cookie), &[], None);
+    assert_eq!(r.status(), 303);
+    let r = http.page("POST", &path, Some(&cookie), &[], Some(&form));
+    assert_eq!(r.status(), 401);
+
+    // A monitor token sees the overview only.
+    sign_in(&b, &base, WATCH);
+    let nav: Vec<String> = b.find_all("nav a").iter().map(|a| b.text(a)).collect();
+    assert_eq!(nav, ["Overview"]);
+    b.goto(&format!("{base}/ui/users"));
+    assert_eq!(b.text(&b.find("h1")), "Not allowed");
+    b.screenshot(&shots.join("not-allowed.png"));
+    b.click_through(&b.find(".signout button"));
+
+    // One's own request shows no decision, and a decision sent anyway is
+    // refused by the enrollment service.
+    let own = http.enroll(BOTH);
+    sign_in(&b, &base, BOTH);
+    b.goto(&format!("{base}/ui/requests/{own}"));
+    assert!(b.try_find("button[value=approve]").is_none());
+    assert!(b.text(&b.find("main")).contains("You made this request"));
+    let (cookie, _) = session_cookie(&b);
+    let form = format!("csrf={}&decision=approve", csrf_of(&b));
+    let r = http.page(
+        "POST",
+        &format!("/ui/requests/{own}/decide"),
+        Some(&cookie),
+        &[],
+        Some(&form),
+    );
+    assert_eq!(r.status(), 403);
+    let (_, r) = http.api("GET", OPS, &format!("/api/v1/requests/{own}"), None);
+    assert_eq!(r["status"], "pending_approval", "{r}");
+    drop(b);
+
+    // Guessing tokens is slowed down: 10 attempts a minute per address,
+    // of which the browser made 4 above.
+    let answers: Vec<(u16, Option<String>)> = (0..8)
+        .map(|_| {
+            let r = http.page("POST", "/ui/signin", None, &[], Some("token=idsync_guess"));
+            (r.status(), r.header("retry-after").map(str::to_owned))
+        })
+        .collect();
+    let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 401, 429, 429]);
+    assert!(answers[7]
+        .1
+        .as_deref()
+        .is_some_and(|s| s.parse::<u64>().is_ok_and(|n| (1..=60).contains(&n))));
+    let log = daemon.log();
+    assert!(
+        !log.contains(BOSS) && !log.contains(WATCH),
+        "a token reached the log"
+    );
+}
