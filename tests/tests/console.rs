@@ -33,6 +33,14 @@ id,name,description,type,owner,certificateProfile,organization,country,dnsNames,
 ,vault.example.org,,Server,,Approved P12,,,vault.example.org,,
 ";
 
+/// Seed 001 through the console: one new user, one update, one bad mail.
+const UPLOAD: &str = "\
+status,loginName,mail,firstName,lastName,language
+active,nina,nina@example.org,Nina,New,en
+active,bob,bob@example.org,Bob,Browne,en
+active,zed,zed@example,Zed,Bad,en
+";
+
 const USERS: &str = "\
 status,loginName,mail,firstName,lastName,language,groups
 active,eve,eve@example.org,<b>Eve</b>,Evans,en,staff
@@ -176,7 +184,7 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     };
     let env = Env::with_config(&format!(
         "[admin]\nlisten = \"127.0.0.1:{admin}\"\n{PROFILES}\n{}{}{}{}",
-        token("ops", OPS, "\"operator\""),
+        token("ops", OPS, "\"operator\", \"write\""),
         token("boss", BOSS, "\"approver\", \"read\""),
         token("watch", WATCH, "\"monitor\""),
         token("both", BOTH, "\"operator\", \"approver\""),
@@ -375,19 +383,101 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     assert_eq!(r.status(), 403);
     let (_, r) = http.api("GET", OPS, &format!("/api/v1/requests/{own}"), None);
     assert_eq!(r["status"], "pending_approval", "{r}");
+    b.click_through(&b.find(".signout button"));
+
+    // Seed 001 as an operator: upload, look at the dry run, import.
+    sign_in(&b, &base, OPS);
+    b.click_through(&b.find("nav a[href='/ui/import']"));
+    b.screenshot(&shots.join("import.png"));
+    let csv = env.file("new-staff.csv", UPLOAD);
+    b.execute(
+        "document.getElementById('end_state').value = 'inactive'",
+        json!([]),
+    );
+    b.type_into(&b.find("#file"), &csv.display().to_string());
+    b.click_through(&b.find("#upload button[type=submit]"));
+    let outcome = b.text(&b.find("#outcome"));
+    assert!(
+        outcome.starts_with("partial") && outcome.contains("dry run"),
+        "{outcome}"
+    );
+    let table = |id: &str| -> Vec<String> {
+        b.find_all(&format!("#{id} tbody tr"))
+            .iter()
+            .map(|r| b.text(r))
+            .collect()
+    };
+    assert_eq!(table("created").len(), 1, "{}", b.source());
+    assert!(table("created")[0].contains("nina@example.org"));
+    assert!(table("updated")[0].contains("bob@example.org"));
+    let rejected = table("rejected");
+    assert!(rejected[0].starts_with('4'), "{rejected:?}");
+    assert!(rejected[0].contains("mail"), "{rejected:?}");
+    b.screenshot(&shots.join("import-preview.png"));
+    let preview = b.url();
+    b.click_through(&b.find("#do-import"));
+    assert!(
+        b.text(&b.find("h1")).starts_with("Imported"),
+        "{}",
+        b.source()
+    );
+    assert!(b.text(&b.find("#outcome")).starts_with("partial"));
+    assert!(b.try_find("#do-import").is_none(), "imported twice?");
+    b.screenshot(&shots.join("import-result.png"));
+    let (cookie, _) = session_cookie(&b);
+    let path = preview.trim_start_matches(&base).to_owned();
+    let r = http.page(
+        "GET",
+        &format!("{path}/report.csv"),
+        Some(&cookie),
+        &[],
+        None,
+    );
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .header("content-disposition")
+        .is_some_and(|d| d.starts_with("attachment")));
+    let report = r.into_string().unwrap();
+    assert!(report.contains("created,2,nina@example.org"), "{report}");
+    assert!(report.contains("rejected,4,zed@example"), "{report}");
+    // Without a session the upload is not there; an upload without the
+    // form's security token is refused before anything is written.
+    let r = http.page("GET", &path, None, &[], None);
+    assert_eq!(r.status(), 303);
+    let boundary = "idsyncboundary";
+    let forged = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"kind\"\r\n\r\nusers\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.csv\"\r\n\
+         Content-Type: text/csv\r\n\r\n{UPLOAD}\r\n--{boundary}--\r\n"
+    );
+    let r = http
+        .agent
+        .post(&format!("{base}/ui/import"))
+        .set("Cookie", &cookie)
+        .set(
+            "Content-Type",
+            &format!("multipart/form-data; boundary={boundary}"),
+        )
+        .send_string(&forged);
+    let status = match r {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(s, _)) => s,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(status, 403);
     drop(b);
 
     // Guessing tokens is slowed down: 10 attempts a minute per address,
-    // of which the browser made 4 above.
-    let answers: Vec<(u16, Option<String>)> = (0..8)
+    // of which the browser made 5 above.
+    let answers: Vec<(u16, Option<String>)> = (0..7)
         .map(|_| {
             let r = http.page("POST", "/ui/signin", None, &[], Some("token=idsync_guess"));
             (r.status(), r.header("retry-after").map(str::to_owned))
         })
         .collect();
     let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
-    assert_eq!(statuses, [401, 401, 401, 401, 401, 401, 429, 429]);
-    assert!(answers[7]
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
+    assert!(answers[6]
         .1
         .as_deref()
         .is_some_and(|s| s.parse::<u64>().is_ok_and(|n| (1..=60).contains(&n))));
@@ -395,5 +485,25 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     assert!(
         !log.contains(BOSS) && !log.contains(WATCH),
         "a token reached the log"
+    );
+
+    // The import's changes are recorded with the signed-in token as actor,
+    // and its end state applied.
+    drop(daemon);
+    let nina = env
+        .show("users", "nina@example.org")
+        .expect("nina imported");
+    assert_eq!(nina["status"], "inactive", "{nina}");
+    let by_ops: Vec<Value> = env
+        .changes()
+        .into_iter()
+        .filter(|e| {
+            e["actor"]["kind"] == "token" && e["actor"]["name"] == "ops" && e["kind"] == "user"
+        })
+        .collect();
+    assert_eq!(by_ops.len(), 2, "{by_ops:?}");
+    assert!(
+        by_ops.iter().all(|e| e["actor"]["digest"].is_string()),
+        "{by_ops:?}"
     );
 }

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
@@ -28,6 +28,8 @@ use crate::infra::conn_limit::{Activity, Busy, Limiter, Slot, SUMMARY_INTERVAL};
 /// How long a client may take to send a request's headers once it has
 /// sent a byte. Also closes idle keep-alive connections.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client must send a request's body within this time.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// After an accept error (typically out of file descriptors), wait this
 /// long rather than spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -341,6 +343,50 @@ pub fn respond_json(status: StatusCode, body: &impl serde::Serialize) -> Respons
         "application/json",
         serde_json::to_vec_pretty(body).expect("JSON serialises"),
     )
+}
+
+/// A request's body, whole: at most `max` bytes, within
+/// [`BODY_READ_TIMEOUT`]; else the answer that refuses it. A chunked body
+/// declares no length: it is read and counted so that an oversized one is
+/// refused, not buffered.
+pub async fn read_body(
+    body: Incoming,
+    max: usize,
+    peer: SocketAddr,
+    label: &str,
+) -> Result<Bytes, Response<Full<Bytes>>> {
+    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, max).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large(max)),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "{label} request: unreadable body");
+            Err(closing(respond(
+                StatusCode::BAD_REQUEST,
+                "text/plain; charset=utf-8",
+                "unreadable body\n",
+            )))
+        }
+        Err(_) => Err(closing(respond(
+            StatusCode::REQUEST_TIMEOUT,
+            "text/plain; charset=utf-8",
+            "request body too slow\n",
+        ))),
+    }
+}
+
+/// The rest of the request may be unread: do not keep the connection.
+pub fn closing(mut r: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+pub fn too_large(max: usize) -> Response<Full<Bytes>> {
+    closing(respond(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "text/plain; charset=utf-8",
+        format!("request body larger than {max} bytes\n"),
+    ))
 }
 
 /// An HTML page with the headers every page of ours carries: `csp` as its

@@ -16,10 +16,9 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
@@ -30,12 +29,10 @@ use tokio::sync::watch;
 
 use crate::infra::auth::{Auth, Denied, Role};
 use crate::infra::conn_limit::{Limiter, Limits, Slot};
-use crate::infra::http::{respond, unless_get_or_head};
+use crate::infra::http::{closing, read_body, respond, too_large, unless_get_or_head};
 use crate::infra::metrics::Metrics;
 
 pub use crate::infra::metrics::HEARTBEAT_MAX_AGE;
-/// A client must send a request's body within this time.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const PROMETHEUS: &str = "text/plain; version=0.0.4";
@@ -100,10 +97,6 @@ async fn handle(
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
     let max = state.max_body_bytes;
-    // A declared length over the limit is refused before reading any of it.
-    if req.body().size_hint().lower() > max as u64 {
-        return too_large(max);
-    }
     let path = req.uri().path();
     // CRLs are public, signed data a relying party fetches without a
     // token (see `crate::sources::enroll::crl`).
@@ -118,19 +111,21 @@ async fn handle(
             return respond(StatusCode::NOT_FOUND, TEXT, "not found\n");
         };
         let (parts, body) = req.into_parts();
-        let body = match read_body(body, max, peer).await {
-            Ok(body) => body,
-            Err(refused) => return refused,
-        };
         let call = crate::sources::console::ConsoleRequest {
             method: &parts.method,
             path: parts.uri.path(),
             query: parts.uri.query(),
             headers: &parts.headers,
             body,
-            peer: peer.ip(),
+            max_body: max,
+            peer,
         };
         return console.handle(call).await;
+    }
+    // A declared length over the limit is refused before reading any of
+    // it (the console bounds its own: an upload is larger).
+    if req.body().size_hint().lower() > max as u64 {
+        return too_large(max);
     }
     let authorization = req.headers().get(header::AUTHORIZATION);
     let api = crate::sources::enroll::routes::is_api_route(path);
@@ -165,7 +160,7 @@ async fn handle(
         }
     };
     let (parts, body) = req.into_parts();
-    let body = match read_body(body, max, peer).await {
+    let body = match read_body(body, max, peer, "admin").await {
         Ok(body) => body,
         Err(refused) => return refused,
     };
@@ -204,34 +199,6 @@ async fn handle(
         .await;
     }
     route(state, &parts.method, parts.uri.path())
-}
-
-/// A request's body, whole: at most `max` bytes, within
-/// [`BODY_READ_TIMEOUT`]; else the answer that refuses it. A chunked body
-/// declares no length: it is read and counted so that an oversized one is
-/// refused, not buffered.
-async fn read_body(
-    body: Incoming,
-    max: usize,
-    peer: SocketAddr,
-) -> Result<Bytes, Response<Full<Bytes>>> {
-    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, max).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large(max)),
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "admin request: unreadable body");
-            Err(closing(respond(
-                StatusCode::BAD_REQUEST,
-                TEXT,
-                "unreadable body\n",
-            )))
-        }
-        Err(_) => Err(closing(respond(
-            StatusCode::REQUEST_TIMEOUT,
-            TEXT,
-            "request body too slow\n",
-        ))),
-    }
 }
 
 type Page = fn(&AdminState) -> Response<Full<Bytes>>;
@@ -285,21 +252,6 @@ fn status(state: &AdminState) -> Response<Full<Bytes>> {
     respond(StatusCode::OK, JSON, body)
 }
 
-/// The rest of the request may be unread: do not keep the connection.
-fn closing(mut r: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
-    r.headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    r
-}
-
-fn too_large(max: usize) -> Response<Full<Bytes>> {
-    closing(respond(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        TEXT,
-        format!("request body larger than {max} bytes\n"),
-    ))
-}
-
 /// 401 or 403 with the `WWW-Authenticate` challenge of RFC 6750 §3.
 fn refusal(denied: &Denied) -> Response<Full<Bytes>> {
     let (status, challenge) = match denied {
@@ -327,9 +279,11 @@ mod tests {
     use super::*;
     use crate::config::TokenConfig;
     use crate::sources::import::{FileOutcome, Summary};
+    use http_body_util::BodyExt as _;
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
     use sha2::{Digest as _, Sha256};
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     const ADMIN: &str = "idsync_test-admin";

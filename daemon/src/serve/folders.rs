@@ -354,6 +354,7 @@ impl Daemon {
             rec: Arc::clone(&self.rec),
             metrics: Arc::clone(&self.metrics),
             stop: Arc::clone(&self.stop),
+            import_slot: Arc::clone(&self.import_slot),
         };
         let key = match &job {
             Job::Dropped { path, .. } => path.clone(),

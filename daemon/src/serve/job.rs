@@ -23,6 +23,8 @@ pub(super) struct JobContext {
     pub(super) rec: Arc<Reconciler>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) stop: Arc<AtomicBool>,
+    /// Held while the file is imported (see `Daemon::import_slot`).
+    pub(super) import_slot: Arc<std::sync::Mutex<()>>,
 }
 
 impl JobContext {
@@ -72,6 +74,7 @@ impl JobContext {
         let mut opts = self.cfg.folder_import_options(folder.kind, &folder.name);
         opts.dropped = Some(inbox::dropped(&self.root, folder, claimed));
         let report = ReportFiles::beside(claimed);
+        let _slot = self.import_slot.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
         let result = import::refuse(
             claimed,
@@ -93,6 +96,7 @@ impl JobContext {
         opts.stop = Some(Arc::clone(&self.stop));
         opts.dropped = Some(inbox::dropped(&self.root, folder, claimed));
         let report = ReportFiles::beside(claimed);
+        let _slot = self.import_slot.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
         let mut tries = 0;
         let result = loop {

@@ -75,6 +75,9 @@ struct Daemon {
     auth: Arc<Auth>,
     notifier: Option<Notifier>,
     stop: Arc<AtomicBool>,
+    /// Held by whichever import runs: a dropped file's or the console's,
+    /// one at a time in the process.
+    import_slot: Arc<std::sync::Mutex<()>>,
     queue: VecDeque<Job>,
     queued: HashSet<PathBuf>,
     waiting: HashMap<PathBuf, Waiting>,
@@ -203,6 +206,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the admin listener on {listen}"))?;
+    let import_slot = Arc::new(std::sync::Mutex::new(()));
     let console = match cfg.console.enabled {
         true => Some(Arc::new(crate::sources::console::Console::new(
             &cfg.console,
@@ -210,6 +214,20 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
             Arc::clone(&metrics),
             Arc::clone(&rec),
             Arc::clone(&enrollment),
+            crate::sources::console::ImportSetup {
+                defaults: [
+                    idsync_schema::Kind::User,
+                    idsync_schema::Kind::Group,
+                    idsync_schema::Kind::Asset,
+                ]
+                .map(|k| cfg.import_options(k))
+                .into(),
+                applications: cfg.applications.clone(),
+                mail: cfg.mail.is_some(),
+                work_dir: cfg.imports_dir(),
+                upload_dir: cfg.data_dir.join("console-uploads"),
+                slot: Arc::clone(&import_slot),
+            },
         )?)),
         false => None,
     };
@@ -277,6 +295,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         auth,
         notifier: Notifier::from_env(),
         stop: Arc::new(AtomicBool::new(false)),
+        import_slot,
         queue: VecDeque::new(),
         queued: HashSet::new(),
         waiting: HashMap::new(),

@@ -7,7 +7,7 @@
 use hyper::header::{self, HeaderMap};
 
 use super::session::Live;
-use super::ConsoleRequest;
+use super::Call;
 use crate::infra::http::parse_query;
 
 /// Why a form is refused.
@@ -67,7 +67,7 @@ pub fn same_origin(headers: &HeaderMap) -> Result<(), Refused> {
 }
 
 /// A form sent with a session: from this site, with its CSRF token.
-pub fn check_form(req: &ConsoleRequest<'_>, live: &Live) -> Result<(), Refused> {
+pub fn check_form(req: &Call<'_>, live: &Live) -> Result<(), Refused> {
     same_origin(req.headers)?;
     let form = parse_query(std::str::from_utf8(&req.body).ok());
     match form.get("csrf") {

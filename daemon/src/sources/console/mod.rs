@@ -19,25 +19,29 @@
 
 pub mod config;
 mod guard;
+mod import;
 mod screens;
 mod session;
 mod views;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use idsync_store::reconcile::Reconciler;
 use zeroize::Zeroizing;
 
 use crate::infra::auth::Auth;
+use crate::infra::http::read_body;
 use crate::infra::metrics::Metrics;
 use crate::infra::rate_limit::RateLimit;
 use crate::sources::enroll::Enrollment;
 use config::ConsoleConfig;
+pub use import::ImportSetup;
 use session::{Live, Sessions, COOKIE};
 use views::Views;
 
@@ -49,9 +53,21 @@ pub fn is_console_route(path: &str) -> bool {
     path == PREFIX || path.starts_with("/ui/")
 }
 
-/// A request as the console sees it: the admin listener has read the
-/// (bounded) body already.
+/// A request for the console, its body unread: forms are read whole (up
+/// to `max_body`), a CSV upload is streamed to disk.
 pub struct ConsoleRequest<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub body: Incoming,
+    /// `admin.max_body_bytes`: the largest form.
+    pub max_body: usize,
+    pub peer: SocketAddr,
+}
+
+/// A request as the screens see it: a form's body read whole.
+pub struct Call<'a> {
     pub method: &'a Method,
     pub path: &'a str,
     pub query: Option<&'a str>,
@@ -65,6 +81,11 @@ pub struct ConsoleRequest<'a> {
 pub enum ConsoleError {
     #[error("console template: {0}")]
     Template(#[from] minijinja::Error),
+    #[error("console upload folder {}: {source}", .path.display())]
+    UploadDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The console, for the life of the admin listener.
@@ -77,6 +98,8 @@ pub struct Console {
     metrics: Arc<Metrics>,
     rec: Arc<Reconciler>,
     enrollment: Arc<Enrollment>,
+    import: ImportSetup,
+    uploads: import::Uploads,
 }
 
 impl std::fmt::Debug for Console {
@@ -92,7 +115,14 @@ impl Console {
         metrics: Arc<Metrics>,
         rec: Arc<Reconciler>,
         enrollment: Arc<Enrollment>,
+        import: ImportSetup,
     ) -> Result<Self, ConsoleError> {
+        import::prepare_upload_dir(&import.upload_dir).map_err(|source| {
+            ConsoleError::UploadDir {
+                path: import.upload_dir.clone(),
+                source,
+            }
+        })?;
         Ok(Self {
             auth,
             sessions: Sessions::new(cfg.idle(), cfg.max_age(), cfg.max_sessions),
@@ -102,6 +132,8 @@ impl Console {
             metrics,
             rec,
             enrollment,
+            import,
+            uploads: import::Uploads::default(),
         })
     }
 
@@ -114,21 +146,41 @@ impl Console {
         if let Some(name) = path.strip_prefix("/ui/static/") {
             return views::static_file(req.method, name);
         }
-        if path == "/ui/signin" {
-            return self.sign_in(&req).await;
+        let live = self.session_of(req.headers);
+        if *req.method == Method::POST && path == import::UPLOAD {
+            // Streamed: the file may be far larger than a form.
+            return match &live {
+                Some(live) => import::upload(self, req, live).await,
+                None => self.signed_out(req.method),
+            };
         }
-        let Some(live) = self.session_of(req.headers) else {
-            return self.signed_out(&req);
+        let body = match read_body(req.body, req.max_body, req.peer, "console").await {
+            Ok(body) => body,
+            Err(refused) => return refused,
         };
-        if *req.method == Method::POST {
-            if let Err(refused) = guard::check_form(&req, &live) {
+        let call = Call {
+            method: req.method,
+            path,
+            query: req.query,
+            headers: req.headers,
+            body,
+            peer: req.peer.ip(),
+        };
+        if path == "/ui/signin" {
+            return self.sign_in(&call).await;
+        }
+        let Some(live) = live else {
+            return self.signed_out(call.method);
+        };
+        if *call.method == Method::POST {
+            if let Err(refused) = guard::check_form(&call, &live) {
                 return self.views.refused(&live, refused);
             }
             if path == "/ui/signout" {
-                return self.sign_out(req.headers);
+                return self.sign_out(call.headers);
             }
         }
-        screens::route(self, &req, &live).await
+        screens::route(self, &call, &live).await
     }
 
     /// The live session of the request's cookie.
@@ -139,8 +191,8 @@ impl Console {
 
     /// No (live) session: pages lead to the sign-in form; a form sent
     /// from a page whose session has ended is told so, not half-applied.
-    fn signed_out(&self, req: &ConsoleRequest<'_>) -> Response<Full<Bytes>> {
-        if *req.method == Method::GET || *req.method == Method::HEAD {
+    fn signed_out(&self, method: &Method) -> Response<Full<Bytes>> {
+        if *method == Method::GET || *method == Method::HEAD {
             return views::redirect("/ui/signin");
         }
         self.views.error(
@@ -152,7 +204,7 @@ impl Console {
         )
     }
 
-    async fn sign_in(&self, req: &ConsoleRequest<'_>) -> Response<Full<Bytes>> {
+    async fn sign_in(&self, req: &Call<'_>) -> Response<Full<Bytes>> {
         match *req.method {
             Method::GET | Method::HEAD => {
                 if self.session_of(req.headers).is_some() {
@@ -165,7 +217,7 @@ impl Console {
         }
     }
 
-    fn sign_in_with_form(&self, req: &ConsoleRequest<'_>) -> Response<Full<Bytes>> {
+    fn sign_in_with_form(&self, req: &Call<'_>) -> Response<Full<Bytes>> {
         // No session yet, so no CSRF token: a cross-site sign-in (login
         // CSRF) is refused by where the form came from.
         if let Err(refused) = guard::same_origin(req.headers) {

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::session::Live;
-use super::{views, Console, ConsoleRequest};
+use super::{views, Call, Console};
 use crate::infra::auth::Role;
 use crate::infra::http::parse_query;
 use crate::sources::enroll::{EnrollError, RequestFilter};
@@ -26,16 +26,23 @@ const PAGE: usize = 50;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
     Overview,
+    Import,
     Users,
     Requests,
 }
 
 impl Screen {
-    const ALL: [Screen; 3] = [Screen::Overview, Screen::Users, Screen::Requests];
+    const ALL: [Screen; 4] = [
+        Screen::Overview,
+        Screen::Import,
+        Screen::Users,
+        Screen::Requests,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Screen::Overview => "Overview",
+            Screen::Import => "Import",
             Screen::Users => "Users",
             Screen::Requests => "Requests",
         }
@@ -44,6 +51,7 @@ impl Screen {
     fn href(self) -> &'static str {
         match self {
             Screen::Overview => "/ui/",
+            Screen::Import => "/ui/import",
             Screen::Users => "/ui/users",
             Screen::Requests => "/ui/requests",
         }
@@ -54,12 +62,13 @@ impl Screen {
     fn roles(self) -> &'static [Role] {
         match self {
             Screen::Overview => &[Role::Monitor, Role::Read],
+            Screen::Import => &[Role::Write],
             Screen::Users => &[Role::Read],
             Screen::Requests => &[Role::Operator, Role::Approver],
         }
     }
 
-    fn allowed(self, live: &Live) -> bool {
+    pub fn allowed(self, live: &Live) -> bool {
         live.identity.grants_any(self.roles())
     }
 }
@@ -74,18 +83,25 @@ pub fn nav(live: &Live, current: Option<Screen>) -> Value {
 }
 
 /// Answer a signed-in request (a POST has passed the CSRF checks).
-pub async fn route(c: &Console, req: &ConsoleRequest<'_>, live: &Live) -> Response<Full<Bytes>> {
-    let parts: Vec<&str> = req.path["/ui/".len()..]
+pub async fn route(c: &Console, call: &Call<'_>, live: &Live) -> Response<Full<Bytes>> {
+    let parts: Vec<&str> = call.path["/ui/".len()..]
         .split('/')
         .filter(|p| !p.is_empty())
         .collect();
-    let (screen, get) = match (req.method, parts.as_slice()) {
+    let (screen, get) = match (call.method, parts.as_slice()) {
         (&Method::GET | &Method::HEAD, []) => (Screen::Overview, Get::Overview),
+        (&Method::GET | &Method::HEAD, ["import"]) => (Screen::Import, Get::Import),
+        (_, ["import", rest @ ..]) => {
+            if !Screen::Import.allowed(live) {
+                return c.views.forbidden(live);
+            }
+            return super::import::route(c, call, live, rest).await;
+        }
         (&Method::GET | &Method::HEAD, ["users"]) => (Screen::Users, Get::Users),
         (&Method::GET | &Method::HEAD, ["users", id]) => (Screen::Users, Get::User(id)),
         (&Method::GET | &Method::HEAD, ["requests"]) => (Screen::Requests, Get::Requests),
         (&Method::GET | &Method::HEAD, ["requests", id]) => (Screen::Requests, Get::Request(id)),
-        (&Method::POST, ["requests", id, "decide"]) => return decide(c, req, live, id).await,
+        (&Method::POST, ["requests", id, "decide"]) => return decide(c, call, live, id).await,
         _ => return c.views.not_found(live),
     };
     if !screen.allowed(live) {
@@ -93,9 +109,10 @@ pub async fn route(c: &Console, req: &ConsoleRequest<'_>, live: &Live) -> Respon
     }
     let shown = match get {
         Get::Overview => Ok(overview(c)),
-        Get::Users => users(c, req.query),
+        Get::Import => Ok(Shown::Page("import.html", super::import::form(c))),
+        Get::Users => users(c, call.query),
         Get::User(id) => user(c, id),
-        Get::Requests => Ok(requests(c, req.query)),
+        Get::Requests => Ok(requests(c, call.query)),
         Get::Request(id) => request(c, live, id),
     };
     match shown {
@@ -119,6 +136,7 @@ pub async fn route(c: &Console, req: &ConsoleRequest<'_>, live: &Live) -> Respon
 
 enum Get<'a> {
     Overview,
+    Import,
     Users,
     User(&'a str),
     Requests,
@@ -353,12 +371,7 @@ fn request(c: &Console, live: &Live, id: &str) -> Result<Shown, idsync_store::St
 
 /// Approve or reject a request (approver role; never one's own, which
 /// the enrollment service refuses as the API does).
-async fn decide(
-    c: &Console,
-    req: &ConsoleRequest<'_>,
-    live: &Live,
-    id: &str,
-) -> Response<Full<Bytes>> {
+async fn decide(c: &Console, req: &Call<'_>, live: &Live, id: &str) -> Response<Full<Bytes>> {
     if !live.identity.grants(Role::Approver) {
         return c.views.forbidden(live);
     }

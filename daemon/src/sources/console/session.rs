@@ -142,8 +142,8 @@ fn digest(id: &str) -> [u8; 32] {
     Sha256::digest(id.as_bytes()).into()
 }
 
-/// 32 random bytes, base64url: a session id or a CSRF token.
-fn random_token() -> Result<String, getrandom::Error> {
+/// 32 random bytes, base64url: a session id, a CSRF token, an upload id.
+pub(super) fn random_token() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))

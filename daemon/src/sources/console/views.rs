@@ -31,6 +31,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("user.html", include_str!("templates/user.html")),
     ("requests.html", include_str!("templates/requests.html")),
     ("request.html", include_str!("templates/request.html")),
+    ("import.html", include_str!("templates/import.html")),
+    (
+        "import_result.html",
+        include_str!("templates/import_result.html"),
+    ),
 ];
 
 const STATIC: &[(&str, &str, &str)] = &[

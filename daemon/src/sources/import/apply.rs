@@ -121,7 +121,15 @@ impl<'j, 'a> Apply<'j, 'a> {
     ) -> Self {
         let opts = job.opts;
         Self {
-            actor: Actor::file(job.file_name.clone(), job.digest.to_owned()),
+            actor: match &opts.uploaded_by {
+                // Uploaded through the console: the token is who asked;
+                // the file's digest still names what was read.
+                Some(token) => Actor {
+                    digest: Some(job.digest.to_owned()),
+                    ..Actor::token(token.clone())
+                },
+                None => Actor::file(job.file_name.clone(), job.digest.to_owned()),
+            },
             user_write: UserWrite {
                 application: opts.application.clone(),
                 end_state: opts.end_state,

@@ -68,6 +68,9 @@ pub struct ImportOptions {
     /// Set by the daemon on SIGTERM: the import stops after the batch being
     /// committed, and resumes from there on the next run.
     pub stop: Option<Arc<AtomicBool>>,
+    /// The token that uploaded the file through the console: the changes'
+    /// actor is that token (with the file's digest), not the file.
+    pub uploaded_by: Option<String>,
     /// For a file of a drop folder: the name it was dropped as and where
     /// it ends, for the report (the path read is a `.work/` file that is
     /// gone by the time anyone reads the report).
@@ -102,6 +105,7 @@ impl ImportOptions {
             max_file_bytes: 2 << 30,
             follow_symlinks: false,
             stop: None,
+            uploaded_by: None,
             dropped: None,
         }
     }
