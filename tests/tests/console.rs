@@ -31,6 +31,12 @@ requires_approval = true
 const ASSETS: &str = "\
 id,name,description,type,owner,certificateProfile,organization,country,dnsNames,ipAddresses,sid
 ,vault.example.org,,Server,,Approved P12,,,vault.example.org,,
+,printer-7,,Printer,,Not Yet Defined,,,printer-7.example.org,,
+";
+
+const CRM_USERS: &str = "\
+status,loginName,mail,firstName,lastName,language
+active,cara,cara@example.org,Cara,Crm,en
 ";
 
 /// Seed 001 through the console: one new user, one update, one bad mail.
@@ -182,20 +188,28 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
             sha(t)
         )
     };
+    // Mail goes to a port nobody listens on: sending is queued (what the
+    // console does) and the mail connector retries meanwhile.
+    let smtp = free_port();
     let env = Env::with_config(&format!(
-        "[admin]\nlisten = \"127.0.0.1:{admin}\"\n{PROFILES}\n{}{}{}{}",
-        token("ops", OPS, "\"operator\", \"write\""),
+        "[admin]\nlisten = \"127.0.0.1:{admin}\"\n{PROFILES}\n\
+         [[applications]]\nname = \"crm\"\ndisplay_name = \"The <CRM>\"\n\n\
+         [mail]\nrelay = \"127.0.0.1\"\nport = {smtp}\ntls = \"none\"\n\
+         from = \"idsync <noreply@example.com>\"\npublic_url = \"https://id.example.com/\"\n\n\
+         {}{}{}{}",
+        token("ops", OPS, "\"operator\", \"write\", \"read\""),
         token("boss", BOSS, "\"approver\", \"read\""),
         token("watch", WATCH, "\"monitor\""),
         token("both", BOTH, "\"operator\", \"approver\""),
     ));
-    for (kind, name, csv) in [
-        ("groups", "groups.csv", "displayName\nstaff\n"),
-        ("users", "users.csv", USERS),
-        ("assets", "assets.csv", ASSETS),
+    for (kind, name, csv, args) in [
+        ("groups", "groups.csv", "displayName\nstaff\n", &[][..]),
+        ("users", "users.csv", USERS, &[]),
+        ("users", "crm.csv", CRM_USERS, &["--application", "crm"]),
+        ("assets", "assets.csv", ASSETS, &[]),
     ] {
         let file = env.file(name, csv);
-        let (code, report) = env.import(kind, &file, &[]);
+        let (code, report) = env.import(kind, &file, args);
         assert_eq!(code, 0, "{kind}: {report}");
     }
     let daemon = env.serve(&[]);
@@ -246,7 +260,7 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     assert!(!cookie.contains(BOSS));
     assert!(b.text(&b.find(".who")).contains("boss"));
     let nav: Vec<String> = b.find_all("nav a").iter().map(|a| b.text(a)).collect();
-    assert_eq!(nav, ["Overview", "Users", "Requests"]);
+    assert_eq!(nav, ["Overview", "Users", "Assets", "Requests"]);
     assert!(!b.text(&b.find("#daemon-status")).is_empty());
     b.screenshot(&shots.join("overview.png"));
 
@@ -465,6 +479,40 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
         Err(e) => panic!("{e}"),
     };
     assert_eq!(status, 403);
+
+    // Seed 000: a pending asset (its profile did not exist) gets one.
+    b.click_through(&b.find("nav a[href='/ui/assets']"));
+    b.type_into(&b.find("#q"), "print");
+    b.click_through(&b.find("form[role=search] button"));
+    b.screenshot(&shots.join("assets.png"));
+    b.click_through(&b.find("tbody tr a"));
+    assert_eq!(b.text(&b.find("#asset-state")), "pending");
+    b.execute(
+        "document.getElementById('profile').value = 'Approved P12'",
+        json!([]),
+    );
+    b.screenshot(&shots.join("asset.png"));
+    b.click_through(&b.find("#assign"));
+    assert_eq!(b.text(&b.find("#asset-state")), "active", "{}", b.source());
+
+    // Seed 003: "Send E-Mails" for an application, then a resend.
+    b.click_through(&b.find("nav a[href='/ui/applications']"));
+    assert!(b.text(&b.find("main")).contains("The <CRM>"));
+    b.click_through(&b.find("#send-crm"));
+    assert_eq!(
+        b.text(&b.find(".notice")),
+        "crm: 1 activation mails queued."
+    );
+    b.screenshot(&shots.join("applications.png"));
+    b.goto(&format!("{base}/ui/users?q=cara"));
+    b.click_through(&b.find("tbody tr a"));
+    let activation = b.text(&b.find("main table tbody tr"));
+    assert!(activation.starts_with("crm queued"), "{activation}");
+    b.click_through(&b.find("main table button"));
+    assert_eq!(
+        b.text(&b.find(".notice")),
+        "A new activation mail for crm is queued."
+    );
     drop(b);
 
     // Guessing tokens is slowed down: 10 attempts a minute per address,
@@ -498,7 +546,7 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
         .changes()
         .into_iter()
         .filter(|e| {
-            e["actor"]["kind"] == "token" && e["actor"]["name"] == "ops" && e["kind"] == "user"
+            e["actor"]["kind"] == "token" && e["actor"]["name"] == "ops" && e["source"] == "CSV"
         })
         .collect();
     assert_eq!(by_ops.len(), 2, "{by_ops:?}");

@@ -207,6 +207,11 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         .await
         .with_context(|| format!("binding the admin listener on {listen}"))?;
     let import_slot = Arc::new(std::sync::Mutex::new(()));
+    let activations = Arc::new(crate::sources::activation::Activations::new(
+        Arc::clone(&rec),
+        cfg.applications.clone(),
+        cfg.mail.is_some(),
+    ));
     let console = match cfg.console.enabled {
         true => Some(Arc::new(crate::sources::console::Console::new(
             &cfg.console,
@@ -228,6 +233,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
                 upload_dir: cfg.data_dir.join("console-uploads"),
                 slot: Arc::clone(&import_slot),
             },
+            Arc::clone(&activations),
         )?)),
         false => None,
     };
@@ -241,11 +247,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
             max_body_bytes: cfg.admin.max_body_bytes,
             connectors: Some(Arc::clone(&connectors.connectors)),
             enrollment: Some(Arc::clone(&enrollment)),
-            activations: Some(Arc::new(crate::sources::activation::Activations::new(
-                Arc::clone(&rec),
-                cfg.applications.clone(),
-                cfg.mail.is_some(),
-            ))),
+            activations: Some(Arc::clone(&activations)),
             console,
             limits: cfg.admin.limits(),
         }),

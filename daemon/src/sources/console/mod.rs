@@ -17,11 +17,15 @@
 //!   enrollment service for approvals), recorded with the session's token
 //!   as actor.
 
+mod applications;
+mod assets;
 pub mod config;
 mod guard;
 mod import;
+mod requests;
 mod screens;
 mod session;
+mod users;
 mod views;
 
 use std::net::{IpAddr, SocketAddr};
@@ -39,6 +43,7 @@ use crate::infra::auth::Auth;
 use crate::infra::http::read_body;
 use crate::infra::metrics::Metrics;
 use crate::infra::rate_limit::RateLimit;
+use crate::sources::activation::Activations;
 use crate::sources::enroll::Enrollment;
 use config::ConsoleConfig;
 pub use import::ImportSetup;
@@ -100,6 +105,7 @@ pub struct Console {
     enrollment: Arc<Enrollment>,
     import: ImportSetup,
     uploads: import::Uploads,
+    activations: Arc<Activations>,
 }
 
 impl std::fmt::Debug for Console {
@@ -116,6 +122,7 @@ impl Console {
         rec: Arc<Reconciler>,
         enrollment: Arc<Enrollment>,
         import: ImportSetup,
+        activations: Arc<Activations>,
     ) -> Result<Self, ConsoleError> {
         import::prepare_upload_dir(&import.upload_dir).map_err(|source| {
             ConsoleError::UploadDir {
@@ -134,6 +141,7 @@ impl Console {
             enrollment,
             import,
             uploads: import::Uploads::default(),
+            activations,
         })
     }
 

@@ -32,6 +32,12 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("requests.html", include_str!("templates/requests.html")),
     ("request.html", include_str!("templates/request.html")),
     ("import.html", include_str!("templates/import.html")),
+    ("assets.html", include_str!("templates/assets.html")),
+    (
+        "applications.html",
+        include_str!("templates/applications.html"),
+    ),
+    ("asset.html", include_str!("templates/asset.html")),
     (
         "import_result.html",
         include_str!("templates/import_result.html"),

@@ -1,0 +1,172 @@
+//! The Assets screen (seed 000): search by the start of the name, a page
+//! at a time; an asset's page with its certificates, where an operator
+//! assigns a certificate profile (a pending asset becomes active) through
+//! the enrollment service, as the API's `PUT /assets/NAME/profile` does.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+use idsync_schema::{Asset, AssetState, Kind};
+use idsync_store::keys::Index;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::screens::{date, percent_encode, Shown, PAGE};
+use super::session::Live;
+use super::{views, Call, Console};
+use crate::infra::auth::Role;
+use crate::infra::http::parse_query;
+use crate::sources::enroll::EnrollError;
+
+fn state(a: &Asset) -> &'static str {
+    match a.state {
+        AssetState::Pending => "pending",
+        AssetState::Active => "active",
+    }
+}
+
+/// `GET /ui/assets?q=START&after=KEY`.
+pub fn assets(c: &Console, query: Option<&str>) -> Result<Shown, idsync_store::StoreError> {
+    let q = parse_query(query);
+    let text = q.get("q").map(|s| s.trim()).unwrap_or("");
+    let after = q.get("after").and_then(|a| hex::decode(a).ok());
+    let store = c.rec.store();
+    let (ids, last) = if text.is_empty() {
+        let page = store.scan_page(
+            idsync_store::keys::object_prefix(Kind::Asset),
+            after.as_deref(),
+            PAGE,
+        )?;
+        let last = (page.len() == PAGE).then(|| page[PAGE - 1].0.clone());
+        let assets: Vec<Asset> = page
+            .iter()
+            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
+            .collect();
+        (assets, last)
+    } else {
+        let page = store.index_page(Index::AssetName, text, after.as_deref(), PAGE)?;
+        let last = (page.len() == PAGE).then(|| page[PAGE - 1].0.clone());
+        let mut assets = Vec::with_capacity(page.len());
+        for (_, id) in &page {
+            if let Some(a) = store.object::<Asset>(Kind::Asset, *id)? {
+                assets.push(a);
+            }
+        }
+        (assets, last)
+    };
+    let rows: Vec<Value> = ids
+        .iter()
+        .map(|a| {
+            json!({
+                "id": a.id.to_string(), "name": a.name, "type": a.asset_type,
+                "profile": a.certificate_profile, "state": state(a),
+                "modified": date(a.meta.modified),
+            })
+        })
+        .collect();
+    let next = last.map(|k| {
+        format!(
+            "/ui/assets?q={}&after={}",
+            percent_encode(text),
+            hex::encode(k)
+        )
+    });
+    Ok(Shown::Page(
+        "assets.html",
+        json!({ "q": text, "assets": rows, "next": next }),
+    ))
+}
+
+/// `GET /ui/assets/ID`.
+pub fn asset(c: &Console, live: &Live, id: &str) -> Result<Shown, idsync_store::StoreError> {
+    let Ok(id) = Uuid::parse_str(id) else {
+        return Ok(Shown::NotFound);
+    };
+    let Some(a) = c.rec.store().object::<Asset>(Kind::Asset, id)? else {
+        return Ok(Shown::NotFound);
+    };
+    let operator = live.identity.grants(Role::Operator);
+    let certificates: Vec<Value> = match c.enrollment.certificates_of(&a.id.to_string()) {
+        Ok(certs) => certs
+            .iter()
+            .map(|cert| {
+                json!({
+                    "id": cert.id.to_string(), "serial": cert.serial, "profile": cert.profile,
+                    "not_after": date(cert.not_after),
+                    "installed": cert.installed.map(date),
+                    "revoked": cert.revoked.is_some(),
+                })
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "console: listing an asset's certificates failed");
+            Vec::new()
+        }
+    };
+    let profiles: Vec<String> = if operator {
+        match c.enrollment.profiles() {
+            Ok(p) => p.into_iter().map(|p| p.name.clone()).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "console: listing profiles failed");
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    let fields = vec![
+        ("Id", a.id.to_string()),
+        ("Name", a.name.clone()),
+        ("Type", opt(&a.asset_type)),
+        ("Description", opt(&a.description)),
+        ("Owner", opt(&a.owner)),
+        ("State", state(&a).to_owned()),
+        ("Certificate profile", opt(&a.certificate_profile)),
+        ("Organization", opt(&a.organization)),
+        ("Country", opt(&a.country)),
+        ("DNS names", a.dns_names.join(", ")),
+        ("IP addresses", a.ip_addresses.join(", ")),
+        ("Modified", date(a.meta.modified)),
+    ];
+    Ok(Shown::Page(
+        "asset.html",
+        json!({
+            "asset": { "id": a.id.to_string(), "name": a.name, "profile": a.certificate_profile, "state": state(&a) },
+            "fields": fields, "certificates": certificates,
+            "operator": operator, "profiles": profiles,
+        }),
+    ))
+}
+
+/// `POST /ui/assets/ID/profile`: "Assign certificate profile".
+pub async fn assign(c: &Console, call: &Call<'_>, live: &Live, id: &str) -> Response<Full<Bytes>> {
+    if !live.identity.grants(Role::Operator) {
+        return c.views.forbidden(live);
+    }
+    let Ok(id) = Uuid::parse_str(id) else {
+        return c.views.not_found(live);
+    };
+    let form = parse_query(std::str::from_utf8(&call.body).ok());
+    let profile = form.get("profile").map(|p| p.trim()).unwrap_or("");
+    let back = format!("/ui/assets/{id}");
+    let who = live.identity.token.as_str();
+    match c
+        .enrollment
+        .assign_profile(who, &id.to_string(), profile)
+        .await
+    {
+        Ok(_) => views::redirect(&back),
+        Err(e) => {
+            let status = match &e {
+                EnrollError::NotFound(_) => StatusCode::NOT_FOUND,
+                EnrollError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                EnrollError::Conflict(_) => StatusCode::CONFLICT,
+                EnrollError::Forbidden(_) => StatusCode::FORBIDDEN,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            c.views
+                .error(Some(live), status, "Not assigned", &e.to_string(), &back)
+        }
+    }
+}
