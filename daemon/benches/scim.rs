@@ -71,24 +71,6 @@ fn args() -> Args {
     a
 }
 
-/// Load `users` users into `data` with `idsync import`, unless done.
-fn load(dir: &Path, users: usize, idsync: &Path) {
-    let marker = dir.join(format!("loaded-{users}"));
-    if marker.exists() {
-        println!("reusing the {users} users loaded in {}", dir.display());
-        return;
-    }
-    let csv = dir.join("users.csv");
-    common::write_users_csv(&csv, users);
-    let took = common::import(idsync, &dir.join("data"), &csv, &[]);
-    println!(
-        "loaded {users} users in {took:.1} s ({:.0} rows/s)",
-        users as f64 / took
-    );
-    std::fs::remove_file(&csv).ok();
-    std::fs::write(marker, "").unwrap();
-}
-
 fn main() {
     let a = args();
     ensure_wrk();
@@ -103,7 +85,7 @@ fn main() {
     for (label, idsync) in &builds {
         let dir = dir.join(label);
         std::fs::create_dir_all(&dir).unwrap();
-        load(&dir, a.users, idsync);
+        common::load_users(&dir, a.users, idsync);
         let store = format!("[store]\ncache_mb = {}", a.cache_mb);
         let (child, port) = start(&dir, idsync, &store, a.connections);
         let ids = some_ids(port, a.users);

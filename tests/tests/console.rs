@@ -26,6 +26,18 @@ const PROFILES: &str = r#"
 name = "Approved P12"
 protocol = "p12"
 requires_approval = true
+
+[[profiles]]
+name = "Web P10"
+protocol = "p10"
+
+[[profiles]]
+name = "Direct P12"
+protocol = "p12"
+
+[[profiles]]
+name = "Devices SCEP"
+protocol = "scep"
 "#;
 
 const ASSETS: &str = "\
@@ -53,6 +65,32 @@ active,eve,eve@example.org,<b>Eve</b>,Evans,en,staff
 active,evan,evan@example.org,Evan,Ng,en,
 active,bob,bob@example.org,Bob,Brown,en,staff
 ";
+
+/// A CSR for `NAME.example.org` made by openssl: its PEM.
+fn openssl_csr(env: &Env, name: &str) -> String {
+    let dir = env.dir.path();
+    let out = dir.join(format!("{name}.csr"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .arg("-keyout")
+        .arg(dir.join(format!("{name}.key")))
+        .args(["-subj", &format!("/CN={name}.example.org")])
+        .args(["-addext", &format!("subjectAltName=DNS:{name}.example.org")])
+        .arg("-out")
+        .arg(&out)
+        .output()
+        .expect("run openssl");
+    assert!(status.status.success(), "openssl req failed");
+    std::fs::read_to_string(out).unwrap()
+}
 
 fn sha(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -260,7 +298,10 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     assert!(!cookie.contains(BOSS));
     assert!(b.text(&b.find(".who")).contains("boss"));
     let nav: Vec<String> = b.find_all("nav a").iter().map(|a| b.text(a)).collect();
-    assert_eq!(nav, ["Overview", "Users", "Assets", "Requests"]);
+    assert_eq!(
+        nav,
+        ["Overview", "Users", "Assets", "Certificates", "Requests"]
+    );
     assert!(!b.text(&b.find("#daemon-status")).is_empty());
     b.screenshot(&shots.join("overview.png"));
 
@@ -513,6 +554,94 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
         b.text(&b.find(".notice")),
         "A new activation mail for crm is queued."
     );
+    // Seed 002: enroll profiles. P10: the CSR's PEM, the certificate,
+    // "Confirm installation".
+    b.click_through(&b.find("nav a[href='/ui/profiles']"));
+    b.screenshot(&shots.join("profiles.png"));
+    b.click_through(&b.find("a[href='/ui/profiles/Web%20P10']"));
+    let csr = openssl_csr(&env, "vault");
+    b.type_into(&b.find("#asset"), "vault.example.org");
+    b.execute(
+        "document.getElementById('csr').value = arguments[0]",
+        json!([csr]),
+    );
+    b.click_through(&b.find("#do-enroll"));
+    assert!(b.url().contains("/ui/certificates/"), "{}", b.source());
+    assert_eq!(b.text(&b.find("#installed")), "no");
+    b.screenshot(&shots.join("certificate.png"));
+    let (cookie, _) = session_cookie(&b);
+    let cert_path = b.url().trim_start_matches(&base).to_owned();
+    let r = http.page("GET", &format!("{cert_path}/pem"), Some(&cookie), &[], None);
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .into_string()
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE-----"));
+    b.click_through(&b.find("#confirm-installed"));
+    assert_ne!(b.text(&b.find("#installed")), "no", "{}", b.source());
+
+    // P12 with the displayed password: without "Confirm displayed
+    // password" it is refused; with it, the answer is the file, which
+    // opens with that password.
+    b.goto(&format!("{base}/ui/profiles/Direct%20P12"));
+    b.screenshot(&shots.join("profile-p12.png"));
+    let generated = b.text(&b.find("#generated-shown"));
+    assert_eq!(generated.len(), 20);
+    let csrf = csrf_of(&b);
+    let p12_form = |confirm: bool| {
+        format!(
+            "csrf={csrf}&asset=vault.example.org&generated={generated}&use_generated=on{}",
+            if confirm { "&confirm_displayed=on" } else { "" }
+        )
+    };
+    let r = http.page(
+        "POST",
+        "/ui/profiles/Direct%20P12/enroll",
+        Some(&cookie),
+        &[],
+        Some(&p12_form(false)),
+    );
+    assert_eq!(r.status(), 422);
+    assert!(r
+        .into_string()
+        .unwrap()
+        .contains("Confirm displayed password"));
+    let r = http.page(
+        "POST",
+        "/ui/profiles/Direct%20P12/enroll",
+        Some(&cookie),
+        &[],
+        Some(&p12_form(true)),
+    );
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.header("content-type"), Some("application/x-pkcs12"));
+    let mut p12 = Vec::new();
+    std::io::Read::read_to_end(&mut r.into_reader(), &mut p12).unwrap();
+    let file = env.file("vault.p12", &p12);
+    let opened = std::process::Command::new("openssl")
+        .args(["pkcs12", "-noout", "-passin"])
+        .arg(format!("pass:{generated}"))
+        .arg("-in")
+        .arg(&file)
+        .output()
+        .expect("run openssl");
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+
+    // SCEP: the asset registered, its challenge shown once.
+    b.goto(&format!("{base}/ui/profiles/Devices%20SCEP"));
+    b.type_into(&b.find("#asset"), "vault.example.org");
+    b.click_through(&b.find("#do-enroll"));
+    assert!(
+        !b.text(&b.find("#scep-challenge")).is_empty(),
+        "{}",
+        b.source()
+    );
+    b.screenshot(&shots.join("registered.png"));
+
     drop(b);
 
     // Guessing tokens is slowed down: 10 attempts a minute per address,

@@ -98,6 +98,25 @@ pub fn write_users_csv(path: &Path, users: usize) {
     f.flush().unwrap();
 }
 
+/// Load `users` users into `dir/data` with `idsync import`, unless a
+/// marker says an earlier run did (`--keep DIR`).
+pub fn load_users(dir: &Path, users: usize, idsync: &Path) {
+    let marker = dir.join(format!("loaded-{users}"));
+    if marker.exists() {
+        println!("reusing the {users} users loaded in {}", dir.display());
+        return;
+    }
+    let csv = dir.join("users.csv");
+    write_users_csv(&csv, users);
+    let took = import(idsync, &dir.join("data"), &csv, &[]);
+    println!(
+        "loaded {users} users in {took:.1} s ({:.0} rows/s)",
+        users as f64 / took
+    );
+    std::fs::remove_file(&csv).ok();
+    std::fs::write(marker, "").unwrap();
+}
+
 /// `idsync import users csv` into `data` (with `env` set), in seconds.
 pub fn import(idsync: &Path, data: &Path, csv: &Path, env: &[(&str, String)]) -> f64 {
     let started = Instant::now();
@@ -121,6 +140,18 @@ pub fn import(idsync: &Path, data: &Path, csv: &Path, env: &[(&str, String)]) ->
 /// wrk is one peer: the per-peer connection cap (32 by default, against
 /// idle-connection floods) is raised to let all its connections in.
 pub fn start(dir: &Path, idsync: &Path, store: &str, connections: usize) -> (Child, u16) {
+    let (child, port, _) = start_with_admin(dir, idsync, store, connections);
+    (child, port)
+}
+
+/// [`start`], also giving the admin listener's port (whose per-peer cap
+/// is raised as the SCIM listener's).
+pub fn start_with_admin(
+    dir: &Path,
+    idsync: &Path,
+    store: &str,
+    connections: usize,
+) -> (Child, u16, u16) {
     let port = free_port();
     let admin = free_port();
     let sha = hex::encode(Sha256::digest(TOKEN.as_bytes()));
@@ -129,8 +160,8 @@ pub fn start(dir: &Path, idsync: &Path, store: &str, connections: usize) -> (Chi
     std::fs::write(
         &config,
         format!(
-            "{store}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n[scim]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\nmax_connections_per_peer = {per_peer}\n\
-             [[tokens]]\nname = \"bench\"\nsha256 = \"{sha}\"\nroles = [\"read\", \"write\"]\n"
+            "{store}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\nmax_connections = {per_peer}\nmax_connections_per_peer = {per_peer}\n[scim]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\nmax_connections_per_peer = {per_peer}\n\
+             [[tokens]]\nname = \"bench\"\nsha256 = \"{sha}\"\nroles = [\"read\", \"write\", \"operator\"]\n"
         ),
     )
     .unwrap();
@@ -150,7 +181,7 @@ pub fn start(dir: &Path, idsync: &Path, store: &str, connections: usize) -> (Chi
         assert!(Instant::now() < deadline, "the daemon did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    (child, port)
+    (child, port, admin)
 }
 
 /// Stop a daemon started with [`start`] (SIGTERM) and wait for it.

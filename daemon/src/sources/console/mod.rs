@@ -20,6 +20,7 @@
 mod applications;
 mod assets;
 pub mod config;
+mod enroll;
 mod guard;
 mod import;
 mod requests;

@@ -120,6 +120,8 @@ pub fn request(c: &Console, live: &Live, id: &str) -> Result<Shown, idsync_store
         json!({
             "request": { "id": r.id.to_string(), "subject": subject(&r) },
             "fields": fields, "decidable": decidable, "own": own, "notice": notice,
+            "downloadable": r.status == RequestStatus::Approved && r.protocol == idsync_schema::Protocol::P12,
+            "certificate": r.certificate.map(|c| c.to_string()),
         }),
     ))
 }

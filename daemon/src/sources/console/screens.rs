@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::session::Live;
-use super::{applications, assets, requests, users, Call, Console};
+use super::{applications, assets, enroll, requests, users, Call, Console};
 use crate::infra::auth::Role;
 
 /// Rows on one page of a list.
@@ -24,16 +24,18 @@ pub enum Screen {
     Import,
     Users,
     Assets,
+    Profiles,
     Requests,
     Applications,
 }
 
 impl Screen {
-    const ALL: [Screen; 6] = [
+    const ALL: [Screen; 7] = [
         Screen::Overview,
         Screen::Import,
         Screen::Users,
         Screen::Assets,
+        Screen::Profiles,
         Screen::Requests,
         Screen::Applications,
     ];
@@ -44,6 +46,7 @@ impl Screen {
             Screen::Import => "Import",
             Screen::Users => "Users",
             Screen::Assets => "Assets",
+            Screen::Profiles => "Certificates",
             Screen::Requests => "Requests",
             Screen::Applications => "Applications",
         }
@@ -55,6 +58,7 @@ impl Screen {
             Screen::Import => "/ui/import",
             Screen::Users => "/ui/users",
             Screen::Assets => "/ui/assets",
+            Screen::Profiles => "/ui/profiles",
             Screen::Requests => "/ui/requests",
             Screen::Applications => "/ui/applications",
         }
@@ -68,7 +72,7 @@ impl Screen {
             Screen::Import => &[Role::Write],
             Screen::Users => &[Role::Read],
             Screen::Assets => &[Role::Read, Role::Operator],
-            Screen::Requests => &[Role::Operator, Role::Approver],
+            Screen::Profiles | Screen::Requests => &[Role::Operator, Role::Approver],
             Screen::Applications => &[Role::Operator],
         }
     }
@@ -118,6 +122,28 @@ pub async fn route(c: &Console, call: &Call<'_>, live: &Live) -> Response<Full<B
         (&Method::POST, ["users", id, "resend"]) => {
             return applications::resend(c, call, live, id).await
         }
+        (&Method::GET | &Method::HEAD, ["profiles"]) => (Screen::Profiles, Get::Profiles),
+        (&Method::GET | &Method::HEAD, ["profiles", name]) => {
+            (Screen::Profiles, Get::Profile(name))
+        }
+        (&Method::POST, ["profiles", name, "enroll"]) => {
+            return enroll::enroll(c, call, live, name).await
+        }
+        (&Method::GET | &Method::HEAD, ["certificates", id]) => {
+            (Screen::Profiles, Get::Certificate(id))
+        }
+        (&Method::GET | &Method::HEAD, ["certificates", id, "pem"]) => {
+            if !Screen::Profiles.allowed(live) {
+                return c.views.forbidden(live);
+            }
+            return enroll::pem(c, live, id);
+        }
+        (&Method::POST, ["certificates", id, "installed"]) => {
+            return enroll::confirm_installed(c, live, id).await
+        }
+        (&Method::POST, ["requests", id, "p12"]) => {
+            return enroll::download_p12(c, call, live, id).await
+        }
         (&Method::GET | &Method::HEAD, ["requests"]) => (Screen::Requests, Get::Requests),
         (&Method::GET | &Method::HEAD, ["requests", id]) => (Screen::Requests, Get::Request(id)),
         (&Method::POST, ["requests", id, "decide"]) => {
@@ -128,16 +154,19 @@ pub async fn route(c: &Console, call: &Call<'_>, live: &Live) -> Response<Full<B
     if !screen.allowed(live) {
         return c.views.forbidden(live);
     }
-    let shown = match get {
+    let shown: Result<Shown, Failed> = match get {
         Get::Overview => Ok(overview(c)),
         Get::Import => Ok(Shown::Page("import.html", super::import::form(c))),
-        Get::Users => users::users(c, call.query),
-        Get::Assets => assets::assets(c, call.query),
+        Get::Users => users::users(c, call.query).map_err(Failed::from),
+        Get::User(id) => users::user(c, live, id, call.query).map_err(Failed::from),
+        Get::Assets => assets::assets(c, call.query).map_err(Failed::from),
+        Get::Asset(id) => assets::asset(c, live, id).map_err(Failed::from),
         Get::Applications => Ok(applications::applications(c, call.query)),
-        Get::Asset(id) => assets::asset(c, live, id),
-        Get::User(id) => users::user(c, live, id, call.query),
+        Get::Profiles => enroll::profiles(c).map_err(Failed::from),
+        Get::Profile(name) => enroll::profile(c, live, name).map_err(Failed::from),
+        Get::Certificate(id) => enroll::certificate(c, live, id).map_err(Failed::from),
         Get::Requests => Ok(requests::requests(c, call.query)),
-        Get::Request(id) => requests::request(c, live, id),
+        Get::Request(id) => requests::request(c, live, id).map_err(Failed::from),
     };
     match shown {
         Ok(Shown::Page(template, vars)) => {
@@ -146,7 +175,7 @@ pub async fn route(c: &Console, call: &Call<'_>, live: &Live) -> Response<Full<B
         }
         Ok(Shown::NotFound) => c.views.not_found(live),
         Err(e) => {
-            tracing::error!(error = %e, "console: reading the store failed");
+            tracing::error!(error = %e, "console: a page could not be read");
             c.views.error(
                 Some(live),
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -168,6 +197,18 @@ enum Get<'a> {
     User(&'a str),
     Requests,
     Request(&'a str),
+    Profiles,
+    Profile(&'a str),
+    Certificate(&'a str),
+}
+
+/// Why a page could not be read.
+#[derive(Debug, thiserror::Error)]
+enum Failed {
+    #[error(transparent)]
+    Store(#[from] idsync_store::StoreError),
+    #[error(transparent)]
+    Enroll(#[from] crate::sources::enroll::EnrollError),
 }
 
 /// What a screen shows: a template with its values, or nothing there.

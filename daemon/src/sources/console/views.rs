@@ -38,6 +38,13 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/applications.html"),
     ),
     ("asset.html", include_str!("templates/asset.html")),
+    ("profiles.html", include_str!("templates/profiles.html")),
+    ("profile.html", include_str!("templates/profile.html")),
+    ("registered.html", include_str!("templates/registered.html")),
+    (
+        "certificate.html",
+        include_str!("templates/certificate.html"),
+    ),
     (
         "import_result.html",
         include_str!("templates/import_result.html"),
@@ -227,4 +234,24 @@ pub fn static_file(method: &Method, name: &str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("public, max-age=3600"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A template file not in [`TEMPLATES`] is a page that fails to render
+    /// at run time: every file of `templates/` must be there.
+    #[test]
+    fn every_template_file_is_compiled_in() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/sources/console/templates");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                TEMPLATES.iter().any(|(n, _)| *n == name),
+                "{name} is not in TEMPLATES"
+            );
+        }
+        assert!(Views::new().is_ok());
+    }
 }

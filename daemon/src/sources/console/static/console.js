@@ -1,7 +1,7 @@
 // The console's one script, loaded from /ui/static/ (the CSP allows no
 // other and no inline script). Every page works without it: it asks
-// before a request is rejected (which cannot be undone), and shows an
-// upload's progress.
+// before a request is rejected (which cannot be undone), shows an
+// upload's progress and reads a chosen CSR file into its text field.
 "use strict";
 
 document.addEventListener("click", (event) => {
@@ -9,6 +9,17 @@ document.addEventListener("click", (event) => {
   if (button && !window.confirm("Reject this request? This cannot be undone.")) {
     event.preventDefault();
   }
+});
+
+// A file input that fills a text field (a CSR): the form stays a plain
+// one; without this script, the PEM text is pasted.
+document.addEventListener("change", (event) => {
+  const input = event.target;
+  const target = input.dataset && input.dataset.fills && document.getElementById(input.dataset.fills);
+  if (!target || !input.files || !input.files[0]) {
+    return;
+  }
+  input.files[0].text().then((text) => { target.value = text; });
 });
 
 // The import form: sent with XMLHttpRequest to show a progress bar, then
