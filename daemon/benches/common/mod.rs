@@ -160,8 +160,10 @@ pub fn start_with_admin(
     std::fs::write(
         &config,
         format!(
-            "{store}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\nmax_connections = {per_peer}\nmax_connections_per_peer = {per_peer}\n[scim]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\nmax_connections_per_peer = {per_peer}\n\
-             [[tokens]]\nname = \"bench\"\nsha256 = \"{sha}\"\nroles = [\"read\", \"write\", \"operator\"]\n"
+            "{store}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\nmax_connections = {}\nmax_connections_per_peer = {per_peer}\n[scim]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\nmax_connections_per_peer = {per_peer}\n\
+             [[tokens]]\nname = \"bench\"\nsha256 = \"{sha}\"\nroles = [\"read\", \"write\", \"operator\"]\n",
+            // Room for a run's connections while the last run's close.
+            per_peer * 4,
         ),
     )
     .unwrap();
