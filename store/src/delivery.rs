@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::engine::Batch;
+use crate::engine::{Batch, EngineError};
 use crate::leadership::Epoch;
 use crate::{decode, keys, Store, StoreError};
 
@@ -46,13 +46,17 @@ impl Store {
 
     /// Write a connector's delivery state, atomically (fsync'd when the
     /// store is durable), if its epoch still leads: otherwise nothing is
-    /// written and the error is [`crate::EngineError::Conflict`] on
-    /// `s/leader`. An empty save writes nothing.
+    /// written and the error is [`StoreError::Deposed`]. An empty save
+    /// writes nothing.
     pub fn save_delivery(&self, save: DeliverySave) -> Result<(), StoreError> {
         if save.batch.is_empty() {
             return Ok(());
         }
-        Ok(self.engine().write(save.batch)?)
+        match self.engine().write(save.batch) {
+            // Its one expectation is the epoch.
+            Err(EngineError::Conflict { .. }) => Err(StoreError::Deposed { epoch: save.epoch }),
+            written => Ok(written?),
+        }
     }
 }
 
@@ -115,6 +119,8 @@ impl Delivery<'_> {
 /// connector's own prefix, and it expects `s/leader` to hold its epoch.
 pub struct DeliverySave {
     name: String,
+    /// The number of the epoch it expects.
+    epoch: u64,
     batch: Batch,
 }
 
@@ -125,6 +131,7 @@ impl DeliverySave {
         batch.expect(keys::LEADER, Some(epoch.value()));
         Self {
             name: name.to_owned(),
+            epoch: epoch.number,
             batch,
         }
     }

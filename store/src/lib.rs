@@ -90,6 +90,10 @@ pub enum StoreError {
     /// incompatible version, or damaged.
     #[error("corrupt value under key {key}: {message}")]
     Corrupt { key: String, message: String },
+    /// A connector save made by the leader of `epoch` found another
+    /// epoch in `s/leader`: another process leads now; nothing was saved.
+    #[error("nothing saved: epoch {epoch} no longer leads (another process took over)")]
+    Deposed { epoch: u64 },
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
