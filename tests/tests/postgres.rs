@@ -86,9 +86,7 @@ fn the_daemon_keeps_its_store_in_postgres() {
     let changes = s.env.changes();
     assert!(changes.len() >= 5, "{changes:?}");
     assert!(
-        s.daemon
-            .log()
-            .contains("this process leads the replicas"),
+        s.daemon.log().contains("this process leads the replicas"),
         "{}",
         s.daemon.log()
     );

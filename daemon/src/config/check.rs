@@ -113,10 +113,9 @@ impl Config {
                 "must be 1000 to 600000 (ten minutes)",
             ),
             (
-                self.replicas
-                    .node_name
-                    .as_deref()
-                    .is_some_and(|n| n.trim().is_empty() || n.len() > 200 || n.chars().any(char::is_control)),
+                self.replicas.node_name.as_deref().is_some_and(|n| {
+                    n.trim().is_empty() || n.len() > 200 || n.chars().any(char::is_control)
+                }),
                 "replicas.node_name",
                 "must be 1 to 200 bytes of printable text",
             ),

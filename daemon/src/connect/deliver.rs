@@ -135,7 +135,9 @@ impl Runner {
             // Not delivered (the next leader delivers it); the runner's
             // loop then sees that it no longer leads.
             if !self.leads(w, epoch) {
-                break Streamed::Failed("no longer the leader: the batch is left to the next one".into());
+                break Streamed::Failed(
+                    "no longer the leader: the batch is left to the next one".into(),
+                );
             }
             let view = UnsavedView {
                 view: StoreView {

@@ -43,10 +43,15 @@ pub struct Report {
 impl Command {
     /// Answer with `error` instead of running it.
     pub(super) fn refuse(self, error: RunnerError) {
-        let _ = match self {
-            Command::Retry(reply) => reply.send(Err(error)),
-            Command::Reconcile { reply, .. } => reply.send(Err(error)),
-        };
+        // Nobody waiting for the answer is no error.
+        match self {
+            Command::Retry(reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Command::Reconcile { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+        }
     }
 }
 

@@ -440,7 +440,11 @@ async fn delivers_only_while_leading_and_stops_when_deposed() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let seen = f.seen.lock().unwrap().clone();
-    assert_eq!(seen[5..], (11..=15).collect::<Vec<u64>>(), "one batch, once");
+    assert_eq!(
+        seen[5..],
+        (11..=15).collect::<Vec<u64>>(),
+        "one batch, once"
+    );
     assert_eq!(rec.store().delivery("fake").cursor().unwrap(), 10);
 
     // Leading in the new epoch: from the stored cursor on.

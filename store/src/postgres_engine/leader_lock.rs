@@ -105,11 +105,14 @@ fn publish(role: &RoleSender, attempt: Attempt) -> Option<(Connection, Epoch)> {
             Some((connection, epoch))
         }
         Attempt::Lost(leader) => {
+            let named = leader
+                .as_ref()
+                .map_or_else(|| "unknown".to_owned(), Epoch::to_string);
             let follower = Role::Follower { leader };
             role.send_if_modified(|now| {
                 let changed = *now != follower;
                 if changed {
-                    tracing::info!(leader = ?follower, "a follower: another process leads");
+                    tracing::info!(leader = %named, "a follower: another process leads");
                     *now = follower;
                 }
                 changed
