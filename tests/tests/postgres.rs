@@ -315,7 +315,9 @@ fn count_seqs(
             let mut chunk = [0u8; 8192];
             // Head, then as much body as Content-Length says.
             let body = loop {
-                let Ok(n) = stream.read(&mut chunk) else { break None };
+                let Ok(n) = stream.read(&mut chunk) else {
+                    break None;
+                };
                 if n == 0 {
                     break None;
                 }
@@ -405,12 +407,11 @@ fn two_daemons_one_leader_and_a_failover() {
         b.log().contains("this process leads the replicas")
     });
     let took = killed.elapsed();
-    assert!(took < Duration::from_secs(6), "b led {took:?} after the kill");
     assert!(
-        b.log().contains("epoch=2"),
-        "a higher epoch: {}",
-        b.log()
+        took < Duration::from_secs(6),
+        "b led {took:?} after the kill"
     );
+    assert!(b.log().contains("epoch=2"), "a higher epoch: {}", b.log());
     wait_until("every change delivered", WAIT, || {
         seen.lock().unwrap().len() == 400
     });

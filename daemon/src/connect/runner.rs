@@ -233,7 +233,7 @@ impl Runner {
                     changed = w.head.changed() => if changed.is_err() { break },
                     _ = w.stop.changed() => {}
                     () = role_changed(&mut w.role) => {}
-                    Some(cmd) = w.commands.recv() => self.command(cmd, &mut cursor, epoch).await,
+                    Some(cmd) = w.commands.recv() => self.obey(cmd, &mut cursor, w, epoch).await,
                     () = sleep_until_some(next_reconcile) => {}
                 }
                 continue;
@@ -392,8 +392,18 @@ impl Runner {
                     Ok(()) => self.stats.head.store(*w.head.borrow_and_update(), Relaxed),
                     Err(_) => head_open = false,
                 },
-                Some(cmd) = w.commands.recv() => self.command(cmd, cursor, epoch).await,
+                Some(cmd) = w.commands.recv() => self.obey(cmd, cursor, w, epoch).await,
             }
+        }
+    }
+
+    /// Run `cmd` if this runner still leads in `epoch` (the role may have
+    /// changed while it waited), else answer that another process leads.
+    async fn obey(&self, cmd: Command, cursor: &mut u64, w: &Wakers, epoch: &Epoch) {
+        if self.leads(w, epoch) {
+            self.command(cmd, cursor, epoch).await;
+        } else {
+            cmd.refuse(RunnerError::NotLeader("another process".into()));
         }
     }
 }
