@@ -6,12 +6,17 @@
 //! is a write, and only the store writes the engine. A [`DeliverySave`] can
 //! hold nothing but keys under its own connector's prefix (`s/conn/NAME/`),
 //! so a connector runner cannot touch an object, an index or the log.
+//!
+//! And only the leader's: a save is made for the epoch its runner's
+//! process won ([`crate::leadership`]) and lands only while `s/leader`
+//! still holds that epoch, checked in the save's own transaction.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::engine::Batch;
+use crate::engine::{Batch, EngineError};
+use crate::leadership::Epoch;
 use crate::{decode, keys, Store, StoreError};
 
 /// A change parked after failing `attempts` times.
@@ -40,12 +45,18 @@ impl Store {
     }
 
     /// Write a connector's delivery state, atomically (fsync'd when the
-    /// store is durable). An empty save writes nothing.
+    /// store is durable), if its epoch still leads: otherwise nothing is
+    /// written and the error is [`StoreError::Deposed`]. An empty save
+    /// writes nothing.
     pub fn save_delivery(&self, save: DeliverySave) -> Result<(), StoreError> {
         if save.batch.is_empty() {
             return Ok(());
         }
-        Ok(self.engine().write(save.batch)?)
+        match self.engine().write(save.batch) {
+            // Its one expectation is the epoch.
+            Err(EngineError::Conflict { .. }) => Err(StoreError::Deposed { epoch: save.epoch }),
+            written => Ok(written?),
+        }
     }
 }
 
@@ -105,18 +116,23 @@ impl Delivery<'_> {
 
 /// Writes of one connector's delivery state, saved together by
 /// [`Store::save_delivery`]. Every key it can hold is under the
-/// connector's own prefix.
+/// connector's own prefix, and it expects `s/leader` to hold its epoch.
 pub struct DeliverySave {
     name: String,
+    /// The number of the epoch it expects.
+    epoch: u64,
     batch: Batch,
 }
 
 impl DeliverySave {
-    /// An empty save for connector `name`.
-    pub fn new(name: &str) -> Self {
+    /// An empty save for connector `name`, by the leader of `epoch`.
+    pub fn new(name: &str, epoch: &Epoch) -> Self {
+        let mut batch = Batch::new();
+        batch.expect(keys::LEADER, Some(epoch.value()));
         Self {
             name: name.to_owned(),
-            batch: Batch::new(),
+            epoch: epoch.number,
+            batch,
         }
     }
 
@@ -175,8 +191,12 @@ mod tests {
     fn a_save_stays_under_its_connector_and_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(EngineKind::Redb, dir.path(), &EngineOptions::default()).unwrap();
+        let leadership = store
+            .lead("test", std::time::Duration::from_secs(5))
+            .unwrap();
+        let epoch = leadership.role().epoch().cloned().unwrap();
         let id = Uuid::now_v7();
-        let mut save = DeliverySave::new("ldap");
+        let mut save = DeliverySave::new("ldap", &epoch);
         save.cursor(7);
         save.remote(id, Some(&serde_json::json!({"dn": "uid=a"})));
         save.reconciled_at(42);
@@ -188,6 +208,11 @@ mod tests {
             error: "down".into(),
             parked_at: time::OffsetDateTime::UNIX_EPOCH,
         });
+        assert_eq!(
+            save.batch.expect,
+            vec![(keys::LEADER.to_vec(), Some(epoch.value()))],
+            "a save is fenced with its leader's epoch"
+        );
         for op in &save.batch.ops {
             let (crate::engine::Op::Put(k, _) | crate::engine::Op::Delete(k)) = op;
             assert!(k.starts_with(&keys::connector_prefix("ldap")));
@@ -202,7 +227,7 @@ mod tests {
         assert_eq!(r["dn"], "uid=a");
         assert_eq!(store.delivery("webhook").cursor().unwrap(), 0);
 
-        let mut save = DeliverySave::new("ldap");
+        let mut save = DeliverySave::new("ldap", &epoch);
         save.unpark(3);
         save.remote::<serde_json::Value>(id, None);
         store.save_delivery(save).unwrap();

@@ -11,6 +11,8 @@
 use std::ops::Bound;
 use std::path::PathBuf;
 
+use crate::leadership::{take_epoch, Role, RoleSender};
+
 /// A key and its value, as scans return them.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
@@ -241,6 +243,23 @@ pub trait Engine: Send + Sync {
     /// follow.
     fn follow_heads(&self, on_head: HeadCallback) {
         let _ = on_head;
+    }
+
+    /// Take part in electing the leader of the processes sharing this
+    /// store, as `identity`, and publish this process's role on `role`
+    /// for as long as the engine lives (see `leadership.rs`). An embedded
+    /// engine has one process: it takes the next epoch and leads; `retry`
+    /// is for engines where another process may lead.
+    fn elect(
+        &self,
+        identity: String,
+        retry: std::time::Duration,
+        role: RoleSender,
+    ) -> Result<(), EngineError> {
+        let _ = retry;
+        let epoch = take_epoch(self, &identity)?;
+        role.send_replace(Role::Leader { epoch });
+        Ok(())
     }
 }
 

@@ -761,29 +761,6 @@ mod tests {
         assert_eq!(heard.as_deref(), Some("58"));
     }
 
-    /// Until replicas share a database, a second process on it is refused
-    /// (its change log numbers would collide); the first one's end frees it.
-    #[test]
-    fn one_engine_per_postgres_database() {
-        let cluster = crate::test_postgres::TestPostgres::start();
-        let dir = tempfile::tempdir().unwrap();
-        let opts = cluster.engine_options(opts());
-        let first = open_engine(EngineKind::Postgres, dir.path(), &opts).unwrap();
-        let Err(second) = open_engine(EngineKind::Postgres, dir.path(), &opts) else {
-            panic!("a second engine opened the same database");
-        };
-        assert!(second.to_string().contains("another idsync"), "{second}");
-        drop(first);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match open_engine(EngineKind::Postgres, dir.path(), &opts) {
-                Ok(_) => break,
-                Err(e) => assert!(Instant::now() < deadline, "still refused: {e}"),
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
     #[test]
     fn engine_files_are_named_per_engine() {
         let dir = tempfile::tempdir().unwrap();

@@ -99,4 +99,13 @@ impl Engine for HeadWatch {
     fn flush(&self) -> Result<(), EngineError> {
         self.inner.flush()
     }
+
+    fn elect(
+        &self,
+        identity: String,
+        retry: std::time::Duration,
+        role: crate::leadership::RoleSender,
+    ) -> Result<(), EngineError> {
+        self.inner.elect(identity, retry, role)
+    }
 }

@@ -20,6 +20,7 @@
 //! | `s/indexes` | — | the index layout version the store was last brought to (u32 big-endian) |
 //! | `c/` | sequence number (u64 big-endian) | change event JSON |
 //! | `s/head` | — | last sequence number (u64 big-endian) |
+//! | `s/leader` | — | the leader's epoch (u64 big-endian), then its identity (UTF-8) |
 //! | `s/import/` | file digest (hex) | import progress JSON |
 //! | `s/conn/NAME/cursor` | — | last change delivered to connector NAME (u64 big-endian) |
 //! | `s/conn/NAME/dead/` | sequence number (u64 big-endian) | parked change: error, attempts (JSON) |
@@ -235,6 +236,30 @@ pub fn head_value(v: &[u8]) -> Option<u64> {
     v.try_into().ok().map(u64::from_be_bytes)
 }
 
+/// Who leads the replicas on the store's database, and since which
+/// election: the epoch (u64 big-endian, one more at every election), then
+/// the winner's identity (UTF-8: `replicas.node_name`, or host, pid and
+/// admin address). The one process of an embedded store takes an epoch
+/// when its daemon starts. Every connector save expects the exact value
+/// its leader wrote when it won ([`crate::leadership`]), so a leader
+/// that lost its place can no longer move a cursor.
+pub const LEADER: &[u8] = b"s/leader";
+
+/// The [`LEADER`] value of epoch `epoch` won by `identity`.
+pub fn leader_value(epoch: u64, identity: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + identity.len());
+    v.extend_from_slice(&epoch.to_be_bytes());
+    v.extend_from_slice(identity.as_bytes());
+    v
+}
+
+/// The epoch and the identity a [`LEADER`] value holds.
+pub fn leader_of(v: &[u8]) -> Option<(u64, String)> {
+    let (epoch, identity) = v.split_at_checked(8)?;
+    let epoch = u64::from_be_bytes(epoch.try_into().ok()?);
+    Some((epoch, String::from_utf8_lossy(identity).into_owned()))
+}
+
 /// Prefix of import progress records.
 pub const IMPORT_PREFIX: &[u8] = b"s/import/";
 
@@ -309,6 +334,15 @@ mod tests {
         assert!(!connector_dead("a-b", 1).starts_with(&connector_prefix("a")));
         assert!(!connector_cursor("a").starts_with(IMPORT_PREFIX));
         assert!(connector_dead("a", 255) < connector_dead("a", 256));
+    }
+
+    #[test]
+    fn leader_values_read_back() {
+        let v = leader_value(7, "db1 pid 42");
+        assert_eq!(leader_of(&v), Some((7, "db1 pid 42".to_owned())));
+        assert_eq!(leader_of(&leader_value(1, "")), Some((1, String::new())));
+        assert_eq!(leader_of(b"short"), None);
+        assert_ne!(leader_value(7, "a"), leader_value(8, "a"));
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //!   admin API) on top of the reconciler;
 //! - [`delivery`], the typed delivery state of a connector (cursor, dead
 //!   letters, remote ids), the only other thing anybody may write, under
-//!   that connector's own prefix;
+//!   that connector's own prefix, and only by the leader;
+//! - [`leadership`], which process leads (runs the connectors), and the
+//!   epoch every delivery save is fenced with;
 //! - [`engine_bench`], raw engine figures for the benchmarks, on an engine
 //!   of their own.
 //!
@@ -22,8 +24,10 @@
 //!
 //! ```no_run
 //! # fn f(store: &idsync_store::Store) -> Result<(), idsync_store::StoreError> {
+//! let leadership = store.lead("host-a", std::time::Duration::from_secs(5))?;
+//! let epoch = leadership.role().epoch().cloned().expect("an embedded store's process leads");
 //! let cursor = store.delivery("ldap").cursor()?;
-//! let mut save = idsync_store::delivery::DeliverySave::new("ldap");
+//! let mut save = idsync_store::delivery::DeliverySave::new("ldap", &epoch);
 //! save.cursor(cursor + 1);
 //! store.save_delivery(save)?;
 //! # Ok(()) }
@@ -55,6 +59,7 @@ pub mod engine_bench;
 mod engines;
 mod head_watch;
 pub mod keys;
+pub mod leadership;
 mod postgres_engine;
 pub mod reconcile;
 mod redb_engine;
@@ -85,6 +90,10 @@ pub enum StoreError {
     /// incompatible version, or damaged.
     #[error("corrupt value under key {key}: {message}")]
     Corrupt { key: String, message: String },
+    /// A connector save made by the leader of `epoch` found another
+    /// epoch in `s/leader`: another process leads now; nothing was saved.
+    #[error("nothing saved: epoch {epoch} no longer leads (another process took over)")]
+    Deposed { epoch: u64 },
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {

@@ -293,7 +293,13 @@ fn the_deletion_threshold_stops_a_reconcile() {
             tx.delete_user(id).unwrap();
         }
         tx.commit().unwrap();
-        let mut save = DeliverySave::new("ldap");
+        // The daemon is stopped: this process leads, as the test.
+        let leadership = rec
+            .store()
+            .lead("test", std::time::Duration::from_secs(5))
+            .unwrap();
+        let epoch = leadership.role().epoch().cloned().unwrap();
+        let mut save = DeliverySave::new("ldap", &epoch);
         save.cursor(rec.store().head().unwrap());
         rec.store().save_delivery(save).unwrap();
     });

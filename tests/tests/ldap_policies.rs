@@ -286,7 +286,12 @@ fn backdate_disabled(env: &Env, id: uuid::Uuid, secs: i64) {
         .expect("a remote record");
     let at = r["disabledAt"].as_i64().expect("recorded as disabled");
     r["disabledAt"] = (at - secs).into();
-    let mut save = DeliverySave::new("ldap");
+    // The daemon is stopped: this process leads, as the test.
+    let leadership = store
+        .lead("test", std::time::Duration::from_secs(5))
+        .unwrap();
+    let epoch = leadership.role().epoch().cloned().unwrap();
+    let mut save = DeliverySave::new("ldap", &epoch);
     save.remote(id, Some(&r));
     store.save_delivery(save).unwrap();
     store.flush().unwrap();

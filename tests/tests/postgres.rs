@@ -2,17 +2,23 @@
 //! (Debian's, a throwaway cluster started by the test): SCIM writes and
 //! reads, a drop-folder import and the change log go through the same
 //! reconciler as on redb; a SIGKILL, or the database going away for 10 s
-//! under load, loses nothing acknowledged; a second daemon on the same
-//! database is refused (replicas are issue 18's next step:
-//! docs/operations.md).
+//! under load, loses nothing acknowledged; another process (the CLI)
+//! reads the database while the daemon runs, and the daemon, the leader
+//! of the processes on it, leads again after the database restarted
+//! (docs/operations.md); two daemons on one database, one leading the
+//! connectors, and a failover when it is killed.
 
 mod scim_env;
 
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use idsync_store::test_postgres::TestPostgres;
-use idsync_tests::{wait_until, Env};
+use idsync_tests::{free_port, wait_until, Env};
 use scim_env::{encode, sha, user, Scim, WAIT};
 use serde_json::json;
 
@@ -21,25 +27,6 @@ fn on_postgres(pg: &TestPostgres) -> String {
         "[store]\nengine = \"postgres\"\n[store.postgres]\nurl = \"{}\"\npool_size = 4\n",
         pg.url()
     )
-}
-
-/// Start a second daemon on `s`'s installation (the same database) and
-/// see it refused for the database's writer lock.
-fn a_second_daemon_is_refused(s: &Scim) {
-    let mut second = s.env.serve(&[]);
-    let status = second.wait(Duration::from_secs(30)).expect("it stops");
-    assert!(
-        !status.success(),
-        "a second daemon started: {}",
-        second.log()
-    );
-    assert!(
-        second
-            .log()
-            .contains("another idsync process uses this database"),
-        "{}",
-        second.log()
-    );
 }
 
 /// A token for `idsync status` (the monitor role).
@@ -99,8 +86,15 @@ fn the_daemon_keeps_its_store_in_postgres() {
     let r = s.filter("Users", "userName eq \"dee@example.org\"");
     assert_eq!(r.body["totalResults"], 1, "{}", r.body);
 
-    // A second daemon on the same database is refused at start.
-    a_second_daemon_is_refused(&s);
+    // Another process on the same database (the CLI) reads it while the
+    // daemon runs: processes are no longer refused, only one leads.
+    let changes = s.env.changes();
+    assert!(changes.len() >= 5, "{changes:?}");
+    assert!(
+        s.daemon.log().contains("this process leads the replicas"),
+        "{}",
+        s.daemon.log()
+    );
 
     // SIGKILL, then a restart: every acknowledged write is there.
     s.daemon.signal("KILL");
@@ -129,8 +123,7 @@ fn the_daemon_keeps_its_store_in_postgres() {
         String::from_utf8_lossy(&status.stderr)
     );
 
-    // The change log: every change once, numbered without a gap (read
-    // by the CLI once the daemon has let go of the database).
+    // The change log: every change once, numbered without a gap.
     s.daemon.signal("TERM");
     s.daemon.wait(Duration::from_secs(30)).expect("stopped");
     let changes = s.env.changes();
@@ -182,13 +175,18 @@ fn a_database_restart_under_load_loses_nothing_acknowledged() {
     // Written again after the outage, by the same daemon.
     let r = s.post("/Users", user("after", "after@example.org", "Load"));
     assert_eq!(r.status, 201, "{}", r.body);
-    // The writer lock went with the old connections; the daemon took it
-    // back, so a second daemon is still refused.
-    a_second_daemon_is_refused(&s);
-    assert!(
+    // The leader lock went with the old connections: the daemon was a
+    // follower until it took the lock back (within replicas.failover_ms
+    // of the database's return), and leads again.
+    wait_until("the daemon leads again", WAIT, || {
         s.daemon
             .log()
-            .contains("the database's writer lock is held again"),
+            .matches("this process leads the replicas")
+            .count()
+            >= 2
+    });
+    assert!(
+        s.daemon.log().contains("no longer the leader"),
         "{}",
         s.daemon.log()
     );
@@ -286,4 +284,157 @@ fn a_store_moves_to_postgres_and_back_exactly() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// A webhook receiver on 127.0.0.1:`port` that answers every POST 200
+/// and counts the change-log sequence numbers it got (`seq` in the body),
+/// until `stop`.
+fn count_seqs(
+    port: u16,
+    stop: Arc<AtomicBool>,
+) -> (Arc<Mutex<HashMap<u64, u32>>>, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the receiver");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let seen = Arc::new(Mutex::new(HashMap::new()));
+    let counts = Arc::clone(&seen);
+    let thread = std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            let mut stream = match listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                Err(e) => panic!("accept: {e}"),
+            };
+            stream.set_nonblocking(false).expect("blocking stream");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            // Head, then as much body as Content-Length says.
+            let body = loop {
+                let Ok(n) = stream.read(&mut chunk) else {
+                    break None;
+                };
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    break Some(buf[end + 4..end + 4 + len].to_vec());
+                }
+            };
+            let Some(body) = body else { continue };
+            let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            if let Some(seq) = event["seq"].as_u64() {
+                *counts.lock().unwrap().entry(seq).or_insert(0) += 1;
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (seen, thread)
+}
+
+/// Two daemons on one database, with the same webhook connector: one
+/// leads and delivers, the other follows and delivers nothing; the CLI
+/// imports beside them. SIGKILL of the leader while it delivers: the
+/// follower leads within `replicas.failover_ms` (plus the time PostgreSQL
+/// takes to see the connection closed), with a higher epoch, and delivers
+/// from the stored cursor: every change arrives, and only what the killed
+/// leader had delivered but not saved arrives twice.
+#[test]
+fn two_daemons_one_leader_and_a_failover() {
+    let pg = TestPostgres::start();
+    let hook = free_port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen, receiver) = count_seqs(hook, Arc::clone(&stop));
+    let replica = |name: &str| {
+        Env::with_config(&format!(
+            "{}[admin]\nlisten = \"127.0.0.1:{}\"\n\
+             [replicas]\nnode_name = \"{name}\"\nfailover_ms = 1000\n\
+             [[connectors]]\ntype = \"webhook\"\nname = \"hook\"\n\
+             url = \"http://127.0.0.1:{hook}/h\"\nkinds = [\"user\"]\ntimeout_ms = 5000\n\
+             [connectors.delivery]\nbatch_size = 50\nbackoff_initial_ms = 50\nbackoff_max_ms = 300\n",
+            on_postgres(&pg),
+            free_port(),
+        ))
+    };
+    let (env_a, env_b) = (replica("replica-a"), replica("replica-b"));
+    let a = env_a.serve(&[]);
+    wait_until("a leads", WAIT, || {
+        a.log().contains("this process leads the replicas")
+    });
+    let mut b = env_b.serve(&[]);
+    wait_until("b follows", WAIT, || {
+        b.log().contains("a follower: another process leads")
+    });
+    assert!(b.log().contains("replica-a (epoch 1)"), "{}", b.log());
+    // A's first full reconcile (nothing to send) runs before any change.
+    wait_until("a's connector delivers", WAIT, || {
+        a.log().contains("this process leads: delivering")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+
+    let users = |from: usize, to: usize| {
+        let mut csv = String::from("status,mail,lastName\n");
+        for n in from..to {
+            csv.push_str(&format!("active,u{n}@example.org,U{n}\n"));
+        }
+        csv
+    };
+    let (code, report) = env_a.import("users", &env_a.file("one.csv", users(0, 300)), &[]);
+    assert_eq!(code, 0, "{report}");
+    wait_until("a delivers", WAIT, || seen.lock().unwrap().len() >= 100);
+    let mut a = a;
+    a.signal("KILL");
+    a.wait(Duration::from_secs(10)).expect("killed");
+    let killed = std::time::Instant::now();
+    let (code, report) = env_b.import("users", &env_b.file("two.csv", users(300, 400)), &[]);
+    assert_eq!(code, 0, "{report}");
+    wait_until("b leads", Duration::from_secs(15), || {
+        b.log().contains("this process leads the replicas")
+    });
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(6),
+        "b led {took:?} after the kill"
+    );
+    assert!(b.log().contains("epoch=2"), "a higher epoch: {}", b.log());
+    wait_until("every change delivered", WAIT, || {
+        seen.lock().unwrap().len() == 400
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = seen.lock().unwrap().clone();
+    let twice: Vec<u64> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(
+        (1..=400).filter(|s| seen.contains_key(s)).count(),
+        400,
+        "every change once at least"
+    );
+    // At most the batch in flight and the one saved late (50 each).
+    assert!(twice.len() <= 100, "delivered twice: {twice:?}");
+    eprintln!(
+        "b led {took:?} after the kill; {} changes delivered twice",
+        twice.len()
+    );
+    b.signal("TERM");
+    b.wait(Duration::from_secs(30)).expect("stopped");
+    stop.store(true, Ordering::SeqCst);
+    receiver.join().expect("the receiver");
 }

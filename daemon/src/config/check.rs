@@ -108,6 +108,18 @@ impl Config {
                 "must be at least 100",
             ),
             (
+                !(1000..=600_000).contains(&self.replicas.failover_ms),
+                "replicas.failover_ms",
+                "must be 1000 to 600000 (ten minutes)",
+            ),
+            (
+                self.replicas.node_name.as_deref().is_some_and(|n| {
+                    n.trim().is_empty() || n.len() > 200 || n.chars().any(char::is_control)
+                }),
+                "replicas.node_name",
+                "must be 1 to 200 bytes of printable text",
+            ),
+            (
                 self.enrollment.p12_iterations < 1000,
                 "enrollment.p12_iterations",
                 "must be at least 1000 (NIST SP 800-132)",

@@ -32,6 +32,8 @@ pub struct Config {
     /// Where the store, reports and import work files live.
     pub data_dir: PathBuf,
     pub store: StoreConfig,
+    /// Several processes on one PostgreSQL database (`[replicas]`).
+    pub replicas: ReplicasConfig,
     pub users: UsersConfig,
     pub import: ImportConfig,
     /// Certificate profiles defined in the file (more can be made through
@@ -71,6 +73,7 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("idsync-data"),
             store: StoreConfig::default(),
+            replicas: ReplicasConfig::default(),
             users: UsersConfig::default(),
             import: ImportConfig::default(),
             profiles: Vec::new(),
@@ -154,6 +157,30 @@ impl Default for PostgresConfig {
             pool_size: d.pool_size,
             statement_timeout_ms: d.statement_timeout.as_millis() as u64,
             ca_file: None,
+        }
+    }
+}
+
+/// `[replicas]`: what a process sharing its PostgreSQL database with
+/// others needs (docs/operations.md). The embedded engines' one process
+/// always leads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicasConfig {
+    /// How this process names itself in `s/leader` and the logs; unset:
+    /// its host name, pid and admin address.
+    pub node_name: Option<String>,
+    /// How often a follower tries to become the leader, in milliseconds;
+    /// a leader whose database connection goes silent steps down within
+    /// half of it.
+    pub failover_ms: u64,
+}
+
+impl Default for ReplicasConfig {
+    fn default() -> Self {
+        Self {
+            node_name: None,
+            failover_ms: 5000,
         }
     }
 }
@@ -449,6 +476,30 @@ impl Config {
         })
     }
 
+    /// How this process names itself among the replicas:
+    /// `replicas.node_name`, or its host name, pid and admin address
+    /// (unique on one machine, recognisable in `s/leader` and the logs).
+    pub fn node_name(&self) -> String {
+        if let Some(name) = &self.replicas.node_name {
+            return name.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown-host".into());
+        format!(
+            "{host} pid {} admin {}",
+            std::process::id(),
+            self.admin.listen
+        )
+    }
+
+    /// How often a follower tries to lead.
+    pub fn failover(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.replicas.failover_ms)
+    }
+
     /// Where the store lives.
     pub fn store_dir(&self) -> PathBuf {
         self.data_dir.join("store")
@@ -599,6 +650,32 @@ mod tests {
             "ca.crl_url",
         ] {
             assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn replicas_are_checked() {
+        let cfg = load_str("").unwrap();
+        assert_eq!(cfg.failover(), std::time::Duration::from_secs(5));
+        let name = cfg.node_name();
+        assert!(
+            name.contains(&format!("pid {}", std::process::id()))
+                && name.ends_with(&format!("admin {}", cfg.admin.listen)),
+            "{name}"
+        );
+        let cfg = load_str("[replicas]\nnode_name = \"db-a\"\nfailover_ms = 1000\n").unwrap();
+        assert_eq!(cfg.node_name(), "db-a");
+        assert_eq!(cfg.failover(), std::time::Duration::from_secs(1));
+        for (toml, key) in [
+            ("failover_ms = 999", "replicas.failover_ms"),
+            ("failover_ms = 600001", "replicas.failover_ms"),
+            ("node_name = \" \"", "replicas.node_name"),
+            ("node_name = \"a\\nb\"", "replicas.node_name"),
+        ] {
+            let e = load_str(&format!("[replicas]\n{toml}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{toml}: {e}");
         }
     }
 

@@ -10,9 +10,10 @@ use idsync_connectors::{Delivery, DeliveryConfig, Event, Outcome, Remote};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::runner::{Runner, Wakers};
+use super::runner::{save, Runner, Wakers};
 use super::view::{save_learned, StoreView, UnsavedView};
 use idsync_store::delivery::{DeadLetter, DeliverySave};
+use idsync_store::leadership::Epoch;
 use idsync_store::{ChangeEvent, Store, StoreError};
 
 /// How a [`Runner::stream`] of batches ended.
@@ -94,13 +95,16 @@ impl Runner {
     ///   store, so it sees them through an [`UnsavedView`];
     /// - it returns with nothing in flight (the last save awaited), so that
     ///   `cursor` is then what the store holds, and commands (reconcile,
-    ///   retry) see the store as it is.
+    ///   retry) see the store as it is;
+    /// - no batch is handed to the connector once this process no longer
+    ///   leads in `epoch`, and every save expects `epoch`.
     pub(super) async fn stream(
         &self,
         cursor: &mut u64,
         w: &Wakers,
         attempts: &mut HashMap<u64, u32>,
         d: &DeliveryConfig,
+        epoch: &Epoch,
     ) -> Streamed {
         let mut reading = Some(self.read(*cursor, d.batch_size));
         // The save in flight, and the remote ids it writes.
@@ -128,6 +132,13 @@ impl Runner {
             if last < head_now && !*w.stop.borrow() && w.commands.is_empty() {
                 reading = Some(self.read(last, d.batch_size));
             }
+            // Not delivered (the next leader delivers it); the runner's
+            // loop then sees that it no longer leads.
+            if !self.leads(w, epoch) {
+                break Streamed::Failed(
+                    "no longer the leader: the batch is left to the next one".into(),
+                );
+            }
             let view = UnsavedView {
                 view: StoreView {
                     store: self.rec.store(),
@@ -153,8 +164,14 @@ impl Runner {
                     break e;
                 }
             }
-            let (batch, settled) =
-                self.settle(&events, &delivery, delivered_to, attempts, d.max_attempts);
+            let (batch, settled) = self.settle(
+                &events,
+                &delivery,
+                delivered_to,
+                attempts,
+                d.max_attempts,
+                epoch,
+            );
             delivered_to = settled.cursor;
             let complete = settled.complete;
             unsaved = delivery.learned.into_iter().collect();
@@ -185,8 +202,9 @@ impl Runner {
         cursor: u64,
         attempts: &mut HashMap<u64, u32>,
         max_attempts: u32,
+        epoch: &Epoch,
     ) -> (DeliverySave, Settled) {
-        let mut save = DeliverySave::new(&self.name);
+        let mut save = DeliverySave::new(&self.name, epoch);
         let mut s = Settled {
             cursor,
             complete: delivery.outcomes.len() >= events.len(),
@@ -239,9 +257,9 @@ impl Runner {
     }
 
     /// Write `save` (fsync'd) off the async threads.
-    fn write(&self, save: DeliverySave) -> JoinHandle<Result<(), StoreError>> {
-        let rec = Arc::clone(&self.rec);
-        tokio::task::spawn_blocking(move || rec.store().save_delivery(save))
+    fn write(&self, batch: DeliverySave) -> JoinHandle<Result<(), StoreError>> {
+        let (rec, deposed) = (Arc::clone(&self.rec), Arc::clone(&self.deposed));
+        tokio::task::spawn_blocking(move || save(rec.store(), &deposed, batch))
     }
 
     /// Wait for a save; once it is durable, move `cursor` and the figures.

@@ -28,6 +28,10 @@ pub enum RunnerError {
     /// The runner is not running (or stopped before it answered).
     #[error("the connector is not running")]
     NotRunning,
+    /// Another process leads: its runner delivers and takes commands
+    /// (the leader, as `s/leader` names it).
+    #[error("this process does not lead the replicas: ask the leader, {0}")]
+    NotLeader(String),
 }
 
 impl RunnerError {

@@ -1,6 +1,7 @@
 //! The connector runner: one task per configured connector, each following
-//! the change log from its own durable cursor (see [`runner`]), plus what
-//! the admin API and the CLI need to look at them and steer them.
+//! the change log from its own durable cursor while this process leads
+//! (see [`runner`]), plus what the admin API and the CLI need to look at
+//! them and steer them.
 //!
 //! Why in the daemon and not in `idsync-connectors`: the runner owns the
 //! store side (cursor, dead letters, remote ids under `s/conn/NAME/`),
@@ -141,9 +142,14 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// Start one runner task per connector. They wake when the store's head
-/// moves and stop when [`Running::stop`] is called.
-pub fn start(connectors: Vec<Arc<dyn Connector>>, rec: &Arc<Reconciler>) -> Running {
+/// Start one runner task per connector. They deliver while `role` says
+/// this process leads, wake when the store's head moves and stop when
+/// [`Running::stop`] is called.
+pub fn start(
+    connectors: Vec<Arc<dyn Connector>>,
+    rec: &Arc<Reconciler>,
+    role: &watch::Receiver<idsync_store::leadership::Role>,
+) -> Running {
     idsync_connectors::install_crypto_provider();
     let (stop, stop_rx) = watch::channel(false);
     let mut entries = Vec::new();
@@ -161,6 +167,7 @@ pub fn start(connectors: Vec<Arc<dyn Connector>>, rec: &Arc<Reconciler>) -> Runn
         tasks.push(tokio::spawn(runner.run(
             rec.store().subscribe_head(),
             stop_rx.clone(),
+            role.clone(),
             rx,
         )));
         entries.push(Entry {

@@ -10,9 +10,10 @@ use tokio::sync::oneshot;
 
 use super::deliver::to_event;
 use super::error::RunnerError;
-use super::runner::Runner;
+use super::runner::{save, Runner};
 use super::view::{save_learned, StoreView};
 use idsync_store::delivery::DeliverySave;
+use idsync_store::leadership::Epoch;
 use idsync_store::ChangeEvent;
 
 /// What an operator can ask a running connector (through the admin API).
@@ -39,21 +40,37 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
+impl Command {
+    /// Answer with `error` instead of running it.
+    pub(super) fn refuse(self, error: RunnerError) {
+        // Nobody waiting for the answer is no error.
+        match self {
+            Command::Retry(reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Command::Reconcile { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+}
+
 impl Runner {
-    pub(super) async fn command(&self, cmd: Command, cursor: &mut u64) {
+    /// Run `cmd` as the leader of `epoch`.
+    pub(super) async fn command(&self, cmd: Command, cursor: &mut u64, epoch: &Epoch) {
         match cmd {
             Command::Retry(reply) => {
-                let _ = reply.send(self.retry().await);
+                let _ = reply.send(self.retry(epoch).await);
             }
             Command::Reconcile { force, reply } => {
-                let _ = reply.send(self.reconcile(force, cursor, false).await);
+                let _ = reply.send(self.reconcile(force, cursor, false, epoch).await);
             }
         }
     }
 
     /// Deliver the parked changes again, as the objects are now (a parked
     /// event's own object may be stale by now).
-    async fn retry(&self) -> Result<String, RunnerError> {
+    async fn retry(&self, epoch: &Epoch) -> Result<String, RunnerError> {
         let store = self.rec.store();
         let letters = store.delivery(&self.name).dead_letters()?;
         if letters.is_empty() {
@@ -91,24 +108,24 @@ impl Runner {
             name: &self.name,
         };
         let delivery = self.connector.deliver(&events, &view).await;
-        let mut save = DeliverySave::new(&self.name);
+        let mut replay = DeliverySave::new(&self.name, epoch);
         let mut replayed = 0u64;
         for (l, outcome) in letters.iter().zip(&delivery.outcomes) {
             match outcome {
                 Outcome::Delivered => {
-                    save.unpark(l.seq);
+                    replay.unpark(l.seq);
                     replayed += 1;
                 }
                 Outcome::Retry(m) | Outcome::Failed(m) => {
                     let mut l = l.clone();
                     l.attempts += 1;
                     l.error = m.clone();
-                    save.park(&l);
+                    replay.park(&l);
                 }
             }
         }
-        save_learned(&mut save, &delivery.learned);
-        store.save_delivery(save)?;
+        save_learned(&mut replay, &delivery.learned);
+        save(store, &self.deposed, replay)?;
         let left = letters.len() as u64 - replayed;
         self.stats.parked.store(left, Relaxed);
         self.stats.delivered.fetch_add(replayed, Relaxed);
@@ -122,6 +139,7 @@ impl Runner {
         force: bool,
         cursor: &mut u64,
         first: bool,
+        epoch: &Epoch,
     ) -> Result<Report, RunnerError> {
         let store = self.rec.store();
         let head_before = store.head()?;
@@ -142,16 +160,16 @@ impl Runner {
         super::activations::record(&self.rec, &self.name, reports)
             .await
             .map_err(RunnerError::Apply)?;
-        let mut save = DeliverySave::new(&self.name);
-        save_learned(&mut save, &applied.learned);
+        let mut reconciled = DeliverySave::new(&self.name, epoch);
+        save_learned(&mut reconciled, &applied.learned);
         let ended = time::OffsetDateTime::now_utc().unix_timestamp();
-        save.reconciled_at(ended);
+        reconciled.reconciled_at(ended);
         // A new connector: the reconcile brought the peer to (at least) the
         // head it saw before planning; what came after is delivered next.
         if first && *cursor < head_before {
-            save.cursor(head_before);
+            reconciled.cursor(head_before);
         }
-        store.save_delivery(save)?;
+        save(store, &self.deposed, reconciled)?;
         self.last_reconcile.store(ended, Relaxed);
         if first && *cursor < head_before {
             *cursor = head_before;

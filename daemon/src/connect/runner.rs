@@ -12,13 +12,23 @@
 //! - It reads the store (never blocking writers: redb reads are snapshots)
 //!   and writes only its own `s/conn/NAME/` keys; each connector has its own
 //!   task, so one connector's trouble never holds up another or the imports.
+//! - It delivers only while this process leads the processes sharing the
+//!   store (`idsync_store::leadership`): it waits as a follower, starts
+//!   from the stored cursor when this process wins, and stops between two
+//!   batches when it loses. Every save carries the epoch it leads in, so a
+//!   save made after another process took over is refused
+//!   ([`StoreError::Deposed`]); the runner then stops delivering under
+//!   that epoch even before the process learns it lost.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use idsync_connectors::Connector;
+use idsync_connectors::{Connector, DeliveryConfig};
+use idsync_store::delivery::DeliverySave;
+use idsync_store::leadership::{Epoch, Role};
+use idsync_store::StoreError;
 use tokio::sync::{mpsc, watch};
 
 use super::backoff::Backoff;
@@ -39,6 +49,9 @@ pub struct Runner {
     /// records it: read at start, then kept by [`Runner::reconcile`], so
     /// the schedule needs no read per turn of the loop. [`NEVER`]: none yet.
     pub(super) last_reconcile: AtomicI64,
+    /// The number of the epoch a save of this runner found deposed (0:
+    /// none): no more delivering under it, whatever the role says.
+    pub(super) deposed: Arc<AtomicU64>,
 }
 
 /// [`Runner::last_reconcile`] before the first reconcile.
@@ -57,8 +70,23 @@ impl Runner {
             rec,
             stats,
             last_reconcile: AtomicI64::new(NEVER),
+            deposed: Arc::new(AtomicU64::new(0)),
         }
     }
+}
+
+/// Save `save` (a blocking write); a save refused because another
+/// process leads now marks its epoch in `deposed`.
+pub(super) fn save(
+    store: &idsync_store::Store,
+    deposed: &AtomicU64,
+    save: DeliverySave,
+) -> Result<(), StoreError> {
+    let saved = store.save_delivery(save);
+    if let Err(StoreError::Deposed { epoch }) = &saved {
+        deposed.store(*epoch, Relaxed);
+    }
+    saved
 }
 
 /// Sleep until `at`; never, without one.
@@ -69,34 +97,100 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// What wakes a runner: the change log's head moving, a stop, a command.
+/// Until `role` changes; never once nothing can change it (an embedded
+/// store's leadership, dropped).
+async fn role_changed(role: &mut watch::Receiver<Role>) {
+    if role.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// What wakes a runner: the change log's head moving, a stop, a command,
+/// this process's role changing.
 pub(super) struct Wakers {
     pub(super) head: watch::Receiver<u64>,
     pub(super) stop: watch::Receiver<bool>,
     pub(super) commands: mpsc::Receiver<Command>,
+    pub(super) role: watch::Receiver<Role>,
 }
 
 impl Runner {
-    /// Run until `stop` turns true.
+    /// Run until `stop` turns true: deliver while this process leads,
+    /// wait while another one does.
     pub async fn run(
         self,
         head: watch::Receiver<u64>,
         stop: watch::Receiver<bool>,
+        role: watch::Receiver<Role>,
         commands: mpsc::Receiver<Command>,
     ) {
         let mut w = Wakers {
             head,
             stop,
             commands,
+            role,
         };
         let d = self.connector.delivery().clone();
+        while let Some(epoch) = self.follow(&mut w).await {
+            tracing::info!(connector = %self.name, epoch = epoch.number, "this process leads: delivering");
+            if !self.lead(&epoch, &mut w, &d).await {
+                break;
+            }
+            if *w.stop.borrow() {
+                break;
+            }
+            tracing::warn!(connector = %self.name, epoch = epoch.number, "no longer the leader: delivery stopped here");
+        }
+    }
+
+    /// Whether this runner may still deliver under `epoch`: the process
+    /// leads in it, and no save found it deposed.
+    pub(super) fn leads(&self, w: &Wakers, epoch: &Epoch) -> bool {
+        w.role.borrow().epoch() == Some(epoch) && self.deposed.load(Relaxed) != epoch.number
+    }
+
+    /// Wait while another process leads, answering commands with who
+    /// does; the epoch this process leads in once it does, `None` on a
+    /// stop.
+    async fn follow(&self, w: &mut Wakers) -> Option<Epoch> {
+        let mut said = false;
+        loop {
+            if *w.stop.borrow() {
+                return None;
+            }
+            let role = w.role.borrow_and_update().clone();
+            let leader = match role {
+                Role::Leader { epoch } if self.deposed.load(Relaxed) != epoch.number => {
+                    return Some(epoch)
+                }
+                // Deposed while the process still thinks it leads: it
+                // learns otherwise when its lock connection fails.
+                Role::Leader { .. } => None,
+                Role::Follower { leader } => leader,
+            };
+            let named = leader.map_or_else(|| "another process".to_owned(), |l| l.to_string());
+            if !said {
+                tracing::info!(connector = %self.name, leader = %named, "a follower: the leader delivers");
+                said = true;
+            }
+            tokio::select! {
+                () = role_changed(&mut w.role) => said = false,
+                _ = w.stop.changed() => {}
+                Some(cmd) = w.commands.recv() => cmd.refuse(RunnerError::NotLeader(named)),
+            }
+        }
+    }
+
+    /// Deliver as the leader of `epoch` until a stop (false: the runner
+    /// ends) or the leadership is lost (true).
+    async fn lead(&self, epoch: &Epoch, w: &mut Wakers, d: &DeliveryConfig) -> bool {
         let mut backoff = Backoff::new(
             Duration::from_millis(d.backoff_initial_ms),
             Duration::from_millis(d.backoff_max_ms),
         );
         let mut attempts: HashMap<u64, u32> = HashMap::new();
         let Some((mut cursor, mut need_reconcile)) = self.load_state() else {
-            return;
+            return false;
         };
         tracing::info!(connector = %self.name, cursor, "connector started");
         self.healthcheck();
@@ -106,14 +200,19 @@ impl Runner {
             if *w.stop.borrow() {
                 break;
             }
+            if !self.leads(w, epoch) {
+                tracing::info!(connector = %self.name, cursor, "connector stopped: another process leads");
+                return true;
+            }
             while let Ok(cmd) = w.commands.try_recv() {
-                self.command(cmd, &mut cursor).await;
+                self.command(cmd, &mut cursor, epoch).await;
             }
             if need_reconcile {
-                match self.first_reconcile(&mut cursor, &w).await {
+                match self.first_reconcile(&mut cursor, w, epoch).await {
                     Ok(()) => need_reconcile = false,
                     Err(e) if e.transient() => {
-                        self.pause(backoff.next_delay(), &mut w, &mut cursor).await;
+                        self.pause(backoff.next_delay(), w, &mut cursor, epoch)
+                            .await;
                         continue;
                     }
                     Err(_) => need_reconcile = false,
@@ -122,7 +221,7 @@ impl Runner {
             let due_in = self.reconcile_due_in(d.reconcile_every_s, retry_reconcile_at);
             if due_in == Some(Duration::ZERO) {
                 retry_reconcile_at = self
-                    .scheduled_reconcile(&mut cursor, d.reconcile_every_s)
+                    .scheduled_reconcile(&mut cursor, d.reconcile_every_s, epoch)
                     .await;
                 continue;
             }
@@ -133,12 +232,13 @@ impl Runner {
                 tokio::select! {
                     changed = w.head.changed() => if changed.is_err() { break },
                     _ = w.stop.changed() => {}
-                    Some(cmd) = w.commands.recv() => self.command(cmd, &mut cursor).await,
+                    () = role_changed(&mut w.role) => {}
+                    Some(cmd) = w.commands.recv() => self.obey(cmd, &mut cursor, w, epoch).await,
                     () = sleep_until_some(next_reconcile) => {}
                 }
                 continue;
             }
-            match self.stream(&mut cursor, &w, &mut attempts, &d).await {
+            match self.stream(&mut cursor, w, &mut attempts, d, epoch).await {
                 Streamed::Done(true) => {
                     backoff.reset();
                     continue;
@@ -150,10 +250,15 @@ impl Runner {
                     break;
                 }
             }
+            if !self.leads(w, epoch) {
+                continue;
+            }
             // Something was not delivered: back off before the next try.
-            self.pause(backoff.next_delay(), &mut w, &mut cursor).await;
+            self.pause(backoff.next_delay(), w, &mut cursor, epoch)
+                .await;
         }
         tracing::info!(connector = %self.name, cursor, "connector stopped");
+        false
     }
 
     /// The cursor, and whether the first full reconcile is still to run,
@@ -178,8 +283,13 @@ impl Runner {
     /// A new connector starts with a full reconcile. A failure shows as
     /// what it is: nothing delivered yet, the whole log behind, one more
     /// failed attempt.
-    async fn first_reconcile(&self, cursor: &mut u64, w: &Wakers) -> Result<(), RunnerError> {
-        match self.reconcile(false, cursor, true).await {
+    async fn first_reconcile(
+        &self,
+        cursor: &mut u64,
+        w: &Wakers,
+        epoch: &Epoch,
+    ) -> Result<(), RunnerError> {
+        match self.reconcile(false, cursor, true, epoch).await {
             Ok(r) => {
                 tracing::info!(connector = %self.name, creates = r.creates, updates = r.updates, deletions = r.deletions, "first full reconcile done");
                 Ok(())
@@ -202,8 +312,9 @@ impl Runner {
         &self,
         cursor: &mut u64,
         every_s: u64,
+        epoch: &Epoch,
     ) -> Option<tokio::time::Instant> {
-        match self.reconcile(false, cursor, false).await {
+        match self.reconcile(false, cursor, false, epoch).await {
             Ok(r) => {
                 tracing::info!(connector = %self.name, creates = r.creates, updates = r.updates, deletions = r.deletions, errors = r.errors.len(), "scheduled reconcile done");
                 None
@@ -268,19 +379,31 @@ impl Runner {
     /// The head is followed meanwhile, so the lag `idsync status` and
     /// `/metrics` show grows while a peer is down instead of waiting for
     /// the next try.
-    async fn pause(&self, delay: Duration, w: &mut Wakers, cursor: &mut u64) {
+    /// A change of role ends it too.
+    async fn pause(&self, delay: Duration, w: &mut Wakers, cursor: &mut u64, epoch: &Epoch) {
         let until = tokio::time::Instant::now() + delay;
         let mut head_open = true;
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(until) => return,
                 _ = w.stop.changed() => return,
+                () = role_changed(&mut w.role) => return,
                 changed = w.head.changed(), if head_open => match changed {
                     Ok(()) => self.stats.head.store(*w.head.borrow_and_update(), Relaxed),
                     Err(_) => head_open = false,
                 },
-                Some(cmd) = w.commands.recv() => self.command(cmd, cursor).await,
+                Some(cmd) = w.commands.recv() => self.obey(cmd, cursor, w, epoch).await,
             }
+        }
+    }
+
+    /// Run `cmd` if this runner still leads in `epoch` (the role may have
+    /// changed while it waited), else answer that another process leads.
+    async fn obey(&self, cmd: Command, cursor: &mut u64, w: &Wakers, epoch: &Epoch) {
+        if self.leads(w, epoch) {
+            self.command(cmd, cursor, epoch).await;
+        } else {
+            cmd.refuse(RunnerError::NotLeader("another process".into()));
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The runner against an in-memory fake connector: at-least-once delivery,
 //! cursor durability, backoff on transient failures, parking after
-//! `max_attempts`, and the dead-letter replay.
+//! `max_attempts`, the dead-letter replay, and delivering only while this
+//! process leads.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
@@ -15,6 +16,7 @@ use idsync_schema::{Field, Source, Status, UserInput};
 use uuid::Uuid;
 
 use super::*;
+use idsync_store::leadership::Role;
 use idsync_store::reconcile::{Settings, UserWrite};
 use idsync_store::{Actor, EngineKind, EngineOptions, Store};
 
@@ -141,6 +143,14 @@ fn open(dir: &std::path::Path) -> Arc<Reconciler> {
     Arc::new(Reconciler::new(Arc::new(store), Settings::default()).unwrap())
 }
 
+/// The role of the store's one process: it leads (an embedded store).
+fn leading(rec: &Reconciler) -> watch::Receiver<Role> {
+    rec.store()
+        .lead("test", Duration::from_secs(5))
+        .unwrap()
+        .subscribe()
+}
+
 async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !cond() {
@@ -155,7 +165,7 @@ async fn delivers_everything_through_outages_and_parks_what_is_refused() {
     let rec = open(dir.path());
     let bad = Uuid::now_v7();
     let f = fake(3, &[bad]);
-    let running = start(vec![f.clone() as Arc<dyn Connector>], &rec);
+    let running = start(vec![f.clone() as Arc<dyn Connector>], &rec, &leading(&rec));
     let stats = running.connectors.stats()[0].clone();
 
     // A new connector first reconciles, which moves its cursor to the head:
@@ -212,7 +222,7 @@ async fn the_lag_grows_while_the_peer_is_down() {
     // A first back-off of 30–60 s: far longer than this test waits.
     Arc::get_mut(&mut f).unwrap().delivery.backoff_initial_ms = 60_000;
     Arc::get_mut(&mut f).unwrap().delivery.backoff_max_ms = 60_000;
-    let running = start(vec![f.clone() as Arc<dyn Connector>], &rec);
+    let running = start(vec![f.clone() as Arc<dyn Connector>], &rec, &leading(&rec));
     let stats = running.connectors.stats()[0].clone();
     until("the first reconcile", || {
         rec.store()
@@ -238,7 +248,7 @@ async fn the_cursor_survives_a_restart() {
     {
         let rec = open(dir.path());
         let f = fake(0, &[]);
-        let running = start(vec![f.clone() as Arc<dyn Connector>], &rec);
+        let running = start(vec![f.clone() as Arc<dyn Connector>], &rec, &leading(&rec));
         append(&rec, &ids);
         let stats = running.connectors.stats()[0].clone();
         until("delivered", || stats.cursor.load(Relaxed) == 10).await;
@@ -247,7 +257,7 @@ async fn the_cursor_survives_a_restart() {
     let rec = open(dir.path());
     append(&rec, &ids[..3]);
     let f = fake(0, &[]);
-    let running = start(vec![f.clone() as Arc<dyn Connector>], &rec);
+    let running = start(vec![f.clone() as Arc<dyn Connector>], &rec, &leading(&rec));
     let stats = running.connectors.stats()[0].clone();
     until("delivered", || stats.cursor.load(Relaxed) == 13).await;
     assert_eq!(
@@ -281,7 +291,7 @@ async fn a_failed_batch_drops_the_batch_read_ahead() {
         refuse: Mutex::new([ids[9]].into_iter().collect()),
         known: Mutex::new(Vec::new()),
     });
-    let running = start(vec![f.clone() as Arc<dyn Connector>], &rec);
+    let running = start(vec![f.clone() as Arc<dyn Connector>], &rec, &leading(&rec));
     let stats = running.connectors.stats()[0].clone();
     until("the first reconcile", || {
         rec.store()
@@ -337,7 +347,7 @@ async fn the_next_batch_sees_the_remote_ids_the_last_one_learned() {
     let dir = tempfile::tempdir().unwrap();
     let rec = open(dir.path());
     let f = fake(0, &[]);
-    let running = start(vec![f.clone() as Arc<dyn Connector>], &rec);
+    let running = start(vec![f.clone() as Arc<dyn Connector>], &rec, &leading(&rec));
     let stats = running.connectors.stats()[0].clone();
     until("the first reconcile", || {
         rec.store()
@@ -362,5 +372,87 @@ async fn the_next_batch_sees_the_remote_ids_the_last_one_learned() {
     for (seq, known) in known {
         assert_eq!(known, seq > 7, "seq {seq}: remote id known");
     }
+    running.stop().await;
+}
+
+/// The runner delivers only while this process leads: nothing as a
+/// follower (a command is answered with who leads), everything once it
+/// leads, nothing more once it follows again. A save under an epoch that
+/// a later election replaced is refused, and the runner delivers nothing
+/// more under it (one batch at most reaches the peer, and is delivered
+/// again by the new leader).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_only_while_leading_and_stops_when_deposed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = open(dir.path());
+    let take = |who: &str| {
+        rec.store()
+            .lead(who, Duration::from_secs(5))
+            .unwrap()
+            .role()
+            .epoch()
+            .cloned()
+            .unwrap()
+    };
+    let first = take("a");
+    let (role, role_rx) = watch::channel(Role::Follower { leader: None });
+    let f = fake(0, &[]);
+    let running = start(vec![f.clone() as Arc<dyn Connector>], &rec, &role_rx);
+    let stats = running.connectors.stats()[0].clone();
+    let ids: Vec<Uuid> = (0..20).map(|_| Uuid::now_v7()).collect();
+    append(&rec, &ids[..5]);
+    let refused = running.connectors.retry("fake").await.unwrap().unwrap_err();
+    assert!(matches!(refused, RunnerError::NotLeader(_)), "{refused}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let last_reconcile = || rec.store().delivery("fake").last_reconcile().unwrap();
+    assert_eq!(last_reconcile(), None, "a follower reconciled");
+    assert!(f.seen.lock().unwrap().is_empty(), "a follower delivered");
+
+    role.send_replace(Role::Leader {
+        epoch: first.clone(),
+    });
+    until("the first reconcile", || last_reconcile().is_some()).await;
+    append(&rec, &ids[5..10]);
+    until("delivered", || stats.cursor.load(Relaxed) == 10).await;
+    assert_eq!(*f.seen.lock().unwrap(), (6..=10).collect::<Vec<u64>>());
+
+    let other = first.clone();
+    role.send_replace(Role::Follower {
+        leader: Some(other),
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    append(&rec, &ids[10..15]);
+    let refused = running.connectors.retry("fake").await.unwrap().unwrap_err();
+    assert!(refused.to_string().contains("epoch 1"), "{refused}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(f.seen.lock().unwrap().len(), 5, "a follower delivered");
+    assert_eq!(rec.store().delivery("fake").cursor().unwrap(), 10);
+
+    // Another election meanwhile: this process still believes it leads
+    // in the first epoch. Its save is refused; it stops there.
+    let second = take("b");
+    role.send_replace(Role::Leader {
+        epoch: first.clone(),
+    });
+    until("the save refused", || {
+        stats.last_error().contains("epoch 1 no longer leads")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = f.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen[5..],
+        (11..=15).collect::<Vec<u64>>(),
+        "one batch, once"
+    );
+    assert_eq!(rec.store().delivery("fake").cursor().unwrap(), 10);
+
+    // Leading in the new epoch: from the stored cursor on.
+    role.send_replace(Role::Leader { epoch: second });
+    append(&rec, &ids[15..]);
+    until("delivered", || stats.cursor.load(Relaxed) == 20).await;
+    assert_eq!(rec.store().delivery("fake").cursor().unwrap(), 20);
+    let seen = f.seen.lock().unwrap().clone();
+    assert_eq!(seen[10..], (11..=20).collect::<Vec<u64>>());
     running.stop().await;
 }

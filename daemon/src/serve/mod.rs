@@ -157,6 +157,8 @@ async fn serve(source: ConfigSource, cfg: Config) -> Result<()> {
 /// the listeners.
 struct Services {
     connectors: crate::connect::Running,
+    /// This process's place among the replicas (the connectors follow it).
+    leadership: idsync_store::leadership::Leadership,
     shutdown: watch::Sender<bool>,
     admin: JoinHandle<()>,
     scim: Option<JoinHandle<()>>,
@@ -198,7 +200,13 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         )?),
         false => None,
     };
-    let connectors = crate::connect::start(peers, &rec);
+    // Connectors run on the leader of the processes sharing the store:
+    // this one at once on an embedded store.
+    let leadership = rec
+        .store()
+        .lead(&cfg.node_name(), cfg.failover())
+        .context("taking part in the leader election")?;
+    let connectors = crate::connect::start(peers, &rec, &leadership.subscribe());
     metrics.set_connectors(connectors.connectors.stats());
     let enrollment = crate::sources::enroll::start(cfg.enrollment_settings(), &rec, &metrics)?;
     let auth = Arc::new(Auth::load(&cfg.tokens, &cfg.data_dir).context("loading the API tokens")?);
@@ -308,6 +316,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
     };
     let services = Services {
         connectors,
+        leadership,
         shutdown,
         admin,
         scim,
@@ -330,6 +339,7 @@ async fn stop(mut d: Daemon, services: Services) -> Result<()> {
         let _ = job.await;
     }
     services.connectors.stop().await;
+    drop(services.leadership);
     let _ = services.shutdown.send(true);
     let _ = services.admin.await;
     let _ = services.upkeep.await;

@@ -14,13 +14,14 @@
 //! to that runtime and waits on a channel, which is safe from any thread,
 //! a tokio worker included (blocking it as a disk read would).
 //!
-//! Beside the pool, two connections of its own: the one that holds the
-//! writer lock (`writer_lock`), and the one that listens for the change
-//! log's head other processes commit (`heads`).
+//! Beside the pool, two connections of its own: the one that listens for
+//! the change log's head other processes commit (`heads`), and, in the
+//! daemon, the one that tries for or holds the leader lock
+//! (`leader_lock`). Several processes may open one database: their change
+//! log numbers cannot collide (every batch that moves the head expects the
+//! head it moves from), and only the leader runs the connectors.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool, Runtime};
@@ -29,16 +30,15 @@ use super::engine::{Batch, Engine, EngineError, HeadCallback, Op, Reader};
 use super::keys;
 
 mod heads;
+mod leader_lock;
 mod reader;
 mod tls;
 mod url;
-mod writer_lock;
 
 use reader::PostgresReader;
 use tls::Tls;
 use url::redacted;
 pub use url::url_has_password;
-use writer_lock::sole_writer;
 
 /// Name reported by [`Engine::name`] and used in error messages.
 const NAME: &str = "postgres";
@@ -125,7 +125,8 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The transaction advisory lock a batch with expectations holds while it
-/// checks and writes ([`Batch::expect`]).
+/// checks and writes ([`Batch::expect`]), and an election while it bumps
+/// the leader's epoch (`leader_lock`).
 const EXPECTING: i64 = 0x6964_7379_6e64;
 const EXPECTING_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
 
@@ -154,12 +155,8 @@ pub struct PostgresEngine {
     runtime: OwnRuntime,
     pool: Pool,
     durable: bool,
-    /// Whether this process holds [`SOLE_WRITER_LOCK`] now: a connection
-    /// kept for it holds it, and takes it back when the database comes
-    /// back after losing it (see [`keep_sole_writer`]); writes wait for
-    /// it.
-    lock_held: Arc<AtomicBool>,
-    /// How the head listener connects ([`heads::follow`]).
+    /// How the head listener and the leader lock connect
+    /// ([`heads::follow`], [`leader_lock::campaign`]).
     connect: (tokio_postgres::Config, Tls),
 }
 
@@ -193,7 +190,6 @@ impl PostgresEngine {
         let timeout_ms = opts.statement_timeout.as_millis();
         config.options(format!("-c statement_timeout={timeout_ms}"));
         let tls = Tls::from_options(opts, &mut config).map_err(open_err)?;
-        let lock_config = config.clone();
         let connect = (config.clone(), tls.clone());
         let manager = tls.manager(config);
         let pool = Pool::builder(manager)
@@ -210,12 +206,10 @@ impl PostgresEngine {
             .build()
             .map(|r| OwnRuntime(Some(r)))
             .map_err(|e| open_err(e.to_string()))?;
-        let lock_held = sole_writer(&runtime, lock_config, tls).map_err(open_err)?;
         let engine = Self {
             runtime,
             pool,
             durable,
-            lock_held,
             connect,
         };
         let pool = engine.pool.clone();
@@ -356,15 +350,6 @@ impl Engine for PostgresEngine {
         if batch.is_empty() {
             return Ok(());
         }
-        if !self.lock_held.load(Ordering::SeqCst) {
-            return Err(EngineError::Io {
-                engine: NAME,
-                message: "nothing written: this process does not hold the database's writer lock \
-                          (lost with its connection; taken back once the database answers and no \
-                          other idsync holds it)"
-                    .into(),
-            });
-        }
         let (pool, durable) = (self.pool.clone(), self.durable);
         let expect = std::mem::take(&mut batch.expect);
         let FinalOps {
@@ -471,6 +456,16 @@ impl Engine for PostgresEngine {
     fn follow_heads(&self, on_head: HeadCallback) {
         let (config, tls) = self.connect.clone();
         heads::follow(&self.runtime, config, tls, on_head);
+    }
+
+    fn elect(
+        &self,
+        identity: String,
+        retry: Duration,
+        role: crate::leadership::RoleSender,
+    ) -> Result<(), EngineError> {
+        let (config, tls) = self.connect.clone();
+        leader_lock::campaign(&self.runtime, config, tls, identity, retry, role)
     }
 }
 
