@@ -96,7 +96,7 @@ fn main() {
             .filter(|(name, _, _)| chosen(name))
         {
             let connections = conns.unwrap_or(a.connections);
-            let (rps, p99, runs, errors) = measure(port, s, a.seconds, connections, a.runs);
+            let (rps, p99, runs, errors) = measure(port, s, a.seconds, (connections, 2), a.runs);
             println!(
                 "{label:<9} {name:<48} {rps:>9.0} req/s   p99 {p99:>8.2} ms   (runs: {}; non-2xx: {errors})",
                 list(&runs)

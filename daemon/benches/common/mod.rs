@@ -278,10 +278,11 @@ pub struct Figures {
     pub errors: u64,
 }
 
-pub fn wrk(port: u16, script: &Path, seconds: u64, connections: usize) -> Figures {
+/// One wrk run of `threads` client threads over `connections`.
+pub fn wrk(port: u16, script: &Path, seconds: u64, connections: usize, threads: usize) -> Figures {
     let out = Command::new("wrk")
         .args([
-            "-t2",
+            &format!("-t{threads}"),
             &format!("-c{connections}"),
             &format!("-d{seconds}s"),
             "--latency",
@@ -320,13 +321,13 @@ pub fn measure(
     port: u16,
     script: &Path,
     seconds: u64,
-    connections: usize,
+    (connections, threads): (usize, usize),
     runs: usize,
 ) -> (f64, f64, Vec<f64>, u64) {
-    wrk(port, script, 2, connections);
+    wrk(port, script, 2, connections, threads);
     let (mut rps, mut p99, mut errors) = (Vec::new(), Vec::new(), 0);
     for _ in 0..runs {
-        let f = wrk(port, script, seconds, connections);
+        let f = wrk(port, script, seconds, connections, threads);
         rps.push(f.rps);
         p99.push(f.p99_ms);
         errors += f.errors;
