@@ -167,7 +167,8 @@ fn main() {
             ("GET /Users/{id}", by_id_script(dir, &ids)),
             ("POST /Users (durable)", post_script(dir)),
         ] {
-            let (rps, p99, runs, errors) = measure(port, &script, a.seconds, (a.connections, 2), a.runs);
+            let (rps, p99, runs, errors) =
+                measure(port, &script, a.seconds, (a.connections, 2), a.runs);
             println!(
                 "SCIM {label:<9} {name:<24} {rps:>9.0} req/s   p99 {p99:>8.2} ms   (runs: {}; non-2xx: {errors})",
                 list(&runs)

@@ -19,6 +19,7 @@ const OPS: &str = "idsync_test-console-operator";
 const BOSS: &str = "idsync_test-console-approver";
 const WATCH: &str = "idsync_test-console-monitor";
 const BOTH: &str = "idsync_test-console-operator-and-approver";
+const ROOT: &str = "idsync_test-console-admin";
 const PASSWORD: &str = "Correct-Horse-Battery-7431";
 
 const PROFILES: &str = r#"
@@ -234,11 +235,12 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
          [[applications]]\nname = \"crm\"\ndisplay_name = \"The <CRM>\"\n\n\
          [mail]\nrelay = \"127.0.0.1\"\nport = {smtp}\ntls = \"none\"\n\
          from = \"idsync <noreply@example.com>\"\npublic_url = \"https://id.example.com/\"\n\n\
-         {}{}{}{}",
+         {}{}{}{}{}",
         token("ops", OPS, "\"operator\", \"write\", \"read\""),
         token("boss", BOSS, "\"approver\", \"read\""),
         token("watch", WATCH, "\"monitor\""),
         token("both", BOTH, "\"operator\", \"approver\""),
+        token("root", ROOT, "\"admin\""),
     ));
     for (kind, name, csv, args) in [
         ("groups", "groups.csv", "displayName\nstaff\n", &[][..]),
@@ -642,10 +644,39 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     );
     b.screenshot(&shots.join("registered.png"));
 
+    b.click_through(&b.find(".signout button"));
+
+    // An admin creates a profile from the TOML of `idsync profiles put`,
+    // then edits it; a profile of the configuration file is refused.
+    sign_in(&b, &base, ROOT);
+    b.goto(&format!("{base}/ui/profiles"));
+    b.click_through(&b.find("#save-profile"));
+    assert_eq!(b.text(&b.find("h1")), "Web servers", "{}", b.source());
+    assert!(b.text(&b.find("main dl")).contains("90 days"));
+    b.click(&b.find("details summary"));
+    b.execute(
+        "document.getElementById('toml').value = document.getElementById('toml').value.replace('validity_days = 90', 'validity_days = 30')",
+        json!([]),
+    );
+    b.click_through(&b.find("#save-profile"));
+    assert!(
+        b.text(&b.find("main dl")).contains("30 days"),
+        "{}",
+        b.source()
+    );
+    b.screenshot(&shots.join("profile-edit.png"));
+    b.goto(&format!("{base}/ui/profiles/Web%20P10"));
+    b.click(&b.find("details summary"));
+    b.click_through(&b.find("#save-profile"));
+    assert!(
+        b.text(&b.find(".error")).contains("configuration file"),
+        "{}",
+        b.source()
+    );
     drop(b);
 
     // Guessing tokens is slowed down: 10 attempts a minute per address,
-    // of which the browser made 5 above.
+    // of which the browser made 6 above.
     let answers: Vec<(u16, Option<String>)> = (0..7)
         .map(|_| {
             let r = http.page("POST", "/ui/signin", None, &[], Some("token=idsync_guess"));
@@ -653,7 +684,7 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
         })
         .collect();
     let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
-    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
+    assert_eq!(statuses, [401, 401, 401, 401, 429, 429, 429]);
     assert!(answers[6]
         .1
         .as_deref()

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
-use idsync_schema::{CertificateData, Protocol};
+use idsync_schema::{CertificateData, ProfileSettings, Protocol};
 use serde_json::json;
 use uuid::Uuid;
 use zeroize::Zeroize as _;
@@ -49,8 +49,12 @@ fn href(name: &str) -> String {
     format!("/ui/profiles/{}", super::screens::percent_encode(name))
 }
 
+/// What "New profile" starts from: the keys an operator changes most,
+/// in the TOML of `idsync profiles put` (docs/certificates.md).
+const NEW_PROFILE: &str = include_str!("../../../../examples/profile-web.toml");
+
 /// `GET /ui/profiles`.
-pub fn profiles(c: &Console) -> Result<Shown, EnrollError> {
+pub fn profiles(c: &Console, live: &Live) -> Result<Shown, EnrollError> {
     let rows: Vec<_> = c
         .enrollment
         .profiles()?
@@ -65,7 +69,13 @@ pub fn profiles(c: &Console) -> Result<Shown, EnrollError> {
             })
         })
         .collect();
-    Ok(Shown::Page("profiles.html", json!({ "profiles": rows })))
+    Ok(Shown::Page(
+        "profiles.html",
+        json!({
+            "profiles": rows, "admin": live.identity.grants(Role::Admin),
+            "new_profile": NEW_PROFILE,
+        }),
+    ))
 }
 
 /// `GET /ui/profiles/NAME`: the settings and the enrollment form.
@@ -99,12 +109,18 @@ pub fn profile(c: &Console, live: &Live, name: &str) -> Result<Shown, EnrollErro
             if p.requires_approval { "yes" } else { "no" }.to_owned(),
         ),
     ];
+    // Admins edit the profile as the TOML `idsync profiles put` reads.
+    let toml = if live.identity.grants(Role::Admin) {
+        toml::to_string(&p.settings).ok()
+    } else {
+        None
+    };
     Ok(Shown::Page(
         "profile.html",
         json!({
             "profile": { "name": p.name, "protocol": p.protocol.to_string(), "href": href(&p.name) },
             "fields": fields, "operator": live.identity.grants(Role::Operator),
-            "generated": generated,
+            "generated": generated, "toml": toml,
         }),
     ))
 }
@@ -168,6 +184,30 @@ pub async fn enroll(
     match done {
         Ok(done) => enrolled(done),
         Err(e) => failed(c, live, &e, &back),
+    }
+}
+
+/// `POST /ui/profiles`: create or replace a profile from its TOML (admin).
+pub async fn save(c: &Console, call: &Call<'_>, live: &Live) -> Response<Full<Bytes>> {
+    if !live.identity.grants(Role::Admin) {
+        return c.views.forbidden(live);
+    }
+    let form = parse_query(std::str::from_utf8(&call.body).ok());
+    let text = form.get("toml").map(String::as_str).unwrap_or("");
+    let settings: ProfileSettings = match toml::from_str(text) {
+        Ok(s) => s,
+        Err(e) => {
+            let e = EnrollError::Invalid(format!("the profile: {e}"));
+            return failed(c, live, &e, "/ui/profiles");
+        }
+    };
+    match c
+        .enrollment
+        .put_profile(live.identity.token.as_str(), settings)
+        .await
+    {
+        Ok((_, profile)) => views::redirect(&href(&profile.name)),
+        Err(e) => failed(c, live, &e, "/ui/profiles"),
     }
 }
 

@@ -126,6 +126,7 @@ pub async fn route(c: &Console, call: &Call<'_>, live: &Live) -> Response<Full<B
         (&Method::GET | &Method::HEAD, ["profiles", name]) => {
             (Screen::Profiles, Get::Profile(name))
         }
+        (&Method::POST, ["profiles"]) => return enroll::save(c, call, live).await,
         (&Method::POST, ["profiles", name, "enroll"]) => {
             return enroll::enroll(c, call, live, name).await
         }
@@ -162,7 +163,7 @@ pub async fn route(c: &Console, call: &Call<'_>, live: &Live) -> Response<Full<B
         Get::Assets => assets::assets(c, call.query).map_err(Failed::from),
         Get::Asset(id) => assets::asset(c, live, id).map_err(Failed::from),
         Get::Applications => Ok(applications::applications(c, call.query)),
-        Get::Profiles => enroll::profiles(c).map_err(Failed::from),
+        Get::Profiles => enroll::profiles(c, live).map_err(Failed::from),
         Get::Profile(name) => enroll::profile(c, live, name).map_err(Failed::from),
         Get::Certificate(id) => enroll::certificate(c, live, id).map_err(Failed::from),
         Get::Requests => Ok(requests::requests(c, call.query)),
