@@ -63,16 +63,34 @@ pub struct Meta {
     #[serde(with = "time::serde::rfc3339")]
     pub modified: OffsetDateTime,
     pub version: u64,
+    /// The change-log numbers of its last changes (at most
+    /// [`Meta::CHANGES_KEPT`], oldest first): its recent history is that
+    /// many point reads of the log, not a search of it. Empty for objects
+    /// last written by a version that did not keep them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<u64>,
 }
 
 impl Meta {
+    /// Change numbers [`Meta::changes`] keeps.
+    pub const CHANGES_KEPT: usize = 32;
+
     /// Meta of an object created at `now`.
     pub fn new(now: OffsetDateTime) -> Self {
         Self {
             created: now,
             modified: now,
             version: 1,
+            changes: Vec::new(),
         }
+    }
+
+    /// Note that change `seq` of the log is this object's latest.
+    pub fn record_change(&mut self, seq: u64) {
+        if self.changes.len() >= Self::CHANGES_KEPT {
+            self.changes.remove(0);
+        }
+        self.changes.push(seq);
     }
 
     /// Record one more change at `now`.

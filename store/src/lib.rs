@@ -378,6 +378,42 @@ impl Store {
             .collect()
     }
 
+    /// The changes to object `id` numbered `first..=last`, oldest first:
+    /// one window of its history. Every event of the window is read but
+    /// only the object's own are decoded (the id is looked for in the raw
+    /// bytes first), so a window of thousands costs a few milliseconds;
+    /// a caller pages back through the log window by window.
+    pub fn object_changes(
+        &self,
+        id: Uuid,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<ChangeEvent>, StoreError> {
+        if last < first {
+            return Ok(Vec::new());
+        }
+        let needle = id.to_string();
+        let finder = memchr::memmem::Finder::new(needle.as_bytes());
+        let after = first.checked_sub(1).map(keys::change);
+        let limit = usize::try_from(last - first + 1).unwrap_or(usize::MAX);
+        let mut found = Vec::new();
+        self.visit_page(
+            keys::CHANGE_PREFIX,
+            after.as_deref(),
+            limit,
+            |k, v| -> Result<bool, StoreError> {
+                if finder.find(v).is_some() {
+                    let event: ChangeEvent = decode(k, v)?;
+                    if event.id == id {
+                        found.push(event);
+                    }
+                }
+                Ok(true)
+            },
+        )?;
+        Ok(found)
+    }
+
     /// The change event numbered `seq`, if the log has it.
     pub fn change(&self, seq: u64) -> Result<Option<ChangeEvent>, StoreError> {
         self.get(&keys::change(seq))

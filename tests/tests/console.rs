@@ -556,6 +556,28 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
         b.text(&b.find(".notice")),
         "A new activation mail for crm is queued."
     );
+    // The user's history, newest first: the resend, the sending, the
+    // import that created her.
+    let history: Vec<String> = b
+        .find_all("#history tbody tr")
+        .iter()
+        .map(|r| b.text(r))
+        .collect();
+    assert_eq!(history.len(), 3, "{history:?}");
+    assert!(
+        history[0].contains("updated") && history[0].contains("token ops"),
+        "{history:?}"
+    );
+    assert!(
+        history[2].contains("created") && history[2].contains("line 2"),
+        "{history:?}"
+    );
+    assert!(
+        b.try_find("#older-history").is_none(),
+        "her creation is in the window"
+    );
+    b.screenshot(&shots.join("user-history.png"));
+
     // Seed 002: enroll profiles. P10: the CSR's PEM, the certificate,
     // "Confirm installation".
     b.click_through(&b.find("nav a[href='/ui/profiles']"));

@@ -554,6 +554,7 @@ mod tests {
             created: datetime!(2026-01-02 03:04:05.678 UTC),
             modified: datetime!(2026-02-03 04:05:06 UTC),
             version: 7,
+            changes: vec![3, 9],
         }
     }
 

@@ -848,3 +848,51 @@ fn a_store_without_the_enrollment_indexes_gets_them_at_start() {
     );
     assert!(!rec.upgrade_indexes().unwrap(), "done once");
 }
+
+/// A window of an object's history holds its changes numbered in the
+/// window and nobody else's, even when another event names its id.
+#[test]
+fn object_changes_read_one_window_of_one_object() {
+    let (_dir, rec) = fresh();
+    let how = UserWrite::default();
+    let ann = import(&rec, row("Ann", &[]), &how).id();
+    let bob = add_user(&rec, "bob@x.org", &[]);
+    import(&rec, row("Anna", &[]), &how);
+    // An event about Bob whose actor names Ann's id.
+    let mut tx = rec.begin(Source::Api, Actor::activation_link(ann));
+    let mut update = person("bob@x.org");
+    update.first_name = Field::Set("Robert".into());
+    tx.upsert_user(update, &how).unwrap();
+    tx.commit().unwrap();
+    let store = rec.store();
+    let head = store.head().unwrap();
+    let seqs = |id, first, last| -> Vec<u64> {
+        store
+            .object_changes(id, first, last)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    };
+    assert_eq!(seqs(ann, 1, head), [1, 3]);
+    assert_eq!(seqs(ann, 2, head), [3]);
+    assert_eq!(seqs(ann, 1, 2), [1]);
+    assert_eq!(seqs(bob, 1, head), [2, 4]);
+    assert!(seqs(ann, 3, 2).is_empty());
+    // Each keeps the numbers of its own changes.
+    assert_eq!(stored_user(&rec, ann).unwrap().meta.changes, [1, 3]);
+    assert_eq!(stored_user(&rec, bob).unwrap().meta.changes, [2, 4]);
+}
+
+/// An object keeps the numbers of its last 32 changes, oldest first.
+#[test]
+fn an_object_keeps_the_numbers_of_its_last_changes() {
+    let (_dir, rec) = fresh();
+    let how = UserWrite::default();
+    let mut id = None;
+    for i in 0..40 {
+        id = Some(import(&rec, row(&format!("Ann{i}"), &[]), &how).id());
+    }
+    let kept = stored_user(&rec, id.unwrap()).unwrap().meta.changes;
+    assert_eq!(kept, (9..=40).collect::<Vec<u64>>());
+}

@@ -169,6 +169,11 @@ impl<'r> Tx<'r> {
         }
     }
 
+    /// The number the next queued event takes.
+    pub(super) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Queue the change event of `operation` on object `id` of `kind` under
     /// the next sequence number: the one place the change log grows, so
     /// numbers stay gap-free (a rollback takes the counter back with it).

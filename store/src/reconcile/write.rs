@@ -87,6 +87,8 @@ impl Tx<'_> {
                 (Operation::Created, Vec::new())
             }
         };
+        // The event queued below takes the next number.
+        new.meta_mut().record_change(self.next_seq());
         let version = new.meta_mut().version;
         let json = serde_json::to_string(&new).expect("domain objects serialise");
         self.queue_entries(old, &new, digest);

@@ -125,14 +125,71 @@ pub fn user(
             })
         })
         .collect();
-    let notice = parse_query(query)
+    let q = parse_query(query);
+    let notice = q
         .get("resent")
         .map(|app| format!("A new activation mail for {app} is queued."));
+    let before = q.get("before").and_then(|b| b.parse::<u64>().ok());
+    let history = history(c, &u, before)?;
     Ok(Shown::Page(
         "user.html",
         json!({
             "user": u, "fields": fields, "groups": groups, "activations": activations,
             "operator": live.identity.grants(Role::Operator), "notice": notice,
+            "history": history,
         }),
     ))
+}
+
+/// Change-log entries one page of an older history looks through.
+const HISTORY_WINDOW: u64 = 20_000;
+
+/// A page of the user's history, newest first. The first page reads the
+/// changes the user keeps the numbers of (`Meta::changes`, its last 32):
+/// that many point reads, whatever the log's length. Older pages (and
+/// users last written by a version that kept no numbers) look through a
+/// window of [`HISTORY_WINDOW`] log entries ending at `before`; each page
+/// links to the one before it until the user's creation is shown.
+fn history(c: &Console, u: &User, before: Option<u64>) -> Result<Value, idsync_store::StoreError> {
+    let store = c.rec.store();
+    let kept = &u.meta.changes;
+    let (events, first, searched) = match (before, kept.first()) {
+        (None, Some(&first)) => {
+            let mut events = Vec::with_capacity(kept.len());
+            for seq in kept.iter().rev() {
+                events.extend(store.change(*seq)?);
+            }
+            (events, first, None)
+        }
+        _ => {
+            let head = store.head()?;
+            let last = before.map_or(head, |b| b.min(head));
+            let first = last.saturating_sub(HISTORY_WINDOW - 1).max(1);
+            let mut events = store.object_changes(u.id, first, last)?;
+            events.reverse();
+            (events, first, Some((first, last)))
+        }
+    };
+    let created = events
+        .iter()
+        .any(|e| e.operation == idsync_schema::Operation::Created);
+    let rows: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "seq": e.seq, "at": date(e.at),
+                // As the change log writes it: created, updated, deleted.
+                "operation": e.operation,
+                "changed": e.changed.join(", "),
+                "source": e.source.as_str(),
+                "actor": format!("{} {}", e.actor.kind, e.actor.name),
+                "line": e.actor.line,
+            })
+        })
+        .collect();
+    let older = (!created && first > 1).then(|| format!("/ui/users/{}?before={}", u.id, first - 1));
+    Ok(json!({
+        "events": rows, "older": older,
+        "searched": searched.map(|(first, last)| json!({ "first": first, "last": last })),
+    }))
 }
