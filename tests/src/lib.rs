@@ -366,3 +366,28 @@ pub fn free_port() -> u16 {
     }
     panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
+
+/// SHA-256 of `s`, hex: how `[[tokens]]` names a token.
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+/// A P-256 CSR for `NAME.example.org` (CN and DNS name) made by openssl in
+/// `dir` (the key beside it): its PEM.
+pub fn openssl_csr(dir: &Path, name: &str) -> String {
+    let out = dir.join(format!("{name}.csr"));
+    let status = Command::new("openssl")
+        .args(["req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt"])
+        .arg("ec_paramgen_curve:P-256")
+        .arg("-keyout")
+        .arg(dir.join(format!("{name}.key")))
+        .args(["-subj", &format!("/CN={name}.example.org")])
+        .args(["-addext", &format!("subjectAltName=DNS:{name}.example.org")])
+        .arg("-out")
+        .arg(&out)
+        .output()
+        .expect("run openssl");
+    assert!(status.status.success(), "openssl req failed");
+    std::fs::read_to_string(out).expect("the CSR")
+}

@@ -9,14 +9,11 @@
 
 mod mail_env;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use idsync_tests::{free_port, wait_until, Env};
+use idsync_tests::{free_port, openssl_csr, sha256_hex, wait_until, Env};
 use mail_env::{received, Sink};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 const OPS: &str = "idsync_test-approval-mail-operator";
 const BOSS: &str = "idsync_test-approval-mail-approver";
@@ -46,27 +43,6 @@ active,vera,vera@example.org,Vera,Vogt,de
 active,walt,walt@example.org,Walt,White,en
 ";
 
-fn sha(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
-
-fn csr(dir: &Path, name: &str) -> String {
-    let out = dir.join(format!("{name}.csr"));
-    let status = Command::new("openssl")
-        .args(["req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt"])
-        .arg("ec_paramgen_curve:P-256")
-        .arg("-keyout")
-        .arg(dir.join(format!("{name}.key")))
-        .args(["-subj", &format!("/CN={name}.example.org")])
-        .args(["-addext", &format!("subjectAltName=DNS:{name}.example.org")])
-        .arg("-out")
-        .arg(&out)
-        .output()
-        .expect("run openssl");
-    assert!(status.status.success(), "openssl req failed");
-    std::fs::read_to_string(out).unwrap()
-}
-
 fn post(admin: u16, token: &str, path: &str, body: Value) -> Value {
     let r = ureq::post(&format!("http://127.0.0.1:{admin}/api/v1{path}"))
         .set("Authorization", &format!("Bearer {token}"))
@@ -93,7 +69,7 @@ fn approvers_and_requesters_are_mailed_about_requests_that_wait_for_approval() {
     let token = |name: &str, t: &str, role: &str, mail: &str| {
         format!(
             "[[tokens]]\nname = \"{name}\"\nsha256 = \"{}\"\nroles = [\"{role}\"]\n{mail}",
-            sha(t)
+            sha256_hex(t)
         )
     };
     let env = Env::with_config(&format!(
@@ -129,7 +105,7 @@ fn approvers_and_requesters_are_mailed_about_requests_that_wait_for_approval() {
         admin,
         OPS,
         "/enroll/p10",
-        json!({"asset": "open.example.org", "csr": csr(dir, "open")}),
+        json!({"asset": "open.example.org", "csr": openssl_csr(dir, "open")}),
     );
     assert_eq!(open["request"]["status"], "issued", "{open}");
 
@@ -138,7 +114,7 @@ fn approvers_and_requesters_are_mailed_about_requests_that_wait_for_approval() {
         admin,
         OPS,
         "/enroll/p10",
-        json!({"asset": "gate.example.org", "csr": csr(dir, "gate")}),
+        json!({"asset": "gate.example.org", "csr": openssl_csr(dir, "gate")}),
     );
     let id = waiting["request"]["id"].as_str().unwrap().to_owned();
     assert_eq!(waiting["request"]["status"], "pending_approval");
@@ -208,7 +184,7 @@ fn approvers_and_requesters_are_mailed_about_requests_that_wait_for_approval() {
         admin,
         OPS,
         "/enroll/p10",
-        json!({"asset": "gate.example.org", "csr": csr(dir, "gate2")}),
+        json!({"asset": "gate.example.org", "csr": openssl_csr(dir, "gate2")}),
     );
     let second = second["request"]["id"].as_str().unwrap().to_owned();
     wait_until(

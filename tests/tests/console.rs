@@ -11,9 +11,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use idsync_tests::webdriver::Browser;
-use idsync_tests::{free_port, wait_until, Env};
+use idsync_tests::{free_port, openssl_csr, sha256_hex, wait_until, Env};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 const OPS: &str = "idsync_test-console-operator";
 const BOSS: &str = "idsync_test-console-approver";
@@ -66,36 +65,6 @@ active,eve,eve@example.org,<b>Eve</b>,Evans,en,staff
 active,evan,evan@example.org,Evan,Ng,en,
 active,bob,bob@example.org,Bob,Brown,en,staff
 ";
-
-/// A CSR for `NAME.example.org` made by openssl: its PEM.
-fn openssl_csr(env: &Env, name: &str) -> String {
-    let dir = env.dir.path();
-    let out = dir.join(format!("{name}.csr"));
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-nodes",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .arg("-keyout")
-        .arg(dir.join(format!("{name}.key")))
-        .args(["-subj", &format!("/CN={name}.example.org")])
-        .args(["-addext", &format!("subjectAltName=DNS:{name}.example.org")])
-        .arg("-out")
-        .arg(&out)
-        .output()
-        .expect("run openssl");
-    assert!(status.status.success(), "openssl req failed");
-    std::fs::read_to_string(out).unwrap()
-}
-
-fn sha(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
 
 fn screenshots() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots")
@@ -224,7 +193,7 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     let token = |name: &str, t: &str, roles: &str| {
         format!(
             "[[tokens]]\nname = \"{name}\"\nsha256 = \"{}\"\nroles = [{roles}]\n",
-            sha(t)
+            sha256_hex(t)
         )
     };
     // Mail goes to a port nobody listens on: sending is queued (what the
@@ -583,7 +552,7 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     b.click_through(&b.find("nav a[href='/ui/profiles']"));
     b.screenshot(&shots.join("profiles.png"));
     b.click_through(&b.find("a[href='/ui/profiles/Web%20P10']"));
-    let csr = openssl_csr(&env, "vault");
+    let csr = openssl_csr(env.dir.path(), "vault");
     b.type_into(&b.find("#asset"), "vault.example.org");
     b.execute(
         "document.getElementById('csr').value = arguments[0]",

@@ -15,10 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use idsync_tests::{free_port, wait_until, Daemon, Env};
+use idsync_tests::{free_port, sha256_hex, wait_until, Daemon, Env};
 use mail_env::{received, Sink};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 const OPS: &str = "idsync_test-mail-operator";
 const ADMIN: &str = "idsync_test-mail-admin";
@@ -40,10 +39,6 @@ status,loginName,mail,firstName,lastName,language
 active,lea,lea@example.org,Lea,Late,DE
 active,liv,liv@example.org,Liv,Later,it
 ";
-
-fn sha(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
 
 /// The figures of the `mail` connector, over the admin API.
 fn figures(admin: u16) -> Value {
@@ -153,7 +148,7 @@ fn activation_mails_go_out_once_each_in_the_users_language_and_survive_a_relay_o
     let token = |name: &str, t: &str, role: &str| {
         format!(
             "[[tokens]]\nname = \"{name}\"\nsha256 = \"{}\"\nroles = [\"{role}\"]\n",
-            sha(t)
+            sha256_hex(t)
         )
     };
     let env = Env::with_config(&format!(
@@ -342,13 +337,13 @@ fn activation_mails_go_out_once_each_in_the_users_language_and_survive_a_relay_o
         let user = env.show("users", mail).expect("the user");
         let a = &user["activations"]["crm"];
         assert_eq!(a["state"], "sent", "{user}");
-        assert_eq!(a["tokenSha256"], sha(&token_of(m)), "{user}");
+        assert_eq!(a["tokenSha256"], sha256_hex(&token_of(m)), "{user}");
         assert!(a["expires"].is_string(), "{user}");
     }
     let ann = env.show("users", "ann@example.org").expect("ann");
     assert_ne!(
         ann["activations"]["crm"]["tokenSha256"],
-        sha(&old_ann_token)
+        sha256_hex(&old_ann_token)
     );
     let olaf = env.show("users", "olaf@example.org").expect("olaf");
     assert!(olaf.get("activations").is_none(), "not a crm user: {olaf}");
@@ -381,7 +376,7 @@ fn an_application_that_sends_on_import_mails_its_new_users() {
          [[applications]]\nname = \"crm\"\nsend_policy = \"on_import\"\n\n\
          [mail]\nrelay = \"127.0.0.1\"\nport = {smtp}\ntls = \"none\"\n\
          from = \"idsync <noreply@example.com>\"\npublic_url = \"http://127.0.0.1:9/\"\n",
-        sha(ADMIN),
+        sha256_hex(ADMIN),
     ));
     let inbox = env.dir.path().join("sink");
     let _sink = Sink::start(smtp, &inbox);
@@ -425,7 +420,7 @@ fn mail_goes_over_starttls_and_never_falls_back_to_plain_text() {
     let token = |name: &str, t: &str, role: &str| {
         format!(
             "[[tokens]]\nname = \"{name}\"\nsha256 = \"{}\"\nroles = [\"{role}\"]\n",
-            sha(t)
+            sha256_hex(t)
         )
     };
     let tls = tempfile::tempdir().expect("a dir for certificates");

@@ -12,19 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use idsync_tests::{free_port, wait_until, Daemon, Env};
+use idsync_tests::{free_port, sha256_hex, wait_until, Daemon, Env};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 const OPS: &str = "idsync_test-webhook-operator";
 const BOSS: &str = "idsync_test-webhook-approver";
 const ADMIN: &str = "idsync_test-webhook-admin";
 const HOOK_TOKEN: &str = "hook-secret-4f1c9a";
 const PASSWORD: &str = "Correct-Horse-Battery-7431";
-
-fn sha(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
 
 /// One POST the receiver got.
 #[derive(Debug, Clone)]
@@ -214,7 +209,7 @@ fn webhook_notifies_approvers_and_retries_until_the_receiver_is_back() {
     let token = |name: &str, t: &str, roles: &str| {
         format!(
             "[[tokens]]\nname = \"{name}\"\nsha256 = \"{}\"\nroles = [{roles}]\n",
-            sha(t)
+            sha256_hex(t)
         )
     };
     let dir = tempfile::tempdir().expect("temp dir");

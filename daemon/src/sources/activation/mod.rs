@@ -38,6 +38,19 @@ pub enum SendError {
     Internal(String),
 }
 
+impl SendError {
+    /// The HTTP status of this failure, for the API and the console alike.
+    pub fn status(&self) -> hyper::StatusCode {
+        use hyper::StatusCode;
+        match self {
+            SendError::UnknownApplication(_) | SendError::UnknownUser(_) => StatusCode::NOT_FOUND,
+            SendError::NoMail | SendError::Refused(_) => StatusCode::CONFLICT,
+            SendError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SendError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 /// What a send-activation did.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Queued {

@@ -13,7 +13,7 @@ use http_body_util::Full;
 use hyper::{Method, Response, StatusCode};
 use serde_json::json;
 
-use super::{Activations, SendError};
+use super::Activations;
 use crate::infra::auth::Role;
 use crate::infra::http::{percent_decode, respond_json};
 use idsync_store::Actor;
@@ -59,17 +59,7 @@ pub async fn route(
     };
     match answer {
         Ok(v) => respond_json(StatusCode::OK, &v),
-        Err(e) => {
-            let status = match &e {
-                SendError::UnknownApplication(_) | SendError::UnknownUser(_) => {
-                    StatusCode::NOT_FOUND
-                }
-                SendError::NoMail | SendError::Refused(_) => StatusCode::CONFLICT,
-                SendError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-                SendError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            respond_json(status, &json!({"error": e.to_string()}))
-        }
+        Err(e) => respond_json(e.status(), &json!({"error": e.to_string()})),
     }
 }
 

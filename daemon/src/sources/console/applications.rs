@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{Response, StatusCode};
+use hyper::Response;
 use idsync_store::Actor;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -81,11 +81,6 @@ pub async fn resend(c: &Console, call: &Call<'_>, live: &Live, id: &str) -> Resp
 }
 
 fn failed(c: &Console, live: &Live, e: &SendError, back: &str) -> Response<Full<Bytes>> {
-    let status = match e {
-        SendError::UnknownApplication(_) | SendError::UnknownUser(_) => StatusCode::NOT_FOUND,
-        SendError::NoMail | SendError::Refused(_) => StatusCode::CONFLICT,
-        SendError::Store(_) | SendError::Internal(_) => StatusCode::SERVICE_UNAVAILABLE,
-    };
     c.views
-        .error(Some(live), status, "Not sent", &e.to_string(), back)
+        .error(Some(live), e.status(), "Not sent", &e.to_string(), back)
 }

@@ -5,18 +5,17 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{Response, StatusCode};
+use hyper::Response;
 use idsync_schema::{Asset, AssetState, Kind};
 use idsync_store::keys::Index;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::screens::{date, percent_encode, Shown, PAGE};
+use super::screens::{date, next_page, object_page, Shown};
 use super::session::Live;
 use super::{views, Call, Console};
 use crate::infra::auth::Role;
 use crate::infra::http::parse_query;
-use crate::sources::enroll::EnrollError;
 
 fn state(a: &Asset) -> &'static str {
     match a.state {
@@ -30,31 +29,9 @@ pub fn assets(c: &Console, query: Option<&str>) -> Result<Shown, idsync_store::S
     let q = parse_query(query);
     let text = q.get("q").map(|s| s.trim()).unwrap_or("");
     let after = q.get("after").and_then(|a| hex::decode(a).ok());
-    let store = c.rec.store();
-    let (ids, last) = if text.is_empty() {
-        let page = store.scan_page(
-            idsync_store::keys::object_prefix(Kind::Asset),
-            after.as_deref(),
-            PAGE,
-        )?;
-        let last = (page.len() == PAGE).then(|| page[PAGE - 1].0.clone());
-        let assets: Vec<Asset> = page
-            .iter()
-            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
-            .collect();
-        (assets, last)
-    } else {
-        let page = store.index_page(Index::AssetName, text, after.as_deref(), PAGE)?;
-        let last = (page.len() == PAGE).then(|| page[PAGE - 1].0.clone());
-        let mut assets = Vec::with_capacity(page.len());
-        for (_, id) in &page {
-            if let Some(a) = store.object::<Asset>(Kind::Asset, *id)? {
-                assets.push(a);
-            }
-        }
-        (assets, last)
-    };
-    let rows: Vec<Value> = ids
+    let (assets, last) =
+        object_page::<Asset>(c, Kind::Asset, Index::AssetName, text, after.as_deref())?;
+    let rows: Vec<Value> = assets
         .iter()
         .map(|a| {
             json!({
@@ -64,13 +41,7 @@ pub fn assets(c: &Console, query: Option<&str>) -> Result<Shown, idsync_store::S
             })
         })
         .collect();
-    let next = last.map(|k| {
-        format!(
-            "/ui/assets?q={}&after={}",
-            percent_encode(text),
-            hex::encode(k)
-        )
-    });
+    let next = next_page("/ui/assets", text, last);
     Ok(Shown::Page(
         "assets.html",
         json!({ "q": text, "assets": rows, "next": next }),
@@ -157,16 +128,12 @@ pub async fn assign(c: &Console, call: &Call<'_>, live: &Live, id: &str) -> Resp
         .await
     {
         Ok(_) => views::redirect(&back),
-        Err(e) => {
-            let status = match &e {
-                EnrollError::NotFound(_) => StatusCode::NOT_FOUND,
-                EnrollError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                EnrollError::Conflict(_) => StatusCode::CONFLICT,
-                EnrollError::Forbidden(_) => StatusCode::FORBIDDEN,
-                _ => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            c.views
-                .error(Some(live), status, "Not assigned", &e.to_string(), &back)
-        }
+        Err(e) => c.views.error(
+            Some(live),
+            e.status(),
+            "Not assigned",
+            &e.to_string(),
+            &back,
+        ),
     }
 }

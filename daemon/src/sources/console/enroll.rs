@@ -398,14 +398,6 @@ fn attachment(body: Vec<u8>, content_type: &'static str, name: &str) -> Response
 }
 
 fn failed(c: &Console, live: &Live, e: &EnrollError, back: &str) -> Response<Full<Bytes>> {
-    let status = match e {
-        EnrollError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        EnrollError::NotFound(_) => StatusCode::NOT_FOUND,
-        EnrollError::Forbidden(_) => StatusCode::FORBIDDEN,
-        EnrollError::Conflict(_) => StatusCode::CONFLICT,
-        EnrollError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        EnrollError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
     c.views
-        .error(Some(live), status, "Not done", &e.to_string(), back)
+        .error(Some(live), e.status(), "Not done", &e.to_string(), back)
 }

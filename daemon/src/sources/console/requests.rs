@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{Response, StatusCode};
+use hyper::Response;
 use idsync_schema::{EnrollmentRequest, RequestStatus};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -151,16 +151,8 @@ pub async fn decide(c: &Console, req: &Call<'_>, live: &Live, id: &str) -> Respo
     let back = format!("/ui/requests/{id}");
     match done {
         Ok(()) => views::redirect(&back),
-        Err(e) => {
-            let status = match &e {
-                EnrollError::Forbidden(_) => StatusCode::FORBIDDEN,
-                EnrollError::NotFound(_) => StatusCode::NOT_FOUND,
-                EnrollError::Conflict(_) => StatusCode::CONFLICT,
-                EnrollError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                _ => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            c.views
-                .error(Some(live), status, "Not done", &e.to_string(), &back)
-        }
+        Err(e) => c
+            .views
+            .error(Some(live), e.status(), "Not done", &e.to_string(), &back),
     }
 }

@@ -227,6 +227,43 @@ fn overview(c: &Console) -> Shown {
     )
 }
 
+/// One page of a list screen's objects of `kind`: those whose `index`
+/// value starts with `text` (in the index's order), or all of them in id
+/// order when `text` is empty; with the key to continue after when the
+/// page is full. Only the page is read, so a search stays fast on a
+/// million objects.
+pub fn object_page<T: serde::de::DeserializeOwned>(
+    c: &Console,
+    kind: idsync_schema::Kind,
+    index: idsync_store::keys::Index,
+    text: &str,
+    after: Option<&[u8]>,
+) -> Result<(Vec<T>, Option<Vec<u8>>), idsync_store::StoreError> {
+    let store = c.rec.store();
+    let full = |n: usize| n == PAGE;
+    if text.is_empty() {
+        let page = store.scan_page(idsync_store::keys::object_prefix(kind), after, PAGE)?;
+        let last = full(page.len()).then(|| page[PAGE - 1].0.clone());
+        let objects = page
+            .iter()
+            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
+            .collect();
+        return Ok((objects, last));
+    }
+    let page = store.index_page(index, text, after, PAGE)?;
+    let last = full(page.len()).then(|| page[PAGE - 1].0.clone());
+    let mut objects = Vec::with_capacity(page.len());
+    for (_, id) in &page {
+        objects.extend(store.object::<T>(kind, *id)?);
+    }
+    Ok((objects, last))
+}
+
+/// The link to the page after `last` of a list screen at `path`.
+pub fn next_page(path: &str, text: &str, last: Option<Vec<u8>>) -> Option<String> {
+    last.map(|k| format!("{path}?q={}&after={}", percent_encode(text), hex::encode(k)))
+}
+
 /// RFC 3339 to the second, for tables.
 pub fn date(t: OffsetDateTime) -> String {
     let t = t.replace_nanosecond(0).unwrap_or(t);

@@ -7,7 +7,7 @@ use idsync_store::keys::Index;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::screens::{date, percent_encode, Shown, PAGE};
+use super::screens::{date, next_page, object_page, Shown};
 use super::session::Live;
 use super::Console;
 use crate::infra::auth::Role;
@@ -20,44 +20,15 @@ pub fn users(c: &Console, query: Option<&str>) -> Result<Shown, idsync_store::St
     let q = parse_query(query);
     let text = q.get("q").map(|s| s.trim()).unwrap_or("");
     let after = q.get("after").and_then(|a| hex::decode(a).ok());
-    let store = c.rec.store();
-    let (users, last) = if text.is_empty() {
-        let page = store.scan_page(
-            idsync_store::keys::object_prefix(Kind::User),
-            after.as_deref(),
-            PAGE,
-        )?;
-        let last = (page.len() == PAGE).then(|| page[PAGE - 1].0.clone());
-        let users = page
-            .iter()
-            .filter_map(|(_, v)| serde_json::from_slice::<User>(v).ok())
-            .collect::<Vec<_>>();
-        (users, last)
+    // The index is chosen by the text's shape: mails have an `@`.
+    let index = if text.contains('@') {
+        Index::UserMail
     } else {
-        // The index is chosen by the text's shape: mails have an `@`.
-        let index = if text.contains('@') {
-            Index::UserMail
-        } else {
-            Index::UserLogin
-        };
-        let page = store.index_page(index, text, after.as_deref(), PAGE)?;
-        let last = (page.len() == PAGE).then(|| page[PAGE - 1].0.clone());
-        let mut users = Vec::with_capacity(page.len());
-        for (_, id) in &page {
-            if let Some(u) = store.object::<User>(Kind::User, *id)? {
-                users.push(u);
-            }
-        }
-        (users, last)
+        Index::UserLogin
     };
+    let (users, last) = object_page::<User>(c, Kind::User, index, text, after.as_deref())?;
     let rows: Vec<Value> = users.iter().map(user_row).collect();
-    let next = last.map(|k| {
-        format!(
-            "/ui/users?q={}&after={}",
-            percent_encode(text),
-            hex::encode(k)
-        )
-    });
+    let next = next_page("/ui/users", text, last);
     Ok(Shown::Page(
         "users.html",
         json!({ "q": text, "users": rows, "next": next }),

@@ -32,6 +32,21 @@ pub enum EnrollError {
     Internal(String),
 }
 
+impl EnrollError {
+    /// The HTTP status of this failure, for the API and the console alike.
+    pub fn status(&self) -> hyper::StatusCode {
+        use hyper::StatusCode;
+        match self {
+            EnrollError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            EnrollError::NotFound(_) => StatusCode::NOT_FOUND,
+            EnrollError::Forbidden(_) => StatusCode::FORBIDDEN,
+            EnrollError::Conflict(_) => StatusCode::CONFLICT,
+            EnrollError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            EnrollError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 impl From<WriteFailed> for EnrollError {
     fn from(w: WriteFailed) -> Self {
         match w {

@@ -154,15 +154,7 @@ fn segments(path: &str) -> Vec<String> {
 }
 
 fn error_response(e: &EnrollError) -> Response<Full<Bytes>> {
-    let status = match e {
-        EnrollError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        EnrollError::NotFound(_) => StatusCode::NOT_FOUND,
-        EnrollError::Forbidden(_) => StatusCode::FORBIDDEN,
-        EnrollError::Conflict(_) => StatusCode::CONFLICT,
-        EnrollError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        EnrollError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    respond_json(status, &json!({ "error": e.to_string() }))
+    respond_json(e.status(), &json!({ "error": e.to_string() }))
 }
 
 pub(super) fn bad_request(message: impl Into<String>) -> EnrollError {
