@@ -9,7 +9,6 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use idsync_schema::{CertificateData, ProfileSettings, Protocol};
 use serde_json::json;
@@ -20,7 +19,7 @@ use super::screens::{date, Shown};
 use super::session::Live;
 use super::{views, Call, Console};
 use crate::infra::auth::Role;
-use crate::infra::http::{parse_query, respond};
+use crate::infra::http::parse_query;
 use crate::sources::enroll::{EnrollError, Enrolled, Password, Target};
 
 /// A form that holds a password: its values are wiped when it goes.
@@ -240,7 +239,7 @@ fn enrolled(done: Enrolled) -> Response<Full<Bytes>> {
             .name
             .clone()
             .unwrap_or_else(|| done.request.id.to_string());
-        return attachment(p12, "application/x-pkcs12", &format!("{name}.p12"));
+        return views::attachment(p12, "application/x-pkcs12", &format!("{name}.p12"));
     }
     match done.certificate {
         Some(cert) => views::redirect(&format!("/ui/certificates/{}", cert.id)),
@@ -326,7 +325,7 @@ pub fn pem(c: &Console, live: &Live, id: &str) -> Response<Full<Bytes>> {
         return c.views.not_found(live);
     };
     match c.enrollment.certificate(id) {
-        Ok(cert) => attachment(
+        Ok(cert) => views::attachment(
             format!("{}{}", cert.pem, cert.chain).into_bytes(),
             "application/pem-certificate-chain",
             &format!("{}.pem", cert.serial),
@@ -377,24 +376,6 @@ pub async fn download_p12(
         Ok(done) => enrolled(done),
         Err(e) => failed(c, live, &e, &back),
     }
-}
-
-fn attachment(body: Vec<u8>, content_type: &'static str, name: &str) -> Response<Full<Bytes>> {
-    let mut r = respond(StatusCode::OK, content_type, body);
-    let quoted: String = name
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        .collect();
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{quoted}\"")) {
-        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
-    }
-    let h = r.headers_mut();
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
 }
 
 fn failed(c: &Console, live: &Live, e: &EnrollError, back: &str) -> Response<Full<Bytes>> {

@@ -211,6 +211,26 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
     r
 }
 
+/// A download: `body` as the file `name` (quoted: printable ASCII but
+/// quotes and backslashes), never sniffed, never cached.
+pub fn attachment(body: Vec<u8>, content_type: &'static str, name: &str) -> Response<Full<Bytes>> {
+    let mut r = respond(StatusCode::OK, content_type, body);
+    let quoted: String = name
+        .chars()
+        .filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != '"' && *c != '\\')
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{quoted}\"")) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    let h = r.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 /// `/ui/static/NAME`: public (the sign-in page needs them), compiled in.
 pub fn static_file(method: &Method, name: &str) -> Response<Full<Bytes>> {
     if let Some(refused) = crate::infra::http::unless_get_or_head(method) {
