@@ -271,7 +271,14 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     let nav: Vec<String> = b.find_all("nav a").iter().map(|a| b.text(a)).collect();
     assert_eq!(
         nav,
-        ["Overview", "Users", "Assets", "Certificates", "Requests"]
+        [
+            "Overview",
+            "Users",
+            "Groups",
+            "Assets",
+            "Certificates",
+            "Requests"
+        ]
     );
     assert!(!b.text(&b.find("#daemon-status")).is_empty());
     b.screenshot(&shots.join("overview.png"));
@@ -298,6 +305,23 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     assert!(b.text(&b.find("main")).contains("staff"));
     assert!(b.text(&b.find("main")).contains("eve@example.org"));
     b.screenshot(&shots.join("user.png"));
+    // The user's group, with its members and history.
+    b.click_through(&b.find("main li a"));
+    assert_eq!(b.text(&b.find("h1")), "staff");
+    let members: Vec<String> = b
+        .find_all("#members tbody tr")
+        .iter()
+        .map(|r| b.text(r))
+        .collect();
+    assert!(
+        members.iter().any(|m| m.starts_with("eve@example.org")),
+        "{members:?}"
+    );
+    let history = b.text(&b.find("#history"));
+    assert!(history.contains("created"), "{history}");
+    b.screenshot(&shots.join("group.png"));
+    b.goto(&format!("{base}/ui/groups?q=nomatch"));
+    assert!(b.try_find("#no-groups").is_some());
     b.goto(&format!("{base}/ui/users?q=nobody"));
     assert!(b.try_find("#no-users").is_some());
 
@@ -506,6 +530,12 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     b.screenshot(&shots.join("asset.png"));
     b.click_through(&b.find("#assign"));
     assert_eq!(b.text(&b.find("#asset-state")), "active", "{}", b.source());
+    // The assignment is the asset's newest change, by the operator.
+    let newest = b.text(&b.find("#history tbody tr"));
+    assert!(
+        newest.contains("updated") && newest.contains("token ops"),
+        "{newest}"
+    );
 
     // Seed 003: "Send E-Mails" for an application, then a resend.
     b.click_through(&b.find("nav a[href='/ui/applications']"));

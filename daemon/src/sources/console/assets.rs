@@ -11,6 +11,7 @@ use idsync_store::keys::Index;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::history;
 use super::screens::{date, next_page, object_page, Shown};
 use super::session::Live;
 use super::{views, Call, Console};
@@ -48,8 +49,13 @@ pub fn assets(c: &Console, query: Option<&str>) -> Result<Shown, idsync_store::S
     ))
 }
 
-/// `GET /ui/assets/ID`.
-pub fn asset(c: &Console, live: &Live, id: &str) -> Result<Shown, idsync_store::StoreError> {
+/// `GET /ui/assets/ID?before=SEQ`.
+pub fn asset(
+    c: &Console,
+    live: &Live,
+    id: &str,
+    query: Option<&str>,
+) -> Result<Shown, idsync_store::StoreError> {
     let Ok(id) = Uuid::parse_str(id) else {
         return Ok(Shown::NotFound);
     };
@@ -98,14 +104,17 @@ pub fn asset(c: &Console, live: &Live, id: &str) -> Result<Shown, idsync_store::
         ("Country", opt(&a.country)),
         ("DNS names", a.dns_names.join(", ")),
         ("IP addresses", a.ip_addresses.join(", ")),
+        ("Created", date(a.meta.created)),
         ("Modified", date(a.meta.modified)),
+        ("Version", a.meta.version.to_string()),
     ];
+    let history = history::page(c, a.id, &a.meta, &format!("/ui/assets/{}", a.id), query)?;
     Ok(Shown::Page(
         "asset.html",
         json!({
             "asset": { "id": a.id.to_string(), "name": a.name, "profile": a.certificate_profile, "state": state(&a) },
             "fields": fields, "certificates": certificates,
-            "operator": operator, "profiles": profiles,
+            "operator": operator, "profiles": profiles, "history": history,
         }),
     ))
 }

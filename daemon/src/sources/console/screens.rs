@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::session::Live;
-use super::{applications, assets, enroll, requests, users, Call, Console};
+use super::{applications, assets, enroll, groups, requests, users, Call, Console};
 use crate::infra::auth::Role;
 
 /// Rows on one page of a list.
@@ -23,6 +23,7 @@ pub enum Screen {
     Overview,
     Import,
     Users,
+    Groups,
     Assets,
     Profiles,
     Requests,
@@ -30,10 +31,11 @@ pub enum Screen {
 }
 
 impl Screen {
-    const ALL: [Screen; 7] = [
+    const ALL: [Screen; 8] = [
         Screen::Overview,
         Screen::Import,
         Screen::Users,
+        Screen::Groups,
         Screen::Assets,
         Screen::Profiles,
         Screen::Requests,
@@ -45,6 +47,7 @@ impl Screen {
             Screen::Overview => "Overview",
             Screen::Import => "Import",
             Screen::Users => "Users",
+            Screen::Groups => "Groups",
             Screen::Assets => "Assets",
             Screen::Profiles => "Certificates",
             Screen::Requests => "Requests",
@@ -57,6 +60,7 @@ impl Screen {
             Screen::Overview => "/ui/",
             Screen::Import => "/ui/import",
             Screen::Users => "/ui/users",
+            Screen::Groups => "/ui/groups",
             Screen::Assets => "/ui/assets",
             Screen::Profiles => "/ui/profiles",
             Screen::Requests => "/ui/requests",
@@ -70,7 +74,7 @@ impl Screen {
         match self {
             Screen::Overview => &[Role::Monitor, Role::Read],
             Screen::Import => &[Role::Write],
-            Screen::Users => &[Role::Read],
+            Screen::Users | Screen::Groups => &[Role::Read],
             Screen::Assets => &[Role::Read, Role::Operator],
             Screen::Profiles | Screen::Requests => &[Role::Operator, Role::Approver],
             Screen::Applications => &[Role::Operator],
@@ -108,6 +112,8 @@ pub async fn route(c: &Console, call: &Call<'_>, live: &Live) -> Response<Full<B
         }
         (&Method::GET | &Method::HEAD, ["users"]) => (Screen::Users, Get::Users),
         (&Method::GET | &Method::HEAD, ["users", id]) => (Screen::Users, Get::User(id)),
+        (&Method::GET | &Method::HEAD, ["groups"]) => (Screen::Groups, Get::Groups),
+        (&Method::GET | &Method::HEAD, ["groups", id]) => (Screen::Groups, Get::Group(id)),
         (&Method::GET | &Method::HEAD, ["assets"]) => (Screen::Assets, Get::Assets),
         (&Method::GET | &Method::HEAD, ["assets", id]) => (Screen::Assets, Get::Asset(id)),
         (&Method::POST, ["assets", id, "profile"]) => {
@@ -160,8 +166,10 @@ pub async fn route(c: &Console, call: &Call<'_>, live: &Live) -> Response<Full<B
         Get::Import => Ok(Shown::Page("import.html", super::import::form(c))),
         Get::Users => users::users(c, call.query).map_err(Failed::from),
         Get::User(id) => users::user(c, live, id, call.query).map_err(Failed::from),
+        Get::Groups => groups::groups(c, call.query).map_err(Failed::from),
+        Get::Group(id) => groups::group(c, id, call.query).map_err(Failed::from),
         Get::Assets => assets::assets(c, call.query).map_err(Failed::from),
-        Get::Asset(id) => assets::asset(c, live, id).map_err(Failed::from),
+        Get::Asset(id) => assets::asset(c, live, id, call.query).map_err(Failed::from),
         Get::Applications => Ok(applications::applications(c, call.query)),
         Get::Profiles => enroll::profiles(c, live).map_err(Failed::from),
         Get::Profile(name) => enroll::profile(c, live, name).map_err(Failed::from),
@@ -191,6 +199,8 @@ pub async fn route(c: &Console, call: &Call<'_>, live: &Live) -> Response<Full<B
 enum Get<'a> {
     Overview,
     Import,
+    Groups,
+    Group(&'a str),
     Assets,
     Asset(&'a str),
     Applications,

@@ -7,6 +7,7 @@ use idsync_store::keys::Index;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::history;
 use super::screens::{date, next_page, object_page, Shown};
 use super::session::Live;
 use super::Console;
@@ -67,7 +68,7 @@ pub fn user(
     let mut groups = Vec::new();
     for g in &u.groups {
         if let Some(g) = store.object::<Group>(Kind::Group, *g)? {
-            groups.push(g.display_name);
+            groups.push(json!({ "id": g.id.to_string(), "name": g.display_name }));
         }
     }
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -100,8 +101,7 @@ pub fn user(
     let notice = q
         .get("resent")
         .map(|app| format!("A new activation mail for {app} is queued."));
-    let before = q.get("before").and_then(|b| b.parse::<u64>().ok());
-    let history = history(c, &u, before)?;
+    let history = history::page(c, u.id, &u.meta, &format!("/ui/users/{}", u.id), query)?;
     Ok(Shown::Page(
         "user.html",
         json!({
@@ -110,57 +110,4 @@ pub fn user(
             "history": history,
         }),
     ))
-}
-
-/// Change-log entries one page of an older history looks through.
-const HISTORY_WINDOW: u64 = 20_000;
-
-/// A page of the user's history, newest first. The first page reads the
-/// changes the user keeps the numbers of (`Meta::changes`, its last 32):
-/// that many point reads, whatever the log's length. Older pages (and
-/// users last written by a version that kept no numbers) look through a
-/// window of [`HISTORY_WINDOW`] log entries ending at `before`; each page
-/// links to the one before it until the user's creation is shown.
-fn history(c: &Console, u: &User, before: Option<u64>) -> Result<Value, idsync_store::StoreError> {
-    let store = c.rec.store();
-    let kept = &u.meta.changes;
-    let (events, first, searched) = match (before, kept.first()) {
-        (None, Some(&first)) => {
-            let mut events = Vec::with_capacity(kept.len());
-            for seq in kept.iter().rev() {
-                events.extend(store.change(*seq)?);
-            }
-            (events, first, None)
-        }
-        _ => {
-            let head = store.head()?;
-            let last = before.map_or(head, |b| b.min(head));
-            let first = last.saturating_sub(HISTORY_WINDOW - 1).max(1);
-            let mut events = store.object_changes(u.id, first, last)?;
-            events.reverse();
-            (events, first, Some((first, last)))
-        }
-    };
-    let created = events
-        .iter()
-        .any(|e| e.operation == idsync_schema::Operation::Created);
-    let rows: Vec<Value> = events
-        .iter()
-        .map(|e| {
-            json!({
-                "seq": e.seq, "at": date(e.at),
-                // As the change log writes it: created, updated, deleted.
-                "operation": e.operation,
-                "changed": e.changed.join(", "),
-                "source": e.source.as_str(),
-                "actor": format!("{} {}", e.actor.kind, e.actor.name),
-                "line": e.actor.line,
-            })
-        })
-        .collect();
-    let older = (!created && first > 1).then(|| format!("/ui/users/{}?before={}", u.id, first - 1));
-    Ok(json!({
-        "events": rows, "older": older,
-        "searched": searched.map(|(first, last)| json!({ "first": first, "last": last })),
-    }))
 }
