@@ -391,3 +391,26 @@ pub fn openssl_csr(dir: &Path, name: &str) -> String {
     assert!(status.status.success(), "openssl req failed");
     std::fs::read_to_string(out).expect("the CSR")
 }
+
+/// A self-signed P-256 certificate for `127.0.0.1` and `localhost`, made
+/// by openssl in `dir`: the paths of the certificate and its key (PEM).
+pub fn self_signed_loopback(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (cert, key)
+}

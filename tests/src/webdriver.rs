@@ -32,6 +32,16 @@ impl Browser {
     /// Start chromedriver on a free loopback port and open a headless
     /// Chromium session with a window of `width`×`height`.
     pub fn start(width: u32, height: u32) -> Browser {
+        Self::launch(width, height, false)
+    }
+
+    /// [`Browser::start`] for a site whose certificate no CA vouches for
+    /// (a test's self-signed one): W3C WebDriver's `acceptInsecureCerts`.
+    pub fn start_accepting_any_certificate(width: u32, height: u32) -> Browser {
+        Self::launch(width, height, true)
+    }
+
+    fn launch(width: u32, height: u32, accept_insecure_certs: bool) -> Browser {
         let port = crate::free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -73,6 +83,7 @@ impl Browser {
         .collect::<Vec<_>>();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "acceptInsecureCerts": accept_insecure_certs,
             "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
         }}});
         let mut browser = Browser {

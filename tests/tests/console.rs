@@ -3,10 +3,12 @@
 //! screens as an operator and an approver would, and the refusals: a
 //! wrong token, a forged or cross-site form, a signed-out session, a role
 //! that may not see a screen, one's own request, too many sign-ins.
+//! And the console on a listener of its own, over TLS.
 //!
 //! Each screen is saved as a PNG under `target/console-screenshots/`
 //! (`docs/console.md` shows copies of them).
 
+use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -735,4 +737,59 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
         by_ops.iter().all(|e| e["actor"]["digest"].is_string()),
         "{by_ops:?}"
     );
+}
+
+/// `[console] listen` with a certificate: the console on a listener of
+/// its own over HTTPS, its session cookie `Secure`; the admin listener
+/// serves it no more, and the console's port speaks no plain HTTP.
+#[test]
+fn the_console_on_its_own_listener_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = idsync_tests::self_signed_loopback(dir.path());
+    let (admin, console) = (free_port(), free_port());
+    let env = Env::with_config(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+         [console]\nlisten = \"127.0.0.1:{console}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\
+         [[tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nroles = [\"read\"]\n",
+        cert.display(),
+        key.display(),
+        sha256_hex(OPS)
+    ));
+    let daemon = env.serve(&[]);
+    wait_until("the console listener", Duration::from_secs(60), || {
+        daemon.log().contains("console listener started")
+    });
+    assert!(daemon.log().contains("tls=true"), "{}", daemon.log());
+    wait_until("the admin listener", Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok()
+    });
+    let r = Http::new(admin).page("GET", "/ui/signin", None, &[], None);
+    assert_eq!(r.status(), 404, "the console is on its own listener");
+
+    let mut plain = std::net::TcpStream::connect(("127.0.0.1", console)).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    plain
+        .write_all(b"GET /ui/signin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "plain HTTP answered: {}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    let b = Browser::start_accepting_any_certificate(1280, 900);
+    let base = format!("https://127.0.0.1:{console}");
+    b.goto(&format!("{base}/"));
+    assert!(b.url().ends_with("/ui/signin"), "{}", b.url());
+    let landed = sign_in(&b, &base, OPS);
+    assert!(landed.ends_with("/ui/"), "{landed}");
+    let (_, raw) = session_cookie(&b);
+    assert_eq!(raw["secure"], true, "{raw}");
+    assert_eq!(raw["httpOnly"], true, "{raw}");
+    b.click_through(&b.find("nav a[href='/ui/users']"));
+    assert_eq!(b.text(&b.find("h1")), "Users");
 }

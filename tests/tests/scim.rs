@@ -1077,36 +1077,7 @@ fn limits_base_path_and_sigterm() {
 #[test]
 fn tls_when_a_certificate_is_configured() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("run openssl");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let (cert, key) = idsync_tests::self_signed_loopback(dir.path());
     let (admin, port) = (idsync_tests::free_port(), idsync_tests::free_port());
     let env = idsync_tests::Env::with_config(&format!(
         "[admin]\nlisten = \"127.0.0.1:{admin}\"\n[scim]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n\

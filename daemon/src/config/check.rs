@@ -42,6 +42,9 @@ impl Config {
                 self.scep
                     .check()
                     .map_err(|(key, message)| invalid(key, message)),
+                self.console
+                    .check()
+                    .map_err(|(key, message)| invalid(key, message)),
                 self.check_connectors(),
                 idsync_schema::activation::check_applications(&self.applications)
                     .map_err(|m| invalid("applications", m)),
@@ -183,15 +186,6 @@ impl Config {
                     || self.activation.max_connections_per_peer == 0,
                 "activation",
                 "max_connections and max_connections_per_peer must be at least 1",
-            ),
-            (
-                self.console.session_idle_minutes == 0
-                    || self.console.session_max_hours == 0
-                    || self.console.max_sessions == 0
-                    || self.console.sign_ins_per_minute_per_peer == 0,
-                "console",
-                "session_idle_minutes, session_max_hours, max_sessions and \
-                 sign_ins_per_minute_per_peer must be at least 1",
             ),
             (
                 !["text", "json"].contains(&self.log.format.as_str()),

@@ -54,7 +54,8 @@ pub struct AdminState {
     /// [`crate::sources::activation::routes`]).
     pub activations: Option<Arc<crate::sources::activation::Activations>>,
     /// The operator console (`/ui/…`, a session from a token; see
-    /// [`crate::sources::console`]); none: `[console] enabled = false`.
+    /// [`crate::sources::console`]); none: `[console] enabled = false`,
+    /// or the console has a listener of its own (`[console] listen`).
     pub console: Option<Arc<crate::sources::console::Console>>,
     /// Connections in all and per peer, first-byte timeout (`[admin]`).
     pub limits: Limits,
@@ -107,20 +108,10 @@ async fn handle(
         };
     }
     if crate::sources::console::is_console_route(path) {
-        let Some(console) = &state.console else {
-            return respond(StatusCode::NOT_FOUND, TEXT, "not found\n");
+        return match &state.console {
+            Some(console) => console.answer(req, max, peer).await,
+            None => respond(StatusCode::NOT_FOUND, TEXT, "not found\n"),
         };
-        let (parts, body) = req.into_parts();
-        let call = crate::sources::console::ConsoleRequest {
-            method: &parts.method,
-            path: parts.uri.path(),
-            query: parts.uri.query(),
-            headers: &parts.headers,
-            body,
-            max_body: max,
-            peer,
-        };
-        return console.handle(call).await;
     }
     // A declared length over the limit is refused before reading any of
     // it (the console bounds its own: an upload is larger).

@@ -162,6 +162,7 @@ struct Services {
     shutdown: watch::Sender<bool>,
     admin: JoinHandle<()>,
     scim: Option<JoinHandle<()>>,
+    console: Option<JoinHandle<()>>,
     acme: Option<JoinHandle<()>>,
     scep: Option<JoinHandle<()>>,
     activation: Option<JoinHandle<()>>,
@@ -246,6 +247,22 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         false => None,
     };
     let (shutdown, shutdown_rx) = watch::channel(false);
+    // With a listener of its own, the console is served there only.
+    let (console, console_listener) = match (console, &cfg.console.listen) {
+        (Some(console), Some(_)) => {
+            let own = crate::sources::console::listener::start(
+                &cfg.console,
+                console,
+                cfg.admin.max_body_bytes,
+                cfg.admin.limits(),
+                &metrics,
+                shutdown_rx.clone(),
+            )
+            .await?;
+            (None, own)
+        }
+        (console, _) => (console, None),
+    };
     let upkeep = tokio::spawn(Arc::clone(&enrollment).upkeep(shutdown_rx.clone()));
     let admin = tokio::spawn(serve_admin(
         listener,
@@ -320,6 +337,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         shutdown,
         admin,
         scim,
+        console: console_listener,
         acme,
         scep,
         activation,
@@ -345,6 +363,7 @@ async fn stop(mut d: Daemon, services: Services) -> Result<()> {
     let _ = services.upkeep.await;
     for listener in [
         services.scim,
+        services.console,
         services.acme,
         services.scep,
         services.activation,
@@ -414,6 +433,7 @@ impl Daemon {
                             != serde_json::to_value(&self.cfg.connectors).ok(),
                     ),
                     ("scim", new.scim != self.cfg.scim),
+                    ("console", new.console != self.cfg.console),
                     ("acme", new.acme != self.cfg.acme),
                     ("scep", new.scep != self.cfg.scep),
                     (

@@ -25,6 +25,7 @@ mod groups;
 mod guard;
 mod history;
 mod import;
+pub mod listener;
 mod requests;
 mod screens;
 mod session;
@@ -137,7 +138,7 @@ impl Console {
             auth,
             sessions: Sessions::new(cfg.idle(), cfg.max_age(), cfg.max_sessions),
             sign_ins: RateLimit::per_minute(cfg.sign_ins_per_minute_per_peer),
-            secure_cookie: cfg.secure_cookie,
+            secure_cookie: cfg.over_https(),
             views: Views::new()?,
             metrics,
             rec,
@@ -146,6 +147,38 @@ impl Console {
             uploads: import::Uploads::default(),
             activations,
         })
+    }
+
+    /// Answer one request of a listener that serves the console: under
+    /// [`PREFIX`], or `/` (which leads there). `max_body` bounds a form.
+    pub async fn answer(
+        &self,
+        req: hyper::Request<Incoming>,
+        max_body: usize,
+        peer: SocketAddr,
+    ) -> Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path();
+        if path == "/" {
+            return views::redirect("/ui/");
+        }
+        if !is_console_route(path) {
+            return crate::infra::http::respond(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "not found\n",
+            );
+        }
+        self.handle(ConsoleRequest {
+            method: &parts.method,
+            path,
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            body,
+            max_body,
+            peer,
+        })
+        .await
     }
 
     /// Answer one request under [`PREFIX`].
