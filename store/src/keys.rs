@@ -17,6 +17,8 @@
 //! | `i/e/acct/` | ACME account key thumbprint | registration id |
 //! | `i/c/serial/` | lower-cased serial (hex), `0x00`, certificate id | empty |
 //! | `i/r/txn/` | SHA-256 of the SCEP transactionID, request id | empty |
+//! | `i/r/new/` | request id with every bit inverted (newest first) | empty |
+//! | `i/r/status/` | status, `/`, request id with every bit inverted | empty |
 //! | `s/indexes` | — | the index layout version the store was last brought to (u32 big-endian) |
 //! | `c/` | sequence number (u64 big-endian) | change event JSON |
 //! | `s/head` | — | last sequence number (u64 big-endian) |
@@ -205,8 +207,34 @@ pub fn request_of_transaction(transaction: &str, request: Uuid) -> Vec<u8> {
 pub const INDEX_LAYOUT_KEY: &[u8] = b"s/indexes";
 
 /// The index layout this version writes: 2 added the registration,
-/// certificate-serial and SCEP-transaction indexes.
-pub const INDEX_LAYOUT: u32 = 2;
+/// certificate-serial and SCEP-transaction indexes; 3 the requests'
+/// newest-first and status indexes.
+pub const INDEX_LAYOUT: u32 = 3;
+
+/// Prefix of the enrollment requests newest first: all of them, or those
+/// in `status` (a status name: lower-case letters and `_`).
+pub fn requests_newest_prefix(status: Option<&str>) -> Vec<u8> {
+    match status {
+        None => b"i/r/new/".to_vec(),
+        Some(s) => [b"i/r/status/", s.as_bytes(), b"/"].concat(),
+    }
+}
+
+/// Request `id`'s place among the newest (in `status`): its id with every
+/// bit inverted, so that key order, which is id order for UUIDv7 ids and
+/// so creation order, runs newest first in a forward scan.
+pub fn request_newest(status: Option<&str>, id: Uuid) -> Vec<u8> {
+    let mut k = requests_newest_prefix(status);
+    k.extend(id.as_bytes().iter().map(|b| !b));
+    k
+}
+
+/// The request id at the end of a [`request_newest`] key.
+pub fn newest_request_id(key: &[u8]) -> Option<Uuid> {
+    let start = key.len().checked_sub(16)?;
+    let inverted: Vec<u8> = key[start..].iter().map(|b| !b).collect();
+    Uuid::from_slice(&inverted).ok()
+}
 
 /// Prefix of the members of `group`.
 pub fn members_prefix(group: Uuid) -> Vec<u8> {
@@ -314,6 +342,20 @@ pub fn trailing_id(bytes: &[u8]) -> Option<Uuid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_list_newest_first_and_by_status() {
+        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+        let mut keyed: Vec<Vec<u8>> = ids.iter().map(|id| request_newest(None, *id)).collect();
+        keyed.sort();
+        let back: Vec<Uuid> = keyed.iter().filter_map(|k| newest_request_id(k)).collect();
+        assert_eq!(back, ids.iter().rev().copied().collect::<Vec<_>>());
+        let k = request_newest(Some("approved"), ids[0]);
+        assert!(k.starts_with(&requests_newest_prefix(Some("approved"))));
+        assert!(!k.starts_with(&requests_newest_prefix(None)));
+        assert!(!request_newest(Some("failed"), ids[0])
+            .starts_with(&requests_newest_prefix(Some("fail"))));
+    }
 
     #[test]
     fn prefixes_do_not_overlap() {

@@ -124,9 +124,12 @@ stored!(EnrollmentRequest, Kind::Request, {
         Vec::new()
     }
     fn marker_keys(&self) -> Vec<Vec<u8>> {
+        let newest =
+            [None, Some(self.status.as_str())].map(|status| keys::request_newest(status, self.id));
         self.transaction
             .iter()
             .map(|t| keys::request_of_transaction(t, self.id))
+            .chain(newest)
             .collect()
     }
 });

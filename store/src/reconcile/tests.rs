@@ -797,6 +797,45 @@ fn assert_found_by_index(rec: &Reconciler, (r, request, certificate): &Enrollmen
         marked(keys::certificates_of_serial_prefix("0a1b")),
         [certificate.id]
     );
+    assert_eq!(newest_requests(rec, None), [request.id]);
+    assert_eq!(
+        newest_requests(rec, Some(request.status.as_str())),
+        [request.id]
+    );
+}
+
+/// The requests on the newest-first index (of `status`), in its order.
+fn newest_requests(rec: &Reconciler, status: Option<&str>) -> Vec<Uuid> {
+    let prefix = keys::requests_newest_prefix(status);
+    let page = rec.store().scan_page(&prefix, None, 100).unwrap();
+    page.iter()
+        .filter_map(|(k, _)| keys::newest_request_id(k))
+        .collect()
+}
+
+/// A request's status entry moves with its status; the newest-first
+/// index lists the newest request first.
+#[test]
+fn requests_are_listed_newest_first_and_by_status() {
+    let (_dir, rec) = fresh();
+    let (first, _) = request_and_certificate("t1", "01");
+    let (second, _) = request_and_certificate("t2", "02");
+    let put = |r: &idsync_schema::EnrollmentRequest| {
+        let mut tx = rec.begin(Source::Api, Actor::default());
+        tx.put_request(r.clone()).unwrap();
+        tx.commit().unwrap();
+    };
+    put(&first);
+    put(&second);
+    assert_eq!(newest_requests(&rec, None), [second.id, first.id]);
+    let status = first.status;
+    let mut issued = first.clone();
+    issued.status = idsync_schema::RequestStatus::Issued;
+    assert!(status.may_become(issued.status), "{status:?}");
+    put(&issued);
+    assert_eq!(newest_requests(&rec, Some(status.as_str())), [second.id]);
+    assert_eq!(newest_requests(&rec, Some("issued")), [first.id]);
+    assert_eq!(newest_requests(&rec, None), [second.id, first.id]);
 }
 
 /// The enrollment indexes find what they index, and one challenge or one
@@ -832,6 +871,11 @@ fn a_store_without_the_enrollment_indexes_gets_them_at_start() {
     old.delete(Index::RegistrationChallenge.key("c1"));
     old.delete(Index::AcmeAccount.key("k1"));
     old.delete(keys::request_of_transaction("t1", request.id));
+    old.delete(keys::request_newest(None, request.id));
+    old.delete(keys::request_newest(
+        Some(request.status.as_str()),
+        request.id,
+    ));
     old.delete(keys::certificate_of_serial("0A1B", certificate.id));
     old.delete(keys::INDEX_LAYOUT_KEY.to_vec());
     rec.store().engine().write(old).unwrap();

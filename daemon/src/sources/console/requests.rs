@@ -9,7 +9,7 @@ use idsync_schema::{EnrollmentRequest, RequestStatus};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::screens::{date, Shown};
+use super::screens::{date, percent_encode, Shown, PAGE};
 use super::session::Live;
 use super::{views, Call, Console};
 use crate::infra::auth::Role;
@@ -32,13 +32,22 @@ pub fn requests(c: &Console, query: Option<&str>) -> Shown {
         profile: text("profile").map(str::to_owned),
         requester: text("requester").map(str::to_owned),
     };
-    let found = match c.enrollment.requests(&filter) {
+    let after = q.get("after").and_then(|a| hex::decode(a).ok());
+    let (found, last) = match c.enrollment.requests_page(&filter, after.as_deref(), PAGE) {
         Ok(found) => found,
         Err(e) => {
             error = Some(e.to_string());
-            Vec::new()
+            (Vec::new(), None)
         }
     };
+    // The next page keeps the filters.
+    let next = last.map(|k| {
+        let kept = ["status", "asset", "profile", "requester"]
+            .into_iter()
+            .filter_map(|name| text(name).map(|v| format!("{name}={}&", percent_encode(v))))
+            .collect::<String>();
+        format!("/ui/requests?{kept}after={}", hex::encode(k))
+    });
     let rows: Vec<Value> = found
         .iter()
         .map(|r| {
@@ -65,6 +74,7 @@ pub fn requests(c: &Console, query: Option<&str>) -> Shown {
         "requests.html",
         json!({
             "requests": rows,
+            "next": next,
             "statuses": statuses,
             "error": error,
             "filter": {

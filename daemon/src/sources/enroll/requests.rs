@@ -5,6 +5,7 @@
 
 use idsync_connectors::ca;
 use idsync_schema::{EnrollmentRequest, Kind, Protocol, RequestStatus};
+use idsync_store::keys;
 use idsync_store::reconcile::Tx;
 use uuid::Uuid;
 
@@ -163,19 +164,58 @@ impl Enrollment {
         &self,
         filter: &RequestFilter,
     ) -> Result<Vec<EnrollmentRequest>, EnrollError> {
+        Ok(self.requests_page(filter, None, self.max_listed)?.0)
+    }
+
+    /// Up to `limit` requests that pass `filter`, newest first, after the
+    /// index key `after`; and the key to continue after when the page is
+    /// full. The walk is along the newest-first index (of the status, when
+    /// the filter has one), so a page of a status costs a page of reads
+    /// however many requests the store holds.
+    pub(crate) fn requests_page(
+        &self,
+        filter: &RequestFilter,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<EnrollmentRequest>, Option<Vec<u8>>), EnrollError> {
+        const STEP: usize = 256;
         let asset = match &filter.asset {
             Some(a) => Some(self.asset(a)?.id),
             None => None,
         };
-        self.newest(Kind::Request, |r: &EnrollmentRequest| {
-            filter.status.is_none_or(|s| r.status == s)
-                && asset.is_none_or(|a| r.asset == Some(a))
+        let keep = |r: &EnrollmentRequest| {
+            asset.is_none_or(|a| r.asset == Some(a))
                 && filter
                     .profile
                     .as_deref()
                     .is_none_or(|p| r.profile.eq_ignore_ascii_case(p))
                 && filter.requester.as_deref().is_none_or(|q| r.requester == q)
-        })
+        };
+        let store = self.store();
+        let prefix = keys::requests_newest_prefix(filter.status.map(RequestStatus::as_str));
+        let mut anchor = after.map(<[u8]>::to_vec);
+        let mut found = Vec::new();
+        loop {
+            let page = store.scan_page(&prefix, anchor.as_deref(), STEP)?;
+            for (key, _) in &page {
+                anchor = Some(key.clone());
+                let Some(id) = keys::newest_request_id(key) else {
+                    continue;
+                };
+                let Some(r) = store.object::<EnrollmentRequest>(Kind::Request, id)? else {
+                    continue;
+                };
+                if keep(&r) {
+                    found.push(r);
+                    if found.len() == limit {
+                        return Ok((found, anchor));
+                    }
+                }
+            }
+            if page.len() < STEP {
+                return Ok((found, None));
+            }
+        }
     }
 }
 
