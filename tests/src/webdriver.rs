@@ -209,6 +209,38 @@ impl Browser {
         });
     }
 
+    /// Press `keys` on the keyboard, one after the other, wherever the
+    /// focus is (WebDriver's key actions: `\u{E004}` is Tab, `\u{E007}`
+    /// Enter).
+    pub fn press(&self, keys: &str) {
+        let actions: Vec<Value> = keys
+            .chars()
+            .flat_map(|k| {
+                let k = k.to_string();
+                [
+                    json!({"type": "keyDown", "value": k}),
+                    json!({"type": "keyUp", "value": k}),
+                ]
+            })
+            .collect();
+        self.session(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        );
+    }
+
+    /// The focused element: its text, or its id when it has none.
+    pub fn focused(&self) -> String {
+        self.execute(
+            "const e = document.activeElement; return (e.innerText || '').trim() || e.id",
+            json!([]),
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
     /// Type `text` into the element (after what it holds).
     pub fn type_into(&self, e: &Element, text: &str) {
         self.session(

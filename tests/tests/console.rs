@@ -21,6 +21,10 @@ const BOSS: &str = "idsync_test-console-approver";
 const WATCH: &str = "idsync_test-console-monitor";
 const BOTH: &str = "idsync_test-console-operator-and-approver";
 const ROOT: &str = "idsync_test-console-admin";
+/// WebDriver's keys.
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
+
 const PASSWORD: &str = "Correct-Horse-Battery-7431";
 
 const PROFILES: &str = r#"
@@ -70,6 +74,52 @@ active,bob,bob@example.org,Bob,Brown,en,staff
 
 fn screenshots() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots")
+}
+
+/// axe-core, the accessibility checker (`AXE_CORE_JS`, which the test
+/// command installs from npm).
+fn axe_core() -> &'static str {
+    static AXE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    AXE.get_or_init(|| {
+        let path = std::env::var("AXE_CORE_JS")
+            .expect("AXE_CORE_JS: run the tests with scripts/test, which installs axe-core");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    })
+}
+
+/// Save the screen shown as `name.png`, and check it with axe-core: no
+/// violation of its WCAG 2.0 and 2.1 A and AA rules (labels, contrast,
+/// landmarks, names of links and buttons, valid ARIA, …).
+fn look(b: &Browser, name: &str) {
+    b.screenshot(&screenshots().join(format!("{name}.png")));
+    let violations = accessibility_violations(b);
+    assert!(
+        violations.is_empty(),
+        "{name}: {}",
+        serde_json::to_string_pretty(&violations).unwrap()
+    );
+}
+
+/// What axe-core finds wrong with the page shown, a line per rule broken
+/// (its id, what it asks for, where). Panics when axe-core checked
+/// nothing, so a page it could not run on never passes.
+fn accessibility_violations(b: &Browser) -> Vec<Value> {
+    b.execute(&format!("{}\nreturn true;", axe_core()), json!([]));
+    let found = b.execute(
+        "return axe.run(document, {runOnly: {type: 'tag', values: \
+         ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}}).then(r => ({ \
+         passes: r.passes.length, violations: r.violations.map(v => \
+         v.id + ': ' + v.help + ' at ' + v.nodes.map(n => n.target.join(' ')).join(', ')) }))",
+        json!([]),
+    );
+    assert!(
+        found["passes"].as_u64().unwrap_or(0) > 0,
+        "axe-core checked nothing: {found}"
+    );
+    found["violations"]
+        .as_array()
+        .expect("axe-core's answer")
+        .clone()
 }
 
 /// The admin API and the console's pages over plain HTTP (ureq), for what
@@ -252,19 +302,35 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     assert_eq!(r.header("x-frame-options"), Some("DENY"));
 
     let b = Browser::start(1280, 900);
-    let shots = screenshots();
     b.goto(&format!("{base}/ui/"));
     assert!(b.url().ends_with("/ui/signin"), "{}", b.url());
-    b.screenshot(&shots.join("signin.png"));
+    look(&b, "signin");
+    // The checker sees what it should: a field without a label.
+    b.execute(
+        "document.querySelector('main').insertAdjacentHTML('beforeend', '<input id=unlabelled>')",
+        json!([]),
+    );
+    let found = accessibility_violations(&b);
+    assert!(
+        found
+            .iter()
+            .any(|v| v.as_str().unwrap_or("").starts_with("label:")),
+        "{found:?}"
+    );
 
     // A wrong token is refused, and says so.
     sign_in(&b, &base, "idsync_not-a-token");
     assert_eq!(b.text(&b.find(".error")), "This token is not accepted.");
 
-    // The approver signs in: a session cookie that scripts cannot read and
-    // other sites do not get, holding no token.
-    let landed = sign_in(&b, &base, BOSS);
-    assert!(landed.ends_with("/ui/"), "{landed}");
+    // The approver signs in with the keyboard alone (the token field has
+    // the focus; Enter sends the form): a session cookie that scripts
+    // cannot read and other sites do not get, holding no token.
+    b.goto(&format!("{base}/ui/signin"));
+    assert_eq!(b.focused(), "token");
+    b.press(&format!("{BOSS}{ENTER}"));
+    wait_until("the overview", Duration::from_secs(30), || {
+        b.url().ends_with("/ui/")
+    });
     let (cookie, raw) = session_cookie(&b);
     assert_eq!(raw["httpOnly"], true, "{raw}");
     assert_eq!(raw["sameSite"], "Strict", "{raw}");
@@ -283,7 +349,22 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
         ]
     );
     assert!(!b.text(&b.find("#daemon-status")).is_empty());
-    b.screenshot(&shots.join("overview.png"));
+    look(&b, "overview");
+    // Keyboard order: the skip link first, then the screens in the order
+    // shown; the skip link takes the focus to the page's content.
+    b.press(TAB);
+    assert_eq!(b.focused(), "Skip to content");
+    b.press(TAB);
+    assert_eq!(b.focused(), "Overview");
+    b.press(TAB);
+    assert_eq!(b.focused(), "Users");
+    b.goto(&format!("{base}/ui/"));
+    b.press(TAB);
+    b.press(ENTER);
+    assert_eq!(
+        b.execute("return document.activeElement.id", json!([])),
+        "main"
+    );
 
     // Users: search by the start of the login name; markup in a name is
     // shown as text.
@@ -302,11 +383,11 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
         b.try_find("tbody b").is_none(),
         "markup from the store rendered"
     );
-    b.screenshot(&shots.join("users.png"));
+    look(&b, "users");
     b.click_through(&b.find("tbody tr:nth-child(2) a"));
     assert!(b.text(&b.find("main")).contains("staff"));
     assert!(b.text(&b.find("main")).contains("eve@example.org"));
-    b.screenshot(&shots.join("user.png"));
+    look(&b, "user");
     // The user's group, with its members and history.
     b.click_through(&b.find("main li a"));
     assert_eq!(b.text(&b.find("h1")), "staff");
@@ -321,7 +402,7 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     );
     let history = b.text(&b.find("#history"));
     assert!(history.contains("created"), "{history}");
-    b.screenshot(&shots.join("group.png"));
+    look(&b, "group");
     b.goto(&format!("{base}/ui/groups?q=nomatch"));
     assert!(b.try_find("#no-groups").is_some());
     b.goto(&format!("{base}/ui/users?q=nobody"));
@@ -339,10 +420,10 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     });
     let rows = b.find_all("tbody tr");
     assert_eq!(rows.len(), 1, "{}", b.source());
-    b.screenshot(&shots.join("requests.png"));
+    look(&b, "requests");
     b.click_through(&b.find("tbody tr a"));
     assert!(b.url().ends_with(&pending), "{}", b.url());
-    b.screenshot(&shots.join("request.png"));
+    look(&b, "request");
 
     // A form whose CSRF token is not the session's is refused, and
     // changes nothing.
@@ -395,7 +476,7 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     // A phone's width: the same page, readable.
     b.resize(390, 844);
     b.goto(&format!("{base}/ui/requests"));
-    b.screenshot(&shots.join("requests-phone.png"));
+    look(&b, "requests-phone");
     b.resize(1280, 900);
 
     // Signing out ends the session on the server: the old cookie leads to
@@ -413,7 +494,7 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     assert_eq!(nav, ["Overview"]);
     b.goto(&format!("{base}/ui/users"));
     assert_eq!(b.text(&b.find("h1")), "Not allowed");
-    b.screenshot(&shots.join("not-allowed.png"));
+    look(&b, "not-allowed");
     b.click_through(&b.find(".signout button"));
 
     // One's own request shows no decision, and a decision sent anyway is
@@ -440,7 +521,7 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     // Seed 001 as an operator: upload, look at the dry run, import.
     sign_in(&b, &base, OPS);
     b.click_through(&b.find("nav a[href='/ui/import']"));
-    b.screenshot(&shots.join("import.png"));
+    look(&b, "import");
     let csv = env.file("new-staff.csv", UPLOAD);
     b.execute(
         "document.getElementById('end_state').value = 'inactive'",
@@ -465,7 +546,7 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     let rejected = table("rejected");
     assert!(rejected[0].starts_with('4'), "{rejected:?}");
     assert!(rejected[0].contains("mail"), "{rejected:?}");
-    b.screenshot(&shots.join("import-preview.png"));
+    look(&b, "import-preview");
     let preview = b.url();
     b.click_through(&b.find("#do-import"));
     assert!(
@@ -475,7 +556,7 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     );
     assert!(b.text(&b.find("#outcome")).starts_with("partial"));
     assert!(b.try_find("#do-import").is_none(), "imported twice?");
-    b.screenshot(&shots.join("import-result.png"));
+    look(&b, "import-result");
     let (cookie, _) = session_cookie(&b);
     let path = preview.trim_start_matches(&base).to_owned();
     let r = http.page(
@@ -522,14 +603,14 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     b.click_through(&b.find("nav a[href='/ui/assets']"));
     b.type_into(&b.find("#q"), "print");
     b.click_through(&b.find("form[role=search] button"));
-    b.screenshot(&shots.join("assets.png"));
+    look(&b, "assets");
     b.click_through(&b.find("tbody tr a"));
     assert_eq!(b.text(&b.find("#asset-state")), "pending");
     b.execute(
         "document.getElementById('profile').value = 'Approved P12'",
         json!([]),
     );
-    b.screenshot(&shots.join("asset.png"));
+    look(&b, "asset");
     b.click_through(&b.find("#assign"));
     assert_eq!(b.text(&b.find("#asset-state")), "active", "{}", b.source());
     // The assignment is the asset's newest change, by the operator.
@@ -547,7 +628,7 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
         b.text(&b.find(".notice")),
         "crm: 1 activation mails queued."
     );
-    b.screenshot(&shots.join("applications.png"));
+    look(&b, "applications");
     b.goto(&format!("{base}/ui/users?q=cara"));
     b.click_through(&b.find("tbody tr a"));
     let activation = b.text(&b.find("main table tbody tr"));
@@ -577,12 +658,12 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
         b.try_find("#older-history").is_none(),
         "her creation is in the window"
     );
-    b.screenshot(&shots.join("user-history.png"));
+    look(&b, "user-history");
 
     // Seed 002: enroll profiles. P10: the CSR's PEM, the certificate,
     // "Confirm installation".
     b.click_through(&b.find("nav a[href='/ui/profiles']"));
-    b.screenshot(&shots.join("profiles.png"));
+    look(&b, "profiles");
     b.click_through(&b.find("a[href='/ui/profiles/Web%20P10']"));
     let csr = openssl_csr(env.dir.path(), "vault");
     b.type_into(&b.find("#asset"), "vault.example.org");
@@ -593,7 +674,7 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     b.click_through(&b.find("#do-enroll"));
     assert!(b.url().contains("/ui/certificates/"), "{}", b.source());
     assert_eq!(b.text(&b.find("#installed")), "no");
-    b.screenshot(&shots.join("certificate.png"));
+    look(&b, "certificate");
     let (cookie, _) = session_cookie(&b);
     let cert_path = b.url().trim_start_matches(&base).to_owned();
     let r = http.page("GET", &format!("{cert_path}/pem"), Some(&cookie), &[], None);
@@ -609,7 +690,7 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
     // password" it is refused; with it, the answer is the file, which
     // opens with that password.
     b.goto(&format!("{base}/ui/profiles/Direct%20P12"));
-    b.screenshot(&shots.join("profile-p12.png"));
+    look(&b, "profile-p12");
     let generated = b.text(&b.find("#generated-shown"));
     assert_eq!(generated.len(), 20);
     let csrf = csrf_of(&b);
@@ -665,7 +746,7 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
         "{}",
         b.source()
     );
-    b.screenshot(&shots.join("registered.png"));
+    look(&b, "registered");
 
     b.click_through(&b.find(".signout button"));
 
@@ -687,7 +768,7 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
         "{}",
         b.source()
     );
-    b.screenshot(&shots.join("profile-edit.png"));
+    look(&b, "profile-edit");
     b.goto(&format!("{base}/ui/profiles/Web%20P10"));
     b.click(&b.find("details summary"));
     b.click_through(&b.find("#save-profile"));
