@@ -13,7 +13,14 @@
 //!   import wrote (dumped from its table) into a fresh table with the same
 //!   primary key: what PostgreSQL itself does with those rows at best;
 //! - **SCIM** on the daemon over each store: GET `/Users/{id}` (ids spread
-//!   over all users) and POST `/Users` (durable creates), with wrk.
+//!   over all users) and POST `/Users` (durable creates), with wrk; on
+//!   postgres also over two replicas on the one database, the connections
+//!   dealt round-robin between them (two wrk processes at once, half the
+//!   connections each: the req/s add up, the p99 is the worse one's);
+//! - **pgbench**: PostgreSQL's own rate for the transaction a SCIM POST
+//!   makes (the batch's advisory lock and head read, one multi-row upsert
+//!   of the object, its indexes, the event and the head, the notify), at
+//!   as many clients as wrk has connections.
 //!
 //! PostgreSQL, idsync and wrk share the machine's cores.
 
@@ -169,11 +176,122 @@ fn main() {
         ] {
             let (rps, p99, runs, errors) =
                 measure(port, &script, a.seconds, (a.connections, 2), a.runs);
-            println!(
-                "SCIM {label:<9} {name:<24} {rps:>9.0} req/s   p99 {p99:>8.2} ms   (runs: {}; non-2xx: {errors})",
-                list(&runs)
-            );
+            report_scim(label, name, (rps, p99, &runs, errors));
+        }
+        if *label == "postgres" {
+            two_replicas((dir, port), idsync, store, &ids, &a);
         }
         stop(child);
     }
+    head_row_reference(&pg, &a);
 }
+
+fn report_scim(label: &str, name: &str, (rps, p99, runs, errors): (f64, f64, &[f64], u64)) {
+    println!(
+        "SCIM {label:<13} {name:<24} {rps:>9.0} req/s   p99 {p99:>8.2} ms   (runs: {}; non-2xx: {errors})",
+        list(runs)
+    );
+}
+
+/// SCIM on two replicas of one database: the daemon running in `dir` on
+/// `first_port`, a second one started on the same `store`, and each
+/// script's connections dealt between the two.
+fn two_replicas(
+    (dir, first_port): (&Path, u16),
+    idsync: &Path,
+    store: &str,
+    ids: &[String],
+    a: &Args,
+) {
+    let second_dir = dir.with_file_name("pg-second");
+    std::fs::create_dir_all(&second_dir).unwrap();
+    let (second, second_port) = start(&second_dir, idsync, store, a.connections);
+    let half = (a.connections / 2).max(1);
+    let by_id = by_id_script(dir, ids);
+    for (name, scripts) in [
+        ("GET /Users/{id}", [by_id.clone(), by_id]),
+        (
+            "POST /Users (durable)",
+            ["one", "two"].map(|tag| common::post_script_tagged(dir, tag)),
+        ),
+    ] {
+        let [first, other] = &scripts;
+        common::wrk(first_port, first, 2, half, 1);
+        let (mut rps, mut p99, mut errors) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..a.runs {
+            let (one, two) = std::thread::scope(|s| {
+                let one = s.spawn(|| common::wrk(first_port, first, a.seconds, half, 1));
+                let two = s.spawn(|| common::wrk(second_port, other, a.seconds, half, 1));
+                (one.join().unwrap(), two.join().unwrap())
+            });
+            rps.push(one.rps + two.rps);
+            p99.push(one.p99_ms.max(two.p99_ms));
+            errors += one.errors + two.errors;
+        }
+        let (m, p) = (median(rps.clone()), median(p99));
+        report_scim("postgres ×2", name, (m, p, &rps, errors));
+    }
+    stop(second);
+}
+
+/// pgbench of the transaction one SCIM POST makes on postgres (see the
+/// engine's `write`), on a copy of the table's shape.
+fn head_row_reference(pg: &TestPostgres, a: &Args) {
+    psql(pg, "postgres", "CREATE DATABASE headrow");
+    psql(
+        pg,
+        "headrow",
+        "CREATE TABLE idsync_kv (k bytea PRIMARY KEY, v bytea NOT NULL); \
+         INSERT INTO idsync_kv VALUES ('s/head'::bytea, int8send(0))",
+    );
+    let script = std::env::temp_dir().join(format!("idsync-headrow-{}.sql", std::process::id()));
+    std::fs::write(&script, HEAD_ROW).unwrap();
+    let clients = a.connections.to_string();
+    let seconds = a.seconds.to_string();
+    let mut tps = Vec::new();
+    for _ in 0..a.runs {
+        let out = pg
+            .pgbench("headrow")
+            .args(["-n", "-j", "2", "-c", &clients, "-T", &seconds, "-f"])
+            .arg(&script)
+            .output()
+            .expect("run pgbench");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let figure = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tps = "))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no tps in pgbench's output:\n{text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+        tps.push(figure);
+    }
+    std::fs::remove_file(&script).ok();
+    println!(
+        "pgbench, a SCIM POST's transaction, {clients} clients {:>9.0} tps     (runs: {})",
+        median(tps.clone()),
+        list(&tps)
+    );
+}
+
+/// The transaction of one SCIM POST on postgres: the lock batches with
+/// expectations take, the head read, the upsert of the user, its three
+/// index entries, its event and the head, the notify (a user of about
+/// 400 bytes, an event of about 300, as the daemon writes).
+const HEAD_ROW: &str = "\\set n random(1, 1000000000)
+BEGIN;
+SELECT pg_advisory_xact_lock(115880154984036);
+SELECT v FROM idsync_kv WHERE k = 's/head'::bytea;
+INSERT INTO idsync_kv (k, v) SELECT * FROM UNNEST(
+  ARRAY[('o/u/' || :n)::bytea, ('i/u/mail/' || :n)::bytea, ('i/u/login/' || :n)::bytea,
+        ('i/u/ext/' || :n)::bytea, ('c/' || :n)::bytea, 's/head'::bytea],
+  ARRAY[convert_to(repeat('u', 400), 'UTF8'), int8send(:n), int8send(:n), int8send(:n),
+        convert_to(repeat('e', 300), 'UTF8'), int8send(:n)])
+  ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v;
+SELECT pg_notify('idsync_head', :n::text);
+COMMIT;
+";

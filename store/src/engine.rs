@@ -245,6 +245,14 @@ pub trait Engine: Send + Sync {
         let _ = on_head;
     }
 
+    /// Wait for this process's turn among the processes writing this store
+    /// (replicas on one database); the turn lasts until the value returned
+    /// drops. A transaction holds it from before it reads the change log's
+    /// head to after its last commit, so no two processes number changes
+    /// from the same head. An embedded engine has no other writer: none.
+    /// No default, so that no engine (or wrapper) forgets it.
+    fn writer_turn(&self) -> Result<Option<WriterTurn>, EngineError>;
+
     /// Take part in electing the leader of the processes sharing this
     /// store, as `identity`, and publish this process's role on `role`
     /// for as long as the engine lives (see `leadership.rs`). An embedded
@@ -265,6 +273,17 @@ pub trait Engine: Send + Sync {
 
 /// What [`Engine::follow_heads`] calls with each head it learns.
 pub type HeadCallback = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
+
+/// A process's turn to write ([`Engine::writer_turn`]), released when
+/// dropped.
+pub trait Turn: Send {
+    /// Whether another process waits for the turn: a long writer (an
+    /// import) gives it up at its next batch boundary.
+    fn wanted_elsewhere(&self) -> bool;
+}
+
+/// A turn held, as engines hand it out.
+pub type WriterTurn = Box<dyn Turn>;
 
 /// Where a prefix scan starts. A `start_after` below the prefix would start
 /// the range on keys outside it and the scan would stop at once, so it only

@@ -100,6 +100,10 @@ impl Engine for HeadWatch {
         self.inner.flush()
     }
 
+    fn writer_turn(&self) -> Result<Option<crate::engine::WriterTurn>, EngineError> {
+        self.inner.writer_turn()
+    }
+
     fn elect(
         &self,
         identity: String,

@@ -192,6 +192,11 @@ impl Engine for RedbEngine {
         )
     }
 
+    fn writer_turn(&self) -> Result<Option<crate::engine::WriterTurn>, EngineError> {
+        // The only process that opens the store: no turns to take.
+        Ok(None)
+    }
+
     fn flush(&self) -> Result<(), EngineError> {
         // redb persists non-durable commits only when a durable commit
         // follows; an empty one is the cheapest such commit.

@@ -167,6 +167,11 @@ impl Engine for SledEngine {
         visit_range(range, prefix, limit, |k| k, |v| v, io_err, visit)
     }
 
+    fn writer_turn(&self) -> Result<Option<crate::engine::WriterTurn>, EngineError> {
+        // The only process that opens the store: no turns to take.
+        Ok(None)
+    }
+
     fn flush(&self) -> Result<(), EngineError> {
         self.db.flush().map(drop).map_err(io_err)
     }

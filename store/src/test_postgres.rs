@@ -343,6 +343,16 @@ impl TestPostgres {
         c
     }
 
+    /// `pgbench` on `database` as the superuser (benchmarks' reference
+    /// figures); add its options and run it.
+    pub fn pgbench(&self, database: &str) -> Command {
+        let mut c = Command::new(bin_dir().join("pgbench"));
+        c.args(["-h", "127.0.0.1", "-U", "postgres"])
+            .args(["-p", &self.port.to_string()])
+            .arg(database);
+        c
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port

@@ -251,13 +251,19 @@ pub fn by_id_script(dir: &Path, ids: &[String]) -> PathBuf {
 
 /// POST /Users of new users (names unique per run and thread).
 pub fn post_script(dir: &Path) -> PathBuf {
+    post_script_tagged(dir, "bench")
+}
+
+/// [`post_script`] whose names start with `tag` (so that two wrk
+/// processes at once never post the same name).
+pub fn post_script_tagged(dir: &Path, tag: &str) -> PathBuf {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis();
-    script(dir, "post", format!(
+    script(dir, &format!("post-{tag}"), format!(
         "local counter = 0\nlocal threads = 0\nlocal prefix\nsetup = function(thread)\n  threads = threads + 1\n  thread:set(\"tid\", threads)\nend\n\
-         init = function(args)\n  prefix = \"bench-{stamp}-\" .. os.time() .. \"-\" .. tid\nend\n\
+         init = function(args)\n  prefix = \"{tag}-{stamp}-\" .. os.time() .. \"-\" .. tid\nend\n\
          request = function()\n  counter = counter + 1\n  local name = prefix .. \"-\" .. counter\n  \
          local body = '{{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:User\"],\"userName\":\"' .. name .. '\",\"name\":{{\"familyName\":\"Bench\"}},\"emails\":[{{\"value\":\"' .. name .. '@example.org\",\"primary\":true}}]}}'\n  \
          return wrk.format(\"POST\", \"/scim/v2/Users\", nil, body)\nend\n"

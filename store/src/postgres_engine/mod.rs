@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool, Runtime};
 
-use super::engine::{Batch, Engine, EngineError, HeadCallback, Op, Reader};
+use super::engine::{Batch, Engine, EngineError, HeadCallback, Op, Reader, WriterTurn};
 use super::keys;
 
 mod heads;
@@ -34,6 +34,7 @@ mod leader_lock;
 mod reader;
 mod tls;
 mod url;
+mod writer_turn;
 
 use reader::PostgresReader;
 use tls::Tls;
@@ -451,6 +452,13 @@ impl Engine for PostgresEngine {
     fn flush(&self) -> Result<(), EngineError> {
         // Every commit is the database's: nothing is held back here.
         Ok(())
+    }
+
+    fn writer_turn(&self) -> Result<Option<WriterTurn>, EngineError> {
+        Ok(Some(Box::new(writer_turn::take(
+            &self.runtime,
+            &self.pool,
+        )?)))
     }
 
     fn follow_heads(&self, on_head: HeadCallback) {

@@ -69,6 +69,10 @@ pub struct Tx<'r> {
     /// Why the change log's head could not be read after a failed write:
     /// this transaction's numbers are unknown, so it commits nothing.
     unknown_head: Option<String>,
+    /// This process's turn among the processes writing the store (none
+    /// on an embedded engine), held until the transaction ends: dropped
+    /// after `Drop` has waited for the batch in flight.
+    turn: Option<crate::engine::WriterTurn>,
 }
 
 /// The writer lock's value after a write that failed without saying
@@ -107,9 +111,16 @@ impl<'r> Tx<'r> {
     ) -> Self {
         let mut guard = guard;
         let mut unknown_head = None;
-        if *guard == HEAD_UNKNOWN {
-            // A write failed without saying whether it landed: number from
-            // the store's head, not from memory.
+        // Other processes writing the store wait for this one's turn to
+        // end; what they wrote before it began is read from the store.
+        let turn = store.engine().writer_turn().unwrap_or_else(|e| {
+            unknown_head = Some(format!("waiting for the writers' turn: {e}"));
+            None
+        });
+        if unknown_head.is_none() && (*guard == HEAD_UNKNOWN || turn.is_some()) {
+            // A write failed without saying whether it landed, or another
+            // replica may have written: number from the store's head, not
+            // from memory.
             match store.head() {
                 Ok(head) => *guard = head + 1,
                 Err(e) => unknown_head = Some(e.to_string()),
@@ -132,7 +143,16 @@ impl<'r> Tx<'r> {
             undo: Vec::new(),
             recording: false,
             unknown_head,
+            turn,
         }
+    }
+
+    /// Whether another process sharing the store waits for this
+    /// transaction's turn to write: a long writer then commits and begins
+    /// anew at its next batch boundary, as for a writer of this process
+    /// ([`Reconciler::others_waiting`](super::Reconciler::others_waiting)).
+    pub fn turn_wanted_elsewhere(&self) -> bool {
+        self.turn.as_ref().is_some_and(|t| t.wanted_elsewhere())
     }
 
     /// Set the file line recorded in the events that follow.

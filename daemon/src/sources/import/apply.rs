@@ -298,9 +298,9 @@ impl<'j, 'a> Apply<'j, 'a> {
         let rec = self.job.rec;
         let progress = self.progress(false)?;
         tx.save_import_progress(self.job.digest, &progress);
-        if rec.others_waiting() {
-            // A SCIM request (or another writer) waits: commit fully, let
-            // it through, then carry on.
+        if rec.others_waiting() || tx.turn_wanted_elsewhere() {
+            // A SCIM request (or another writer, here or on another
+            // replica) waits: commit fully, let it through, then carry on.
             tx.commit()?;
             rec.give_way();
             tx = rec.begin(Source::Csv, self.actor.clone());

@@ -1,0 +1,97 @@
+//! The writers' turn across the replicas on one database: a transaction
+//! holds a session advisory lock ([`WRITER_TURN`]) from before it reads
+//! the change log's head to after its last commit, so two replicas never
+//! number changes from the same head.
+//!
+//! Why a lock rather than the head check alone: every batch that adds
+//! events still expects the head it numbered from (the check stays, as the
+//! fence against a lost answer), but two replicas writing at once, each
+//! reading objects between its head read and its commit, lost that race
+//! to each other nearly every time: eight retries of a SCIM batch were
+//! not enough at 64 connections, and the writers outside the group commit
+//! (imports, activation mails, enrollment upkeep) did not retry at all.
+//! Taking turns costs two round trips a transaction; a transaction in one
+//! process already excludes the others of that process, so at most one
+//! connection per replica waits here.
+//!
+//! The lock is held on a pooled connection and given back with it. A
+//! connection whose unlock fails is taken out of the pool and closed, so
+//! that the server releases the lock with the session; a crashed
+//! replica's session ends, and with it its turn.
+
+use std::sync::Arc;
+
+use deadpool_postgres::{Object, Pool};
+
+use super::{io_err, run_on, EngineError};
+
+/// The session advisory lock a writing transaction holds ("idsynf", after
+/// the leader's "idsync" and the expecting batches' "idsynd").
+const WRITER_TURN: i64 = 0x6964_7379_6e66;
+const LOCK: &str = "SELECT pg_advisory_lock($1)";
+const UNLOCK: &str = "SELECT pg_advisory_unlock($1)";
+/// Whether a session waits for the lock (`pg_locks` shows a bigint key
+/// as its high and low 32 bits).
+const WAITED_FOR: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+     AND classid = ($1::int8 >> 32)::oid AND objid = ($1::int8 & 4294967295)::oid \
+     AND objsubid = 1 AND NOT granted)";
+
+/// A turn held: released (the connection back to the pool) when dropped.
+pub(super) struct Turn {
+    /// Shared only for the length of a [`Turn::wanted_elsewhere`] query.
+    client: Option<Arc<Object>>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Wait for the turn (at most the statement timeout: the lock waits like
+/// a statement).
+pub(super) fn take(runtime: &tokio::runtime::Runtime, pool: &Pool) -> Result<Turn, EngineError> {
+    let pool = pool.clone();
+    let client = run_on(runtime, async move {
+        let client = pool.get().await.map_err(io_err)?;
+        client
+            .execute(LOCK, &[&WRITER_TURN])
+            .await
+            .map_err(io_err)?;
+        Ok(client)
+    })?;
+    Ok(Turn {
+        client: Some(Arc::new(client)),
+        runtime: runtime.handle().clone(),
+    })
+}
+
+impl crate::engine::Turn for Turn {
+    fn wanted_elsewhere(&self) -> bool {
+        let Some(client) = self.client.clone() else {
+            return false;
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let waited = client.query_one(WAITED_FOR, &[&WRITER_TURN]).await;
+            let _ = tx.send(waited.map(|row| row.get::<_, bool>(0)));
+        });
+        // Not known: keep the turn; the other process waits one batch more.
+        matches!(rx.recv(), Ok(Ok(true)))
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        // No query holds a clone any more: `wanted_elsewhere` waits for its.
+        let Some(client) = self.client.take().and_then(|c| Arc::into_inner(c)) else {
+            return;
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let released = client.execute(UNLOCK, &[&WRITER_TURN]).await;
+            if let Err(e) = &released {
+                tracing::warn!(error = %e, "releasing the writers' turn failed; closing its connection");
+                // Closing the session releases its locks.
+                drop(Object::take(client));
+            }
+            let _ = tx.send(());
+        });
+        let _ = rx.recv();
+    }
+}
