@@ -79,7 +79,7 @@ impl crate::engine::Turn for Turn {
 impl Drop for Turn {
     fn drop(&mut self) {
         // No query holds a clone any more: `wanted_elsewhere` waits for its.
-        let Some(client) = self.client.take().and_then(|c| Arc::into_inner(c)) else {
+        let Some(client) = self.client.take().and_then(Arc::into_inner) else {
             return;
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
