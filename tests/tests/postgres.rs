@@ -32,14 +32,49 @@ fn on_postgres(pg: &TestPostgres) -> String {
 /// A token for `idsync status` (the monitor role).
 const MONITOR: &str = "idsync_monitor-token-for-the-postgres-test";
 
+/// The `[[tokens]]` entry of [`MONITOR`].
+fn monitor_token() -> String {
+    format!(
+        "[[tokens]]\nname = \"monitor\"\nsha256 = \"{}\"\nroles = [\"monitor\"]\n",
+        sha(MONITOR)
+    )
+}
+
+/// What `idsync status` prints for the daemon of `env`.
+fn status(env: &Env) -> String {
+    let out = env
+        .command()
+        .arg("status")
+        .env("IDSYNC_TOKEN", MONITOR)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The daemon's `/metrics` (its admin listener from `env`'s configuration).
+fn metrics(env: &Env) -> String {
+    let config = std::fs::read_to_string(env.config.as_ref().unwrap()).unwrap();
+    let listen = config
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("admin.listen in the configuration");
+    ureq::get(&format!("http://{listen}/metrics"))
+        .set("Authorization", &format!("Bearer {MONITOR}"))
+        .call()
+        .expect("GET /metrics")
+        .into_string()
+        .unwrap()
+}
+
 #[test]
 fn the_daemon_keeps_its_store_in_postgres() {
     let pg = TestPostgres::start();
-    let monitor = format!(
-        "[[tokens]]\nname = \"monitor\"\nsha256 = \"{}\"\nroles = [\"monitor\"]\n",
-        sha(MONITOR)
-    );
-    let mut s = Scim::start("", &format!("{}{monitor}", on_postgres(&pg)));
+    let mut s = Scim::start("", &format!("{}{}", on_postgres(&pg), monitor_token()));
 
     let mut ids = Vec::new();
     for (login, family) in [("ann", "Smith"), ("bob", "Jones"), ("cy", "Lee")] {
@@ -118,7 +153,7 @@ fn the_daemon_keeps_its_store_in_postgres() {
         .unwrap();
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(
-        text.contains("store:           postgres (a point read takes "),
+        text.contains("store:           postgres (a round trip to the database takes "),
         "{text}{}",
         String::from_utf8_lossy(&status.stderr)
     );
@@ -366,9 +401,10 @@ fn two_daemons_one_leader_and_a_failover() {
              [replicas]\nnode_name = \"{name}\"\nfailover_ms = 1000\n\
              [[connectors]]\ntype = \"webhook\"\nname = \"hook\"\n\
              url = \"http://127.0.0.1:{hook}/h\"\nkinds = [\"user\"]\ntimeout_ms = 5000\n\
-             [connectors.delivery]\nbatch_size = 50\nbackoff_initial_ms = 50\nbackoff_max_ms = 300\n",
+             [connectors.delivery]\nbatch_size = 50\nbackoff_initial_ms = 50\nbackoff_max_ms = 300\n{}",
             on_postgres(&pg),
             free_port(),
+            monitor_token(),
         ))
     };
     let (env_a, env_b) = (replica("replica-a"), replica("replica-b"));
@@ -381,6 +417,49 @@ fn two_daemons_one_leader_and_a_failover() {
         b.log().contains("a follower: another process leads")
     });
     assert!(b.log().contains("replica-a (epoch 1)"), "{}", b.log());
+    // `idsync status` and /metrics: a leads, b follows and names a.
+    wait_until("a's status says it leads", WAIT, || {
+        status(&env_a).contains("role:            leader (this node, replica-a; epoch 1)")
+    });
+    let status_a = status(&env_a);
+    assert!(
+        status_a.contains("store:           postgres (a round trip to the database takes "),
+        "{status_a}"
+    );
+    wait_until("b's status names the leader", WAIT, || {
+        status(&env_b)
+            .contains("role:            follower (replica-b); the leader is replica-a (epoch 1)")
+    });
+    let metrics_a = metrics(&env_a);
+    assert!(
+        metrics_a.contains("\nidsync_replica_leader 1\n"),
+        "{metrics_a}"
+    );
+    assert!(
+        metrics_a.contains(
+            "idsync_replica_info{node=\"replica-a\",role=\"leader\",leader=\"replica-a\"} 1"
+        ),
+        "{metrics_a}"
+    );
+    let metrics_b = metrics(&env_b);
+    assert!(
+        metrics_b.contains("\nidsync_replica_leader 0\n"),
+        "{metrics_b}"
+    );
+    assert!(
+        metrics_b.contains(
+            "idsync_replica_info{node=\"replica-b\",role=\"follower\",leader=\"replica-a\"} 1"
+        ),
+        "{metrics_b}"
+    );
+    assert!(
+        metrics_b.contains("\nidsync_store_round_trip_seconds "),
+        "{metrics_b}"
+    );
+    assert!(
+        metrics_b.contains("idsync_store_info{engine=\"postgres\"} 1"),
+        "{metrics_b}"
+    );
     // A's first full reconcile (nothing to send) runs before any change.
     wait_until("a's connector delivers", WAIT, || {
         a.log().contains("this process leads: delivering")

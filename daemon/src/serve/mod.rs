@@ -13,6 +13,7 @@
 pub mod admin;
 mod folders;
 mod job;
+mod replica;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -206,6 +207,11 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         .store()
         .lead(&cfg.node_name(), cfg.failover())
         .context("taking part in the leader election")?;
+    replica::follow(
+        &cfg.node_name(),
+        leadership.subscribe(),
+        Arc::clone(&metrics),
+    );
     let connectors = crate::connect::start(peers, &rec, &leadership.subscribe());
     metrics.set_connectors(connectors.connectors.stats());
     let enrollment = crate::sources::enroll::start(cfg.enrollment_settings(), &rec, &metrics)?;

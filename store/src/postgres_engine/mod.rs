@@ -314,6 +314,16 @@ impl Engine for PostgresEngine {
         true
     }
 
+    fn round_trip(&self) -> Result<Option<std::time::Duration>, EngineError> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let client = pool.get().await.map_err(io_err)?;
+            let started = std::time::Instant::now();
+            client.simple_query("SELECT 1").await.map_err(io_err)?;
+            Ok(Some(started.elapsed()))
+        })
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
         let (pool, key) = (self.pool.clone(), key.to_vec());
         self.run(async move {
