@@ -52,6 +52,7 @@
 //! ```
 
 mod changelog;
+pub mod claims;
 pub mod copy;
 pub mod delivery;
 mod engine;
@@ -94,6 +95,15 @@ pub enum StoreError {
     /// epoch in `s/leader`: another process leads now; nothing was saved.
     #[error("nothing saved: epoch {epoch} no longer leads (another process took over)")]
     Deposed { epoch: u64 },
+}
+
+impl StoreError {
+    /// Whether a write found the store moved under it and wrote nothing
+    /// ([`EngineError::Conflict`]): another writer committed first, or a
+    /// claim the write expected was taken over.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Engine(EngineError::Conflict { .. }))
+    }
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
