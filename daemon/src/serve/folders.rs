@@ -240,6 +240,16 @@ impl Daemon {
             return;
         };
         let (size, modified) = (meta.len(), meta.modified().ok());
+        if seen == Seen::Present
+            && self
+                .waiting
+                .get(&path)
+                .is_some_and(|w| w.size == size && w.modified == modified)
+        {
+            // Nothing new (a periodic scan on a shared store): the file
+            // keeps its place in the stability window.
+            return;
+        }
         let writing = match (seen, self.waiting.get(&path)) {
             (Seen::Written, _) => true,
             (Seen::Closed | Seen::RenamedIn, _) => false,
