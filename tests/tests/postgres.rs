@@ -566,9 +566,7 @@ fn two_daemons_share_one_drop_folder() {
     let root = shared.path().join("inbox");
     let env_a = folder_replica(&pg, "replica-a", &root);
     let env_b = folder_replica(&pg, "replica-b", &root);
-    // One after the other: two first opens of an empty database at once
-    // race on creating its table (`CREATE TABLE IF NOT EXISTS` is not
-    // safe against a concurrent one in PostgreSQL).
+    // Both at once, on an empty database: both create its table.
     let watching = |d: &idsync_tests::Daemon| {
         let deadline = std::time::Instant::now() + WAIT;
         while !d.log().contains("idsync is watching its drop folders") {
@@ -581,8 +579,8 @@ fn two_daemons_share_one_drop_folder() {
         }
     };
     let mut a = env_a.serve(&[]);
-    watching(&a);
     let mut b = env_b.serve(&[]);
+    watching(&a);
     watching(&b);
     let started = std::time::Instant::now();
     let staging = shared.path().join("staging");
