@@ -187,6 +187,12 @@ pub trait Engine: Send + Sync {
         false
     }
 
+    /// One round trip to the database (`SELECT 1` on a pooled connection),
+    /// timed; `None` for an embedded engine, which has no database to reach.
+    fn round_trip(&self) -> Result<Option<std::time::Duration>, EngineError> {
+        Ok(None)
+    }
+
     /// Read one key.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError>;
 

@@ -62,6 +62,10 @@ impl Engine for HeadWatch {
         self.inner.is_remote()
     }
 
+    fn round_trip(&self) -> Result<Option<std::time::Duration>, EngineError> {
+        self.inner.round_trip()
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
         self.inner.get(key)
     }

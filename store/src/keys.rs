@@ -288,6 +288,36 @@ pub fn leader_of(v: &[u8]) -> Option<(u64, String)> {
     Some((epoch, String::from_utf8_lossy(identity).into_owned()))
 }
 
+/// Prefix of drop-folder claims: which process imports a file in a
+/// shared drop folder's `.work/` ([`crate::claims`]).
+pub const CLAIM_PREFIX: &[u8] = b"s/claim/";
+
+/// The claim of claimed file `name` (`FOLDER/.work NAME`, see
+/// [`crate::claims`]).
+pub fn claim(name: &str) -> Vec<u8> {
+    join(CLAIM_PREFIX, name.as_bytes())
+}
+
+/// Prefix of the digest locks of imports under a claim: one import of a
+/// given content at a time across replicas, since its progress record is
+/// keyed by the digest.
+pub const CLAIMED_DIGEST_PREFIX: &[u8] = b"s/claimdigest/";
+
+/// The digest lock of content `digest` (hex).
+pub fn claimed_digest(digest: &str) -> Vec<u8> {
+    join(CLAIMED_DIGEST_PREFIX, digest.as_bytes())
+}
+
+/// Prefix of the replicas' heartbeats: each daemon on a shared store
+/// rewrites its own every half `replicas.failover_ms`, so the others can
+/// tell a gone one's claims ([`crate::claims`]).
+pub const BEAT_PREFIX: &[u8] = b"s/beat/";
+
+/// The heartbeat of node `node`.
+pub fn beat(node: &str) -> Vec<u8> {
+    join(BEAT_PREFIX, node.as_bytes())
+}
+
 /// Prefix of import progress records.
 pub const IMPORT_PREFIX: &[u8] = b"s/import/";
 

@@ -52,6 +52,7 @@
 //! ```
 
 mod changelog;
+pub mod claims;
 pub mod copy;
 pub mod delivery;
 mod engine;
@@ -94,6 +95,15 @@ pub enum StoreError {
     /// epoch in `s/leader`: another process leads now; nothing was saved.
     #[error("nothing saved: epoch {epoch} no longer leads (another process took over)")]
     Deposed { epoch: u64 },
+}
+
+impl StoreError {
+    /// Whether a write found the store moved under it and wrote nothing
+    /// ([`EngineError::Conflict`]): another writer committed first, or a
+    /// claim the write expected was taken over.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Engine(EngineError::Conflict { .. }))
+    }
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
@@ -351,12 +361,10 @@ impl Store {
         self.engine.name()
     }
 
-    /// How long one point read takes now: a round trip to the database
-    /// for PostgreSQL, a cache lookup for the embedded engines.
-    pub fn round_trip(&self) -> Result<std::time::Duration, StoreError> {
-        let started = std::time::Instant::now();
-        self.engine.get(keys::HEAD)?;
-        Ok(started.elapsed())
+    /// How long a round trip to the database takes now (`SELECT 1` for
+    /// PostgreSQL); `None` for the embedded engines, which have none.
+    pub fn round_trip(&self) -> Result<Option<std::time::Duration>, StoreError> {
+        Ok(self.engine.round_trip()?)
     }
 
     /// The sequence number of the last change (0 for an empty log).

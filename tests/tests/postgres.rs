@@ -32,14 +32,49 @@ fn on_postgres(pg: &TestPostgres) -> String {
 /// A token for `idsync status` (the monitor role).
 const MONITOR: &str = "idsync_monitor-token-for-the-postgres-test";
 
+/// The `[[tokens]]` entry of [`MONITOR`].
+fn monitor_token() -> String {
+    format!(
+        "[[tokens]]\nname = \"monitor\"\nsha256 = \"{}\"\nroles = [\"monitor\"]\n",
+        sha(MONITOR)
+    )
+}
+
+/// What `idsync status` prints for the daemon of `env`.
+fn status(env: &Env) -> String {
+    let out = env
+        .command()
+        .arg("status")
+        .env("IDSYNC_TOKEN", MONITOR)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The daemon's `/metrics` (its admin listener from `env`'s configuration).
+fn metrics(env: &Env) -> String {
+    let config = std::fs::read_to_string(env.config.as_ref().unwrap()).unwrap();
+    let listen = config
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("admin.listen in the configuration");
+    ureq::get(&format!("http://{listen}/metrics"))
+        .set("Authorization", &format!("Bearer {MONITOR}"))
+        .call()
+        .expect("GET /metrics")
+        .into_string()
+        .unwrap()
+}
+
 #[test]
 fn the_daemon_keeps_its_store_in_postgres() {
     let pg = TestPostgres::start();
-    let monitor = format!(
-        "[[tokens]]\nname = \"monitor\"\nsha256 = \"{}\"\nroles = [\"monitor\"]\n",
-        sha(MONITOR)
-    );
-    let mut s = Scim::start("", &format!("{}{monitor}", on_postgres(&pg)));
+    let mut s = Scim::start("", &format!("{}{}", on_postgres(&pg), monitor_token()));
 
     let mut ids = Vec::new();
     for (login, family) in [("ann", "Smith"), ("bob", "Jones"), ("cy", "Lee")] {
@@ -118,7 +153,7 @@ fn the_daemon_keeps_its_store_in_postgres() {
         .unwrap();
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(
-        text.contains("store:           postgres (a point read takes "),
+        text.contains("store:           postgres (a round trip to the database takes "),
         "{text}{}",
         String::from_utf8_lossy(&status.stderr)
     );
@@ -366,9 +401,10 @@ fn two_daemons_one_leader_and_a_failover() {
              [replicas]\nnode_name = \"{name}\"\nfailover_ms = 1000\n\
              [[connectors]]\ntype = \"webhook\"\nname = \"hook\"\n\
              url = \"http://127.0.0.1:{hook}/h\"\nkinds = [\"user\"]\ntimeout_ms = 5000\n\
-             [connectors.delivery]\nbatch_size = 50\nbackoff_initial_ms = 50\nbackoff_max_ms = 300\n",
+             [connectors.delivery]\nbatch_size = 50\nbackoff_initial_ms = 50\nbackoff_max_ms = 300\n{}",
             on_postgres(&pg),
             free_port(),
+            monitor_token(),
         ))
     };
     let (env_a, env_b) = (replica("replica-a"), replica("replica-b"));
@@ -381,6 +417,49 @@ fn two_daemons_one_leader_and_a_failover() {
         b.log().contains("a follower: another process leads")
     });
     assert!(b.log().contains("replica-a (epoch 1)"), "{}", b.log());
+    // `idsync status` and /metrics: a leads, b follows and names a.
+    wait_until("a's status says it leads", WAIT, || {
+        status(&env_a).contains("role:            leader (this node, replica-a; epoch 1)")
+    });
+    let status_a = status(&env_a);
+    assert!(
+        status_a.contains("store:           postgres (a round trip to the database takes "),
+        "{status_a}"
+    );
+    wait_until("b's status names the leader", WAIT, || {
+        status(&env_b)
+            .contains("role:            follower (replica-b); the leader is replica-a (epoch 1)")
+    });
+    let metrics_a = metrics(&env_a);
+    assert!(
+        metrics_a.contains("\nidsync_replica_leader 1\n"),
+        "{metrics_a}"
+    );
+    assert!(
+        metrics_a.contains(
+            "idsync_replica_info{node=\"replica-a\",role=\"leader\",leader=\"replica-a\"} 1"
+        ),
+        "{metrics_a}"
+    );
+    let metrics_b = metrics(&env_b);
+    assert!(
+        metrics_b.contains("\nidsync_replica_leader 0\n"),
+        "{metrics_b}"
+    );
+    assert!(
+        metrics_b.contains(
+            "idsync_replica_info{node=\"replica-b\",role=\"follower\",leader=\"replica-a\"} 1"
+        ),
+        "{metrics_b}"
+    );
+    assert!(
+        metrics_b.contains("\nidsync_store_round_trip_seconds "),
+        "{metrics_b}"
+    );
+    assert!(
+        metrics_b.contains("idsync_store_info{engine=\"postgres\"} 1"),
+        "{metrics_b}"
+    );
     // A's first full reconcile (nothing to send) runs before any change.
     wait_until("a's connector delivers", WAIT, || {
         a.log().contains("this process leads: delivering")
@@ -437,4 +516,254 @@ fn two_daemons_one_leader_and_a_failover() {
     b.wait(Duration::from_secs(30)).expect("stopped");
     stop.store(true, Ordering::SeqCst);
     receiver.join().expect("the receiver");
+}
+
+/// A replica's configuration on `pg` with the drop folders under `root`
+/// (shared by the replicas of a test).
+fn folder_replica(pg: &TestPostgres, name: &str, root: &std::path::Path) -> Env {
+    Env::with_config(&format!(
+        "{}[admin]\nlisten = \"127.0.0.1:{}\"\n\
+         [replicas]\nnode_name = \"{name}\"\nfailover_ms = 1000\n\
+         [folders]\nroot = \"{}\"\n",
+        on_postgres(pg),
+        free_port(),
+        root.display(),
+    ))
+}
+
+/// The file names (reports left out) in `dir`.
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.contains(".report."))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The name a file was dropped as, from its claimed name
+/// (`STAMP-NAME` or `STAMP.N-NAME`).
+fn unstamped(claimed: &str) -> &str {
+    claimed.split_once("Z-").map_or(claimed, |(_, name)| name)
+}
+
+/// Two daemons on one database watch one shared drop folder, and 1,000
+/// files are dropped into it (written elsewhere, then renamed in): every
+/// file is imported once, by one of them. Each ends in `processed/` with
+/// one report, none is left in `.work/` or the inbox, every user is
+/// created once (one `created` event each, a change log without a gap),
+/// and the two daemons' "imported" lines add up to the files.
+#[test]
+fn two_daemons_share_one_drop_folder() {
+    const FILES: usize = 1000;
+    let pg = TestPostgres::start();
+    let shared = tempfile::tempdir().unwrap();
+    let root = shared.path().join("inbox");
+    let env_a = folder_replica(&pg, "replica-a", &root);
+    let env_b = folder_replica(&pg, "replica-b", &root);
+    // Both at once, on an empty database: both create its table.
+    let watching = |d: &idsync_tests::Daemon| {
+        let deadline = std::time::Instant::now() + WAIT;
+        while !d.log().contains("idsync is watching its drop folders") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the daemon does not watch its folders: {}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut a = env_a.serve(&[]);
+    let mut b = env_b.serve(&[]);
+    watching(&a);
+    watching(&b);
+    let started = std::time::Instant::now();
+    let staging = shared.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let users = root.join("users");
+    for i in 0..FILES {
+        let name = format!("f{i:04}.csv");
+        let csv = format!(
+            "status,mail,lastName\nactive,f{i}a@example.org,A{i}\nactive,f{i}b@example.org,B{i}\n"
+        );
+        std::fs::write(staging.join(&name), csv).unwrap();
+        std::fs::rename(staging.join(&name), users.join(&name)).unwrap();
+    }
+    let processed = users.join("processed");
+    let rejected = users.join("rejected");
+    wait_until("every file is finished", Duration::from_secs(300), || {
+        files_in(&processed).len() + files_in(&rejected).len() >= FILES
+    });
+    let took = started.elapsed();
+    for d in [&mut a, &mut b] {
+        d.signal("TERM");
+        d.wait(Duration::from_secs(30)).expect("stopped");
+    }
+
+    assert_eq!(files_in(&rejected), Vec::<String>::new());
+    assert_eq!(files_in(&users.join(".work")), Vec::<String>::new());
+    assert_eq!(
+        files_in(&users),
+        Vec::<String>::new(),
+        "nothing left in the inbox"
+    );
+    let done = files_in(&processed);
+    let mut dropped: Vec<&str> = done.iter().map(|n| unstamped(n)).collect();
+    dropped.sort();
+    let expected: Vec<String> = (0..FILES).map(|i| format!("f{i:04}.csv")).collect();
+    assert_eq!(dropped, expected, "each file once in processed/");
+    let mut created = 0;
+    for name in &done {
+        let report = processed.join(format!("{name}.report.json"));
+        let text = std::fs::read_to_string(&report)
+            .unwrap_or_else(|e| panic!("{}: {e}", report.display()));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["outcome"], "accepted", "{name}: {text}");
+        created += v["summary"]["created"].as_u64().unwrap_or(0);
+    }
+    let reports = std::fs::read_dir(&processed)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".report.json"))
+        .count();
+    assert_eq!(reports, FILES, "one report a file");
+
+    let changes = env_a.changes();
+    let seqs: Vec<u64> = changes.iter().map(|c| c["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    let mut created_ids: Vec<&str> = changes
+        .iter()
+        .filter(|c| c["operation"] == "created" && c["kind"] == "user")
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(created_ids.len(), 2 * FILES, "one created event a user");
+    created_ids.sort();
+    created_ids.dedup();
+    assert_eq!(created_ids.len(), 2 * FILES, "no user created twice");
+    assert_eq!(changes.len(), 2 * FILES, "nothing but the creations");
+    assert_eq!(
+        created,
+        2 * FILES as u64,
+        "the reports count each user once"
+    );
+    assert_eq!(env_b.list("users").len(), 2 * FILES);
+    let imported = |d: &idsync_tests::Daemon| d.log().matches(": imported ").count();
+    let (by_a, by_b) = (imported(&a), imported(&b));
+    eprintln!("{FILES} files in {took:?}: {by_a} imported by replica-a, {by_b} by replica-b");
+    assert_eq!(by_a + by_b, FILES);
+    // The claims are all given back.
+    let dir = tempfile::tempdir().unwrap();
+    let opts = pg.engine_options(idsync_store::EngineOptions::default());
+    let store =
+        idsync_store::Store::open(idsync_store::EngineKind::Postgres, dir.path(), &opts).unwrap();
+    assert_eq!(store.claims().unwrap(), Vec::new());
+}
+
+/// The recovery rule: a file in the shared `.work/` whose claim's holder
+/// is gone (its heartbeat stands still) is finished by another replica; a
+/// file whose holder still beats is left alone, and taken once the
+/// beating stops.
+#[test]
+fn a_gone_replicas_claimed_file_is_finished_by_another() {
+    let pg = TestPostgres::start();
+    let shared = tempfile::tempdir().unwrap();
+    let root = shared.path().join("inbox");
+    let work = root.join("users").join(".work");
+    std::fs::create_dir_all(&work).unwrap();
+    let gone = "20261204T100000.000000Z-gone.csv";
+    let live = "20261204T100000.000001Z-live.csv";
+    std::fs::write(
+        work.join(gone),
+        "status,mail,lastName\nactive,gone1@example.org,G\nactive,gone2@example.org,G\n",
+    )
+    .unwrap();
+    std::fs::write(
+        work.join(live),
+        "status,mail,lastName\nactive,live1@example.org,L\n",
+    )
+    .unwrap();
+    // Claims as two other replicas left them: one gone (it never beats
+    // again), one alive (this test beats for it).
+    let dir = tempfile::tempdir().unwrap();
+    let opts = pg.engine_options(idsync_store::EngineOptions::default());
+    let store =
+        idsync_store::Store::open(idsync_store::EngineKind::Postgres, dir.path(), &opts).unwrap();
+    let name = |f: &str| format!("users/.work {f}");
+    store.beat("replica-gone").unwrap();
+    store
+        .claim(&name(gone), "replica-gone", "p-gone")
+        .unwrap()
+        .expect("claimed");
+    store
+        .claim(&name(live), "replica-live", "p-live")
+        .unwrap()
+        .expect("claimed");
+    let beating = Arc::new(AtomicBool::new(true));
+    let beater = {
+        let beating = Arc::clone(&beating);
+        let opts = opts.clone();
+        let dir = dir.path().to_owned();
+        std::thread::spawn(move || {
+            let store =
+                idsync_store::Store::open(idsync_store::EngineKind::Postgres, &dir, &opts).unwrap();
+            while beating.load(Ordering::SeqCst) {
+                store.beat("replica-live").unwrap();
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+
+    let env = folder_replica(&pg, "replica-b", &root);
+    let mut b = env.serve(&[]);
+    let processed = root.join("users").join("processed");
+    wait_until("the gone replica's file is finished", WAIT, || {
+        files_in(&processed).contains(&gone.to_owned())
+    });
+    assert!(
+        b.log()
+            .contains("taking over a file in .work whose claim's holder is gone"),
+        "{}",
+        b.log()
+    );
+    // The live replica's file stays where it is while it beats: several
+    // of b's looks (every half second) see it beat.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(work.join(live).exists(), "a live replica's file was taken");
+    assert_eq!(
+        store
+            .claim_holder(&name(live))
+            .unwrap()
+            .unwrap()
+            .holder
+            .node,
+        "replica-live"
+    );
+    beating.store(false, Ordering::SeqCst);
+    beater.join().unwrap();
+    wait_until(
+        "the live replica's file is finished once it is gone",
+        WAIT,
+        || files_in(&processed).contains(&live.to_owned()),
+    );
+    b.signal("TERM");
+    b.wait(Duration::from_secs(30)).expect("stopped");
+
+    let changes = env.changes();
+    let created: Vec<&str> = changes
+        .iter()
+        .filter(|c| c["operation"] == "created")
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(created.len(), 3, "{changes:?}");
+    assert_eq!(
+        store.claims().unwrap(),
+        Vec::new(),
+        "the claims are given back"
+    );
+    assert!(files_in(&work).is_empty());
 }

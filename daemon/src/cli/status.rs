@@ -79,6 +79,38 @@ fn printable(s: &str) -> String {
         .collect()
 }
 
+/// The engine, and the database's round trip when there is one.
+fn store_line(v: &Value) -> String {
+    let engine = printable(
+        v.pointer("/store/engine")
+            .and_then(Value::as_str)
+            .unwrap_or("?"),
+    );
+    match v.pointer("/store/round_trip_ms").and_then(Value::as_f64) {
+        Some(ms) => format!("{engine} (a round trip to the database takes {ms:.3} ms)"),
+        None => format!("{engine} (embedded: no database round trip)"),
+    }
+}
+
+/// This replica's role and the leader (none before an election).
+fn role_line(v: &Value) -> Option<String> {
+    let r = v.pointer("/replica").filter(|r| r.is_object())?;
+    let node = printable(r["node"].as_str().unwrap_or("?"));
+    let epoch = r["epoch"]
+        .as_u64()
+        .map_or_else(|| "none".to_owned(), |n| n.to_string());
+    Some(match (r["role"].as_str(), r["leader"].as_str()) {
+        (Some("leader"), _) => format!("leader (this node, {node}; epoch {epoch})"),
+        (_, Some(leader)) => format!(
+            "follower ({node}); the leader is {} (epoch {epoch})",
+            printable(leader)
+        ),
+        _ => format!(
+            "follower ({node}); the leader is unknown (no election seen, or the database is away)"
+        ),
+    })
+}
+
 fn format_status(target: SocketAddr, v: &Value) -> String {
     let num = |p: &str| {
         v.pointer(p)
@@ -128,14 +160,10 @@ fn format_status(target: SocketAddr, v: &Value) -> String {
         num("/rows/rejected")
     );
     let _ = writeln!(out, "change log head: {}", num("/change_log_head"));
-    let _ = writeln!(
-        out,
-        "store:           {} (a point read takes {} ms)",
-        text("/store/engine"),
-        v.pointer("/store/round_trip_ms")
-            .and_then(Value::as_f64)
-            .map_or_else(|| "?".to_owned(), |ms| format!("{ms:.3}"))
-    );
+    let _ = writeln!(out, "store:           {}", store_line(v));
+    if let Some(role) = role_line(v) {
+        let _ = writeln!(out, "role:            {role}");
+    }
     for c in v
         .pointer("/connectors")
         .and_then(Value::as_array)

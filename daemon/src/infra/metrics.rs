@@ -45,9 +45,15 @@ pub struct Metrics {
     listeners: std::sync::Mutex<Vec<std::sync::Arc<ListenerStats>>>,
     /// The store's engine, set once the store is open.
     engine: std::sync::OnceLock<&'static str>,
-    /// The last measured point read of the store, in microseconds.
+    /// The last measured round trip to the database, in microseconds
+    /// ([`NOT_MEASURED`] for an embedded store: there is none).
     store_round_trip_us: AtomicU64,
+    /// This process's role among the replicas.
+    pub replica: crate::infra::replica_stats::ReplicaStats,
 }
+
+/// `store_round_trip_us` of an embedded store: no database to reach.
+const NOT_MEASURED: u64 = u64::MAX;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -77,7 +83,8 @@ impl Metrics {
             rows_rejected: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
             engine: std::sync::OnceLock::new(),
-            store_round_trip_us: AtomicU64::new(0),
+            store_round_trip_us: AtomicU64::new(NOT_MEASURED),
+            replica: Default::default(),
             change_log_head: AtomicU64::new(0),
             duration_buckets: Default::default(),
             duration_sum_us: AtomicU64::new(0),
@@ -117,17 +124,31 @@ impl Metrics {
         let _ = self.engine.set(name);
     }
 
-    /// A point read of the store, as just measured.
-    pub fn set_store_round_trip(&self, took: Duration) {
-        self.store_round_trip_us
-            .store(took.as_micros() as u64, Relaxed);
+    /// A round trip to the database, as just measured (`None`: an
+    /// embedded store, which has no database to reach).
+    pub fn set_store_round_trip(&self, took: Option<Duration>) {
+        let us = took.map_or(NOT_MEASURED, |t| {
+            (t.as_micros() as u64).min(NOT_MEASURED - 1)
+        });
+        self.store_round_trip_us.store(us, Relaxed);
     }
 
-    /// The engine and the last round trip, for `/status`.
+    /// The last round trip, if there is one to measure.
+    fn store_round_trip(&self) -> Option<Duration> {
+        match self.store_round_trip_us.load(Relaxed) {
+            NOT_MEASURED => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    /// The engine and the last round trip (`null` for an embedded
+    /// engine), for `/status`.
     pub fn store_json(&self) -> serde_json::Value {
+        let round_trip = self.store_round_trip();
         serde_json::json!({
             "engine": self.engine.get().copied().unwrap_or("unknown"),
-            "round_trip_ms": self.store_round_trip_us.load(Relaxed) as f64 / 1000.0,
+            "remote": round_trip.is_some(),
+            "round_trip_ms": round_trip.map(|t| t.as_secs_f64() * 1000.0),
         })
     }
 
@@ -236,6 +257,7 @@ impl Metrics {
             },
             "connectors": m.connectors_json(),
             "store": m.store_json(),
+            "replica": m.replica.json(),
         })
     }
 
@@ -311,13 +333,16 @@ impl Metrics {
             "The store's engine.",
             &[(&format!("{{engine=\"{engine}\"}}"), 1)],
         );
-        let _ = writeln!(
-            out,
-            "# HELP idsync_store_round_trip_seconds The last measured point read of the store.\n\
-             # TYPE idsync_store_round_trip_seconds gauge\n\
-             idsync_store_round_trip_seconds {}",
-            self.store_round_trip_us.load(Relaxed) as f64 / 1e6
-        );
+        if let Some(took) = self.store_round_trip() {
+            let _ = writeln!(
+                out,
+                "# HELP idsync_store_round_trip_seconds The last measured round trip to the database (SELECT 1).\n\
+                 # TYPE idsync_store_round_trip_seconds gauge\n\
+                 idsync_store_round_trip_seconds {}",
+                took.as_secs_f64()
+            );
+        }
+        self.replica.write_prometheus(out);
     }
 
     /// Each connector's lag, deliveries, failures and dead letters.

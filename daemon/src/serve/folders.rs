@@ -91,13 +91,16 @@ impl Daemon {
                 tracing::error!(folder = %folder.name, "cannot prepare the folder: {e}");
                 continue;
             }
-            match inbox::recover(&self.root, &folder) {
+            match inbox::recover(&self.root, &folder, self.claims.is_none()) {
                 Ok(plan) => {
                     for recovery in plan {
                         let path = match &recovery {
                             Recovery::Import(p) | Recovery::Finish { claimed: p, .. } => p.clone(),
                         };
-                        if self.queued.insert(path) {
+                        if !self.queued.contains(&path)
+                            && self.may_take(&folder, &path)
+                            && self.queued.insert(path)
+                        {
                             self.queue.push_back(Job::Recovered {
                                 folder: folder.clone(),
                                 recovery,
@@ -112,6 +115,61 @@ impl Daemon {
             self.scan_inbox(&folder);
         }
         self.publish_status();
+    }
+
+    /// Whether a file in `.work/` is this process's to take: always on an
+    /// embedded store; on a shared one, when unclaimed or its holder is
+    /// gone (the job checks again, atomically, as it takes it over).
+    fn may_take(&self, folder: &Folder, claimed: &std::path::Path) -> bool {
+        let Some(claims) = &self.claims else {
+            return true;
+        };
+        let name = crate::sources::inbox_claims::Claims::name(folder, claimed);
+        match self.rec.store().claim_holder(&name) {
+            Ok(held) => claims.may_take(held.as_ref()),
+            Err(e) => {
+                tracing::warn!(file = %claimed.display(), "reading the file's claim: {e}");
+                false
+            }
+        }
+    }
+
+    /// On a store replicas share: beat, look at the others' beats, take
+    /// what gone ones left in `.work/` (and drop their claims whose file
+    /// is no longer there).
+    pub(super) fn on_claims_tick(&mut self) {
+        let Some(claims) = self.claims.clone() else {
+            return;
+        };
+        let store = self.rec.store();
+        if let Err(e) = claims.beat_and_look(store) {
+            tracing::warn!("the replicas' heartbeats: {e}");
+            return;
+        }
+        match store.claims() {
+            Ok(rows) => {
+                for (name, held) in rows {
+                    if claims.mine(&held.holder) || !claims.gone(&held.holder) {
+                        continue;
+                    }
+                    if self.claimed_file_gone(&name) {
+                        if let Err(e) = store.drop_claim(&name, &held) {
+                            tracing::warn!(claim = %name, "dropping a gone replica's claim: {e}");
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("reading the claims: {e}"),
+        }
+        self.recover_and_scan();
+    }
+
+    /// Whether the file a claim names is no longer in `.work/`.
+    fn claimed_file_gone(&self, name: &str) -> bool {
+        let Some((folder, file)) = name.split_once(&format!("/{} ", inbox::WORK)) else {
+            return false;
+        };
+        std::fs::symlink_metadata(self.root.join(folder).join(inbox::WORK).join(file)).is_err()
     }
 
     pub(super) fn scan_inbox(&mut self, folder: &Folder) {
@@ -182,6 +240,16 @@ impl Daemon {
             return;
         };
         let (size, modified) = (meta.len(), meta.modified().ok());
+        if seen == Seen::Present
+            && self
+                .waiting
+                .get(&path)
+                .is_some_and(|w| w.size == size && w.modified == modified)
+        {
+            // Nothing new (a periodic scan on a shared store): the file
+            // keeps its place in the stability window.
+            return;
+        }
         let writing = match (seen, self.waiting.get(&path)) {
             (Seen::Written, _) => true,
             (Seen::Closed | Seen::RenamedIn, _) => false,
@@ -355,6 +423,7 @@ impl Daemon {
             metrics: Arc::clone(&self.metrics),
             stop: Arc::clone(&self.stop),
             import_slot: Arc::clone(&self.import_slot),
+            claims: self.claims.clone(),
         };
         let key = match &job {
             Job::Dropped { path, .. } => path.clone(),

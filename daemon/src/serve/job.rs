@@ -1,6 +1,8 @@
 //! One import job on the blocking thread: claim a dropped file (or take
 //! over one a crash left in `.work/`), import it or refuse it, and move it
-//! on beside its reports.
+//! on beside its reports. On a store replicas share, the claim is also a
+//! row in the store (`sources/inbox_claims.rs`), held for the job's
+//! length.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +16,8 @@ use crate::config::Config;
 use crate::infra::metrics::Metrics;
 use crate::sources::import::{self, FileOutcome, ImportError, ReportFiles};
 use crate::sources::inbox::{self, Folder, Recovery};
+use crate::sources::inbox_claims::Claims;
+use idsync_store::claims::{Claim, DigestLock};
 use idsync_store::reconcile::Reconciler;
 
 /// What an import job needs, owned, for the blocking thread.
@@ -25,34 +29,117 @@ pub(super) struct JobContext {
     pub(super) stop: Arc<AtomicBool>,
     /// Held while the file is imported (see `Daemon::import_slot`).
     pub(super) import_slot: Arc<std::sync::Mutex<()>>,
+    /// Set on a store replicas share: files are claimed in it too.
+    pub(super) claims: Option<Arc<Claims>>,
 }
 
 impl JobContext {
     pub(super) fn run(&self, job: Job) -> Result<()> {
-        match job {
+        let (claimed, claim, job) = match job {
             Job::Dropped { folder, path } => {
                 if std::fs::symlink_metadata(&path).is_err() {
                     return Ok(()); // gone before its turn
                 }
-                let claimed = inbox::claim(&self.root, &folder, &path)
-                    .with_context(|| format!("claiming {}", path.display()))?;
-                self.take(&folder, &claimed)
+                let Some((claimed, claim)) = self
+                    .claim(&folder, &path)
+                    .with_context(|| format!("claiming {}", path.display()))?
+                else {
+                    return Ok(()); // another replica took it
+                };
+                (
+                    claimed.clone(),
+                    claim,
+                    Recovered(folder, Recovery::Import(claimed)),
+                )
             }
-            Job::Recovered {
+            Job::Recovered { folder, recovery } => {
+                let (Recovery::Import(claimed) | Recovery::Finish { claimed, .. }) = &recovery;
+                let claimed = claimed.clone();
+                let Some(claim) = self.take_over(&folder, &claimed)? else {
+                    return Ok(()); // a live replica's
+                };
+                (claimed, claim, Recovered(folder, recovery))
+            }
+        };
+        let done = match std::fs::symlink_metadata(&claimed) {
+            // Finished by the claim's former holder meanwhile.
+            Err(_) if claim.is_some() => Ok(()),
+            _ => self.work(job, claim.as_ref()),
+        };
+        if let Some(claim) = claim {
+            // Whatever the outcome: a file left in `.work/` (an error, a
+            // stop) is then free for any replica to take again.
+            if let Err(e) = self.rec.store().release(&claim) {
+                tracing::warn!(file = %claimed.display(), "releasing the claim: {e}");
+            }
+        }
+        done
+    }
+
+    /// Claim the dropped file `path`: rename it into `.work/`, on a shared
+    /// store after claiming the name it gets there. `None` when another
+    /// replica took it first.
+    fn claim(&self, folder: &Folder, path: &Path) -> Result<Option<(PathBuf, Option<Claim>)>> {
+        let Some(claims) = &self.claims else {
+            return Ok(Some((inbox::claim(&self.root, folder, path)?, None)));
+        };
+        let store = self.rec.store();
+        let (target, claim) = loop {
+            let target = inbox::claim_target(&self.root, folder, path)?;
+            if let Some(claim) = claims.claim(store, &Claims::name(folder, &target))? {
+                break (target, claim);
+            }
+            // Another replica claimed that very name (the same stamp).
+        };
+        match std::fs::rename(path, &target) {
+            Ok(()) => Ok(Some((target, Some(claim)))),
+            Err(e) => {
+                store.release(&claim)?;
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    tracing::debug!(file = %path.display(), "claimed by another replica");
+                    return Ok(None);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The claim on a file found in `.work/` (on a shared store): `None`
+    /// when a live replica holds it; `Some(None)` on an embedded store.
+    fn take_over(&self, folder: &Folder, claimed: &Path) -> Result<Option<Option<Claim>>> {
+        let Some(claims) = &self.claims else {
+            return Ok(Some(None));
+        };
+        let name = Claims::name(folder, claimed);
+        let claim = claims.take(self.rec.store(), &name)?;
+        if let Some(c) = &claim {
+            tracing::info!(file = %claimed.display(), node = %c.holder.node, "taking over a file in .work whose claim's holder is gone");
+        }
+        Ok(claim.map(Some))
+    }
+
+    /// Import or finish a claimed file.
+    fn work(&self, job: Recovered, claim: Option<&Claim>) -> Result<()> {
+        match job {
+            Recovered(folder, Recovery::Import(claimed)) => self.take(&folder, &claimed, claim),
+            Recovered(
                 folder,
-                recovery: Recovery::Import(claimed),
-            } => self.take(&folder, &claimed),
-            Job::Recovered {
-                folder,
-                recovery:
-                    Recovery::Finish {
-                        claimed,
-                        rejected,
-                        digest,
-                    },
-            } => {
+                Recovery::Finish {
+                    claimed,
+                    rejected,
+                    digest,
+                },
+            ) => {
                 if let Some(digest) = digest {
-                    import::forget_progress(&self.rec, &digest)?;
+                    let ours = match claim {
+                        None => true,
+                        // Unless another replica imports that content now:
+                        // the record is then its import's.
+                        Some(c) => self.rec.store().lock_digest(&digest, c)? == DigestLock::Taken,
+                    };
+                    if ours {
+                        import::forget_progress(&self.rec, &digest, claim)?;
+                    }
                 }
                 inbox::finish(&self.root, &folder, &claimed, rejected)?;
                 tracing::info!(file = %claimed.display(), "finished a file interrupted after its import");
@@ -63,10 +150,10 @@ impl JobContext {
 
     /// A claimed file, just claimed or found in `.work/` after a crash:
     /// the same checks and the same import either way.
-    fn take(&self, folder: &Folder, claimed: &Path) -> Result<()> {
+    fn take(&self, folder: &Folder, claimed: &Path, claim: Option<&Claim>) -> Result<()> {
         match inbox::name_refusal(claimed) {
             Some(reason) => self.refuse(folder, claimed, reason.to_owned()),
-            None => self.import(folder, claimed),
+            None => self.import(folder, claimed, claim),
         }
     }
 
@@ -90,15 +177,16 @@ impl JobContext {
         Ok(())
     }
 
-    fn import(&self, folder: &Folder, claimed: &Path) -> Result<()> {
+    fn import(&self, folder: &Folder, claimed: &Path, claim: Option<&Claim>) -> Result<()> {
         let mut opts = self.cfg.folder_import_options(folder.kind, &folder.name);
         opts.application = folder.application.clone();
         opts.stop = Some(Arc::clone(&self.stop));
         opts.dropped = Some(inbox::dropped(&self.root, folder, claimed));
+        opts.claim = claim.cloned();
         let report = ReportFiles::beside(claimed);
         let _slot = self.import_slot.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
-        let mut tries = 0;
+        let (mut tries, mut conflicts) = (0, 0);
         let result = loop {
             tries += 1;
             match import::import_file(
@@ -114,6 +202,17 @@ impl JobContext {
                     if !self.settled(claimed) {
                         return Ok(()); // stopping: the next start imports it
                     }
+                }
+                Err(ImportError::Store(e)) if e.is_conflict() && conflicts < CONFLICT_TRIES => {
+                    // Another replica committed first (nothing of this
+                    // batch landed), or took the claim over.
+                    conflicts += 1;
+                    tries -= 1;
+                    if !self.still_held(claim)? {
+                        tracing::warn!(file = %claimed.display(), "another replica took this file over; leaving it to it");
+                        return Ok(());
+                    }
+                    std::thread::sleep(conflict_pause(conflicts));
                 }
                 Err(ImportError::Changed) => {
                     let reason = format!(
@@ -161,6 +260,15 @@ impl JobContext {
                 )
             }),
         }
+    }
+
+    /// Whether `claim` (if any) still holds in the store.
+    fn still_held(&self, claim: Option<&Claim>) -> Result<bool> {
+        let Some(claim) = claim else {
+            return Ok(true);
+        };
+        let held = self.rec.store().claim_holder(&claim.name)?;
+        Ok(held.is_some_and(|h| h.holder == claim.holder))
     }
 
     /// The application's activation mails, when it sends on import.
@@ -219,3 +327,21 @@ impl JobContext {
 /// Imports of one file that may find it changed under them before it is
 /// refused: a writer that keeps appending is not waited for forever.
 const CHANGED_TRIES: u32 = 5;
+
+/// Imports of one file that may lose a commit to another replica before
+/// the job gives up (the file stays in `.work/`, free for any replica to
+/// take again). Each try resumes after the last committed batch.
+const CONFLICT_TRIES: u32 = 200;
+
+/// A short pause after a lost commit, varied so that two replicas that
+/// collided do not collide again in step.
+fn conflict_pause(conflicts: u32) -> Duration {
+    let spread = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        % 1000;
+    Duration::from_micros(u64::from(conflicts.min(20)) * 500 + u64::from(spread) * 10)
+}
+
+/// A claimed file and what to do with it.
+struct Recovered(Folder, Recovery);

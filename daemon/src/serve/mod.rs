@@ -13,6 +13,7 @@
 pub mod admin;
 mod folders;
 mod job;
+mod replica;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -91,6 +92,9 @@ struct Daemon {
     /// The queued path of the running job, forgotten when it ends (so a
     /// new drop under the same name is taken again).
     queued_forget_later: Option<PathBuf>,
+    /// On a store replicas share (PostgreSQL): the drop folders' claims
+    /// in the store, and the heartbeats that tell a gone replica.
+    claims: Option<Arc<crate::sources::inbox_claims::Claims>>,
 }
 
 async fn serve(source: ConfigSource, cfg: Config) -> Result<()> {
@@ -124,6 +128,13 @@ async fn serve(source: ConfigSource, cfg: Config) -> Result<()> {
     d.notify(|n| n.ready());
     d.publish_status();
 
+    // On a store replicas share: heartbeats and gone replicas' files.
+    let mut claims_tick = tokio::time::interval(
+        d.claims
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |c| c.beat_every()),
+    );
+    claims_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let beat_every = sd_notify::watchdog_interval().unwrap_or(HEARTBEAT_WITHOUT_WATCHDOG);
     let mut beat = tokio::time::interval(beat_every);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -138,6 +149,7 @@ async fn serve(source: ConfigSource, cfg: Config) -> Result<()> {
                 d.running = None;
                 d.after_job();
             }
+            _ = claims_tick.tick(), if d.claims.is_some() => d.on_claims_tick(),
             _ = beat.tick() => {
                 if let Ok(took) = d.rec.store().round_trip() {
                     d.metrics.set_store_round_trip(took);
@@ -207,6 +219,11 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         .store()
         .lead(&cfg.node_name(), cfg.failover())
         .context("taking part in the leader election")?;
+    replica::follow(
+        &cfg.node_name(),
+        leadership.subscribe(),
+        Arc::clone(&metrics),
+    );
     let connectors = crate::connect::start(peers, &rec, &leadership.subscribe());
     metrics.set_connectors(connectors.connectors.stats());
     let enrollment = crate::sources::enroll::start(cfg.enrollment_settings(), &rec, &metrics)?;
@@ -313,6 +330,12 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         ),
         None => None,
     };
+    let claims = rec.store().is_remote().then(|| {
+        Arc::new(crate::sources::inbox_claims::Claims::new(
+            &cfg.node_name(),
+            cfg.failover(),
+        ))
+    });
     let d = Daemon {
         root: cfg.folders_root(),
         cfg: Arc::new(cfg),
@@ -330,6 +353,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         passed_over: HashSet::new(),
         running: None,
         queued_forget_later: None,
+        claims,
     };
     let services = Services {
         connectors,

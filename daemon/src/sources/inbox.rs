@@ -186,6 +186,14 @@ pub fn stamp() -> String {
 /// Claim `path` by renaming it into its folder's `.work/` with a stamp, so
 /// two drops of the same name never collide. Returns the claimed path.
 pub fn claim(root: &Path, folder: &Folder, path: &Path) -> std::io::Result<PathBuf> {
+    let target = claim_target(root, folder, path)?;
+    fs::rename(path, &target)?;
+    Ok(target)
+}
+
+/// Where [`claim`] renames `path` to: `.work/STAMP-NAME`, a name not
+/// taken yet (made unique across replicas by their claim in the store).
+pub fn claim_target(root: &Path, folder: &Folder, path: &Path) -> std::io::Result<PathBuf> {
     let name = path.file_name().unwrap_or(std::ffi::OsStr::new("file"));
     let work = folder.dir(root).join(WORK);
     fs::create_dir_all(&work)?;
@@ -202,7 +210,6 @@ pub fn claim(root: &Path, folder: &Folder, path: &Path) -> std::io::Result<PathB
         n += 1;
         target = named(format!("{}.{n}-", stamp()));
     }
-    fs::rename(path, &target)?;
     Ok(target)
 }
 
@@ -322,9 +329,11 @@ fn report_head(text: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// What is left in `folder`'s `.work/`, oldest first. Reports that were
-/// being written when the daemon stopped (`*.report.*.tmp`) are removed:
-/// the import that wrote them runs again and writes them whole.
-pub fn recover(root: &Path, folder: &Folder) -> std::io::Result<Vec<Recovery>> {
+/// being written when the daemon stopped (`*.report.*.tmp`) are removed
+/// when `sweep` (the import that wrote them runs again and writes them
+/// whole); not in a folder replicas share, where another may be writing
+/// them now.
+pub fn recover(root: &Path, folder: &Folder, sweep: bool) -> std::io::Result<Vec<Recovery>> {
     let dir = folder.dir(root);
     let work = dir.join(WORK);
     let entries = match fs::read_dir(&work) {
@@ -336,7 +345,11 @@ pub fn recover(root: &Path, folder: &Folder) -> std::io::Result<Vec<Recovery>> {
     for path in entries.flatten().map(|e| e.path()) {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         match name.as_deref() {
-            Some(n) if n.contains(".report.") && n.ends_with(".tmp") => fs::remove_file(&path)?,
+            Some(n) if n.contains(".report.") && n.ends_with(".tmp") => {
+                if sweep {
+                    fs::remove_file(&path)?;
+                }
+            }
             Some(n) if n.contains(".report.") => {}
             _ => files.push(path),
         }
@@ -511,7 +524,7 @@ mod tests {
         let half = crate::sources::import::ReportFiles::beside(&claimed_b);
         let half_csv = format!("{}.tmp", half.csv.display());
         fs::write(&half_csv, "outcome,line").unwrap();
-        let plan = recover(root, &users).unwrap();
+        let plan = recover(root, &users, true).unwrap();
         assert_eq!(
             plan,
             vec![
@@ -536,7 +549,7 @@ mod tests {
             .join(reports.json.file_name().unwrap())
             .exists());
         assert_eq!(
-            recover(root, &users).unwrap(),
+            recover(root, &users, true).unwrap(),
             vec![Recovery::Import(claimed_b)]
         );
     }

@@ -2,6 +2,7 @@
 //! reconciler of `idsync-store` (the one write path):
 //!
 //! - [`inbox`] and [`import`]: drop folders and the CSV import;
+//!   [`inbox_claims`]: drop folders shared by replicas;
 //! - [`scim`]: the SCIM 2.0 server for identity providers;
 //! - [`enroll`]: certificate profiles, enrollment and approvals, with the
 //!   admin API's routes for them;
@@ -23,5 +24,6 @@ pub mod console;
 pub mod enroll;
 pub mod import;
 pub mod inbox;
+pub mod inbox_claims;
 pub mod scep;
 pub mod scim;

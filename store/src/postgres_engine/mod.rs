@@ -47,7 +47,14 @@ const NAME: &str = "postgres";
 /// The table holding idsync's keyspace, and the statements on it: written
 /// out once, not formatted per call (they are the prepared-statement
 /// cache's keys, on every read).
-const CREATE: &str = "CREATE TABLE IF NOT EXISTS idsync_kv (k bytea PRIMARY KEY, v bytea NOT NULL)";
+///
+/// The table is made under a transaction lock of its own (key "idsynt"):
+/// two `CREATE TABLE IF NOT EXISTS` at once (replicas starting together
+/// on an empty database) make one of them fail on PostgreSQL's catalog (a
+/// unique violation on `pg_type`); one after the other, the second finds
+/// the table.
+const CREATE: &str = "BEGIN; SELECT pg_advisory_xact_lock(115880154984052); \
+     CREATE TABLE IF NOT EXISTS idsync_kv (k bytea PRIMARY KEY, v bytea NOT NULL); COMMIT";
 const GET: &str = "SELECT v FROM idsync_kv WHERE k = $1";
 const GET_MANY: &str = "SELECT k, v FROM idsync_kv WHERE k = ANY($1)";
 const DELETE_MANY: &str = "DELETE FROM idsync_kv WHERE k = ANY($1)";
@@ -315,6 +322,16 @@ impl Engine for PostgresEngine {
         true
     }
 
+    fn round_trip(&self) -> Result<Option<std::time::Duration>, EngineError> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let client = pool.get().await.map_err(io_err)?;
+            let started = std::time::Instant::now();
+            client.simple_query("SELECT 1").await.map_err(io_err)?;
+            Ok(Some(started.elapsed()))
+        })
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
         let (pool, key) = (self.pool.clone(), key.to_vec());
         self.run(async move {
@@ -480,6 +497,31 @@ impl Engine for PostgresEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Replicas starting together on an empty database all open it: the
+    /// table is made once, the others find it (without the lock around
+    /// `CREATE TABLE IF NOT EXISTS`, some failed on `pg_type`).
+    #[test]
+    fn stores_opened_at_once_on_an_empty_database_all_open() {
+        let cluster = crate::test_postgres::TestPostgres::start();
+        let opts = cluster.engine_options(crate::EngineOptions::default());
+        let barrier = std::sync::Barrier::new(6);
+        std::thread::scope(|scope| {
+            let opened: Vec<_> = (0..6)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let dir = tempfile::tempdir().unwrap();
+                        barrier.wait();
+                        crate::Store::open(crate::EngineKind::Postgres, dir.path(), &opts)
+                            .map(|_| ())
+                    })
+                })
+                .collect();
+            for o in opened {
+                o.join().unwrap().expect("every store opens");
+            }
+        });
+    }
 
     #[test]
     fn prefix_ends() {

@@ -940,3 +940,57 @@ fn an_object_keeps_the_numbers_of_its_last_changes() {
     let kept = stored_user(&rec, id.unwrap()).unwrap().meta.changes;
     assert_eq!(kept, (9..=40).collect::<Vec<u64>>());
 }
+
+/// A transaction under a drop-folder claim (`Tx::fence`) lands only while
+/// the claim holds the value its process wrote: once another process on
+/// the same database took the claim over, its batches, pipelined or not,
+/// write nothing; the new holder's land.
+#[test]
+fn a_fenced_transaction_does_not_land_after_a_takeover() {
+    let cluster = crate::test_postgres::TestPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = cluster.engine_options(EngineOptions::default());
+    let open = || Arc::new(Store::open(EngineKind::Postgres, dir.path(), &opts).unwrap());
+    let (store_a, store_b) = (open(), open());
+    let a = Reconciler::new(Arc::clone(&store_a), Settings::default()).unwrap();
+    let b = Reconciler::new(Arc::clone(&store_b), Settings::default()).unwrap();
+    let name = "users/.work 20261204T100000.000000Z-x.csv";
+    let claim_a = store_a.claim(name, "node-a", "pa").unwrap().unwrap();
+    let group = |rec: &Reconciler, claim: &crate::claims::Claim, g: &str, pipelined: bool| {
+        let mut tx = rec.begin(Source::Csv, Actor::default());
+        tx.fence(claim);
+        tx.upsert_group(GroupInput::new(g)).unwrap();
+        if pipelined {
+            tx.commit_pipelined().unwrap();
+        }
+        tx.commit()
+    };
+    group(&a, &claim_a, "first", false).unwrap();
+
+    let read = store_b.claim_holder(name).unwrap().unwrap();
+    let claim_b = store_b
+        .take_over(name, "node-b", "pb", Some(&read))
+        .unwrap()
+        .unwrap();
+    for pipelined in [false, true] {
+        let e = group(&a, &claim_a, "late", pipelined).unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Engine(crate::EngineError::Conflict { key, .. }) if key.starts_with("s/claim/")),
+            "refused for the claim: {e}"
+        );
+    }
+    assert!(store_a.lookup(Index::GroupName, "late").unwrap().is_none());
+    // b numbers from the head it last saw: its first try loses to a's
+    // commit, its next lands.
+    if let Err(e) = group(&b, &claim_b, "second", false) {
+        assert!(e.is_conflict(), "{e}");
+        group(&b, &claim_b, "second", false).unwrap();
+    }
+    let seqs: Vec<u64> = store_a
+        .changes(0, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, [1, 2], "the fenced batches left no gap");
+}

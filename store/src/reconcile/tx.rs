@@ -69,6 +69,9 @@ pub struct Tx<'r> {
     /// Why the change log's head could not be read after a failed write:
     /// this transaction's numbers are unknown, so it commits nothing.
     unknown_head: Option<String>,
+    /// What every batch of this transaction expects besides the head: the
+    /// drop-folder claim it works under ([`Tx::fence`]).
+    fences: Vec<(Vec<u8>, Vec<u8>)>,
     /// This process's turn among the processes writing the store (none
     /// on an embedded engine), held until the transaction ends: dropped
     /// after `Drop` has waited for the batch in flight.
@@ -143,6 +146,7 @@ impl<'r> Tx<'r> {
             undo: Vec::new(),
             recording: false,
             unknown_head,
+            fences: Vec::new(),
             turn,
         }
     }
@@ -153,6 +157,13 @@ impl<'r> Tx<'r> {
     /// ([`Reconciler::others_waiting`](super::Reconciler::others_waiting)).
     pub fn turn_wanted_elsewhere(&self) -> bool {
         self.turn.as_ref().is_some_and(|t| t.wanted_elsewhere())
+    }
+
+    /// Work under `claim`: every batch from now on lands only while the
+    /// claim still holds the value this process wrote (another process
+    /// that took it over, believing this one gone, fences it out).
+    pub fn fence(&mut self, claim: &crate::claims::Claim) {
+        self.fences.push(claim.fence());
     }
 
     /// Set the file line recorded in the events that follow.
@@ -171,6 +182,13 @@ impl<'r> Tx<'r> {
     pub fn save_import_progress<P: Serialize>(&mut self, digest: &str, progress: &P) {
         let value = serde_json::to_vec(progress).expect("progress records serialise");
         self.queue(keys::import_progress(digest), Some(value));
+    }
+
+    /// Free the digest lock of `digest` ([`Store::lock_digest`](crate::Store::lock_digest)): its
+    /// import is done. Safe without a check of its holder under
+    /// [`Tx::fence`]: the lock is this claim's while the claim holds.
+    pub fn release_digest(&mut self, digest: &str) {
+        self.queue(keys::claimed_digest(digest), None);
     }
 
     /// Queue forgetting the progress record of the file with `digest`.
@@ -426,13 +444,16 @@ impl<'r> Tx<'r> {
 
     /// A sorted engine batch of `overlay`; moving the head from `from`,
     /// it lands only if the head is still there.
-    fn to_batch(overlay: &Overlay, from: Option<u64>) -> Batch {
+    fn to_batch(overlay: &Overlay, from: Option<u64>, fences: &[(Vec<u8>, Vec<u8>)]) -> Batch {
         // Sorted keys let B-tree engines fill pages in order.
         let mut entries: Vec<_> = overlay.iter().collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut batch = Batch::new();
         if let Some(from) = from {
             batch.expect(keys::HEAD, (from > 0).then(|| from.to_be_bytes().to_vec()));
+        }
+        for (k, v) in fences {
+            batch.expect(k.clone(), Some(v.clone()));
         }
         for (k, v) in entries {
             match v {
@@ -457,9 +478,10 @@ impl<'r> Tx<'r> {
             let overlay = Arc::new(overlay);
             let store = Arc::clone(self.store);
             let shared = Arc::clone(&overlay);
+            let fences = self.fences.clone();
             let handle = std::thread::Builder::new()
                 .name("idsync-commit".into())
-                .spawn(move || store.engine().write(Self::to_batch(&shared, from)))
+                .spawn(move || store.engine().write(Self::to_batch(&shared, from, &fences)))
                 .map_err(|e| EngineError::Io {
                     engine: "store",
                     message: format!("cannot start the commit thread: {e}"),
@@ -485,7 +507,11 @@ impl<'r> Tx<'r> {
         let events = self.events;
         let (overlay, head, from) = self.take_batch()?;
         if !overlay.is_empty() {
-            if let Err(e) = self.store.engine().write(Self::to_batch(&overlay, from)) {
+            if let Err(e) = self
+                .store
+                .engine()
+                .write(Self::to_batch(&overlay, from, &self.fences))
+            {
                 *self.guard = HEAD_UNKNOWN;
                 return Err(e.into());
             }

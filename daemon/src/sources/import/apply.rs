@@ -156,7 +156,7 @@ impl<'j, 'a> Apply<'j, 'a> {
         rx: mpsc::Receiver<Msg>,
         on_progress: &mut dyn FnMut(u64),
     ) -> Result<Tx<'a>, Stop> {
-        let mut tx = self.job.rec.begin(Source::Csv, self.actor.clone());
+        let mut tx = self.begin();
         for msg in rx {
             let (rows, bytes, records) = match msg {
                 Msg::Rows {
@@ -280,6 +280,15 @@ impl<'j, 'a> Apply<'j, 'a> {
         }
     }
 
+    /// A transaction of this import, under its claim when it has one.
+    fn begin(&self) -> Tx<'a> {
+        let mut tx = self.job.rec.begin(Source::Csv, self.actor.clone());
+        if let Some(claim) = &self.job.opts.claim {
+            tx.fence(claim);
+        }
+        tx
+    }
+
     /// The progress record of what is applied so far.
     fn progress(&mut self, complete: bool) -> Result<Progress, ImportError> {
         Ok(Progress {
@@ -303,7 +312,7 @@ impl<'j, 'a> Apply<'j, 'a> {
             // replica) waits: commit fully, let it through, then carry on.
             tx.commit()?;
             rec.give_way();
-            tx = rec.begin(Source::Csv, self.actor.clone());
+            tx = self.begin();
         } else {
             tx.commit_pipelined()?;
         }
@@ -318,7 +327,11 @@ impl<'j, 'a> Apply<'j, 'a> {
             return e.into();
         }
         if !self.one_tx {
-            if let Err(e) = super::progress::forget_progress(self.job.rec, self.job.digest) {
+            if let Err(e) = super::progress::forget_progress(
+                self.job.rec,
+                self.job.digest,
+                self.job.opts.claim.as_ref(),
+            ) {
                 return e.into();
             }
         }
@@ -361,7 +374,7 @@ impl<'j, 'a> Apply<'j, 'a> {
             self.header,
             self.spool,
             job.report,
-            Some(job.digest),
+            Some((job.digest, job.opts.claim.as_ref())),
         )
     }
 }

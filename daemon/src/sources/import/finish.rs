@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
+use idsync_store::claims::Claim;
 use idsync_store::reconcile::Reconciler;
 
 use super::progress;
@@ -103,18 +104,19 @@ fn result_of(header: &ReportHeader, report: &ReportFiles) -> ImportResult {
     }
 }
 
-/// Write the report, then forget the progress record (when there is one).
+/// Write the report, then forget the progress record (when there is one:
+/// its digest, and the claim the import ran under).
 pub(super) fn finish(
     rec: &Reconciler,
     mut header: ReportHeader,
     spool: Spool,
     report: &ReportFiles,
-    progress_of: Option<&str>,
+    progress_of: Option<(&str, Option<&Claim>)>,
 ) -> Result<ImportResult, ImportError> {
     header.close();
     spool.finish(&header, report)?;
-    if let Some(digest) = progress_of {
-        progress::forget(rec, digest)?;
+    if let Some((digest, claim)) = progress_of {
+        progress::forget(rec, digest, claim)?;
     }
     Ok(result_of(&header, report))
 }

@@ -29,6 +29,7 @@ use idsync_schema::csv_format::Blanks;
 use idsync_schema::{Kind, Status};
 use time::OffsetDateTime;
 
+use idsync_store::claims::Claim;
 use idsync_store::reconcile::{Reconciler, UserMatch};
 use idsync_store::StoreError;
 
@@ -75,6 +76,11 @@ pub struct ImportOptions {
     /// it ends, for the report (the path read is a `.work/` file that is
     /// gone by the time anyone reads the report).
     pub dropped: Option<Dropped>,
+    /// The claim a file of a shared drop folder is imported under (a
+    /// store shared by replicas): every batch expects it, and one import
+    /// of a content runs at a time across replicas (its progress record is
+    /// keyed by the digest).
+    pub claim: Option<Claim>,
 }
 
 /// A dropped file's names, as the report gives them.
@@ -107,6 +113,7 @@ impl ImportOptions {
             stop: None,
             uploaded_by: None,
             dropped: None,
+            claim: None,
         }
     }
 }
@@ -172,6 +179,9 @@ pub fn import_file(
     };
     header.digest = prepared.digest.clone();
     let digest = prepared.digest.clone();
+    if let Some(claim) = &opts.claim {
+        progress::lock_digest(rec, opts, &digest, claim)?;
+    }
     let saved = progress::saved(rec, opts, &digest)?;
     let spool = progress::open_spool(work_dir, opts, &digest, saved.as_ref(), &mut header)?;
 
@@ -180,7 +190,13 @@ pub fn import_file(
         header.summary = p.summary;
         header.applied = p.summary.rows() > p.summary.rejected;
         header.outcome = verdict(&p.summary, false);
-        return finish(rec, header, spool, report, Some(&digest));
+        return finish(
+            rec,
+            header,
+            spool,
+            report,
+            Some((&digest, opts.claim.as_ref())),
+        );
     }
     let resume = progress::resume(saved.as_ref(), &mut header);
 

@@ -6,16 +6,18 @@
 //! holds and how it is read back are one thing to review.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use idsync_schema::Source;
+use idsync_store::claims::{Claim, DigestLock};
 use idsync_store::reconcile::Reconciler;
 use idsync_store::{Actor, StoreError};
 
 use super::report::{ReportHeader, Spool, SpoolOffsets, Summary};
-use super::ImportOptions;
+use super::{ImportError, ImportOptions};
 
 /// Saved with every committed batch.
 #[derive(Debug, Serialize, Deserialize)]
@@ -100,22 +102,67 @@ pub(super) fn resume(saved: Option<&Progress>, header: &mut ReportHeader) -> Res
 /// Forget the progress record of the file with `digest`, if any (the
 /// daemon's recovery, when a report was written but the record not yet
 /// removed).
-pub(crate) fn forget_progress(rec: &Reconciler, digest: &str) -> Result<(), StoreError> {
+pub(crate) fn forget_progress(
+    rec: &Reconciler,
+    digest: &str,
+    claim: Option<&Claim>,
+) -> Result<(), StoreError> {
     if rec
         .store()
         .import_progress::<serde_json::Value>(digest)?
         .is_some()
     {
-        forget(rec, digest)?;
+        forget(rec, digest, claim)?;
     }
     Ok(())
 }
 
-/// Remove the progress record of `digest` (its report is written).
-pub(super) fn forget(rec: &Reconciler, digest: &str) -> Result<(), StoreError> {
+/// Remove the progress record of `digest` (its report is written), and
+/// under a claim, free the content's lock in the same batch.
+pub(super) fn forget(
+    rec: &Reconciler,
+    digest: &str,
+    claim: Option<&Claim>,
+) -> Result<(), StoreError> {
     let mut tx = rec.begin(Source::Csv, Actor::default());
     tx.forget_import_progress(digest);
+    if let Some(claim) = claim {
+        tx.fence(claim);
+        tx.release_digest(digest);
+    }
     tx.commit()?;
+    Ok(())
+}
+
+/// How often an import under a claim looks again at a content lock
+/// another replica holds.
+const DIGEST_LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Take the lock on content `digest` for `claim`, waiting while another
+/// replica imports the same content (their progress record would be
+/// this one's). Stopping the daemon meanwhile interrupts the import
+/// before its first row.
+pub(super) fn lock_digest(
+    rec: &Reconciler,
+    opts: &ImportOptions,
+    digest: &str,
+    claim: &Claim,
+) -> Result<(), ImportError> {
+    let mut said = false;
+    while rec.store().lock_digest(digest, claim)? == DigestLock::Busy {
+        if opts
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+        {
+            return Err(ImportError::Interrupted(0));
+        }
+        if !said {
+            tracing::info!(file = %claim.name, "another replica imports a file of the same content; waiting for it");
+            said = true;
+        }
+        std::thread::sleep(DIGEST_LOCK_RETRY);
+    }
     Ok(())
 }
 
