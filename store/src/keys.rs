@@ -17,6 +17,7 @@
 //! | `i/e/acct/` | ACME account key thumbprint | registration id |
 //! | `i/c/serial/` | lower-cased serial (hex), `0x00`, certificate id | empty |
 //! | `i/r/txn/` | SHA-256 of the SCEP transactionID, request id | empty |
+//! | `i/c/exp/` | not-after (Unix seconds, u64 big-endian), certificate id; unrevoked certificates only | empty |
 //! | `i/r/new/` | request id with every bit inverted (newest first) | empty |
 //! | `i/r/status/` | status, `/`, request id with every bit inverted | empty |
 //! | `s/indexes` | — | the index layout version the store was last brought to (u32 big-endian) |
@@ -208,8 +209,30 @@ pub const INDEX_LAYOUT_KEY: &[u8] = b"s/indexes";
 
 /// The index layout this version writes: 2 added the registration,
 /// certificate-serial and SCEP-transaction indexes; 3 the requests'
-/// newest-first and status indexes.
-pub const INDEX_LAYOUT: u32 = 3;
+/// newest-first and status indexes; 4 the certificates by expiry.
+pub const INDEX_LAYOUT: u32 = 4;
+
+/// Prefix of the unrevoked certificates by expiry, soonest first.
+pub const CERTIFICATES_BY_EXPIRY: &[u8] = b"i/c/exp/";
+
+/// Marks `certificate` (not revoked) as expiring at `not_after` (Unix
+/// seconds; big-endian, so key order is expiry order).
+pub fn certificate_expiry(not_after: i64, certificate: Uuid) -> Vec<u8> {
+    let mut k = join(
+        CERTIFICATES_BY_EXPIRY,
+        &(not_after.max(0) as u64).to_be_bytes(),
+    );
+    k.extend_from_slice(certificate.as_bytes());
+    k
+}
+
+/// The expiry (Unix seconds) and certificate of a [`certificate_expiry`] key.
+pub fn expiry_of(key: &[u8]) -> Option<(i64, Uuid)> {
+    let rest = key.strip_prefix(CERTIFICATES_BY_EXPIRY)?;
+    let (at, id) = rest.split_at_checked(8)?;
+    let at = u64::from_be_bytes(at.try_into().ok()?);
+    Some((i64::try_from(at).ok()?, Uuid::from_slice(id).ok()?))
+}
 
 /// Prefix of the enrollment requests newest first: all of them, or those
 /// in `status` (a status name: lower-case letters and `_`).
@@ -372,6 +395,16 @@ pub fn trailing_id(bytes: &[u8]) -> Option<Uuid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificates_by_expiry_sort_soonest_first() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let soon = certificate_expiry(1_800_000_000, b);
+        let later = certificate_expiry(1_900_000_000, a);
+        assert!(soon < later);
+        assert_eq!(expiry_of(&later), Some((1_900_000_000, a)));
+        assert_eq!(expiry_of(b"i/c/exp/short"), None);
+    }
 
     #[test]
     fn requests_list_newest_first_and_by_status() {

@@ -36,6 +36,7 @@ requires_approval = true
 [[profiles]]
 name = "Web P10"
 protocol = "p10"
+validity_days = 20
 
 [[profiles]]
 name = "Direct P12"
@@ -685,6 +686,26 @@ fn operators_and_approvers_work_through_the_console_in_a_browser() {
         .starts_with("-----BEGIN CERTIFICATE-----"));
     b.click_through(&b.find("#confirm-installed"));
     assert_ne!(b.text(&b.find("#installed")), "no", "{}", b.source());
+
+    // The overview: the certificate (20 days) among those expiring within
+    // 30, and a file dropped meanwhile among the recent files.
+    env.drop_file(
+        "users",
+        "late.csv",
+        "status,mail,lastName\nactive,late@example.org,Late\n",
+    );
+    wait_until("the dropped file is done", Duration::from_secs(60), || {
+        env.finished("users", "processed").len() == 1
+    });
+    b.click_through(&b.find("nav a[href='/ui/']"));
+    let expiring = b.text(&b.find("#expiring"));
+    assert!(expiring.contains("vault.example.org"), "{expiring}");
+    let recent = b.text(&b.find("#recent-files tbody tr"));
+    assert!(
+        recent.contains("late.csv") && recent.contains("accepted"),
+        "{recent}"
+    );
+    look(&b, "overview-operator");
 
     // P12 with the displayed password: without "Confirm displayed
     // password" it is refused; with it, the answer is the file, which

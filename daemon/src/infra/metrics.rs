@@ -11,7 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::infra::conn_limit::ListenerStats;
 use crate::infra::connector_stats::ConnectorStats;
-use idsync_schema::report::{FileOutcome, Summary};
+pub use crate::infra::recent_files::FinishedFile;
+use idsync_schema::report::FileOutcome;
 
 /// Upper bounds (seconds) of the import-duration histogram buckets.
 pub const DURATION_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0];
@@ -50,6 +51,8 @@ pub struct Metrics {
     store_round_trip_us: AtomicU64,
     /// This process's role among the replicas.
     pub replica: crate::infra::replica_stats::ReplicaStats,
+    /// The last files finished.
+    recent_files: crate::infra::recent_files::RecentFiles,
 }
 
 /// `store_round_trip_us` of an embedded store: no database to reach.
@@ -85,6 +88,7 @@ impl Metrics {
             engine: std::sync::OnceLock::new(),
             store_round_trip_us: AtomicU64::new(NOT_MEASURED),
             replica: Default::default(),
+            recent_files: Default::default(),
             change_log_head: AtomicU64::new(0),
             duration_buckets: Default::default(),
             duration_sum_us: AtomicU64::new(0),
@@ -181,8 +185,9 @@ impl Metrics {
             .unwrap_or_default()
     }
 
-    /// Count one finished file.
-    pub fn record_file(&self, outcome: FileOutcome, summary: &Summary, took: Duration) {
+    /// Count one finished file, and keep it among the recent ones.
+    pub fn record_file(&self, finished: FinishedFile, took: Duration) {
+        let (outcome, summary) = (finished.outcome, &finished.summary);
         match outcome {
             FileOutcome::Accepted => &self.files_accepted,
             FileOutcome::Partial => &self.files_partial,
@@ -202,6 +207,7 @@ impl Metrics {
         self.duration_buckets[DURATION_BUCKETS.len()].fetch_add(1, Relaxed);
         self.duration_sum_us
             .fetch_add(took.as_micros() as u64, Relaxed);
+        self.recent_files.push(finished);
     }
 
     /// A one-line summary for people (`STATUS=`, `idsync status`).
@@ -255,6 +261,7 @@ impl Metrics {
                 "unchanged": rows("unchanged"),
                 "rejected": rows("rejected"),
             },
+            "recent_files": m.recent_files.json(),
             "connectors": m.connectors_json(),
             "store": m.store_json(),
             "replica": m.replica.json(),
@@ -472,8 +479,20 @@ fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use idsync_schema::report::Summary;
+
+    /// A file of the `users` folder that ended with `outcome`.
+    pub(crate) fn file(outcome: FileOutcome, summary: Summary) -> FinishedFile {
+        FinishedFile {
+            folder: "users".into(),
+            file: "people.csv".into(),
+            outcome,
+            summary,
+            at: time::OffsetDateTime::now_utc(),
+        }
+    }
 
     #[test]
     fn files_rows_and_durations_are_counted() {
@@ -484,10 +503,9 @@ mod tests {
             unchanged: 0,
             rejected: 1,
         };
-        m.record_file(FileOutcome::Partial, &s, Duration::from_millis(30));
+        m.record_file(file(FileOutcome::Partial, s), Duration::from_millis(30));
         m.record_file(
-            FileOutcome::Accepted,
-            &Summary::default(),
+            file(FileOutcome::Accepted, Summary::default()),
             Duration::from_secs(2),
         );
         let text = m.render_prometheus();

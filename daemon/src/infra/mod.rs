@@ -15,6 +15,7 @@ pub mod log;
 pub mod metrics;
 pub mod private_file;
 pub mod rate_limit;
+pub mod recent_files;
 pub mod replica_stats;
 pub mod sd_notify;
 pub mod tls;

@@ -507,8 +507,10 @@ mod tests {
             unchanged: 1,
             rejected: 2,
         };
-        s.metrics
-            .record_file(FileOutcome::Partial, &summary, Duration::from_millis(5));
+        s.metrics.record_file(
+            crate::infra::metrics::tests::file(FileOutcome::Partial, summary),
+            Duration::from_millis(5),
+        );
         s.metrics.set_change_log_head(42);
         s.metrics.set_queue_depth(3);
         s.metrics.set_ready(true);
@@ -518,6 +520,8 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
         assert_eq!(v["ready"], true);
         assert_eq!(v["files"]["partial"], 1);
+        assert_eq!(v["recent_files"][0]["file"], "people.csv");
+        assert_eq!(v["recent_files"][0]["outcome"], "partial");
         assert_eq!(v["rows"]["rejected"], 2);
 
         let text = crate::cli::status::status_over_http(s.addr, ADMIN)

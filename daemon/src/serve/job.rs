@@ -171,8 +171,10 @@ impl JobContext {
             &report,
         )?;
         let dest = inbox::finish(&self.root, folder, claimed, true)?;
-        self.metrics
-            .record_file(FileOutcome::Rejected, &result.summary, started.elapsed());
+        self.metrics.record_file(
+            finished(folder, &dest, FileOutcome::Rejected, result.summary),
+            started.elapsed(),
+        );
         tracing::warn!(file = %dest.display(), folder = %folder.name, "file refused: {reason}");
         Ok(())
     }
@@ -232,8 +234,10 @@ impl JobContext {
                 }
                 let dest = inbox::finish(&self.root, folder, claimed, rejected)?;
                 let took = started.elapsed();
-                self.metrics
-                    .record_file(result.outcome, &result.summary, took);
+                self.metrics.record_file(
+                    finished(folder, &dest, result.outcome, result.summary),
+                    took,
+                );
                 let s = result.summary;
                 tracing::info!(
                     file = %dest.display(),
@@ -345,3 +349,22 @@ fn conflict_pause(conflicts: u32) -> Duration {
 
 /// A claimed file and what to do with it.
 struct Recovered(Folder, Recovery);
+
+/// What the metrics keep of a file that ended at `dest`.
+fn finished(
+    folder: &Folder,
+    dest: &Path,
+    outcome: FileOutcome,
+    summary: idsync_schema::report::Summary,
+) -> crate::infra::metrics::FinishedFile {
+    crate::infra::metrics::FinishedFile {
+        folder: folder.name.clone(),
+        file: dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        outcome,
+        summary,
+        at: time::OffsetDateTime::now_utc(),
+    }
+}

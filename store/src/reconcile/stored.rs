@@ -161,6 +161,10 @@ stored!(Certificate, Kind::Certificate, {
             .map(|a| keys::certificate_of_asset(*a, self.id))
             .collect();
         k.push(keys::certificate_of_serial(&self.serial, self.id));
+        if self.revoked.is_none() {
+            let expiry = self.not_after.unix_timestamp();
+            k.push(keys::certificate_expiry(expiry, self.id));
+        }
         k
     }
 });

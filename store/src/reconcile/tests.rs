@@ -797,6 +797,17 @@ fn assert_found_by_index(rec: &Reconciler, (r, request, certificate): &Enrollmen
         marked(keys::certificates_of_serial_prefix("0a1b")),
         [certificate.id]
     );
+    let expiring = store
+        .scan_page(keys::CERTIFICATES_BY_EXPIRY, None, 10)
+        .unwrap();
+    let expiring: Vec<_> = expiring
+        .iter()
+        .filter_map(|(k, _)| keys::expiry_of(k))
+        .collect();
+    assert_eq!(
+        expiring,
+        [(certificate.not_after.unix_timestamp(), certificate.id)]
+    );
     assert_eq!(newest_requests(rec, None), [request.id]);
     assert_eq!(
         newest_requests(rec, Some(request.status.as_str())),
@@ -872,6 +883,10 @@ fn a_store_without_the_enrollment_indexes_gets_them_at_start() {
     old.delete(Index::AcmeAccount.key("k1"));
     old.delete(keys::request_of_transaction("t1", request.id));
     old.delete(keys::request_newest(None, request.id));
+    old.delete(keys::certificate_expiry(
+        certificate.not_after.unix_timestamp(),
+        certificate.id,
+    ));
     old.delete(keys::request_newest(
         Some(request.status.as_str()),
         request.id,

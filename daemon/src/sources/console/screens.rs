@@ -162,7 +162,7 @@ pub async fn route(c: &Console, call: &Call<'_>, live: &Live) -> Response<Full<B
         return c.views.forbidden(live);
     }
     let shown: Result<Shown, Failed> = match get {
-        Get::Overview => Ok(overview(c)),
+        Get::Overview => overview(c, live).map_err(Failed::from),
         Get::Import => Ok(Shown::Page("import.html", super::import::form(c))),
         Get::Users => users::users(c, call.query).map_err(Failed::from),
         Get::User(id) => users::user(c, live, id, call.query).map_err(Failed::from),
@@ -228,13 +228,41 @@ pub enum Shown {
     NotFound,
 }
 
-fn overview(c: &Console) -> Shown {
+/// Certificates shown as expiring: those that end within this many days.
+const EXPIRING_DAYS: i64 = 30;
+
+/// The overview: the daemon's status document (files, the recent ones,
+/// connectors, the replica's role) and, for those who see certificates,
+/// the next to expire.
+fn overview(c: &Console, live: &Live) -> Result<Shown, crate::sources::enroll::EnrollError> {
     let status = c.metrics.status_document();
     let connectors = status["connectors"].clone();
-    Shown::Page(
+    let expiring: Option<Vec<Value>> = if Screen::Profiles.allowed(live) {
+        let now = OffsetDateTime::now_utc();
+        let until = now + time::Duration::days(EXPIRING_DAYS);
+        let certs = c.enrollment.expiring(now, until, PAGE)?;
+        Some(
+            certs
+                .iter()
+                .map(|cert| {
+                    json!({
+                        "id": cert.id.to_string(), "serial": cert.serial,
+                        "subject": cert.subject, "profile": cert.profile,
+                        "not_after": date(cert.not_after),
+                    })
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
+    Ok(Shown::Page(
         "overview.html",
-        json!({ "status": status, "connectors": connectors }),
-    )
+        json!({
+            "status": status, "connectors": connectors,
+            "expiring": expiring, "expiring_days": EXPIRING_DAYS,
+        }),
+    ))
 }
 
 /// One page of a list screen's objects of `kind`: those whose `index`

@@ -30,6 +30,27 @@ impl Enrollment {
         ids.into_iter().map(|id| self.certificate(id)).collect()
     }
 
+    /// The unrevoked certificates that expire from `from` to `until`,
+    /// soonest first, at most `limit`: a walk of the expiry index from
+    /// `from`, so its cost is the certificates shown, not those stored.
+    pub(crate) fn expiring(
+        &self,
+        from: time::OffsetDateTime,
+        until: time::OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<Certificate>, EnrollError> {
+        use idsync_store::keys;
+        let start = keys::certificate_expiry(from.unix_timestamp() - 1, uuid::Uuid::max());
+        let page = self
+            .store()
+            .scan_page(keys::CERTIFICATES_BY_EXPIRY, Some(&start), limit)?;
+        page.iter()
+            .filter_map(|(k, _)| keys::expiry_of(k))
+            .take_while(|(at, _)| *at <= until.unix_timestamp())
+            .map(|(_, id)| self.certificate(id))
+            .collect()
+    }
+
     /// The "confirm installation" step of a P12 enrollment (seed 002).
     pub(crate) async fn confirm_installed(
         &self,
