@@ -94,6 +94,7 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let pg = TestPostgres::start_durable();
+    let pg_pid = pg.pid().expect("the cluster runs");
     let csv = dir.join("users.csv");
     common::write_users_csv(&csv, a.users);
     println!(
@@ -174,16 +175,73 @@ fn main() {
             ("GET /Users/{id}", by_id_script(dir, &ids)),
             ("POST /Users (durable)", post_script(dir)),
         ] {
-            let (rps, p99, runs, errors) =
-                measure(port, &script, a.seconds, (a.connections, 2), a.runs);
+            let ((rps, p99, runs, errors), cores) = where_time_goes(pg_pid, &[child.id()], || {
+                measure(port, &script, a.seconds, (a.connections, 2), a.runs)
+            });
             report_scim(label, name, (rps, p99, &runs, errors));
+            println!("{cores}");
         }
         if *label == "postgres" {
-            two_replicas((dir, port), idsync, store, &ids, &a);
+            let first = Replica {
+                dir,
+                port,
+                pid: child.id(),
+            };
+            two_replicas(&first, pg_pid, idsync, store, &ids, &a);
         }
         stop(child);
     }
     head_row_reference(&pg, &a);
+}
+
+/// CPU seconds (user and system, all threads) the processes `pids` and
+/// the children of `parents` have used so far, from `/proc`.
+fn cpu_seconds(pids: &[u32], parents: &[u32]) -> f64 {
+    const TICKS: f64 = 100.0; // USER_HZ on Linux
+    let mut ticks = 0u64;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // After the command name: state, ppid, …, utime (14th), stime (15th).
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let number = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let ppid = number(1) as u32;
+        if pids.contains(&pid) || parents.contains(&ppid) {
+            ticks += number(11) + number(12);
+        }
+    }
+    ticks as f64 / TICKS
+}
+
+/// Run `measure` and say where the machine's two cores went meanwhile:
+/// the share of PostgreSQL (the postmaster `pg` and its backends), of the
+/// idsync processes `idsync`, and of the rest (wrk, the kernel's network
+/// work, idle).
+fn where_time_goes<T>(pg: u32, idsync: &[u32], measure: impl FnOnce() -> T) -> (T, String) {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
+    let (pg0, id0) = (cpu_seconds(&[pg], &[pg]), cpu_seconds(idsync, &[]));
+    let started = Instant::now();
+    let out = measure();
+    let capacity = started.elapsed().as_secs_f64() * cores;
+    let postgres = 100.0 * (cpu_seconds(&[pg], &[pg]) - pg0) / capacity;
+    let ours = 100.0 * (cpu_seconds(idsync, &[]) - id0) / capacity;
+    let rest = (100.0 - postgres - ours).max(0.0);
+    let shares = format!(
+        "     cores: postgres {postgres:.0}%, idsync {ours:.0}%, wrk and the rest {rest:.0}%"
+    );
+    (out, shares)
 }
 
 fn report_scim(label: &str, name: &str, (rps, p99, runs, errors): (f64, f64, &[f64], u64)) {
@@ -193,16 +251,25 @@ fn report_scim(label: &str, name: &str, (rps, p99, runs, errors): (f64, f64, &[f
     );
 }
 
-/// SCIM on two replicas of one database: the daemon running in `dir` on
-/// `first_port`, a second one started on the same `store`, and each
-/// script's connections dealt between the two.
+/// A daemon running for the benchmark: its directory, SCIM port, pid.
+struct Replica<'a> {
+    dir: &'a Path,
+    port: u16,
+    pid: u32,
+}
+
+/// SCIM on two replicas of one database: the daemon `first`, a second
+/// one started on the same `store`, and each script's connections dealt
+/// between the two.
 fn two_replicas(
-    (dir, first_port): (&Path, u16),
+    first: &Replica<'_>,
+    pg_pid: u32,
     idsync: &Path,
     store: &str,
     ids: &[String],
     a: &Args,
 ) {
+    let (dir, first_port) = (first.dir, first.port);
     let second_dir = dir.with_file_name("pg-second");
     std::fs::create_dir_all(&second_dir).unwrap();
     let (second, second_port) = start(&second_dir, idsync, store, a.connections);
@@ -215,21 +282,24 @@ fn two_replicas(
             ["one", "two"].map(|tag| common::post_script_tagged(dir, tag)),
         ),
     ] {
-        let [first, other] = &scripts;
-        common::wrk(first_port, first, 2, half, 1);
+        let [one_script, other] = &scripts;
+        common::wrk(first_port, one_script, 2, half, 1);
         let (mut rps, mut p99, mut errors) = (Vec::new(), Vec::new(), 0);
-        for _ in 0..a.runs {
-            let (one, two) = std::thread::scope(|s| {
-                let one = s.spawn(|| common::wrk(first_port, first, a.seconds, half, 1));
-                let two = s.spawn(|| common::wrk(second_port, other, a.seconds, half, 1));
-                (one.join().unwrap(), two.join().unwrap())
-            });
-            rps.push(one.rps + two.rps);
-            p99.push(one.p99_ms.max(two.p99_ms));
-            errors += one.errors + two.errors;
-        }
+        let ((), cores) = where_time_goes(pg_pid, &[first.pid, second.id()], || {
+            for _ in 0..a.runs {
+                let (one, two) = std::thread::scope(|s| {
+                    let one = s.spawn(|| common::wrk(first_port, one_script, a.seconds, half, 1));
+                    let two = s.spawn(|| common::wrk(second_port, other, a.seconds, half, 1));
+                    (one.join().unwrap(), two.join().unwrap())
+                });
+                rps.push(one.rps + two.rps);
+                p99.push(one.p99_ms.max(two.p99_ms));
+                errors += one.errors + two.errors;
+            }
+        });
         let (m, p) = (median(rps.clone()), median(p99));
         report_scim("postgres ×2", name, (m, p, &rps, errors));
+        println!("{cores}");
     }
     stop(second);
 }

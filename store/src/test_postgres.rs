@@ -353,6 +353,12 @@ impl TestPostgres {
         c
     }
 
+    /// The postmaster's process id (its backends are its children), while
+    /// the cluster runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port

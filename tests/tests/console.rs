@@ -895,3 +895,35 @@ fn the_console_on_its_own_listener_over_tls() {
     b.click_through(&b.find("nav a[href='/ui/users']"));
     assert_eq!(b.text(&b.find("h1")), "Users");
 }
+
+/// A session left idle past `session_idle_minutes` ends: the form the
+/// browser still shows is refused when sent (and changes nothing), and
+/// every page leads to the sign-in form again. (A minute is the shortest
+/// idle time the configuration takes, so this test waits that long,
+/// beside the others.)
+#[test]
+fn an_idle_session_expires() {
+    let admin = free_port();
+    let env = Env::with_config(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin}\"\n[console]\nsession_idle_minutes = 1\n\
+         [[tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nroles = [\"read\"]\n",
+        sha256_hex(OPS)
+    ));
+    let _daemon = env.serve(&[]);
+    wait_until("the admin listener", Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok()
+    });
+    let base = format!("http://127.0.0.1:{admin}");
+    let b = Browser::start(1280, 900);
+    let landed = sign_in(&b, &base, OPS);
+    assert!(landed.ends_with("/ui/"), "{landed}");
+    b.goto(&format!("{base}/ui/users"));
+    assert_eq!(b.text(&b.find("h1")), "Users");
+    std::thread::sleep(Duration::from_secs(65));
+    // The sign-out form on the page, sent with the expired session.
+    b.click_through(&b.find(".signout button"));
+    assert_eq!(b.text(&b.find("h1")), "Signed out", "{}", b.source());
+    b.goto(&format!("{base}/ui/users"));
+    assert!(b.url().ends_with("/ui/signin"), "{}", b.url());
+    look(&b, "session-expired");
+}
