@@ -417,12 +417,13 @@ mod tests {
         }
     }
 
-    /// Two processes on one PostgreSQL database, writing at once through
-    /// plain transactions (as imports, activation mails and enrollment
-    /// upkeep do, none of which retries): they take turns, so every
-    /// transaction commits at its first attempt and the log is gap-free.
-    #[test]
-    fn replicas_on_postgres_take_turns_and_never_conflict() {
+    /// Two reconcilers on one throwaway PostgreSQL database, as two
+    /// replicas have (with the cluster and the data dir they live on).
+    fn two_replicas_on_postgres() -> (
+        crate::test_postgres::TestPostgres,
+        tempfile::TempDir,
+        [Reconciler; 2],
+    ) {
         let cluster = crate::test_postgres::TestPostgres::start();
         let dir = tempfile::tempdir().unwrap();
         let opts = cluster.engine_options(EngineOptions::default());
@@ -431,6 +432,16 @@ mod tests {
             Reconciler::new(store, Settings::default()).unwrap()
         };
         let replicas = [open(), open()];
+        (cluster, dir, replicas)
+    }
+
+    /// Two processes on one PostgreSQL database, writing at once through
+    /// plain transactions (as imports, activation mails and enrollment
+    /// upkeep do, none of which retries): they take turns, so every
+    /// transaction commits at its first attempt and the log is gap-free.
+    #[test]
+    fn replicas_on_postgres_take_turns_and_never_conflict() {
+        let (_cluster, _dir, replicas) = two_replicas_on_postgres();
         const EACH: usize = 150;
         std::thread::scope(|s| {
             for (r, rec) in replicas.iter().enumerate() {
@@ -453,14 +464,7 @@ mod tests {
     /// import then lets it through), and not before.
     #[test]
     fn a_turn_knows_when_another_replica_waits() {
-        let cluster = crate::test_postgres::TestPostgres::start();
-        let dir = tempfile::tempdir().unwrap();
-        let opts = cluster.engine_options(EngineOptions::default());
-        let open = || {
-            let store = Arc::new(Store::open(EngineKind::Postgres, dir.path(), &opts).unwrap());
-            Reconciler::new(store, Settings::default()).unwrap()
-        };
-        let (a, b) = (open(), open());
+        let (_cluster, _dir, [a, b]) = two_replicas_on_postgres();
         let long = a.begin(Source::Csv, Actor::default());
         assert!(!long.turn_wanted_elsewhere(), "nobody waits yet");
         std::thread::scope(|s| {
