@@ -19,7 +19,7 @@
 //! that the server releases the lock with the session; a crashed
 //! replica's session ends, and with it its turn.
 
-use std::sync::Arc;
+use std::sync::Mutex;
 
 use deadpool_postgres::{Object, Pool};
 
@@ -38,8 +38,9 @@ const WAITED_FOR: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype =
 
 /// A turn held: released (the connection back to the pool) when dropped.
 pub(super) struct Turn {
-    /// Shared only for the length of a [`Turn::wanted_elsewhere`] query.
-    client: Option<Arc<Object>>,
+    /// The connection holding the lock; lent to the runtime for the length
+    /// of a [`Turn::wanted_elsewhere`] query, and always given back.
+    client: Mutex<Option<Object>>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -56,30 +57,39 @@ pub(super) fn take(runtime: &tokio::runtime::Runtime, pool: &Pool) -> Result<Tur
         Ok(client)
     })?;
     Ok(Turn {
-        client: Some(Arc::new(client)),
+        client: Mutex::new(Some(client)),
         runtime: runtime.handle().clone(),
     })
 }
 
 impl crate::engine::Turn for Turn {
     fn wanted_elsewhere(&self) -> bool {
-        let Some(client) = self.client.clone() else {
+        let mut held = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(client) = held.take() else {
             return false;
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.runtime.spawn(async move {
             let waited = client.query_one(WAITED_FOR, &[&WRITER_TURN]).await;
-            let _ = tx.send(waited.map(|row| row.get::<_, bool>(0)));
+            let _ = tx.send((client, waited.map(|row| row.get::<_, bool>(0))));
         });
-        // Not known: keep the turn; the other process waits one batch more.
-        matches!(rx.recv(), Ok(Ok(true)))
+        match rx.recv() {
+            Ok((client, waited)) => {
+                *held = Some(client);
+                // Not known: keep the turn; the other waits one batch more.
+                matches!(waited, Ok(true))
+            }
+            // The runtime is gone, and the connection with it (which
+            // ends the session and its lock).
+            Err(_) => false,
+        }
     }
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        // No query holds a clone any more: `wanted_elsewhere` waits for its.
-        let Some(client) = self.client.take().and_then(Arc::into_inner) else {
+        let held = self.client.get_mut().unwrap_or_else(|p| p.into_inner());
+        let Some(client) = held.take() else {
             return;
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(1);

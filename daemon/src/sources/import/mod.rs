@@ -20,6 +20,7 @@ mod progress;
 pub(crate) mod reader;
 pub(crate) mod report;
 mod seen;
+mod spool_lock;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;

@@ -186,7 +186,12 @@ pub(crate) fn sweep_spools(rec: &Reconciler, work_dir: &Path) -> std::io::Result
             .import_progress::<serde_json::Value>(&name)
             .map_err(std::io::Error::other)?
             .is_some();
-        if !resumes && entry.file_type()?.is_dir() {
+        if resumes || !entry.file_type()?.is_dir() {
+            continue;
+        }
+        // Not while an import (`idsync import` beside the starting daemon)
+        // still writes it: its progress record comes with its first batch.
+        if let Some(_unused) = super::spool_lock::unused(&entry.path())? {
             std::fs::remove_dir_all(entry.path())?;
             removed += 1;
         }

@@ -139,6 +139,8 @@ pub struct Spool {
     updated: BufWriter<File>,
     rejected: BufWriter<File>,
     at: SpoolOffsets,
+    /// Keeps the start-up sweep of a daemon on this data dir away.
+    _in_use: super::spool_lock::InUse,
 }
 
 /// Open a spool cut back to `keep` bytes. Sets `complete` to false when it
@@ -170,6 +172,7 @@ impl Spool {
     /// Open the spools in `dir`, cut back to `resume` (all empty when None).
     pub fn open(dir: &Path, resume: Option<SpoolOffsets>) -> std::io::Result<Self> {
         fs::create_dir_all(dir)?;
+        let in_use = super::spool_lock::in_use(dir)?;
         let mut complete = true;
         let created = open_spool(
             &dir.join("created.jsonl"),
@@ -198,6 +201,7 @@ impl Spool {
             rejected: BufWriter::new(rejected),
             dir: dir.to_owned(),
             at,
+            _in_use: in_use,
         })
     }
 
