@@ -165,20 +165,9 @@ fn make_requests(dir: &Path, admin: u16, n: usize) {
 
 /// One JSON request to the admin API with the bench token: its status.
 fn call(admin: u16, method: &str, path: &str, body: &str) -> u16 {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        TOKEN,
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.get(9..12)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no answer to {method} {path}: {text}"))
+    common::send(admin, method, path, Some(body))
+        .unwrap_or_else(|| panic!("no answer to {method} {path}"))
+        .0
 }
 
 fn main() {

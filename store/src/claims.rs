@@ -30,7 +30,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Batch, Engine, EngineError, Entry};
+use crate::engine::{Batch, EngineError};
 use crate::{keys, Store, StoreError};
 
 /// Who holds a claim.
@@ -94,22 +94,12 @@ impl Store {
         node: &str,
         process: &str,
     ) -> Result<Option<Claim>, StoreError> {
-        self.write_claim(name, node, process, None)
+        self.take_over(name, node, process, None)
     }
 
     /// Take over the claim on `name` from what `from` read (`None`: no
     /// row); `None` when it moved meanwhile (another process took it).
     pub fn take_over(
-        &self,
-        name: &str,
-        node: &str,
-        process: &str,
-        from: Option<&Held>,
-    ) -> Result<Option<Claim>, StoreError> {
-        self.write_claim(name, node, process, from)
-    }
-
-    fn write_claim(
         &self,
         name: &str,
         node: &str,
@@ -148,30 +138,32 @@ impl Store {
     /// Every claim row: the file's name and its holder.
     pub fn claims(&self) -> Result<Vec<(String, Held)>, StoreError> {
         let mut out = Vec::new();
-        for (key, raw) in scan_all(self.engine(), keys::CLAIM_PREFIX)? {
+        self.scan(keys::CLAIM_PREFIX, |key, raw| {
             let name = String::from_utf8_lossy(&key[keys::CLAIM_PREFIX.len()..]).into_owned();
-            out.push((name, held(&key, raw)?));
-        }
+            out.push((name, held(key, raw.to_vec())?));
+            Ok(true)
+        })?;
         Ok(out)
     }
 
     /// Give up `claim` (its file left `.work/`). A claim another process
     /// took over meanwhile is left to it.
     pub fn release(&self, claim: &Claim) -> Result<(), StoreError> {
-        let key = keys::claim(&claim.name);
-        let mut batch = Batch::new();
-        batch.expect(key.clone(), Some(claim.value.clone()));
-        batch.delete(key);
-        written(self.engine().write(batch))?;
+        self.delete_claim(&claim.name, &claim.value)?;
         Ok(())
     }
 
     /// Remove the claim row on `name` as `held` read it (a gone holder's,
     /// whose file is no longer in `.work/`); false when it moved.
     pub fn drop_claim(&self, name: &str, held: &Held) -> Result<bool, StoreError> {
+        self.delete_claim(name, &held.raw)
+    }
+
+    /// Delete the claim row on `name` if it still holds `value`.
+    fn delete_claim(&self, name: &str, value: &[u8]) -> Result<bool, StoreError> {
         let key = keys::claim(name);
         let mut batch = Batch::new();
-        batch.expect(key.clone(), Some(held.raw.clone()));
+        batch.expect(key.clone(), Some(value.to_vec()));
         batch.delete(key);
         written(self.engine().write(batch))
     }
@@ -224,13 +216,13 @@ impl Store {
 
     /// Every node's last heartbeat value.
     pub fn beats(&self) -> Result<HashMap<String, Vec<u8>>, StoreError> {
-        Ok(scan_all(self.engine(), keys::BEAT_PREFIX)?
-            .into_iter()
-            .map(|(k, v)| {
-                let node = String::from_utf8_lossy(&k[keys::BEAT_PREFIX.len()..]).into_owned();
-                (node, v)
-            })
-            .collect())
+        let mut beats = HashMap::new();
+        self.scan(keys::BEAT_PREFIX, |key, value| {
+            let node = String::from_utf8_lossy(&key[keys::BEAT_PREFIX.len()..]).into_owned();
+            beats.insert(node, value.to_vec());
+            Ok(true)
+        })?;
+        Ok(beats)
     }
 }
 
@@ -249,21 +241,6 @@ fn written(result: Result<(), EngineError>) -> Result<bool, StoreError> {
         Ok(()) => Ok(true),
         Err(EngineError::Conflict { .. }) => Ok(false),
         Err(e) => Err(e.into()),
-    }
-}
-
-/// Every entry under `prefix`, a page at a time.
-fn scan_all(engine: &dyn Engine, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
-    const PAGE: usize = 1024;
-    let mut out: Vec<Entry> = Vec::new();
-    loop {
-        let after = out.last().map(|(k, _)| k.clone());
-        let page = engine.scan_prefix(prefix, after.as_deref(), PAGE)?;
-        let full = page.len() == PAGE;
-        out.extend(page);
-        if !full {
-            return Ok(out);
-        }
     }
 }
 

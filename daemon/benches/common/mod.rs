@@ -194,16 +194,31 @@ pub fn stop(mut child: Child) {
 
 /// A plain GET with the token; the body when the status is 200.
 pub fn get(port: u16, path: &str) -> Option<String> {
+    let (status, body) = send(port, "GET", path, None)?;
+    (status == 200).then_some(body)
+}
+
+/// One request with the token (and a JSON body), on a connection of its
+/// own: the status and the body; none when nobody answered.
+pub fn send(port: u16, method: &str, path: &str, json: Option<&str>) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let body = json.unwrap_or("");
+    let content_type = match json {
+        Some(_) => "Content-Type: application/json\r\n",
+        None => "",
+    };
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {TOKEN}\r\n\
+         {content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    let status = head.get(9..12)?.parse().ok()?;
+    Some((status, body.to_owned()))
 }
 
 /// The ids of 1,000 users spread over the whole store, found through the

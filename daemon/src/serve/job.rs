@@ -206,15 +206,14 @@ impl JobContext {
                     }
                 }
                 Err(ImportError::Store(e)) if e.is_conflict() && conflicts < CONFLICT_TRIES => {
-                    // Another replica committed first (nothing of this
-                    // batch landed), or took the claim over.
+                    // Another replica took the claim over (the batch's
+                    // fence), or the change log moved (nothing landed).
                     conflicts += 1;
                     tries -= 1;
                     if !self.still_held(claim)? {
                         tracing::warn!(file = %claimed.display(), "another replica took this file over; leaving it to it");
                         return Ok(());
                     }
-                    std::thread::sleep(conflict_pause(conflicts));
                 }
                 Err(ImportError::Changed) => {
                     let reason = format!(
@@ -332,20 +331,13 @@ impl JobContext {
 /// refused: a writer that keeps appending is not waited for forever.
 const CHANGED_TRIES: u32 = 5;
 
-/// Imports of one file that may lose a commit to another replica before
-/// the job gives up (the file stays in `.work/`, free for any replica to
-/// take again). Each try resumes after the last committed batch.
-const CONFLICT_TRIES: u32 = 200;
-
-/// A short pause after a lost commit, varied so that two replicas that
-/// collided do not collide again in step.
-fn conflict_pause(conflicts: u32) -> Duration {
-    let spread = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos())
-        % 1000;
-    Duration::from_micros(u64::from(conflicts.min(20)) * 500 + u64::from(spread) * 10)
-}
+/// Imports of one file whose commit was refused, with its claim still
+/// held, before the job gives up (the file stays in `.work/`, free for any
+/// replica to take again). Replicas take turns to write (the engine's
+/// writers' turn), so they do not lose commits to each other: what is
+/// left is rare (a commit whose answer was lost). Each try resumes after
+/// the last committed batch.
+const CONFLICT_TRIES: u32 = 3;
 
 /// A claimed file and what to do with it.
 struct Recovered(Folder, Recovery);

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::history;
-use super::screens::{date, next_page, object_page, Shown};
+use super::screens::{date, list, List, Shown};
 use super::session::Live;
 use super::{views, Call, Console};
 use crate::infra::auth::Role;
@@ -27,26 +27,20 @@ fn state(a: &Asset) -> &'static str {
 
 /// `GET /ui/assets?q=START&after=KEY`.
 pub fn assets(c: &Console, query: Option<&str>) -> Result<Shown, idsync_store::StoreError> {
-    let q = parse_query(query);
-    let text = q.get("q").map(|s| s.trim()).unwrap_or("");
-    let after = q.get("after").and_then(|a| hex::decode(a).ok());
-    let (assets, last) =
-        object_page::<Asset>(c, Kind::Asset, Index::AssetName, text, after.as_deref())?;
-    let rows: Vec<Value> = assets
-        .iter()
-        .map(|a| {
+    let screen = List {
+        path: "/ui/assets",
+        template: "assets.html",
+        kind: Kind::Asset,
+        index: |_| Index::AssetName,
+        row: |a: &Asset| {
             json!({
                 "id": a.id.to_string(), "name": a.name, "type": a.asset_type,
                 "profile": a.certificate_profile, "state": state(a),
                 "modified": date(a.meta.modified),
             })
-        })
-        .collect();
-    let next = next_page("/ui/assets", text, last);
-    Ok(Shown::Page(
-        "assets.html",
-        json!({ "q": text, "assets": rows, "next": next }),
-    ))
+        },
+    };
+    list(c, screen, query)
 }
 
 /// `GET /ui/assets/ID?before=SEQ`.

@@ -8,32 +8,26 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::history;
-use super::screens::{date, next_page, object_page, Shown, PAGE};
+use super::screens::{date, list, List, Shown, PAGE};
 use super::Console;
 use crate::infra::http::parse_query;
 
 /// `GET /ui/groups?q=START&after=KEY`.
 pub fn groups(c: &Console, query: Option<&str>) -> Result<Shown, idsync_store::StoreError> {
-    let q = parse_query(query);
-    let text = q.get("q").map(|s| s.trim()).unwrap_or("");
-    let after = q.get("after").and_then(|a| hex::decode(a).ok());
-    let (groups, last) =
-        object_page::<Group>(c, Kind::Group, Index::GroupName, text, after.as_deref())?;
-    let rows: Vec<Value> = groups
-        .iter()
-        .map(|g| {
+    let screen = List {
+        path: "/ui/groups",
+        template: "groups.html",
+        kind: Kind::Group,
+        index: |_| Index::GroupName,
+        row: |g: &Group| {
             json!({
                 "id": g.id.to_string(), "name": g.display_name,
                 "description": g.description, "external_id": g.external_id,
                 "modified": date(g.meta.modified),
             })
-        })
-        .collect();
-    let next = next_page("/ui/groups", text, last);
-    Ok(Shown::Page(
-        "groups.html",
-        json!({ "q": text, "groups": rows, "next": next }),
-    ))
+        },
+    };
+    list(c, screen, query)
 }
 
 /// `GET /ui/groups/ID?after=MEMBER&before=SEQ`.

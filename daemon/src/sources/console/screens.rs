@@ -265,12 +265,45 @@ fn overview(c: &Console, live: &Live) -> Result<Shown, crate::sources::enroll::E
     ))
 }
 
+/// What a list screen (users, groups, assets) shows.
+pub struct List<T> {
+    /// Its path, for the next page's link.
+    pub path: &'static str,
+    pub template: &'static str,
+    pub kind: idsync_schema::Kind,
+    /// The index a search text looks in (users: by the text's shape).
+    pub index: fn(&str) -> idsync_store::keys::Index,
+    /// One object as a table row.
+    pub row: fn(&T) -> Value,
+}
+
+/// A list screen for `query` (`q`: the start of the names looked for,
+/// `after`: the key the page follows): the rows of one page, the search
+/// text, and the link to the next page.
+pub fn list<T: serde::de::DeserializeOwned>(
+    c: &Console,
+    screen: List<T>,
+    query: Option<&str>,
+) -> Result<Shown, idsync_store::StoreError> {
+    let q = crate::infra::http::parse_query(query);
+    let text = q.get("q").map(|s| s.trim()).unwrap_or("");
+    let after = q.get("after").and_then(|a| hex::decode(a).ok());
+    let index = (screen.index)(text);
+    let (objects, last) = object_page::<T>(c, screen.kind, index, text, after.as_deref())?;
+    let rows: Vec<Value> = objects.iter().map(screen.row).collect();
+    let next = next_page(screen.path, text, last);
+    Ok(Shown::Page(
+        screen.template,
+        json!({ "q": text, "rows": rows, "next": next }),
+    ))
+}
+
 /// One page of a list screen's objects of `kind`: those whose `index`
 /// value starts with `text` (in the index's order), or all of them in id
 /// order when `text` is empty; with the key to continue after when the
 /// page is full. Only the page is read, so a search stays fast on a
 /// million objects.
-pub fn object_page<T: serde::de::DeserializeOwned>(
+fn object_page<T: serde::de::DeserializeOwned>(
     c: &Console,
     kind: idsync_schema::Kind,
     index: idsync_store::keys::Index,
@@ -298,7 +331,7 @@ pub fn object_page<T: serde::de::DeserializeOwned>(
 }
 
 /// The link to the page after `last` of a list screen at `path`.
-pub fn next_page(path: &str, text: &str, last: Option<Vec<u8>>) -> Option<String> {
+fn next_page(path: &str, text: &str, last: Option<Vec<u8>>) -> Option<String> {
     last.map(|k| format!("{path}?q={}&after={}", percent_encode(text), hex::encode(k)))
 }
 

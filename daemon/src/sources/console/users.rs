@@ -8,32 +8,28 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::history;
-use super::screens::{date, next_page, object_page, Shown};
+use super::screens::{date, list, List, Shown};
 use super::session::Live;
 use super::Console;
 use crate::infra::auth::Role;
 use crate::infra::http::parse_query;
 
-/// Users by the start of their mail or login name (both indexes, merged
-/// by id), or all users in id order; a page at a time, the next page
-/// anchored after the last key shown.
+/// Users by the start of their mail or login name (the index chosen by
+/// the text's shape: mails have an `@`), or all users in id order; a page
+/// at a time, the next page anchored after the last key shown.
 pub fn users(c: &Console, query: Option<&str>) -> Result<Shown, idsync_store::StoreError> {
-    let q = parse_query(query);
-    let text = q.get("q").map(|s| s.trim()).unwrap_or("");
-    let after = q.get("after").and_then(|a| hex::decode(a).ok());
-    // The index is chosen by the text's shape: mails have an `@`.
-    let index = if text.contains('@') {
-        Index::UserMail
-    } else {
-        Index::UserLogin
+    let index = |text: &str| match text.contains('@') {
+        true => Index::UserMail,
+        false => Index::UserLogin,
     };
-    let (users, last) = object_page::<User>(c, Kind::User, index, text, after.as_deref())?;
-    let rows: Vec<Value> = users.iter().map(user_row).collect();
-    let next = next_page("/ui/users", text, last);
-    Ok(Shown::Page(
-        "users.html",
-        json!({ "q": text, "users": rows, "next": next }),
-    ))
+    let screen = List {
+        path: "/ui/users",
+        template: "users.html",
+        kind: Kind::User,
+        index,
+        row: user_row,
+    };
+    list(c, screen, query)
 }
 
 fn user_row(u: &User) -> Value {
