@@ -2,7 +2,7 @@
 //! driven by `wrk` (Debian's package, installed here when missing) over
 //! keep-alive connections.
 //!
-//! `cargo bench -p idsync --bench scim [-- --users 1000000 --runs 3 --seconds 10 --connections 64 --cache-mb 1024 --keep DIR --only NAME --reference BIN]`
+//! `cargo bench -p idsync --bench scim [-- --users 1000000 --runs 3 --seconds 10 --connections 64 --threads 2 --cache-mb 1024 --keep DIR --only NAME --reference BIN]`
 //!
 //! It loads the users with `idsync import` (a CSV file, once; `--keep DIR`
 //! reuses a loaded data dir across invocations; `--only` runs the cases
@@ -18,7 +18,9 @@
 //! in the million, and the cursor variant `cursor=<id>`, each also over
 //! 16 connections, as an identity provider's import pages), and last (it
 //! adds users) POST `/Users` (durable creates: each 201 follows its group
-//! commit).
+//! commit). `--threads` is wrk's thread count: client and daemon share
+//! the machine's cores, and on two cores a second wrk thread competes with
+//! the daemon's workers, so p99 then includes the client's time slices.
 
 mod common;
 
@@ -34,6 +36,8 @@ struct Args {
     runs: usize,
     seconds: u64,
     connections: usize,
+    /// wrk's threads (`-t`).
+    threads: usize,
     cache_mb: usize,
     keep: Option<PathBuf>,
     /// Only the cases whose name contains one of these.
@@ -49,6 +53,7 @@ fn args() -> Args {
         runs: 3,
         seconds: 10,
         connections: 64,
+        threads: 2,
         cache_mb: 1024,
         keep: None,
         only: Vec::new(),
@@ -61,6 +66,7 @@ fn args() -> Args {
             "--runs" => a.runs = flags.number(),
             "--seconds" => a.seconds = flags.number() as u64,
             "--connections" => a.connections = flags.number(),
+            "--threads" => a.threads = flags.number(),
             "--cache-mb" => a.cache_mb = flags.number(),
             "--keep" => a.keep = Some(PathBuf::from(flags.value())),
             "--only" => a.only.push(flags.value()),
@@ -79,8 +85,8 @@ fn main() {
     let mut builds = vec![("idsync", PathBuf::from(env!("CARGO_BIN_EXE_idsync")))];
     builds.extend(a.reference.clone().map(|r| ("reference", r)));
     println!(
-        "{} users, wrk -t2 -c{} -d{}s, {} runs each (medians):",
-        a.users, a.connections, a.seconds, a.runs
+        "{} users, wrk -t{} -c{} -d{}s, {} runs each (medians):",
+        a.users, a.threads, a.connections, a.seconds, a.runs
     );
     for (label, idsync) in &builds {
         let dir = dir.join(label);
@@ -96,7 +102,8 @@ fn main() {
             .filter(|(name, _, _)| chosen(name))
         {
             let connections = conns.unwrap_or(a.connections);
-            let (rps, p99, runs, errors) = measure(port, s, a.seconds, (connections, 2), a.runs);
+            let (rps, p99, runs, errors) =
+                measure(port, s, a.seconds, (connections, a.threads), a.runs);
             println!(
                 "{label:<9} {name:<48} {rps:>9.0} req/s   p99 {p99:>8.2} ms   (runs: {}; non-2xx: {errors})",
                 list(&runs)

@@ -391,3 +391,48 @@ fn a_file_renamed_into_a_folder_made_that_instant_is_taken() {
         d.log()
     );
 }
+
+/// A file whose import fails for a reason outside it (here the data
+/// dir's `imports/` cannot hold its spool) stays in `.work/` and is tried
+/// again after a pause, not at once and not only at the next start: once
+/// the cause is gone, it is imported, once.
+#[test]
+fn a_file_whose_import_fails_is_tried_again_after_a_pause() {
+    let env = daemon_env();
+    let mut d = started(&env);
+    let imports = env.data_dir().join("imports");
+    let _ = std::fs::remove_dir_all(&imports);
+    std::fs::write(&imports, "not a directory").unwrap();
+    let staging = env.dir.path().join("staging.csv");
+    std::fs::write(&staging, users_csv(0, 3)).unwrap();
+    let users = env.inbox().join("users");
+    std::fs::rename(&staging, users.join("u.csv")).unwrap();
+    let failed = "the import failed; trying it again later";
+    wait_until("the import fails", WAIT, || d.log().contains(failed));
+    let work: Vec<String> = entries(&users.join(".work"))
+        .into_iter()
+        .filter(|n| !n.contains(".report."))
+        .collect();
+    assert_eq!(work.len(), 1, "the file waits in .work: {work:?}");
+    assert!(env.finished("users", "processed").is_empty());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        d.log().matches(failed).count(),
+        1,
+        "no try before the pause"
+    );
+
+    std::fs::remove_file(&imports).unwrap();
+    wait_until("the file is imported on its next try", WAIT, || {
+        env.finished("users", "processed").len() == 1
+    });
+    d.signal("TERM");
+    d.wait(WAIT).expect("stopped");
+    let created = env
+        .changes()
+        .iter()
+        .filter(|c| c["operation"] == "created")
+        .count();
+    assert_eq!(created, 3, "{}", d.log());
+    assert_eq!(d.log().matches(failed).count(), 1, "{}", d.log());
+}

@@ -797,6 +797,74 @@ fn a_gone_replicas_claimed_file_is_finished_by_another() {
     assert!(files_in(&work).is_empty());
 }
 
+/// In a folder two replicas share, a file whose import fails (its
+/// replica's `imports/` cannot hold the spool) stays with the replica
+/// that claimed it, which tries it again after its pause: the other
+/// replica does not take it up at each look (every half second here), so
+/// the file fails once, not at every look, and is imported once when the
+/// cause is gone.
+#[test]
+fn a_failing_file_in_a_shared_folder_stays_with_its_replica() {
+    let pg = TestPostgres::start();
+    let shared = tempfile::tempdir().unwrap();
+    let root = shared.path().join("inbox");
+    let envs = [
+        folder_replica(&pg, "replica-a", &root),
+        folder_replica(&pg, "replica-b", &root),
+    ];
+    let mut daemons: Vec<idsync_tests::Daemon> = envs.iter().map(|e| e.serve(&[])).collect();
+    for d in &daemons {
+        wait_until("watching", WAIT, || {
+            d.log().contains("idsync is watching its drop folders")
+        });
+    }
+    let blocked: Vec<std::path::PathBuf> =
+        envs.iter().map(|e| e.data_dir().join("imports")).collect();
+    for imports in &blocked {
+        let _ = std::fs::remove_dir_all(imports);
+        std::fs::write(imports, "not a directory").unwrap();
+    }
+    let users = root.join("users");
+    let staging = shared.path().join("u.csv");
+    std::fs::write(
+        &staging,
+        "status,mail,lastName\nactive,f1@example.org,F\nactive,f2@example.org,F\n",
+    )
+    .unwrap();
+    std::fs::rename(&staging, users.join("u.csv")).unwrap();
+    let failed = "the import failed; trying it again later";
+    let failures = |ds: &[idsync_tests::Daemon]| {
+        ds.iter()
+            .map(|d| d.log().matches(failed).count())
+            .sum::<usize>()
+    };
+    wait_until("the import fails", WAIT, || failures(&daemons) > 0);
+    // Several looks of each replica, all inside the first pause (5 s).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(failures(&daemons), 1, "the file went round the replicas");
+    assert_eq!(files_in(&users.join(".work")).len(), 1);
+
+    for imports in &blocked {
+        std::fs::remove_file(imports).unwrap();
+    }
+    let processed = users.join("processed");
+    wait_until("the file is imported on its next try", WAIT, || {
+        files_in(&processed).len() == 1
+    });
+    for d in &mut daemons {
+        d.signal("TERM");
+        d.wait(Duration::from_secs(30)).expect("stopped");
+    }
+    assert_eq!(failures(&daemons), 1);
+    let created = envs[0]
+        .changes()
+        .iter()
+        .filter(|c| c["operation"] == "created")
+        .count();
+    assert_eq!(created, 2);
+    assert!(files_in(&users.join(".work")).is_empty());
+}
+
 /// Two daemons on one database take SCIM writes at once, interleaved:
 /// every create lands once (on whichever replica took it), each replica
 /// reads what the other wrote, the change log has no gap, and a version

@@ -12,6 +12,7 @@ use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::job::JobContext;
+use super::retries;
 use super::Daemon;
 use crate::sources::inbox::{self, Folder, Recovery};
 
@@ -98,6 +99,7 @@ impl Daemon {
                             Recovery::Import(p) | Recovery::Finish { claimed: p, .. } => p.clone(),
                         };
                         if !self.queued.contains(&path)
+                            && !self.retries.holds(&path)
                             && self.may_take(&folder, &path)
                             && self.queued.insert(path)
                         {
@@ -303,11 +305,12 @@ impl Daemon {
             .values()
             .map(|w| w.since + self.quiet_needed(w));
         let rescans = self.rescans.iter().map(|(at, _)| *at);
-        stable.chain(rescans).min()
+        stable.chain(rescans).chain(self.retries.next_at()).min()
     }
 
-    /// Scan the new folders whose second look is due, then queue the
-    /// waiting files that became stable.
+    /// Scan the new folders whose second look is due, queue the failed
+    /// files whose next try is due, then the waiting files that became
+    /// stable.
     pub(super) fn on_deadline(&mut self) {
         let now = Instant::now();
         let (due, later) = std::mem::take(&mut self.rescans)
@@ -317,7 +320,33 @@ impl Daemon {
         for (_, folder) in due {
             self.scan_inbox(&folder);
         }
+        for (folder, claimed) in self.retries.due(now) {
+            if self.queued.insert(claimed.clone()) {
+                let recovery = inbox::recovery_of(&self.root, &folder, claimed);
+                self.queue.push_back(Job::Recovered { folder, recovery });
+            }
+        }
         self.check_waiting();
+    }
+
+    /// A file's import failed and left it in `.work/`: try it again later,
+    /// or leave it for the next start.
+    fn retry_later(&mut self, folder: Folder, claimed: PathBuf) {
+        let file = claimed.display().to_string();
+        match self.retries.failed(folder, claimed, Instant::now()) {
+            retries::Next::After(pause) => {
+                tracing::warn!(
+                    file,
+                    seconds = pause.as_secs(),
+                    "the import failed; trying it again later"
+                )
+            }
+            retries::Next::NextStart => tracing::error!(
+                file,
+                tries = retries::RETRIES + 1,
+                "the import failed each time; the file stays in .work until the daemon's next start"
+            ),
+        }
     }
 
     /// Queue every waiting file whose size and time stayed put (and whose
@@ -433,18 +462,28 @@ impl Daemon {
             } => p.clone(),
         };
         let shown = key.display().to_string();
-        self.running = Some(tokio::task::spawn_blocking(move || {
-            if let Err(e) = ctx.run(job) {
-                tracing::error!(file = %shown, "{e:#}");
+        self.running = Some(tokio::task::spawn_blocking(move || match ctx.run(job) {
+            Ok(()) => None,
+            Err(failed) => {
+                tracing::error!(file = %shown, "{:#}", failed.error);
+                failed.left
             }
         }));
         self.queued_forget_later = Some(key);
         self.publish_status();
     }
 
-    pub(super) fn after_job(&mut self) {
+    /// The running job ended; `left` is its file when an error left it
+    /// in `.work/`.
+    pub(super) fn after_job(&mut self, left: Option<(Folder, PathBuf)>) {
         if let Some(key) = self.queued_forget_later.take() {
             self.queued.remove(&key);
+            if left.is_none() {
+                self.retries.succeeded(&key);
+            }
+        }
+        if let Some((folder, claimed)) = left {
+            self.retry_later(folder, claimed);
         }
         if let Ok(head) = self.rec.store().head() {
             self.metrics.set_change_log_head(head);

@@ -33,17 +33,26 @@ pub(super) struct JobContext {
     pub(super) claims: Option<Arc<Claims>>,
 }
 
+/// A job that ended in an error.
+pub(super) struct Failed {
+    pub(super) error: anyhow::Error,
+    /// Its file, when it is left in `.work/` (on a shared store with this
+    /// process's claim still on it): to be tried again.
+    pub(super) left: Option<(Folder, PathBuf)>,
+}
+
 impl JobContext {
-    pub(super) fn run(&self, job: Job) -> Result<()> {
+    pub(super) fn run(&self, job: Job) -> Result<(), Failed> {
         let (claimed, claim, job) = match job {
             Job::Dropped { folder, path } => {
                 if std::fs::symlink_metadata(&path).is_err() {
                     return Ok(()); // gone before its turn
                 }
-                let Some((claimed, claim)) = self
+                let claimed = self
                     .claim(&folder, &path)
-                    .with_context(|| format!("claiming {}", path.display()))?
-                else {
+                    .with_context(|| format!("claiming {}", path.display()))
+                    .map_err(|error| Failed { error, left: None })?;
+                let Some((claimed, claim)) = claimed else {
                     return Ok(()); // another replica took it
                 };
                 (
@@ -55,25 +64,37 @@ impl JobContext {
             Job::Recovered { folder, recovery } => {
                 let (Recovery::Import(claimed) | Recovery::Finish { claimed, .. }) = &recovery;
                 let claimed = claimed.clone();
-                let Some(claim) = self.take_over(&folder, &claimed)? else {
-                    return Ok(()); // a live replica's
+                let claim = match self.take_over(&folder, &claimed) {
+                    Ok(Some(claim)) => claim,
+                    Ok(None) => return Ok(()), // a live replica's
+                    Err(error) => {
+                        let left = Some((folder, claimed));
+                        return Err(Failed { error, left });
+                    }
                 };
                 (claimed, claim, Recovered(folder, recovery))
             }
         };
+        let folder = job.0.clone();
         let done = match std::fs::symlink_metadata(&claimed) {
             // Finished by the claim's former holder meanwhile.
             Err(_) if claim.is_some() => Ok(()),
             _ => self.work(job, claim.as_ref()),
         };
-        if let Some(claim) = claim {
-            // Whatever the outcome: a file left in `.work/` (an error, a
-            // stop) is then free for any replica to take again.
+        let left = done.is_err() && std::fs::symlink_metadata(&claimed).is_ok();
+        if let Some(claim) = claim.filter(|_| !left) {
+            // Done, or stopped (the file left for whichever replica starts
+            // first), or the file is gone: the claim has nothing more to
+            // hold. A failed file's claim stays this process's while it
+            // tries again (see `serve/retries.rs`).
             if let Err(e) = self.rec.store().release(&claim) {
                 tracing::warn!(file = %claimed.display(), "releasing the claim: {e}");
             }
         }
-        done
+        done.map_err(|error| Failed {
+            error,
+            left: left.then_some((folder, claimed)),
+        })
     }
 
     /// Claim the dropped file `path`: rename it into `.work/`, on a shared
@@ -257,10 +278,7 @@ impl JobContext {
                 Ok(())
             }
             Err(e) => Err(e).with_context(|| {
-                format!(
-                    "importing {}; the file stays in .work and is retried at the next start",
-                    claimed.display()
-                )
+                format!("importing {}; the file stays in .work", claimed.display())
             }),
         }
     }

@@ -14,6 +14,7 @@ pub mod admin;
 mod folders;
 mod job;
 mod replica;
+mod retries;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -88,7 +89,11 @@ struct Daemon {
     /// Entries of the drop folders already logged as passed over (so each
     /// is logged once, not at every event).
     passed_over: HashSet<PathBuf>,
-    running: Option<JoinHandle<()>>,
+    /// The import job running, which ends with its file when that is
+    /// left in `.work/` after an error.
+    running: Option<JoinHandle<Option<(Folder, PathBuf)>>>,
+    /// Files whose import failed, to be tried again.
+    retries: retries::Retries,
     /// The queued path of the running job, forgotten when it ends (so a
     /// new drop under the same name is taken again).
     queued_forget_later: Option<PathBuf>,
@@ -145,9 +150,9 @@ async fn serve(source: ConfigSource, cfg: Config) -> Result<()> {
         tokio::select! {
             Some(event) = events.recv() => d.on_event(event),
             () = sleep_until(deadline), if deadline.is_some() => d.on_deadline(),
-            () = finished(&mut d.running), if d.running.is_some() => {
+            left = finished(&mut d.running), if d.running.is_some() => {
                 d.running = None;
-                d.after_job();
+                d.after_job(left);
             }
             _ = claims_tick.tick(), if d.claims.is_some() => d.on_claims_tick(),
             _ = beat.tick() => {
@@ -350,6 +355,7 @@ async fn start(cfg: Config) -> Result<(Daemon, Services)> {
         queued: HashSet::new(),
         waiting: HashMap::new(),
         rescans: Vec::new(),
+        retries: retries::Retries::default(),
         passed_over: HashSet::new(),
         running: None,
         queued_forget_later: None,
@@ -408,9 +414,14 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-async fn finished(job: &mut Option<JoinHandle<()>>) {
-    if let Some(j) = job {
-        let _ = j.await;
+/// The running job's end: its file, when left in `.work/` after an error.
+async fn finished(
+    job: &mut Option<JoinHandle<Option<(Folder, PathBuf)>>>,
+) -> Option<(Folder, PathBuf)> {
+    match job {
+        // A job that panicked leaves its file for the next start.
+        Some(j) => j.await.unwrap_or(None),
+        None => None,
     }
 }
 

@@ -334,8 +334,7 @@ fn report_head(text: &[u8]) -> Option<Vec<u8>> {
 /// whole); not in a folder replicas share, where another may be writing
 /// them now.
 pub fn recover(root: &Path, folder: &Folder, sweep: bool) -> std::io::Result<Vec<Recovery>> {
-    let dir = folder.dir(root);
-    let work = dir.join(WORK);
+    let work = folder.dir(root).join(WORK);
     let entries = match fs::read_dir(&work) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -355,26 +354,32 @@ pub fn recover(root: &Path, folder: &Folder, sweep: bool) -> std::io::Result<Vec
         }
     }
     files.sort();
-    let mut plan = Vec::new();
-    for claimed in files {
-        let name = claimed.file_name().expect("named").to_owned();
-        let in_work = crate::sources::import::ReportFiles::beside(&claimed).json;
-        let moved = |sub: &str| {
-            crate::sources::import::ReportFiles::beside(&dir.join(sub).join(&name)).json
-        };
-        let found = [in_work, moved(PROCESSED), moved(REJECTED)]
-            .into_iter()
-            .find_map(|json| report_verdict(&json));
-        plan.push(match found {
-            Some((rejected, digest)) => Recovery::Finish {
-                claimed,
-                rejected,
-                digest,
-            },
-            None => Recovery::Import(claimed),
-        });
+    Ok(files
+        .into_iter()
+        .map(|claimed| recovery_of(root, folder, claimed))
+        .collect())
+}
+
+/// What to do with the file `claimed` in `folder`'s `.work/`: finish it
+/// when its reports are written (beside it, or already moved on), else
+/// import it (again).
+pub fn recovery_of(root: &Path, folder: &Folder, claimed: PathBuf) -> Recovery {
+    let dir = folder.dir(root);
+    let name = claimed.file_name().expect("named").to_owned();
+    let in_work = crate::sources::import::ReportFiles::beside(&claimed).json;
+    let moved =
+        |sub: &str| crate::sources::import::ReportFiles::beside(&dir.join(sub).join(&name)).json;
+    let found = [in_work, moved(PROCESSED), moved(REJECTED)]
+        .into_iter()
+        .find_map(|json| report_verdict(&json));
+    match found {
+        Some((rejected, digest)) => Recovery::Finish {
+            claimed,
+            rejected,
+            digest,
+        },
+        None => Recovery::Import(claimed),
     }
-    Ok(plan)
 }
 
 /// Files waiting in `folder`'s inbox at start-up, oldest first.

@@ -106,12 +106,13 @@ impl Claims {
     }
 
     /// Take the file `name` found in `.work/`: unclaimed (claimed by a
-    /// version before claims), or claimed by a gone process. `None` when a
-    /// live process holds it, or another took it first.
+    /// version before claims), claimed by a gone process, or kept by this
+    /// one after a failed import. `None` when another live process holds
+    /// it, or another took it first.
     pub fn take(&self, store: &Store, name: &str) -> Result<Option<Claim>, StoreError> {
         let held = store.claim_holder(name)?;
         match &held {
-            Some(h) if !self.gone(&h.holder) => Ok(None),
+            Some(h) if !self.mine(&h.holder) && !self.gone(&h.holder) => Ok(None),
             _ => store.take_over(name, &self.node, &self.process, held.as_ref()),
         }
     }
