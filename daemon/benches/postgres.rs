@@ -16,7 +16,8 @@
 //!   over all users) and POST `/Users` (durable creates), with wrk; on
 //!   postgres also over two replicas on the one database, the connections
 //!   dealt round-robin between them (two wrk processes at once, half the
-//!   connections each: the req/s add up, the p99 is the worse one's);
+//!   connections each: the req/s add up, the p99 is the worse one's), run
+//!   for run in turn with one replica, and each pair's ratio printed;
 //! - **pgbench**: PostgreSQL's own rate for the transaction a SCIM POST
 //!   makes (the batch's advisory lock and head read, one multi-row upsert
 //!   of the object, its indexes, the event and the head, the notify), at
@@ -171,6 +172,16 @@ fn main() {
     for (label, dir, store) in &stores {
         let (child, port) = start(dir, idsync, store, a.connections);
         let ids = some_ids(port, a.users);
+        if *label == "postgres" {
+            let first = Replica {
+                dir,
+                port,
+                pid: child.id(),
+            };
+            one_and_two_replicas(&first, pg_pid, idsync, store, &ids, &a);
+            stop(child);
+            continue;
+        }
         for (name, script) in [
             ("GET /Users/{id}", by_id_script(dir, &ids)),
             ("POST /Users (durable)", post_script(dir)),
@@ -180,14 +191,6 @@ fn main() {
             });
             report_scim(label, name, (rps, p99, &runs, errors));
             println!("{cores}");
-        }
-        if *label == "postgres" {
-            let first = Replica {
-                dir,
-                port,
-                pid: child.id(),
-            };
-            two_replicas(&first, pg_pid, idsync, store, &ids, &a);
         }
         stop(child);
     }
@@ -258,10 +261,13 @@ struct Replica<'a> {
     pid: u32,
 }
 
-/// SCIM on two replicas of one database: the daemon `first`, a second
-/// one started on the same `store`, and each script's connections dealt
-/// between the two.
-fn two_replicas(
+/// SCIM on one replica and on two of one database, run for run in turn
+/// (one, two, one, two…) so that the machine's drift between runs weighs
+/// on both alike: the daemon `first` alone (wrk -t2, all connections),
+/// then `first` and a second daemon on the same `store`, each script's
+/// connections dealt between the two (a wrk -t1 on each, half the
+/// connections each: the same client threads and connections in all).
+fn one_and_two_replicas(
     first: &Replica<'_>,
     pg_pid: u32,
     idsync: &Path,
@@ -284,24 +290,60 @@ fn two_replicas(
     ] {
         let [one_script, other] = &scripts;
         common::wrk(first_port, one_script, 2, half, 1);
-        let (mut rps, mut p99, mut errors) = (Vec::new(), Vec::new(), 0);
-        let ((), cores) = where_time_goes(pg_pid, &[first.pid, second.id()], || {
-            for _ in 0..a.runs {
-                let (one, two) = std::thread::scope(|s| {
-                    let one = s.spawn(|| common::wrk(first_port, one_script, a.seconds, half, 1));
-                    let two = s.spawn(|| common::wrk(second_port, other, a.seconds, half, 1));
-                    (one.join().unwrap(), two.join().unwrap())
+        common::wrk(second_port, other, 2, half, 1);
+        let (mut one, mut two) = (Turns::default(), Turns::default());
+        for _ in 0..a.runs {
+            let ((), cores) = where_time_goes(pg_pid, &[first.pid], || {
+                let f = common::wrk(first_port, one_script, a.seconds, a.connections, 2);
+                one.add(f.rps, f.p99_ms, f.errors);
+            });
+            one.cores.push(cores);
+            let ((), cores) = where_time_goes(pg_pid, &[first.pid, second.id()], || {
+                let (f, g) = std::thread::scope(|s| {
+                    let f = s.spawn(|| common::wrk(first_port, one_script, a.seconds, half, 1));
+                    let g = s.spawn(|| common::wrk(second_port, other, a.seconds, half, 1));
+                    (f.join().unwrap(), g.join().unwrap())
                 });
-                rps.push(one.rps + two.rps);
-                p99.push(one.p99_ms.max(two.p99_ms));
-                errors += one.errors + two.errors;
-            }
-        });
-        let (m, p) = (median(rps.clone()), median(p99));
-        report_scim("postgres ×2", name, (m, p, &rps, errors));
-        println!("{cores}");
+                two.add(f.rps + g.rps, f.p99_ms.max(g.p99_ms), f.errors + g.errors);
+            });
+            two.cores.push(cores);
+        }
+        for (label, turns) in [("postgres", &one), ("postgres ×2", &two)] {
+            let (m, p) = (median(turns.rps.clone()), median(turns.p99.clone()));
+            report_scim(label, name, (m, p, &turns.rps, turns.errors));
+            // The middle run's shares (the runs' own are alike).
+            println!("{}", turns.cores[turns.cores.len() / 2]);
+        }
+        let ratios: Vec<String> = two
+            .rps
+            .iter()
+            .zip(&one.rps)
+            .map(|(t, o)| format!("{:.2}", t / o))
+            .collect();
+        println!(
+            "     two replicas / one, run by run: {} (median {:.2})",
+            ratios.join(", "),
+            median(two.rps.iter().zip(&one.rps).map(|(t, o)| t / o).collect())
+        );
     }
     stop(second);
+}
+
+/// The runs of one setup in [`one_and_two_replicas`].
+#[derive(Default)]
+struct Turns {
+    rps: Vec<f64>,
+    p99: Vec<f64>,
+    errors: u64,
+    cores: Vec<String>,
+}
+
+impl Turns {
+    fn add(&mut self, rps: f64, p99: f64, errors: u64) {
+        self.rps.push(rps);
+        self.p99.push(p99);
+        self.errors += errors;
+    }
 }
 
 /// pgbench of the transaction one SCIM POST makes on postgres (see the

@@ -127,22 +127,49 @@ fn run(
     let mut batch = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
-        while batch.len() < max_batch {
-            match rx.try_recv() {
+        let mut queue = Queue {
+            rx: &mut rx,
+            max_batch,
+        };
+        queue.top_up(&mut batch);
+        commit_batch(&rec, &on_commit, &mut batch, &mut queue);
+    }
+}
+
+/// The writer's side of the queue, and how many requests a commit takes.
+struct Queue<'a> {
+    rx: &'a mut mpsc::Receiver<Request>,
+    max_batch: usize,
+}
+
+impl Queue<'_> {
+    /// Add what waits in the queue to `batch`, up to the batch's size.
+    fn top_up(&mut self, batch: &mut Vec<Request>) {
+        while batch.len() < self.max_batch {
+            match self.rx.try_recv() {
                 Ok(r) => batch.push(r),
                 Err(_) => break,
             }
         }
-        commit_batch(&rec, &on_commit, &mut batch);
     }
 }
 
 /// Apply every request of `batch` in one transaction and commit it (again
 /// after a lost race for the head), then answer each.
-fn commit_batch(rec: &Reconciler, on_commit: &impl Fn(u64), batch: &mut Vec<Request>) {
+fn commit_batch(
+    rec: &Reconciler,
+    on_commit: &impl Fn(u64),
+    batch: &mut Vec<Request>,
+    queue: &mut Queue<'_>,
+) {
     let mut retries = 0;
     let (outputs, committed) = loop {
         let mut tx = rec.begin(batch[0].source, Actor::default());
+        // `begin` may have waited (for an import's batch, or for another
+        // replica's turn to write): what came meanwhile joins this commit
+        // instead of waiting for the next one. With two replicas, half
+        // the requests came while the other held the turn.
+        queue.top_up(batch);
         let outputs: Vec<Output> = batch.iter_mut().map(|req| apply(&mut tx, req)).collect();
         let started = std::time::Instant::now();
         match tx.commit() {

@@ -247,6 +247,13 @@ impl JobContext {
             }
         };
         match result {
+            Ok(_) if !self.still_held(claim)? => {
+                // Paused past the failover time after the last batch: the
+                // replica that took the file over finishes it (its reports
+                // and its move), and it alone queues its mails.
+                tracing::warn!(file = %claimed.display(), "another replica took this file over; leaving it to it");
+                Ok(())
+            }
             Ok(result) => {
                 let rejected = result.outcome == FileOutcome::Rejected;
                 if !rejected {

@@ -34,6 +34,7 @@ mod leader_lock;
 mod reader;
 mod tls;
 mod url;
+mod write;
 mod writer_turn;
 
 use reader::PostgresReader;
@@ -281,10 +282,10 @@ async fn many_read(
 
 /// What a batch leaves behind: keys to put with their values, and keys to
 /// delete, each in key order.
-struct FinalOps {
-    put_keys: Vec<Vec<u8>>,
-    put_values: Vec<Vec<u8>>,
-    deletes: Vec<Vec<u8>>,
+pub(super) struct FinalOps {
+    pub(super) put_keys: Vec<Vec<u8>>,
+    pub(super) put_values: Vec<Vec<u8>>,
+    pub(super) deletes: Vec<Vec<u8>>,
 }
 
 /// The last op on each key, in key order: what the batch leaves behind.
@@ -370,53 +371,24 @@ impl Engine for PostgresEngine {
         }
         let (pool, durable) = (self.pool.clone(), self.durable);
         let expect = std::mem::take(&mut batch.expect);
-        let FinalOps {
-            put_keys,
-            put_values,
-            deletes,
-        } = final_ops(batch);
+        let ops = final_ops(batch);
         // The head this batch moves to, announced to the other processes
         // on the database when it commits.
-        let new_head = put_keys
+        let new_head = ops
+            .put_keys
             .iter()
             .position(|k| k.as_slice() == keys::HEAD)
-            .and_then(|i| keys::head_value(&put_values[i]))
+            .and_then(|i| keys::head_value(&ops.put_values[i]))
             .map(|head| head.to_string());
         self.run(async move {
             let mut client = pool.get().await.map_err(io_err)?;
             let tx = client.transaction().await.map_err(io_err)?;
-            if !durable {
-                tx.batch_execute("SET LOCAL synchronous_commit = off")
-                    .await
-                    .map_err(io_err)?;
-            }
-            if !expect.is_empty() {
-                // Batches with expectations take turns (until the commit):
-                // two cannot both see the same head, even when it is still
-                // absent (a row lock cannot lock a missing row).
-                tx.execute(EXPECTING_LOCK, &[&EXPECTING])
-                    .await
-                    .map_err(io_err)?;
-                let stmt = tx.prepare_cached(GET).await.map_err(io_err)?;
-                for (key, wanted) in &expect {
-                    let row = tx.query_opt(&stmt, &[key]).await.map_err(io_err)?;
-                    if row.map(|r| r.get::<_, Vec<u8>>(0)) != *wanted {
-                        return Err(EngineError::conflict(NAME, key));
-                    }
+            let found = write::pipelined(&tx, durable, &expect, &ops, new_head.as_deref()).await?;
+            for ((key, wanted), found) in expect.iter().zip(found) {
+                if found != *wanted {
+                    // Dropping the transaction rolls it back.
+                    return Err(EngineError::conflict(NAME, key));
                 }
-            }
-            if !deletes.is_empty() {
-                let stmt = tx.prepare_cached(DELETE_MANY).await.map_err(io_err)?;
-                tx.execute(&stmt, &[&deletes]).await.map_err(io_err)?;
-            }
-            if !put_keys.is_empty() {
-                let stmt = tx.prepare_cached(PUT_MANY).await.map_err(io_err)?;
-                tx.execute(&stmt, &[&put_keys, &put_values])
-                    .await
-                    .map_err(io_err)?;
-            }
-            if let Some(head) = &new_head {
-                tx.execute(heads::NOTIFY, &[head]).await.map_err(io_err)?;
             }
             tx.commit().await.map_err(io_err)
         })
