@@ -2,7 +2,10 @@
 //! embedded store (redb) and on PostgreSQL, side by side in one run, with
 //! PostgreSQL's own ceiling for the same rows as the reference.
 //!
-//! `cargo bench -p idsync --bench postgres [-- --users 1000000 --runs 3 --seconds 10 --connections 64]`
+//! `cargo bench -p idsync --bench postgres [-- --users 1000000 --runs 3 --seconds 10 --connections 64 --pool 16]`
+//!
+//! `--pool` is each daemon's `store.postgres.pool_size` (the default, 16,
+//! when not given).
 //!
 //! It starts a throwaway PostgreSQL cluster (Debian's `postgresql`, as the
 //! tests do, but with the default durability: a commit waits for the
@@ -38,6 +41,8 @@ struct Args {
     runs: usize,
     seconds: u64,
     connections: usize,
+    /// Each daemon's `store.postgres.pool_size` (None: the default).
+    pool: Option<usize>,
 }
 
 fn args() -> Args {
@@ -46,6 +51,7 @@ fn args() -> Args {
         runs: 3,
         seconds: 10,
         connections: 64,
+        pool: None,
     };
     let argv: Vec<String> = std::env::args().collect();
     for (i, flag) in argv.iter().enumerate() {
@@ -59,6 +65,7 @@ fn args() -> Args {
             "--runs" => a.runs = number(),
             "--seconds" => a.seconds = number() as u64,
             "--connections" => a.connections = number(),
+            "--pool" => a.pool = Some(number()),
             _ => {} // cargo bench passes `--bench`
         }
     }
@@ -164,8 +171,10 @@ fn main() {
             "postgres",
             dir.join(format!("pg-{last}")),
             format!(
-                "[store]\nengine = \"postgres\"\n[store.postgres]\nurl = \"{}\"",
-                pg.url_of(&format!("run{last}"))
+                "[store]\nengine = \"postgres\"\n[store.postgres]\nurl = \"{}\"\n{}",
+                pg.url_of(&format!("run{last}")),
+                a.pool
+                    .map_or(String::new(), |n| format!("pool_size = {n}\n"))
             ),
         ),
     ];

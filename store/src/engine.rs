@@ -286,6 +286,11 @@ pub trait Turn: Send {
     /// Whether another process waits for the turn: a long writer (an
     /// import) gives it up at its next batch boundary.
     fn wanted_elsewhere(&self) -> bool;
+
+    /// The change log's head as it stood once the turn began: read with
+    /// the turn, in the same round trip, so that the transaction need not
+    /// ask for it again while every other process waits.
+    fn head(&self) -> u64;
 }
 
 /// A turn held, as engines hand it out.

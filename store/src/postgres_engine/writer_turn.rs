@@ -10,20 +10,24 @@
 //! to each other nearly every time: eight retries of a SCIM batch were
 //! not enough at 64 connections, and the writers outside the group commit
 //! (imports, activation mails, enrollment upkeep) did not retry at all.
-//! Taking turns costs two round trips a transaction; a transaction in one
-//! process already excludes the others of that process, so at most one
-//! connection per replica waits here.
+//! Taking turns costs one round trip a transaction: the lock and the
+//! head's read go out together (the server runs them in order, so the
+//! head is read once the lock is granted), and the unlock is sent without
+//! waiting for its answer. A transaction in one process already excludes
+//! the others of that process, so at most one connection per replica
+//! waits here.
 //!
-//! The lock is held on a pooled connection and given back with it. A
-//! connection whose unlock fails is taken out of the pool and closed, so
-//! that the server releases the lock with the session; a crashed
-//! replica's session ends, and with it its turn.
+//! The lock is held on a pooled connection and given back with it once
+//! the unlock is done. A connection whose unlock fails is taken out of the
+//! pool and closed, so that the server releases the lock with the
+//! session; a crashed replica's session ends, and with it its turn.
 
 use std::sync::Mutex;
 
 use deadpool_postgres::{Object, Pool};
 
-use super::{io_err, run_on, EngineError};
+use super::{io_err, run_on, EngineError, GET};
+use crate::keys;
 
 /// The session advisory lock a writing transaction holds ("idsynf", after
 /// the leader's "idsync" and the expecting batches' "idsynd").
@@ -42,27 +46,43 @@ pub(super) struct Turn {
     /// of a [`Turn::wanted_elsewhere`] query, and always given back.
     client: Mutex<Option<Object>>,
     runtime: tokio::runtime::Handle,
+    /// The change log's head once the lock was granted.
+    head: u64,
 }
 
 /// Wait for the turn (at most the statement timeout: the lock waits like
-/// a statement).
+/// a statement), and read the head once it is this process's.
 pub(super) fn take(runtime: &tokio::runtime::Runtime, pool: &Pool) -> Result<Turn, EngineError> {
     let pool = pool.clone();
-    let client = run_on(runtime, async move {
+    let (client, head) = run_on(runtime, async move {
         let client = pool.get().await.map_err(io_err)?;
-        client
-            .execute(LOCK, &[&WRITER_TURN])
-            .await
-            .map_err(io_err)?;
-        Ok(client)
+        // Both prepared first (then cached), so that each is sent whole
+        // when polled, the lock before the read.
+        let lock = client.prepare_cached(LOCK).await.map_err(io_err)?;
+        let get = client.prepare_cached(GET).await.map_err(io_err)?;
+        let (_, row) = futures_util::future::try_join(
+            client.execute(&lock, &[&WRITER_TURN]),
+            client.query_opt(&get, &[&keys::HEAD]),
+        )
+        .await
+        .map_err(io_err)?;
+        let head = row
+            .and_then(|r| keys::head_value(&r.get::<_, Vec<u8>>(0)))
+            .unwrap_or(0);
+        Ok((client, head))
     })?;
     Ok(Turn {
         client: Mutex::new(Some(client)),
         runtime: runtime.handle().clone(),
+        head,
     })
 }
 
 impl crate::engine::Turn for Turn {
+    fn head(&self) -> u64 {
+        self.head
+    }
+
     fn wanted_elsewhere(&self) -> bool {
         let mut held = self.client.lock().unwrap_or_else(|p| p.into_inner());
         let Some(client) = held.take() else {
@@ -92,7 +112,11 @@ impl Drop for Turn {
         let Some(client) = held.take() else {
             return;
         };
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        // Not waited for: the next turn, this process's or another's,
+        // begins when the server has run it, whoever hears the answer
+        // first; the connection goes back to the pool after it. Should
+        // the runtime be gone, so is the connection, and with it the
+        // session and its lock.
         self.runtime.spawn(async move {
             let released = client.execute(UNLOCK, &[&WRITER_TURN]).await;
             if let Err(e) = &released {
@@ -100,8 +124,6 @@ impl Drop for Turn {
                 // Closing the session releases its locks.
                 drop(Object::take(client));
             }
-            let _ = tx.send(());
         });
-        let _ = rx.recv();
     }
 }

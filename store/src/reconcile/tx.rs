@@ -120,10 +120,13 @@ impl<'r> Tx<'r> {
             unknown_head = Some(format!("waiting for the writers' turn: {e}"));
             None
         });
-        if unknown_head.is_none() && (*guard == HEAD_UNKNOWN || turn.is_some()) {
-            // A write failed without saying whether it landed, or another
-            // replica may have written: number from the store's head, not
-            // from memory.
+        if let Some(turn) = &turn {
+            // Another replica may have written: number from the head the
+            // turn began at, not from memory.
+            *guard = turn.head() + 1;
+        } else if unknown_head.is_none() && *guard == HEAD_UNKNOWN {
+            // A write failed without saying whether it landed: number from
+            // the store's head.
             match store.head() {
                 Ok(head) => *guard = head + 1,
                 Err(e) => unknown_head = Some(e.to_string()),
