@@ -797,8 +797,187 @@ fn a_gone_replicas_claimed_file_is_finished_by_another() {
     assert!(files_in(&work).is_empty());
 }
 
-/// In a folder two replicas share, a file whose import fails (its
-/// replica's `imports/` cannot hold the spool) stays with the replica
+/// A file of `rows` users, `status,mail,lastName`, dropped into `users/`
+/// under `root` as `name` (written beside, then renamed in).
+fn drop_users(root: &std::path::Path, name: &str, rows: usize) {
+    let staging = root.parent().unwrap().join(name);
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&staging).unwrap());
+    writeln!(w, "status,mail,lastName").unwrap();
+    for i in 0..rows {
+        writeln!(w, "active,taken{i}@example.org,Last{i}").unwrap();
+    }
+    drop(w);
+    std::fs::create_dir_all(root.join("users")).unwrap();
+    std::fs::rename(&staging, root.join("users").join(name)).unwrap();
+}
+
+/// Bytes of created rows spooled beside the shared folders.
+fn shared_spooled(root: &std::path::Path) -> u64 {
+    std::fs::read_dir(root.join(".spools"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::metadata(e.path().join("created.jsonl")).ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The JSON report of the one file in `users/processed`, once it is there.
+fn processed_report(root: &std::path::Path) -> serde_json::Value {
+    let processed = root.join("users").join("processed");
+    wait_until("the file is finished", WAIT, || {
+        files_in(&processed).len() == 1
+    });
+    let name = &files_in(&processed)[0];
+    let json = processed.join(format!("{name}.report.json"));
+    serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
+}
+
+/// Start replica A on the shared folder, drop `rows` users and stop A
+/// with `signal` once it has spooled a third of them (a batch or more
+/// committed).
+fn replica_stopped_mid_import(
+    pg: &TestPostgres,
+    root: &std::path::Path,
+    rows: usize,
+    signal: &str,
+) -> (Env, idsync_tests::Daemon) {
+    let env = folder_replica(pg, "replica-a", root);
+    let a = env.serve(&[]);
+    wait_until("watching", WAIT, || {
+        a.log().contains("idsync is watching its drop folders")
+    });
+    drop_users(root, "big.csv", rows);
+    // A spooled created row is about 70 bytes here.
+    wait_until("A imports a third of the file", WAIT, || {
+        shared_spooled(root) >= rows as u64 * 70 / 3
+    });
+    a.signal(signal);
+    (env, a)
+}
+
+/// The report's created lines, each once.
+fn created_lines(report: &serde_json::Value) -> std::collections::HashSet<u64> {
+    let created = report["created"].as_array().expect("created rows");
+    let lines: std::collections::HashSet<u64> = created
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines.len(), created.len(), "a row listed twice");
+    lines
+}
+
+/// A replica killed amid an import in a shared folder: another takes the
+/// file over and resumes after the last committed batch, and since the
+/// spools sit beside the shared folders, it continues them. The report
+/// lists every row once, with no warning of rows missing.
+#[test]
+fn a_file_taken_over_mid_import_keeps_every_row_in_its_report() {
+    const ROWS: usize = 20_000;
+    let pg = TestPostgres::start();
+    let shared = tempfile::tempdir().unwrap();
+    let root = shared.path().join("inbox");
+    let (_env_a, mut a) = replica_stopped_mid_import(&pg, &root, ROWS, "KILL");
+    a.wait(Duration::from_secs(10)).expect("killed");
+
+    let env_b = folder_replica(&pg, "replica-b", &root);
+    let mut b = env_b.serve(&[]);
+    let report = processed_report(&root);
+    assert!(
+        b.log()
+            .contains("taking over a file in .work whose claim's holder is gone"),
+        "{}",
+        b.log()
+    );
+    assert!(report["resumedAfterLine"].as_u64().is_some(), "{report}");
+    assert_eq!(report["warnings"], json!([]), "{report}");
+    assert_eq!(created_lines(&report).len(), ROWS);
+    assert_eq!(report["summary"]["created"], json!(ROWS), "{report}");
+    b.signal("TERM");
+    b.wait(Duration::from_secs(30)).expect("stopped");
+    let created = env_b
+        .changes()
+        .iter()
+        .filter(|c| c["operation"] == "created")
+        .count();
+    assert_eq!(created, ROWS);
+    assert_eq!(shared_spooled(&root), 0, "the spools are removed");
+}
+
+/// A replica counted gone may still run (paused, not dead) and write its
+/// buffered rows into the file's spools: the replica that takes the file
+/// over must not cut and continue spools another process has open. Here
+/// a `flock` process holds them open after the first replica is killed:
+/// the second spools afresh beside them, leaves them as they were, and its
+/// report warns that rows are missing. Every user is created once.
+#[test]
+fn spools_open_in_another_process_are_left_alone() {
+    const ROWS: usize = 20_000;
+    let pg = TestPostgres::start();
+    let shared = tempfile::tempdir().unwrap();
+    let root = shared.path().join("inbox");
+    let (_env_a, mut a) = replica_stopped_mid_import(&pg, &root, ROWS, "KILL");
+    a.wait(Duration::from_secs(10)).expect("killed");
+    let spool = std::fs::read_dir(root.join(".spools"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .expect("A's spools");
+    // A shell holds them open (util-linux `flock` on its descriptor 9)
+    // until its standard input closes.
+    let mut holder = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("exec 9>>\"$0\" && flock --shared 9 && echo held && read _")
+        .arg(spool.join(".lock"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sh");
+    let mut said = [0u8; 5];
+    holder
+        .stdout
+        .take()
+        .unwrap()
+        .read_exact(&mut said)
+        .expect("the lock is held");
+    assert_eq!(&said, b"held\n");
+    let held = std::fs::read(spool.join("created.jsonl")).unwrap();
+
+    let env_b = folder_replica(&pg, "replica-b", &root);
+    let mut b = env_b.serve(&[]);
+    let report = processed_report(&root);
+    assert!(
+        b.log()
+            .contains("the file's report spools are still open in another process"),
+        "{}",
+        b.log()
+    );
+    let warnings = report["warnings"].to_string();
+    assert!(warnings.contains("missing from the row lists"), "{report}");
+    let listed = created_lines(&report).len();
+    assert!(listed < ROWS, "{listed} rows listed");
+    assert_eq!(report["summary"]["created"], json!(ROWS), "{report}");
+    assert_eq!(
+        std::fs::read(spool.join("created.jsonl")).unwrap(),
+        held,
+        "the spools held open were changed"
+    );
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    b.signal("TERM");
+    b.wait(Duration::from_secs(30)).expect("stopped");
+    let created = env_b
+        .changes()
+        .iter()
+        .filter(|c| c["operation"] == "created")
+        .count();
+    assert_eq!(created, ROWS, "every user created once");
+}
+
+/// In a folder two replicas share, a file whose import fails (the spools
+/// beside the folders cannot be made) stays with the replica
 /// that claimed it, which tries it again after its pause: the other
 /// replica does not take it up at each look (every half second here), so
 /// the file fails once, not at every look, and is imported once when the
@@ -818,12 +997,10 @@ fn a_failing_file_in_a_shared_folder_stays_with_its_replica() {
             d.log().contains("idsync is watching its drop folders")
         });
     }
-    let blocked: Vec<std::path::PathBuf> =
-        envs.iter().map(|e| e.data_dir().join("imports")).collect();
-    for imports in &blocked {
-        let _ = std::fs::remove_dir_all(imports);
-        std::fs::write(imports, "not a directory").unwrap();
-    }
+    // Under a claim the spools sit beside the shared folders.
+    let spools = root.join(".spools");
+    let _ = std::fs::remove_dir_all(&spools);
+    std::fs::write(&spools, "not a directory").unwrap();
     let users = root.join("users");
     let staging = shared.path().join("u.csv");
     std::fs::write(
@@ -844,9 +1021,7 @@ fn a_failing_file_in_a_shared_folder_stays_with_its_replica() {
     assert_eq!(failures(&daemons), 1, "the file went round the replicas");
     assert_eq!(files_in(&users.join(".work")).len(), 1);
 
-    for imports in &blocked {
-        std::fs::remove_file(imports).unwrap();
-    }
+    std::fs::remove_file(&spools).unwrap();
     let processed = users.join("processed");
     wait_until("the file is imported on its next try", WAIT, || {
         files_in(&processed).len() == 1

@@ -29,6 +29,10 @@ pub(super) enum Job {
 /// is cleared (and a still-present entry is logged once more).
 const PASSED_OVER_REMEMBERED: usize = 10_000;
 
+/// A spool beside shared folders is swept only once this old: another
+/// replica may be starting an import into it (`sweep_spools` says why).
+const SHARED_SPOOL_MIN_AGE: Duration = Duration::from_secs(600);
+
 /// A file seen in an inbox, not yet stable.
 #[derive(Debug)]
 pub(super) struct Waiting {
@@ -82,6 +86,29 @@ impl Daemon {
             .watch(&self.root, RecursiveMode::Recursive)
             .with_context(|| format!("watching {}", self.root.display()))?;
         Ok(())
+    }
+
+    /// At start-up, before any import: remove the report spools that
+    /// crashed imports left and no import will resume, in the data dir and,
+    /// when replicas share the folders, beside them.
+    pub(super) fn sweep_spools(&self) {
+        let mut places = vec![(self.cfg.imports_dir(), Duration::ZERO)];
+        if self.claims.is_some() {
+            places.push((self.root.join(inbox::SPOOLS), SHARED_SPOOL_MIN_AGE));
+        }
+        for (dir, min_age) in places {
+            match crate::sources::import::sweep_spools(&self.rec, &dir, min_age) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    removed = n,
+                    dir = %dir.display(),
+                    "removed the spools of finished or abandoned imports"
+                ),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), "cannot clean the import spools: {e}")
+                }
+            }
+        }
     }
 
     /// At start-up (and after a lost event queue): finish what a crash left

@@ -42,6 +42,16 @@ pub(super) struct Failed {
 }
 
 impl JobContext {
+    /// Where an import spools its report's rows: under a claim, beside
+    /// the folders the replicas share, so a replica that takes a file
+    /// over continues them; else in this daemon's data dir.
+    fn spools_dir(&self, claim: Option<&Claim>) -> PathBuf {
+        match claim {
+            Some(_) => self.root.join(inbox::SPOOLS),
+            None => self.cfg.imports_dir(),
+        }
+    }
+
     pub(super) fn run(&self, job: Job) -> Result<(), Failed> {
         let (claimed, claim, job) = match job {
             Job::Dropped { folder, path } => {
@@ -216,7 +226,7 @@ impl JobContext {
                 &self.rec,
                 claimed,
                 &opts,
-                &self.cfg.imports_dir(),
+                &self.spools_dir(claim),
                 &report,
                 &mut |_| {},
             ) {

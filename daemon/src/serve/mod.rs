@@ -118,14 +118,7 @@ async fn serve(source: ConfigSource, cfg: Config) -> Result<()> {
     .context("starting the file watcher")?;
     d.watch(&mut watcher)?;
     // No import runs yet: what crashed ones left behind can go.
-    match crate::sources::import::sweep_spools(&d.rec, &d.cfg.imports_dir()) {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(
-            removed = n,
-            "removed the spools of finished or abandoned imports"
-        ),
-        Err(e) => tracing::warn!("cannot clean the import spools: {e}"),
-    }
+    d.sweep_spools();
     d.recover_and_scan();
     d.metrics.set_ready(true);
     d.metrics.heartbeat();

@@ -29,6 +29,9 @@ use idsync_schema::Kind;
 pub const WORK: &str = ".work";
 pub const PROCESSED: &str = "processed";
 pub const REJECTED: &str = "rejected";
+/// Under the root: the report spools of imports under a claim, where every
+/// replica that shares the folders finds them (`sources/import/progress.rs`).
+pub const SPOOLS: &str = ".spools";
 
 /// One inbox: `users`, `groups`, `assets`, or `users/<application>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

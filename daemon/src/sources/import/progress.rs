@@ -62,6 +62,13 @@ pub(super) fn saved(
 /// The report spools: a fresh directory for a dry run (it must not disturb
 /// a real import of the same file), else the file's own, cut back to the
 /// lengths `saved` recorded.
+///
+/// Under a claim the spools sit where every replica sharing the folder
+/// finds them, so a replica that takes the file over from a gone one
+/// continues its row lists. It must have them alone: should the gone
+/// replica still run (paused, not dead), its buffered rows could land in
+/// them after the cut. Then this run spools afresh beside them, and the
+/// report says that rows are missing, as after a lost machine.
 pub(super) fn open_spool(
     work_dir: &Path,
     opts: &ImportOptions,
@@ -69,12 +76,28 @@ pub(super) fn open_spool(
     saved: Option<&Progress>,
     header: &mut ReportHeader,
 ) -> std::io::Result<Spool> {
-    let spool_dir = if opts.dry_run {
-        work_dir.join(format!("dry-run-{}", uuid::Uuid::now_v7()))
+    let offsets = saved.map(|p| p.spool);
+    let spool = if opts.dry_run {
+        let scratch = work_dir.join(format!("dry-run-{}", uuid::Uuid::now_v7()));
+        Spool::open(&scratch, None)?
+    } else if opts.claim.is_some() {
+        match Spool::open_alone(&work_dir.join(digest), offsets)? {
+            Some(spool) => spool,
+            None => {
+                tracing::warn!(
+                    digest,
+                    "the file's report spools are still open in another process; \
+                     spooling afresh (its report will miss the rows applied before)"
+                );
+                let aside = work_dir.join(format!("{digest}.{}", uuid::Uuid::now_v7()));
+                let mut spool = Spool::open(&aside, None)?;
+                spool.complete = saved.is_none();
+                spool
+            }
+        }
     } else {
-        work_dir.join(digest)
+        Spool::open(&work_dir.join(digest), offsets)?
     };
-    let spool = Spool::open(&spool_dir, saved.map(|p| p.spool))?;
     if !spool.complete {
         header.warnings.push(
             "rows applied before an interruption of the machine are missing from the row lists \
@@ -170,9 +193,16 @@ pub(super) fn lock_digest(
 /// imports that have no progress record (their report was written, or
 /// their file changed and was imported again under another digest) and
 /// the scratch spools of refusals and dry runs. The spools of imports that
-/// will resume stay. Only run while no import runs (at the daemon's start);
-/// the count removed.
-pub(crate) fn sweep_spools(rec: &Reconciler, work_dir: &Path) -> std::io::Result<usize> {
+/// will resume stay, and so do those made less than `min_age` ago (in a
+/// folder replicas share, one may be starting elsewhere: its lock is the
+/// guard, the age a second one where `flock` is weak, as over NFS). Run
+/// before this process imports anything (at the daemon's start); the
+/// count removed.
+pub(crate) fn sweep_spools(
+    rec: &Reconciler,
+    work_dir: &Path,
+    min_age: std::time::Duration,
+) -> std::io::Result<usize> {
     let entries = match std::fs::read_dir(work_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -187,6 +217,10 @@ pub(crate) fn sweep_spools(rec: &Reconciler, work_dir: &Path) -> std::io::Result
             .map_err(std::io::Error::other)?
             .is_some();
         if resumes || !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let age = entry.metadata()?.modified()?.elapsed().unwrap_or_default();
+        if age < min_age {
             continue;
         }
         // Not while an import (`idsync import` beside the starting daemon)

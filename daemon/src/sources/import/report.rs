@@ -173,6 +173,23 @@ impl Spool {
     pub fn open(dir: &Path, resume: Option<SpoolOffsets>) -> std::io::Result<Self> {
         fs::create_dir_all(dir)?;
         let in_use = super::spool_lock::in_use(dir)?;
+        Self::open_in_use(dir, resume, in_use)
+    }
+
+    /// Open the spools in `dir` as [`Spool::open`] does, if no other
+    /// process has them open (none when one does).
+    pub fn open_alone(dir: &Path, resume: Option<SpoolOffsets>) -> std::io::Result<Option<Self>> {
+        fs::create_dir_all(dir)?;
+        super::spool_lock::alone(dir)?
+            .map(|in_use| Self::open_in_use(dir, resume, in_use))
+            .transpose()
+    }
+
+    fn open_in_use(
+        dir: &Path,
+        resume: Option<SpoolOffsets>,
+        in_use: super::spool_lock::InUse,
+    ) -> std::io::Result<Self> {
         let mut complete = true;
         let created = open_spool(
             &dir.join("created.jsonl"),

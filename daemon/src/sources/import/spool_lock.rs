@@ -28,13 +28,30 @@ pub(crate) struct InUse {
 
 /// Mark the spool directory `dir` (which exists) as in use.
 pub(crate) fn in_use(dir: &Path) -> io::Result<InUse> {
-    let file = OpenOptions::new()
+    let file = lock_file(dir)?;
+    flock(&file, libc::LOCK_SH)?;
+    Ok(InUse { _lock: file })
+}
+
+/// Mark the spool directory `dir` (which exists) as in use by this
+/// process alone; none while another process has it open. Why: a spool
+/// replicas share is taken over from a replica counted gone, which may
+/// still run (paused, not dead) and write its buffered rows into it.
+pub(crate) fn alone(dir: &Path) -> io::Result<Option<InUse>> {
+    let file = lock_file(dir)?;
+    match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(()) => Ok(Some(InUse { _lock: file })),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn lock_file(dir: &Path) -> io::Result<File> {
+    OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join(LOCK))?;
-    flock(&file, libc::LOCK_SH)?;
-    Ok(InUse { _lock: file })
+        .open(dir.join(LOCK))
 }
 
 /// The exclusive lock of the spool directory `dir` when no process uses
@@ -80,6 +97,19 @@ mod tests {
         assert!(unused(dir.path()).unwrap().is_none());
         drop(held);
         assert!(unused(dir.path()).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_spool_open_elsewhere_is_not_had_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = in_use(dir.path()).unwrap();
+        assert!(alone(dir.path()).unwrap().is_none());
+        drop(held);
+        let mine = alone(dir.path()).unwrap().expect("free");
+        assert!(alone(dir.path()).unwrap().is_none(), "had twice");
+        assert!(unused(dir.path()).unwrap().is_none());
+        drop(mine);
+        assert!(alone(dir.path()).unwrap().is_some());
     }
 
     #[test]
