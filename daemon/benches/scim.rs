@@ -11,8 +11,10 @@
 //! users take about 1 GB of store), then measures each request `--runs`
 //! times after a short warm-up, and prints the medians of req/s and p99.
 //! `--reference BIN` measures another build (an earlier commit's
-//! `target/release/idsync`) the same way in the same run, after this one,
-//! on its own copy of the users. The requests:
+//! `target/release/idsync`) the same way in the same run, on its own copy
+//! of the users, both daemons running and their runs taken in turn (run 1
+//! of this build, run 1 of the reference, run 2, …), so that the
+//! machine's drift falls on both alike. The requests:
 //! GET `/Users/{id}`, GET `/Users?filter=userName eq "…"`, pages of 100
 //! users at any depth (GET `/Users?startIndex=N&count=100` with N anywhere
 //! in the million, and the cursor variant `cursor=<id>`, each also over
@@ -27,8 +29,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{
-    by_id_script, ensure_wrk, list, lua_strings, measure, post_script, script, some_ids, start,
-    stop, Flags,
+    by_id_script, ensure_wrk, list, lua_strings, median, post_script, script, some_ids, start,
+    stop, wrk, Figures, Flags,
 };
 
 struct Args {
@@ -85,32 +87,77 @@ fn main() {
     let mut builds = vec![("idsync", PathBuf::from(env!("CARGO_BIN_EXE_idsync")))];
     builds.extend(a.reference.clone().map(|r| ("reference", r)));
     println!(
-        "{} users, wrk -t{} -c{} -d{}s, {} runs each (medians):",
-        a.users, a.threads, a.connections, a.seconds, a.runs
+        "{} users, wrk -t{} -c{} -d{}s, {} runs each (medians){}:",
+        a.users,
+        a.threads,
+        a.connections,
+        a.seconds,
+        a.runs,
+        if builds.len() > 1 {
+            ", the builds' runs taken in turn"
+        } else {
+            ""
+        }
     );
-    for (label, idsync) in &builds {
-        let dir = dir.join(label);
-        std::fs::create_dir_all(&dir).unwrap();
-        common::load_users(&dir, a.users, idsync);
-        let store = format!("[store]\ncache_mb = {}", a.cache_mb);
-        let (child, port) = start(&dir, idsync, &store, a.connections);
-        let ids = some_ids(port, a.users);
-        let chosen =
-            |name: &str| a.only.is_empty() || a.only.iter().any(|o| name.contains(o.as_str()));
-        for (name, s, conns) in cases(&dir, &ids, a.users)
-            .iter()
-            .filter(|(name, _, _)| chosen(name))
-        {
-            let connections = conns.unwrap_or(a.connections);
-            let (rps, p99, runs, errors) =
-                measure(port, s, a.seconds, (connections, a.threads), a.runs);
+    let store = format!("[store]\ncache_mb = {}", a.cache_mb);
+    let running: Vec<Running> = builds
+        .iter()
+        .map(|(label, idsync)| {
+            let dir = dir.join(label);
+            std::fs::create_dir_all(&dir).unwrap();
+            common::load_users(&dir, a.users, idsync);
+            let (child, port) = start(&dir, idsync, &store, a.connections);
+            let ids = some_ids(port, a.users);
+            let cases = cases(&dir, &ids, a.users);
+            Running {
+                label,
+                child,
+                port,
+                cases,
+            }
+        })
+        .collect();
+    let chosen = |name: &str| a.only.is_empty() || a.only.iter().any(|o| name.contains(o.as_str()));
+    let names: Vec<&'static str> = running[0].cases.iter().map(|c| c.0).collect();
+    for (i, name) in names.into_iter().enumerate().filter(|(_, n)| chosen(n)) {
+        // Run for run in turn, so that the machine's drift falls on every
+        // build alike.
+        let mut runs: Vec<Vec<Figures>> = vec![Vec::new(); running.len()];
+        for round in 0..=a.runs {
+            for (b, r) in running.iter().enumerate() {
+                let (_, script, conns) = &r.cases[i];
+                let connections = conns.unwrap_or(a.connections);
+                // Round 0 is a short warm-up, not counted.
+                let seconds = if round == 0 { 2 } else { a.seconds };
+                let f = wrk(r.port, script, seconds, connections, a.threads);
+                if round > 0 {
+                    runs[b].push(f);
+                }
+            }
+        }
+        for (r, figures) in running.iter().zip(&runs) {
+            let rps: Vec<f64> = figures.iter().map(|f| f.rps).collect();
+            let p99 = median(figures.iter().map(|f| f.p99_ms).collect());
+            let errors: u64 = figures.iter().map(|f| f.errors).sum();
             println!(
-                "{label:<9} {name:<48} {rps:>9.0} req/s   p99 {p99:>8.2} ms   (runs: {}; non-2xx: {errors})",
-                list(&runs)
+                "{:<9} {name:<48} {:>9.0} req/s   p99 {p99:>8.2} ms   (runs: {}; non-2xx: {errors})",
+                r.label,
+                median(rps.clone()),
+                list(&rps)
             );
         }
-        stop(child);
     }
+    for r in running {
+        stop(r.child);
+    }
+}
+
+/// A build's daemon, started on its own copy of the users, and its cases.
+struct Running {
+    label: &'static str,
+    child: std::process::Child,
+    port: u16,
+    cases: Vec<(&'static str, PathBuf, Option<usize>)>,
 }
 
 /// Connections of the paging cases measured a second time: an identity

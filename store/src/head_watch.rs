@@ -37,10 +37,7 @@ fn advance(head: &watch::Sender<u64>, h: u64) {
 impl HeadWatch {
     /// Wrap `inner`; the channel starts at the stored head.
     pub fn new(inner: Box<dyn Engine>) -> Result<Self, EngineError> {
-        let head = inner
-            .get(keys::HEAD)?
-            .and_then(|v| keys::head_value(&v))
-            .unwrap_or(0);
+        let head = keys::head_or_zero(inner.get(keys::HEAD)?.as_deref());
         let head = Arc::new(watch::channel(head).0);
         let follower = Arc::clone(&head);
         inner.follow_heads(Arc::new(move |h| advance(&follower, h)));

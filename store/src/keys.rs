@@ -287,6 +287,12 @@ pub fn head_value(v: &[u8]) -> Option<u64> {
     v.try_into().ok().map(u64::from_be_bytes)
 }
 
+/// The head a read of `s/head` gives: 0 for an empty log (no value, or
+/// one that is not a head).
+pub fn head_or_zero(stored: Option<&[u8]>) -> u64 {
+    stored.and_then(head_value).unwrap_or(0)
+}
+
 /// Who leads the replicas on the store's database, and since which
 /// election: the epoch (u64 big-endian, one more at every election), then
 /// the winner's identity (UTF-8: `replicas.node_name`, or host, pid and

@@ -369,11 +369,7 @@ impl Store {
 
     /// The sequence number of the last change (0 for an empty log).
     pub fn head(&self) -> Result<u64, StoreError> {
-        Ok(self
-            .engine
-            .get(keys::HEAD)?
-            .and_then(|v| keys::head_value(&v))
-            .unwrap_or(0))
+        Ok(keys::head_or_zero(self.engine.get(keys::HEAD)?.as_deref()))
     }
 
     /// Up to `limit` change events after `after`, in order.

@@ -293,6 +293,7 @@ pub fn lua_strings(ids: &[String]) -> String {
         .join(",")
 }
 
+#[derive(Debug, Clone)]
 pub struct Figures {
     pub rps: f64,
     pub p99_ms: f64,

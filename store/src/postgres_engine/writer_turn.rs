@@ -66,9 +66,7 @@ pub(super) fn take(runtime: &tokio::runtime::Runtime, pool: &Pool) -> Result<Tur
         )
         .await
         .map_err(io_err)?;
-        let head = row
-            .and_then(|r| keys::head_value(&r.get::<_, Vec<u8>>(0)))
-            .unwrap_or(0);
+        let head = keys::head_or_zero(row.as_ref().map(|r| r.get::<_, &[u8]>(0)));
         Ok((client, head))
     })?;
     Ok(Turn {
