@@ -167,7 +167,7 @@ pub fn start_with_admin(
         ),
     )
     .unwrap();
-    let child = Command::new(idsync)
+    let mut child = Command::new(idsync)
         .arg("--config")
         .arg(&config)
         .arg("--data-dir")
@@ -180,6 +180,9 @@ pub fn start_with_admin(
         .expect("start idsync serve");
     let deadline = Instant::now() + Duration::from_secs(120);
     while get(port, "/scim/v2/ServiceProviderConfig").is_none() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{} serve ended before it listened: {status}", idsync.display());
+        }
         assert!(Instant::now() < deadline, "the daemon did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
