@@ -116,6 +116,10 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError
 /// The store: one engine and the typed views over its keyspace.
 pub struct Store {
     engine: head_watch::HeadWatch,
+    /// The writer lock of every reconciler over this store: two of them
+    /// (tests make two, as two replicas) take turns as one reconciler's
+    /// writers do, instead of racing for the head.
+    pub(crate) writers: reconcile::WriterLock,
 }
 
 impl Store {
@@ -131,8 +135,11 @@ impl Store {
 
     /// A store over an engine opened elsewhere.
     fn with_engine(engine: Box<dyn Engine>) -> Result<Self, StoreError> {
+        let engine = head_watch::HeadWatch::new(engine)?;
+        let head = keys::head_or_zero(engine.get(keys::HEAD)?.as_deref());
         Ok(Self {
-            engine: head_watch::HeadWatch::new(engine)?,
+            engine,
+            writers: reconcile::WriterLock::new(head + 1),
         })
     }
 

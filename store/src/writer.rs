@@ -361,12 +361,14 @@ mod tests {
         assert_eq!(rec.store().head().unwrap(), 200);
     }
 
-    /// Two writers on one store (as two replicas on one database): a
-    /// batch that lost the head to the other is applied again, so every
-    /// request lands once, the log stays gap-free, and a uniqueness race
+    /// Two group-commit writers on one store, each with its reconciler (as
+    /// two replicas on one database): they take turns at the store's
+    /// writer lock, so every request lands once (before the lock was the
+    /// store's, one of them could lose the head nine times running and
+    /// refuse its batch), the log stays gap-free, and a uniqueness race
     /// between them ends in a refusal, not a duplicate.
     #[test]
-    fn two_writers_on_one_store_retry_lost_races() {
+    fn two_writers_on_one_store_take_turns() {
         let dir = tempfile::tempdir().unwrap();
         let store =
             Arc::new(Store::open(EngineKind::Redb, dir.path(), &EngineOptions::default()).unwrap());

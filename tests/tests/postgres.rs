@@ -547,6 +547,43 @@ fn two_daemons_one_leader_and_a_failover() {
     receiver.join().expect("the receiver");
 }
 
+/// A leader that stalls (SIGSTOP) is not crashed: its kernel still
+/// answers the keepalives, and its session would hold the leader lock for
+/// ever. The server ends a session silent for two `failover_ms`, so the
+/// follower leads within a few seconds, with a higher epoch; woken, the
+/// stalled one finds its connection gone and follows.
+#[test]
+fn a_stalled_leader_is_replaced() {
+    let pg = TestPostgres::start();
+    let shared = tempfile::tempdir().unwrap();
+    let root = shared.path().join("inbox");
+    let (env_a, env_b) = (
+        folder_replica(&pg, "replica-a", &root),
+        folder_replica(&pg, "replica-b", &root),
+    );
+    let mut a = env_a.serve(&[]);
+    wait_until("a leads", WAIT, || {
+        a.log().contains("this process leads the replicas")
+    });
+    let mut b = env_b.serve(&[]);
+    wait_until("b follows", WAIT, || {
+        b.log().contains("a follower: another process leads")
+    });
+    a.signal("STOP");
+    wait_until("b leads", WAIT, || {
+        b.log().contains("this process leads the replicas")
+    });
+    assert!(b.log().contains("epoch=2"), "a higher epoch: {}", b.log());
+    a.signal("CONT");
+    wait_until("a follows again", WAIT, || {
+        a.log().matches("a follower: another process leads").count() >= 1
+    });
+    for d in [&mut a, &mut b] {
+        d.signal("TERM");
+        d.wait(Duration::from_secs(30)).expect("stopped");
+    }
+}
+
 /// A replica's configuration on `pg` with the drop folders under `root`
 /// (shared by the replicas of a test).
 fn folder_replica(pg: &TestPostgres, name: &str, root: &std::path::Path) -> Env {
@@ -974,6 +1011,65 @@ fn spools_open_in_another_process_are_left_alone() {
         .filter(|c| c["operation"] == "created")
         .count();
     assert_eq!(created, ROWS, "every user created once");
+}
+
+/// Sessions holding the writers' turn (the advisory lock
+/// `0x6964_7379_6e66`, as `pg_locks` splits it into two 32-bit halves).
+fn turn_holders(pg: &TestPostgres) -> u32 {
+    let out = pg
+        .psql("postgres")
+        .args([
+            "-At",
+            "-c",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND classid = 26980 AND objid = 1937337958 AND objsubid = 1",
+        ])
+        .output()
+        .expect("psql");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// A replica that stalls (SIGSTOP) amid an import holds the writers'
+/// turn (a long import keeps it while no other replica waits). Its
+/// session sends nothing while it stalls, so the server ends it after the
+/// turn's idle limit (twice `failover_ms`, 2 s here) and the turn with
+/// it: another replica's SCIM write waits for that, not for the statement
+/// timeout (30 s, then 503). Woken, the stalled replica's next batch
+/// finds the head moved and its import goes on from its last committed
+/// batch: every user is created once.
+#[test]
+fn a_stalled_replica_does_not_hold_up_the_others_writes() {
+    const ROWS: usize = 20_000;
+    let pg = TestPostgres::start();
+    let b = Scim::start(
+        "",
+        &format!(
+            "{}[replicas]\nnode_name = \"replica-b\"\nfailover_ms = 1000\n",
+            on_postgres(&pg)
+        ),
+    );
+    let shared = tempfile::tempdir().unwrap();
+    let root = shared.path().join("inbox");
+    let (env_a, mut a) = replica_stopped_mid_import(&pg, &root, ROWS, "STOP");
+    assert_eq!(turn_holders(&pg), 1, "the stalled replica holds the turn");
+
+    let started = std::time::Instant::now();
+    let r = b.post("/Users", user("stall", "stall@example.org", "Stall"));
+    assert_eq!(r.status, 201, "after {:?}: {}", started.elapsed(), r.body);
+    assert_eq!(turn_holders(&pg), 0, "the stalled replica's turn is gone");
+
+    a.signal("CONT");
+    let report = processed_report(&root);
+    assert_eq!(report["summary"]["created"], json!(ROWS), "{report}");
+    a.signal("TERM");
+    a.wait(Duration::from_secs(30)).expect("stopped");
+    let created = env_a
+        .changes()
+        .iter()
+        .filter(|c| c["operation"] == "created")
+        .count();
+    assert_eq!(created, ROWS + 1, "every user created once");
 }
 
 /// In a folder two replicas share, a file whose import fails (the spools

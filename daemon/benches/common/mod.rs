@@ -181,7 +181,10 @@ pub fn start_with_admin(
     let deadline = Instant::now() + Duration::from_secs(120);
     while get(port, "/scim/v2/ServiceProviderConfig").is_none() {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{} serve ended before it listened: {status}", idsync.display());
+            panic!(
+                "{} serve ended before it listened: {status}",
+                idsync.display()
+            );
         }
         assert!(Instant::now() < deadline, "the daemon did not start");
         std::thread::sleep(Duration::from_millis(50));

@@ -473,6 +473,9 @@ impl Config {
             pool_size: pg.pool_size,
             statement_timeout: std::time::Duration::from_millis(pg.statement_timeout_ms),
             ca_file: pg.ca_file.clone(),
+            // As long as the other replicas wait before they count a
+            // silent one gone.
+            turn_idle_timeout: 2 * self.failover(),
         })
     }
 

@@ -11,8 +11,10 @@
 //! the moment its connection errors, pings it every quarter of
 //! `replicas.failover_ms` to notice a silent one, and asks the server to
 //! give up on a silent client within about `failover_ms` (TCP keepalives
-//! and `tcp_user_timeout` on that session). What is left of the race (a
-//! save already sent) the epoch fences.
+//! and `tcp_user_timeout` on that session), and on a stalled one (paused:
+//! its kernel still answers) after two `failover_ms` of silence
+//! (`idle_session_timeout`). What is left of the race (a save already
+//! sent) the epoch fences.
 //!
 //! A follower tries the lock every `failover_ms` on a connection it keeps.
 
@@ -197,6 +199,16 @@ async fn keep_alive(client: &tokio_postgres::Client, failover: Duration) {
     );
     if let Err(e) = client.batch_execute(&set).await {
         tracing::warn!(error = %e, "the leader lock's connection keeps the server's keepalive settings");
+    }
+    // A leader that stalls (paused, frozen) still answers keepalives from
+    // its kernel, so the above never frees its lock: the server ends a
+    // session that sends nothing for two `failover` instead. The leader
+    // pings every quarter and a follower tries every `failover`, so a
+    // running process never comes near it. Apart from the above: servers
+    // before PostgreSQL 14 refuse it (logged).
+    let idle = format!("SET idle_session_timeout = {}", (2 * failover).as_millis());
+    if let Err(e) = client.batch_execute(&idle).await {
+        tracing::warn!(error = %e, "a stalled leader keeps the leader lock until its connection ends");
     }
 }
 

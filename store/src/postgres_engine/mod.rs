@@ -70,6 +70,9 @@ const SCAN_FROM_TO: &str =
 const SCAN_AFTER: &str = "SELECT k, v FROM idsync_kv WHERE k > $1 ORDER BY k LIMIT $2";
 const SCAN_FROM: &str = "SELECT k, v FROM idsync_kv WHERE k >= $1 ORDER BY k LIMIT $2";
 
+/// `server_version_num` of the first release with `idle_session_timeout`.
+const IDLE_SESSION_TIMEOUT_SINCE: u32 = 140_000;
+
 /// Where and how to reach the database (`[store.postgres]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostgresOptions {
@@ -85,6 +88,11 @@ pub struct PostgresOptions {
     /// TLS to the database, its certificate verified (chain and host name)
     /// against the CA certificates (PEM) in this file; plain TCP without.
     pub ca_file: Option<std::path::PathBuf>,
+    /// Longest the writers' turn stays held by a session that sends
+    /// nothing: the server then ends the session, and the turn with it
+    /// (`writer_turn.rs` says why). The daemon sets twice
+    /// `replicas.failover_ms`.
+    pub turn_idle_timeout: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -95,6 +103,7 @@ impl Default for PostgresOptions {
             pool_size: 16,
             statement_timeout: Duration::from_secs(30),
             ca_file: None,
+            turn_idle_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -167,6 +176,9 @@ pub struct PostgresEngine {
     /// How the head listener and the leader lock connect
     /// ([`heads::follow`], [`leader_lock::campaign`]).
     connect: (tokio_postgres::Config, Tls),
+    /// The writers' turn's idle limit, on servers that have one
+    /// (`idle_session_timeout`, PostgreSQL 14 and later).
+    turn_idle: Option<Duration>,
 }
 
 impl std::fmt::Debug for PostgresEngine {
@@ -215,19 +227,35 @@ impl PostgresEngine {
             .build()
             .map(|r| OwnRuntime(Some(r)))
             .map_err(|e| open_err(e.to_string()))?;
-        let engine = Self {
+        let mut engine = Self {
             runtime,
             pool,
             durable,
             connect,
+            turn_idle: None,
         };
         let pool = engine.pool.clone();
-        engine
+        let version = engine
             .run(async move {
                 let client = pool.get().await.map_err(io_err)?;
-                client.batch_execute(CREATE).await.map_err(io_err)
+                client.batch_execute(CREATE).await.map_err(io_err)?;
+                let row = client
+                    .query_one("SHOW server_version_num", &[])
+                    .await
+                    .map_err(io_err)?;
+                Ok(row.get::<_, String>(0).parse::<u32>().unwrap_or(0))
             })
             .map_err(|e| open_err(e.to_string()))?;
+        if version >= IDLE_SESSION_TIMEOUT_SINCE {
+            engine.turn_idle = Some(opts.turn_idle_timeout);
+        } else {
+            tracing::warn!(
+                version,
+                "PostgreSQL before 14 has no idle_session_timeout: a replica that stalls \
+                 while it holds the writers' turn holds up the others' writes until its \
+                 connection ends"
+            );
+        }
         Ok(engine)
     }
 
@@ -369,7 +397,8 @@ impl Engine for PostgresEngine {
         if batch.is_empty() {
             return Ok(());
         }
-        let (pool, durable) = (self.pool.clone(), self.durable);
+        let pool = self.pool.clone();
+        let settings = write::local_settings(self.durable, self.turn_idle);
         let expect = std::mem::take(&mut batch.expect);
         let ops = final_ops(batch);
         // The head this batch moves to, announced to the other processes
@@ -383,7 +412,8 @@ impl Engine for PostgresEngine {
         self.run(async move {
             let mut client = pool.get().await.map_err(io_err)?;
             let tx = client.transaction().await.map_err(io_err)?;
-            let found = write::pipelined(&tx, durable, &expect, &ops, new_head.as_deref()).await?;
+            let found =
+                write::pipelined(&tx, &settings, &expect, &ops, new_head.as_deref()).await?;
             for ((key, wanted), found) in expect.iter().zip(found) {
                 if found != *wanted {
                     // Dropping the transaction rolls it back.
@@ -447,6 +477,7 @@ impl Engine for PostgresEngine {
         Ok(Some(Box::new(writer_turn::take(
             &self.runtime,
             &self.pool,
+            self.turn_idle,
         )?)))
     }
 

@@ -1,7 +1,7 @@
 //! A batch's statements, sent to the server at once.
 //!
 //! Why: a batch is one transaction of up to six statements (the
-//! durability setting, the expecting batches' lock, the expected keys'
+//! settings, the expecting batches' lock, the expected keys'
 //! reads, the delete, the upsert, the notify). Sent one after the other,
 //! each waits for the answer to the one before: six round trips, and on a
 //! loaded machine six waits for the engine's thread and the server's
@@ -21,11 +21,32 @@ use crate::engine::EngineError;
 
 type Step<'a> = BoxFuture<'a, Result<Option<Vec<u8>>, tokio_postgres::Error>>;
 
-/// Run the batch's statements in `tx`, up to the commit; returns what the
-/// expected keys hold, in the order of `expect`.
+/// The `SET LOCAL`s a batch's transaction starts with (empty: none).
+/// Not durable: the commit does not wait for the WAL's flush. With an idle
+/// limit: a transaction its process stops sending to (a replica stalled
+/// mid-batch) is ended by the server after that long, with the locks it
+/// holds (the expecting batches' lock, rows), as `writer_turn.rs` ends a
+/// stalled holder's turn.
+pub(super) fn local_settings(durable: bool, idle_limit: Option<std::time::Duration>) -> String {
+    let mut sql = String::new();
+    if !durable {
+        sql.push_str("SET LOCAL synchronous_commit = off;");
+    }
+    if let Some(limit) = idle_limit {
+        sql.push_str(&format!(
+            "SET LOCAL idle_in_transaction_session_timeout = {};",
+            limit.as_millis()
+        ));
+    }
+    sql
+}
+
+/// Run the batch's statements in `tx`, up to the commit, after
+/// `settings` (from [`local_settings`]); returns what the expected keys
+/// hold, in the order of `expect`.
 pub(super) async fn pipelined(
     tx: &Transaction<'_>,
-    durable: bool,
+    settings: &str,
     expect: &[(Vec<u8>, Option<Vec<u8>>)],
     ops: &FinalOps,
     new_head: Option<&str>,
@@ -41,15 +62,8 @@ pub(super) async fn pipelined(
 
     let (get, lock, delete, put, notify) = (&get, &lock, &delete, &put, &notify);
     let mut steps: Vec<Step<'_>> = Vec::new();
-    if !durable {
-        steps.push(
-            async move {
-                tx.batch_execute("SET LOCAL synchronous_commit = off")
-                    .await
-                    .map(|()| None)
-            }
-            .boxed(),
-        );
+    if !settings.is_empty() {
+        steps.push(async move { tx.batch_execute(settings).await.map(|()| None) }.boxed());
     }
     let reads_from = if expect.is_empty() {
         steps.len()

@@ -21,6 +21,19 @@
 //! the unlock is done. A connection whose unlock fails is taken out of the
 //! pool and closed, so that the server releases the lock with the
 //! session; a crashed replica's session ends, and with it its turn.
+//!
+//! A replica that stalls while it holds the turn (paused, frozen, its
+//! machine swapping) is not crashed: its session lives on, and every other
+//! replica's writes would wait for it, then fail. So while the turn is
+//! held its session has an `idle_session_timeout` (twice
+//! `replicas.failover_ms`, the time after which the other replicas count a
+//! silent one gone): a session that sends nothing for that long is ended
+//! by the server, and the turn goes with it. A holder that is only busy
+//! sends on it at every batch ([`Turn::wanted_elsewhere`]), which starts
+//! the idle time afresh. Should a stalled holder wake and commit, its
+//! batch still expects the head it numbered from: refused if another
+//! replica wrote meanwhile, as any lost race. The limit is lifted before
+//! the unlock, so pooled connections never carry it.
 
 use std::sync::Mutex;
 
@@ -34,6 +47,8 @@ use crate::keys;
 const WRITER_TURN: i64 = 0x6964_7379_6e66;
 const LOCK: &str = "SELECT pg_advisory_lock($1)";
 const UNLOCK: &str = "SELECT pg_advisory_unlock($1)";
+/// The session's idle limit, in milliseconds ('0': none).
+const IDLE_LIMIT: &str = "SELECT set_config('idle_session_timeout', $1, false)";
 /// Whether a session waits for the lock (`pg_locks` shows a bigint key
 /// as its high and low 32 bits).
 const WAITED_FOR: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
@@ -48,20 +63,40 @@ pub(super) struct Turn {
     runtime: tokio::runtime::Handle,
     /// The change log's head once the lock was granted.
     head: u64,
+    /// Whether the session has an idle limit to lift before the unlock.
+    limited: bool,
 }
 
 /// Wait for the turn (at most the statement timeout: the lock waits like
-/// a statement), and read the head once it is this process's.
-pub(super) fn take(runtime: &tokio::runtime::Runtime, pool: &Pool) -> Result<Turn, EngineError> {
+/// a statement), and read the head once it is this process's. With
+/// `idle_limit`, the session is ended should it hold the turn that long
+/// without sending anything.
+pub(super) fn take(
+    runtime: &tokio::runtime::Runtime,
+    pool: &Pool,
+    idle_limit: Option<std::time::Duration>,
+) -> Result<Turn, EngineError> {
     let pool = pool.clone();
     let (client, head) = run_on(runtime, async move {
         let client = pool.get().await.map_err(io_err)?;
-        // Both prepared first (then cached), so that each is sent whole
-        // when polled, the lock before the read.
+        // All prepared first (then cached), so that each is sent whole
+        // when polled: the lock, then the limit (not while the lock is
+        // waited for: a wait is no idleness), then the read.
         let lock = client.prepare_cached(LOCK).await.map_err(io_err)?;
+        let limit = client.prepare_cached(IDLE_LIMIT).await.map_err(io_err)?;
         let get = client.prepare_cached(GET).await.map_err(io_err)?;
-        let (_, row) = futures_util::future::try_join(
+        // For the release (`Drop`), which cannot wait for a round trip.
+        client.prepare_cached(UNLOCK).await.map_err(io_err)?;
+        let limit_ms = idle_limit.map_or(0, |d| d.as_millis()).to_string();
+        let set_limit = async {
+            match idle_limit {
+                Some(_) => client.execute(&limit, &[&limit_ms]).await.map(|_| ()),
+                None => Ok(()),
+            }
+        };
+        let (_, (), row) = futures_util::future::try_join3(
             client.execute(&lock, &[&WRITER_TURN]),
+            set_limit,
             client.query_opt(&get, &[&keys::HEAD]),
         )
         .await
@@ -73,6 +108,7 @@ pub(super) fn take(runtime: &tokio::runtime::Runtime, pool: &Pool) -> Result<Tur
         client: Mutex::new(Some(client)),
         runtime: runtime.handle().clone(),
         head,
+        limited: idle_limit.is_some(),
     })
 }
 
@@ -115,8 +151,23 @@ impl Drop for Turn {
         // first; the connection goes back to the pool after it. Should
         // the runtime be gone, so is the connection, and with it the
         // session and its lock.
+        let limited = self.limited;
         self.runtime.spawn(async move {
-            let released = client.execute(UNLOCK, &[&WRITER_TURN]).await;
+            // The limit lifted and the lock released in one round trip
+            // (both prepared when the turn was taken, so cached).
+            let released = async {
+                let lift = client.prepare_cached(IDLE_LIMIT).await?;
+                let unlock = client.prepare_cached(UNLOCK).await?;
+                let lift = async {
+                    match limited {
+                        true => client.execute(&lift, &[&"0"]).await.map(|_| ()),
+                        false => Ok(()),
+                    }
+                };
+                futures_util::future::try_join(lift, client.execute(&unlock, &[&WRITER_TURN]))
+                    .await
+            }
+            .await;
             if let Err(e) = &released {
                 tracing::warn!(error = %e, "releasing the writers' turn failed; closing its connection");
                 // Closing the session releases its locks.

@@ -133,6 +133,11 @@ pub struct Reconciler {
     /// Swapped whole on a configuration reload; a transaction keeps the
     /// settings it started with.
     settings: RwLock<Arc<Settings>>,
+}
+
+/// The writer lock (kept by the store, so that every reconciler over it
+/// shares it), and what it guards.
+pub(crate) struct WriterLock {
     /// The next sequence number; the mutex is the writer lock.
     next_seq: Mutex<u64>,
     /// Writers blocked in [`Reconciler::begin`]: a long import gives way to
@@ -140,15 +145,22 @@ pub struct Reconciler {
     waiting: AtomicUsize,
 }
 
+impl WriterLock {
+    /// The lock of a store whose next change is numbered `next`.
+    pub(crate) fn new(next: u64) -> Self {
+        Self {
+            next_seq: Mutex::new(next),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+}
+
 impl Reconciler {
     /// A reconciler over `store`, continuing its change log.
     pub fn new(store: Arc<Store>, settings: Settings) -> Result<Self, StoreError> {
-        let next = store.head()? + 1;
         let reconciler = Self {
             store,
             settings: RwLock::new(Arc::new(settings)),
-            next_seq: Mutex::new(next),
-            waiting: AtomicUsize::new(0),
         };
         reconciler.upgrade_indexes()?;
         Ok(reconciler)
@@ -172,7 +184,7 @@ impl Reconciler {
 
     /// Whether another writer waits for the lock.
     pub fn others_waiting(&self) -> bool {
-        self.waiting.load(Ordering::SeqCst) > 0
+        self.store.writers.waiting.load(Ordering::SeqCst) > 0
     }
 
     /// Let the writers waiting now go first. Called by a long writer (an
@@ -192,9 +204,10 @@ impl Reconciler {
         // A panic in another writer cannot leave a half-written batch (the
         // engine batch is atomic), so a poisoned lock is safe to take over;
         // the sequence number it guards only moves after a commit.
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let guard = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let writers = &self.store.writers;
+        writers.waiting.fetch_add(1, Ordering::SeqCst);
+        let guard = writers.next_seq.lock().unwrap_or_else(|p| p.into_inner());
+        writers.waiting.fetch_sub(1, Ordering::SeqCst);
         Tx::new(guard, &self.store, self.settings(), source, actor)
     }
 }
