@@ -200,6 +200,19 @@ impl Env {
     }
 }
 
+/// Bytes of created rows spooled by the imports whose spools are in
+/// `dir` (the data dir's `imports/`, or `.spools/` beside shared folders).
+pub fn spooled_in(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::metadata(e.path().join("created.jsonl")).ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 /// The summary of a report as (created, updated, unchanged, rejected).
 pub fn summary(report: &serde_json::Value) -> (u64, u64, u64, u64) {
     let s = &report["summary"];
@@ -254,14 +267,15 @@ impl Env {
     /// Bytes of created rows the running import has spooled so far: how far
     /// an import has got, seen from outside the process.
     pub fn spooled(&self) -> u64 {
-        std::fs::read_dir(self.data_dir().join("imports"))
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| std::fs::metadata(e.path().join("created.jsonl")).ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0)
+        spooled_in(&self.data_dir().join("imports"))
+    }
+
+    /// The `created` events of the change log.
+    pub fn created_count(&self) -> usize {
+        self.changes()
+            .iter()
+            .filter(|c| c["operation"] == "created")
+            .count()
     }
 
     /// Files (not reports) in `folder/processed` or `folder/rejected`.

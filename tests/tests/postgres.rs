@@ -850,14 +850,7 @@ fn drop_users(root: &std::path::Path, name: &str, rows: usize) {
 
 /// Bytes of created rows spooled beside the shared folders.
 fn shared_spooled(root: &std::path::Path) -> u64 {
-    std::fs::read_dir(root.join(".spools"))
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| std::fs::metadata(e.path().join("created.jsonl")).ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
+    idsync_tests::spooled_in(&root.join(".spools"))
 }
 
 /// The JSON report of the one file in `users/processed`, once it is there.
@@ -894,6 +887,18 @@ fn replica_stopped_mid_import(
     (env, a)
 }
 
+/// [`replica_stopped_mid_import`] with SIGKILL, on a database and in a
+/// shared folder of its own: the database, the folder (removed when
+/// dropped) and the drop folders' root in it.
+fn replica_killed_mid_import(rows: usize) -> (TestPostgres, tempfile::TempDir, std::path::PathBuf) {
+    let pg = TestPostgres::start();
+    let shared = tempfile::tempdir().unwrap();
+    let root = shared.path().join("inbox");
+    let (_env_a, mut a) = replica_stopped_mid_import(&pg, &root, rows, "KILL");
+    a.wait(Duration::from_secs(10)).expect("killed");
+    (pg, shared, root)
+}
+
 /// The report's created lines, each once.
 fn created_lines(report: &serde_json::Value) -> std::collections::HashSet<u64> {
     let created = report["created"].as_array().expect("created rows");
@@ -912,11 +917,7 @@ fn created_lines(report: &serde_json::Value) -> std::collections::HashSet<u64> {
 #[test]
 fn a_file_taken_over_mid_import_keeps_every_row_in_its_report() {
     const ROWS: usize = 20_000;
-    let pg = TestPostgres::start();
-    let shared = tempfile::tempdir().unwrap();
-    let root = shared.path().join("inbox");
-    let (_env_a, mut a) = replica_stopped_mid_import(&pg, &root, ROWS, "KILL");
-    a.wait(Duration::from_secs(10)).expect("killed");
+    let (pg, _shared, root) = replica_killed_mid_import(ROWS);
 
     let env_b = folder_replica(&pg, "replica-b", &root);
     let mut b = env_b.serve(&[]);
@@ -933,11 +934,7 @@ fn a_file_taken_over_mid_import_keeps_every_row_in_its_report() {
     assert_eq!(report["summary"]["created"], json!(ROWS), "{report}");
     b.signal("TERM");
     b.wait(Duration::from_secs(30)).expect("stopped");
-    let created = env_b
-        .changes()
-        .iter()
-        .filter(|c| c["operation"] == "created")
-        .count();
+    let created = env_b.created_count();
     assert_eq!(created, ROWS);
     assert_eq!(shared_spooled(&root), 0, "the spools are removed");
 }
@@ -951,11 +948,7 @@ fn a_file_taken_over_mid_import_keeps_every_row_in_its_report() {
 #[test]
 fn spools_open_in_another_process_are_left_alone() {
     const ROWS: usize = 20_000;
-    let pg = TestPostgres::start();
-    let shared = tempfile::tempdir().unwrap();
-    let root = shared.path().join("inbox");
-    let (_env_a, mut a) = replica_stopped_mid_import(&pg, &root, ROWS, "KILL");
-    a.wait(Duration::from_secs(10)).expect("killed");
+    let (pg, _shared, root) = replica_killed_mid_import(ROWS);
     let spool = std::fs::read_dir(root.join(".spools"))
         .unwrap()
         .flatten()
@@ -1005,11 +998,7 @@ fn spools_open_in_another_process_are_left_alone() {
     holder.wait().unwrap();
     b.signal("TERM");
     b.wait(Duration::from_secs(30)).expect("stopped");
-    let created = env_b
-        .changes()
-        .iter()
-        .filter(|c| c["operation"] == "created")
-        .count();
+    let created = env_b.created_count();
     assert_eq!(created, ROWS, "every user created once");
 }
 
@@ -1064,11 +1053,7 @@ fn a_stalled_replica_does_not_hold_up_the_others_writes() {
     assert_eq!(report["summary"]["created"], json!(ROWS), "{report}");
     a.signal("TERM");
     a.wait(Duration::from_secs(30)).expect("stopped");
-    let created = env_a
-        .changes()
-        .iter()
-        .filter(|c| c["operation"] == "created")
-        .count();
+    let created = env_a.created_count();
     assert_eq!(created, ROWS + 1, "every user created once");
 }
 
@@ -1127,11 +1112,7 @@ fn a_failing_file_in_a_shared_folder_stays_with_its_replica() {
         d.wait(Duration::from_secs(30)).expect("stopped");
     }
     assert_eq!(failures(&daemons), 1);
-    let created = envs[0]
-        .changes()
-        .iter()
-        .filter(|c| c["operation"] == "created")
-        .count();
+    let created = envs[0].created_count();
     assert_eq!(created, 2);
     assert!(files_in(&users.join(".work")).is_empty());
 }
