@@ -136,7 +136,8 @@ impl Store {
     /// A store over an engine opened elsewhere.
     fn with_engine(engine: Box<dyn Engine>) -> Result<Self, StoreError> {
         let engine = head_watch::HeadWatch::new(engine)?;
-        let head = keys::head_or_zero(engine.get(keys::HEAD)?.as_deref());
+        // The head the watch read as it started: not read twice.
+        let head = *engine.subscribe().borrow();
         Ok(Self {
             engine,
             writers: reconcile::WriterLock::new(head + 1),

@@ -179,6 +179,9 @@ pub struct PostgresEngine {
     /// The writers' turn's idle limit, on servers that have one
     /// (`idle_session_timeout`, PostgreSQL 14 and later).
     turn_idle: Option<Duration>,
+    /// What every batch's transaction starts with ([`write::local_settings`]),
+    /// made once.
+    batch_settings: std::sync::Arc<str>,
 }
 
 impl std::fmt::Debug for PostgresEngine {
@@ -233,6 +236,7 @@ impl PostgresEngine {
             durable,
             connect,
             turn_idle: None,
+            batch_settings: "".into(),
         };
         let pool = engine.pool.clone();
         let version = engine
@@ -256,6 +260,7 @@ impl PostgresEngine {
                  connection ends"
             );
         }
+        engine.batch_settings = write::local_settings(durable, engine.turn_idle).into();
         Ok(engine)
     }
 
@@ -398,7 +403,7 @@ impl Engine for PostgresEngine {
             return Ok(());
         }
         let pool = self.pool.clone();
-        let settings = write::local_settings(self.durable, self.turn_idle);
+        let settings = std::sync::Arc::clone(&self.batch_settings);
         let expect = std::mem::take(&mut batch.expect);
         let ops = final_ops(batch);
         // The head this batch moves to, announced to the other processes
